@@ -1,0 +1,194 @@
+//! The offer index: built once per catalog version, so a plan is a probe, not a scan.
+//!
+//! Offers are grouped by (accelerator, count per node); each group keeps two lists of offer ids,
+//! one sorted by on-demand price and one by spot price. A query walks one group's list in price
+//! order, so the first feasible entry is the cheapest and the walk yields the failover order as
+//! it goes. The filter fields live in flat columns (interned ids, f32 sizes) to keep the walk in
+//! cache.
+
+use std::collections::HashMap;
+
+use skycat_catalog::Offer;
+
+/// Interns strings to dense u32 ids.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Interner {
+    ids: HashMap<String, u32>,
+    names: Vec<String>,
+}
+
+impl Interner {
+    fn intern(&mut self, s: &str) -> u32 {
+        if let Some(&id) = self.ids.get(s) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.ids.insert(s.to_string(), id);
+        self.names.push(s.to_string());
+        id
+    }
+    pub(crate) fn get(&self, s: &str) -> Option<u32> {
+        self.ids.get(s).copied()
+    }
+    pub(crate) fn name(&self, id: u32) -> &str {
+        &self.names[id as usize]
+    }
+}
+
+pub(crate) const NO_ZONE: u32 = u32::MAX;
+
+/// Key of an accelerator group: lower-cased canonical name ("" for CPU-only) and count × 1000.
+pub(crate) type GroupKey = (String, u64);
+
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Group {
+    /// Offer ids with an on-demand price, cheapest first.
+    pub(crate) on_demand: Vec<u32>,
+    /// Offer ids with a spot price, cheapest first.
+    pub(crate) spot: Vec<u32>,
+}
+
+/// Offers grouped by accelerator and count, sorted by price. Build once, probe many times.
+#[derive(Debug, Clone, Default)]
+pub struct OfferIndex {
+    pub(crate) offers: Vec<Offer>,
+    pub(crate) cloud: Vec<u32>,
+    pub(crate) region: Vec<u32>,
+    pub(crate) zone: Vec<u32>,
+    pub(crate) itype: Vec<u32>,
+    pub(crate) vcpus: Vec<f32>,
+    pub(crate) mem: Vec<f32>,
+    pub(crate) price: Vec<f64>,
+    pub(crate) spot: Vec<f64>,
+    pub(crate) clouds: Interner,
+    pub(crate) regions: Interner,
+    pub(crate) zones: Interner,
+    pub(crate) itypes: Interner,
+    pub(crate) groups: HashMap<GroupKey, Group>,
+    /// Lower-cased accelerator name -> the counts it comes in (×1000).
+    pub(crate) counts_by_name: HashMap<String, Vec<u64>>,
+    /// Instance type id -> offer ids.
+    pub(crate) by_itype: HashMap<u32, Vec<u32>>,
+    /// Display names of accelerators, by lower-cased name.
+    pub(crate) accel_display: HashMap<String, String>,
+}
+
+/// Normalises an accelerator name for matching: lower case, `_`/spaces to `-`, a vendor prefix
+/// (`nvidia-`, `NVIDIA `) dropped. The catalog's names are canonical already.
+pub(crate) fn accel_key(name: &str) -> String {
+    let mut k = name.trim().to_ascii_lowercase().replace(['_', ' '], "-");
+    for p in ["nvidia-", "amd-", "tesla-"] {
+        if let Some(r) = k.strip_prefix(p) {
+            k = r.to_string();
+        }
+    }
+    // SkyPilot's A100 is the 40 GB part; `A100-40GB` is a common alias.
+    match k.as_str() {
+        "a100-40gb" | "a100-40g" => "a100".into(),
+        "a100-80g" => "a100-80gb".into(),
+        "h100-80gb" | "h100-sxm" | "h100-sxm5" => "h100".into(),
+        _ => k,
+    }
+}
+
+pub(crate) fn count_key(c: f64) -> u64 {
+    (c * 1000.0).round().max(0.0) as u64
+}
+
+fn nan_or(x: Option<f64>) -> f64 {
+    x.filter(|v| v.is_finite()).unwrap_or(f64::NAN)
+}
+
+impl OfferIndex {
+    /// Builds the index. Offers with neither an on-demand nor a spot price are kept for
+    /// explanations but never chosen.
+    pub fn build(offers: &[Offer]) -> OfferIndex {
+        let mut ix = OfferIndex { offers: offers.to_vec(), ..OfferIndex::default() };
+        let n = offers.len();
+        ix.cloud.reserve(n);
+        ix.region.reserve(n);
+        ix.zone.reserve(n);
+        ix.itype.reserve(n);
+        ix.vcpus.reserve(n);
+        ix.mem.reserve(n);
+        ix.price.reserve(n);
+        ix.spot.reserve(n);
+        for (i, o) in offers.iter().enumerate() {
+            let cloud = o.cloud.to_ascii_lowercase();
+            ix.cloud.push(ix.clouds.intern(&cloud));
+            ix.region.push(ix.regions.intern(&o.region));
+            ix.zone.push(match &o.zone {
+                Some(z) => ix.zones.intern(z),
+                None => NO_ZONE,
+            });
+            let it = ix.itypes.intern(&o.instance_type);
+            ix.itype.push(it);
+            ix.by_itype.entry(it).or_default().push(i as u32);
+            ix.vcpus.push(o.vcpus.map(|v| v as f32).unwrap_or(f32::NAN));
+            ix.mem.push(o.memory_gib.map(|v| v as f32).unwrap_or(f32::NAN));
+            ix.price.push(nan_or(o.price));
+            ix.spot.push(nan_or(o.spot_price));
+            let key: GroupKey = if o.has_accelerator() {
+                let name = o.accelerator_name.as_deref().unwrap_or_default();
+                let k = accel_key(name);
+                ix.accel_display.entry(k.clone()).or_insert_with(|| name.to_string());
+                (k, count_key(o.accelerator_count))
+            } else {
+                (String::new(), 0)
+            };
+            let g = ix.groups.entry(key).or_default();
+            if ix.price[i].is_finite() {
+                g.on_demand.push(i as u32);
+            }
+            if ix.spot[i].is_finite() {
+                g.spot.push(i as u32);
+            }
+        }
+        let price = &ix.price;
+        let spot = &ix.spot;
+        for ((name, count), g) in ix.groups.iter_mut() {
+            g.on_demand.sort_by(|a, b| price[*a as usize].total_cmp(&price[*b as usize]).then(a.cmp(b)));
+            g.spot.sort_by(|a, b| spot[*a as usize].total_cmp(&spot[*b as usize]).then(a.cmp(b)));
+            if !name.is_empty() {
+                ix.counts_by_name.entry(name.clone()).or_default().push(*count);
+            }
+        }
+        for v in ix.counts_by_name.values_mut() {
+            v.sort_unstable();
+        }
+        ix
+    }
+
+    /// Number of offers indexed.
+    pub fn len(&self) -> usize {
+        self.offers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.offers.is_empty()
+    }
+
+    /// The indexed offers, in input order.
+    pub fn offers(&self) -> &[Offer] {
+        &self.offers
+    }
+
+    /// Canonical display names of the accelerators present, sorted.
+    pub fn accelerator_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.accel_display.values().cloned().collect();
+        v.sort();
+        v
+    }
+
+    pub(crate) fn group(&self, accel: Option<(&str, f64)>) -> Option<&Group> {
+        let key = match accel {
+            Some((n, c)) => (accel_key(n), count_key(c)),
+            None => (String::new(), 0),
+        };
+        self.groups.get(&key)
+    }
+
+    pub(crate) fn accel_display_name(&self, key: &str) -> String {
+        self.accel_display.get(key).cloned().unwrap_or_else(|| key.to_ascii_uppercase())
+    }
+}
