@@ -1,0 +1,165 @@
+//! Serving from `$SKYCAT_HOME`: load the catalog (the shipped default overridden per cloud by the
+//! user's catalogs), refresh it with the real fetchers on a cron schedule, and run the server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use skycat_catalog::{Catalog, Origin, SkycatHome};
+
+use crate::refresh::{parse_schedule, RefreshAction, RefreshError};
+use crate::state::{CatalogData, CloudSource, ServerConfig};
+use crate::AppBuilder;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot load the catalog from {home}: {message}")]
+    Load { home: String, message: String },
+    #[error("{0}")]
+    Schedule(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Convert a loaded catalog into the server's form, with provenance per cloud.
+pub fn catalog_data(catalog: Catalog) -> CatalogData {
+    let sources: Vec<CloudSource> = catalog
+        .sources()
+        .map(|s| {
+            let (origin, path) = match &s.origin {
+                Origin::Embedded => ("embedded", None),
+                Origin::User { path } => ("user", Some(path.display().to_string())),
+                Origin::Memory => ("memory", None),
+            };
+            let m = s.manifest.as_ref();
+            CloudSource {
+                cloud: s.cloud.clone(),
+                source: m.map(|m| m.source.clone()).unwrap_or_default(),
+                origin: origin.to_owned(),
+                path,
+                as_of: m.map(|m| m.as_of.clone()).filter(|a| !a.is_empty()),
+                fetched_at: m.map(|m| m.fetched_at),
+                rows: s.rows,
+                regions_failed: m.map(|m| m.regions_failed.clone()).unwrap_or_default(),
+                stale_regions: m.map(|m| m.stale_regions.clone()).unwrap_or_default(),
+            }
+        })
+        .collect();
+    let mut data = CatalogData { offers: catalog.into_offers(), sources };
+    // Fill what the manifest lacks (source, fetched_at) from the rows themselves.
+    data.complete_sources("memory");
+    for s in &mut data.sources {
+        if s.source.is_empty() {
+            s.source = "unknown".into();
+        }
+    }
+    data
+}
+
+/// Load `$SKYCAT_HOME`'s catalog (blocking IO + Parquet decoding: call from a blocking thread).
+pub fn load_catalog(home: &SkycatHome) -> Result<CatalogData, RefreshError> {
+    let loaded = Catalog::load(home)?;
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(catalog_data(loaded.catalog))
+}
+
+/// Everything `skycat serve` decides.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub addr: SocketAddr,
+    pub home: SkycatHome,
+    /// Cron expression of the background refresh; `None` serves the loaded catalog as is.
+    pub refresh: Option<String>,
+    pub fetch: FetchSettings,
+    pub config: ServerConfig,
+}
+
+/// What a scheduled refresh fetches.
+#[derive(Debug, Clone, Default)]
+pub struct FetchSettings {
+    /// Clouds to fetch; empty = every provider.
+    pub clouds: Vec<String>,
+    /// Regions to fetch; empty = the providers' default regions (or all, with `all_regions`).
+    pub regions: Vec<String>,
+    pub all_regions: bool,
+    /// Publish even a suspicious shrink (see `skycat fetch --force`).
+    pub force: bool,
+}
+
+/// Reload the catalog from `$SKYCAT_HOME` (after the fetch published to it).
+pub struct ReloadFromHome {
+    pub home: SkycatHome,
+}
+
+impl RefreshAction for ReloadFromHome {
+    fn refresh(&self) -> crate::refresh::BoxFuture<Result<CatalogData, RefreshError>> {
+        let home = self.home.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || load_catalog(&home))
+                .await
+                .map_err(|e| -> RefreshError { format!("loading the catalog failed: {e}").into() })?
+        })
+    }
+}
+
+/// Run the server until Ctrl-C or SIGTERM; requests in flight finish first.
+pub async fn serve(opts: ServeOptions, extra: Router) -> Result<(), ServeError> {
+    let home_str = opts.home.root.display().to_string();
+    let schedule = match &opts.refresh {
+        Some(expr) => Some(parse_schedule(expr).map_err(ServeError::Schedule)?),
+        None => None,
+    };
+    let home = opts.home.clone();
+    let data = tokio::task::spawn_blocking(move || load_catalog(&home))
+        .await
+        .map_err(|e| ServeError::Load { home: home_str.clone(), message: e.to_string() })?
+        .map_err(|e| ServeError::Load { home: home_str.clone(), message: crate::refresh::error_chain(e.as_ref()) })?;
+    let rows = data.offers.len();
+    let mut builder = AppBuilder::new(data).config(opts.config.clone()).merge(extra);
+    if let Some(schedule) = schedule {
+        builder = builder.refresh_action(refresh_action(&opts)).schedule(schedule);
+    }
+    let app = tokio::task::spawn_blocking(move || builder.build())
+        .await
+        .map_err(|e| ServeError::Load { home: home_str, message: e.to_string() })?;
+    let listener = tokio::net::TcpListener::bind(opts.addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr: opts.addr, source })?;
+    let local = listener.local_addr()?;
+    tracing::info!(%local, rows, refresh = ?opts.refresh, "skycat serve listening");
+    eprintln!("skycat serve: listening on http://{local} ({rows} offers)");
+    app.serve(listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    // Give in-flight requests a moment; axum's graceful shutdown waits for them anyway.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+fn refresh_action(opts: &ServeOptions) -> Arc<dyn RefreshAction> {
+    Arc::new(ReloadFromHome { home: opts.home.clone() })
+}

@@ -1,0 +1,171 @@
+//! skycat's HTTP service.
+//!
+//! - `POST /optimize` (JSON task/DAG/fleet, or a SkyPilot task YAML body), `GET /catalog/gpus`,
+//!   `GET /catalog/offers?…`, `GET /catalog/status`, `GET /healthz`, `GET /metrics`,
+//!   `GET /openapi.json`.
+//! - The catalog in service is an immutable [`state::CatalogSnapshot`] behind an `ArcSwap`; a
+//!   cron-scheduled [`refresh::Refresher`] builds the next one and swaps it in.
+//! - Other crates add routes (agent heartbeats, clusters) with [`AppBuilder::merge`] or the
+//!   `extra` router of [`serve`].
+//!
+//! Errors are one type, [`error::ApiError`], rendered as JSON `{"error", "field", …}`. User input
+//! maps to 400/413/415/422 only.
+
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod middleware;
+pub mod openapi;
+pub mod refresh;
+pub mod routes;
+pub mod state;
+
+#[cfg(feature = "fetch")]
+pub mod fetch;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use skycat_optimizer::EgressTable;
+use tokio::net::TcpListener;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+
+pub use error::{ApiError, ErrorBody};
+pub use refresh::{RefreshAction, RefreshError, Refresher};
+pub use state::{AppState, CatalogData, CatalogSnapshot, CloudSource, RefreshOutcome, ServerConfig};
+
+#[cfg(feature = "fetch")]
+pub use fetch::{serve, ServeError, ServeOptions};
+
+/// Assembles the service: catalog, settings, refresh, extra routes.
+pub struct AppBuilder {
+    data: CatalogData,
+    config: ServerConfig,
+    egress: Option<EgressTable>,
+    action: Option<Arc<dyn RefreshAction>>,
+    schedule: Option<cron::Schedule>,
+    extra: Vec<Router>,
+}
+
+impl AppBuilder {
+    /// Start from the catalog to serve first.
+    pub fn new(data: CatalogData) -> Self {
+        AppBuilder { data, config: ServerConfig::default(), egress: None, action: None, schedule: None, extra: Vec::new() }
+    }
+
+    pub fn config(mut self, config: ServerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Egress prices for DAG plans (default: the optimizer's shipped table).
+    pub fn egress(mut self, egress: EgressTable) -> Self {
+        self.egress = Some(egress);
+        self
+    }
+
+    /// How to produce a new catalog on refresh.
+    pub fn refresh_action(mut self, action: Arc<dyn RefreshAction>) -> Self {
+        self.action = Some(action);
+        self
+    }
+
+    /// When to refresh (needs a [`refresh_action`](Self::refresh_action)); the cron task starts
+    /// with [`App::serve`] or [`App::start_refresh`].
+    pub fn schedule(mut self, schedule: cron::Schedule) -> Self {
+        self.schedule = Some(schedule);
+        self
+    }
+
+    /// Add routes (a router with its state already applied). They get the same body limit,
+    /// timeout, JSON errors and metrics as the built-in ones. Paths must not overlap, and the
+    /// extra router must not set its own fallback (axum panics on both at build time).
+    pub fn merge(mut self, router: Router) -> Self {
+        self.extra.push(router);
+        self
+    }
+
+    /// Build the index of the first catalog (CPU-bound; run from a blocking context or accept a
+    /// short stall at start-up) and the router.
+    pub fn build(self) -> App {
+        let snapshot = CatalogSnapshot::build(self.data, 1);
+        let egress = self.egress.unwrap_or_else(EgressTable::shipped);
+        let schedule = if self.action.is_some() { self.schedule } else { None };
+        let state = Arc::new(AppState::new(snapshot, egress, self.config, schedule.clone()));
+        let refresher = self.action.map(|a| Arc::new(Refresher::new(state.clone(), a)));
+        let router = build_router(state.clone(), self.extra);
+        App { state, router, refresher, schedule }
+    }
+}
+
+fn build_router(state: Arc<AppState>, extra: Vec<Router>) -> Router {
+    let cfg = state.config.clone();
+    let timeout_status = StatusCode::SERVICE_UNAVAILABLE;
+    let limits = middleware::Limits {
+        body_limit: cfg.body_limit,
+        request_timeout: cfg.request_timeout,
+        timeout_status,
+    };
+    let mut app = Router::new()
+        .route("/optimize", post(routes::optimize::optimize))
+        .route("/catalog/gpus", get(routes::catalog::gpus))
+        .route("/catalog/offers", get(routes::catalog::offers))
+        .route("/catalog/status", get(routes::catalog::status))
+        .route("/healthz", get(routes::system::healthz))
+        .route("/metrics", get(routes::system::metrics))
+        .route("/openapi.json", get(routes::system::openapi))
+        .with_state(state.clone());
+    for r in extra {
+        app = app.merge(r);
+    }
+    app.fallback(middleware::fallback)
+        .layer(DefaultBodyLimit::max(cfg.body_limit))
+        .layer(RequestBodyLimitLayer::new(cfg.body_limit))
+        .layer(TimeoutLayer::with_status_code(timeout_status, cfg.request_timeout))
+        .layer(axum::middleware::from_fn_with_state(limits, middleware::json_errors))
+        .layer(axum::middleware::from_fn_with_state(state, middleware::track))
+}
+
+/// A built service: its router, shared state and refresher.
+pub struct App {
+    pub state: Arc<AppState>,
+    pub router: Router,
+    pub refresher: Option<Arc<Refresher>>,
+    schedule: Option<cron::Schedule>,
+}
+
+impl App {
+    /// Run one refresh now (if a refresh action is set) and return its outcome.
+    pub async fn refresh_now(&self) -> Option<RefreshOutcome> {
+        match &self.refresher {
+            Some(r) => Some(r.refresh_now().await),
+            None => None,
+        }
+    }
+
+    /// Start the cron refresh task, if a schedule and an action are set.
+    pub fn start_refresh(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let (r, s) = (self.refresher.clone()?, self.schedule.clone()?);
+        Some(r.spawn_cron(s))
+    }
+
+    /// Serve on `listener` until `shutdown` resolves (then finish requests in flight), with the
+    /// cron refresh running in the background.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let cron = self.start_refresh();
+        let result = axum::serve(listener, self.router).with_graceful_shutdown(shutdown).await;
+        if let Some(task) = cron {
+            task.abort();
+        }
+        result
+    }
+}

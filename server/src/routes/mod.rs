@@ -1,0 +1,5 @@
+//! Thin handlers: validate, call the optimizer or read the snapshot, map errors.
+
+pub mod catalog;
+pub mod optimize;
+pub mod system;

@@ -1,0 +1,167 @@
+//! `POST /optimize`: a task, DAG or fleet (JSON, or YAML) → a plan.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use skycat_optimizer::{
+    optimize as run_optimize, BlockedResource, Minimize, OptimizeRequest, OptimizeResponse, PlanError,
+    PlanOptions, TaskError,
+};
+use utoipa::IntoParams;
+
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{parse_f64, parse_usize, parse_json, BodyFormat, QueryPairs, RawBody};
+use crate::state::AppState;
+
+/// Plan options, given as query parameters (the body is the task/DAG/fleet itself).
+#[derive(Debug, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OptimizeParams {
+    /// `cost` (default) or `time`.
+    pub minimize: Option<String>,
+    /// Estimated run time in hours, for the total cost (default 1).
+    pub hours: Option<f64>,
+    /// Length cap of the failover list (default 100; 0 = no cap).
+    pub max_failover: Option<usize>,
+    /// A resource not to use: `cloud`, `cloud/region` or `cloud/region/zone`. Repeatable, or
+    /// comma-separated.
+    pub blocked: Option<String>,
+}
+
+const PARAMS: &[&str] = &["minimize", "hours", "max_failover", "blocked"];
+
+pub(crate) fn plan_options(pairs: &[(String, String)]) -> Result<PlanOptions, ApiError> {
+    let mut opts = PlanOptions::default();
+    for (k, v) in pairs {
+        match k.as_str() {
+            "minimize" => {
+                opts.minimize = v
+                    .parse::<Minimize>()
+                    .map_err(|e| ApiError::invalid(format!("minimize: {e}")).field("minimize"))?;
+            }
+            "hours" => opts.hours = parse_f64("hours", v)?,
+            "max_failover" => opts.max_failover = parse_usize("max_failover", v)?,
+            "blocked" => {
+                for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    let mut parts = item.splitn(3, '/');
+                    let cloud = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+                    if cloud.is_empty() {
+                        return Err(ApiError::invalid(format!("blocked: `{item}` names no cloud")).field("blocked"));
+                    }
+                    let region = parts.next().map(str::to_owned).filter(|s| !s.is_empty());
+                    let zone = parts.next().map(str::to_owned).filter(|s| !s.is_empty());
+                    opts.blocked.push(BlockedResource { cloud, region, zone });
+                }
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter `{other}`; expected one of: {}",
+                    PARAMS.join(", ")
+                ))
+                .field(other))
+            }
+        }
+    }
+    Ok(opts)
+}
+
+/// Map the optimizer's error to HTTP. Every variant is about the request, so none is a 500:
+/// - `Invalid` → 422 naming the field;
+/// - `Infeasible` → 422 with `kind: "infeasible"`, the reason in `error`, the constraint that
+///   removed the last candidates in `field`, and `detail: {reason, cut_by, nearest}`;
+/// - `Solver` (the MILP solver gave up on a valid model, e.g. its time limit) → 422 with
+///   `kind: "solver"`.
+pub(crate) fn plan_error(err: PlanError) -> ApiError {
+    match err {
+        PlanError::Invalid { field, message } => {
+            ApiError::invalid(format!("{field}: {message}")).field(field)
+        }
+        PlanError::Infeasible { reason, cut_by, nearest } => {
+            let detail = serde_json::json!({ "reason": reason, "cut_by": cut_by, "nearest": nearest });
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "infeasible", reason).field(cut_by).detail(detail)
+        }
+        PlanError::Solver { message } => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "solver", format!("the solver could not answer: {message}"))
+        }
+    }
+}
+
+fn task_error(err: TaskError, status: StatusCode) -> ApiError {
+    let kind = if status == StatusCode::BAD_REQUEST { "bad_request" } else { "invalid" };
+    let message = format!("{}: {}", err.field, err.message);
+    let mut e = ApiError::new(status, kind, message).field(err.field);
+    if let Some(line) = err.line {
+        e = e.at(line, err.column.unwrap_or(1));
+    }
+    e
+}
+
+/// Decode the body: JSON (`{"kind": "task" | "dag" | "fleet", …}`) or YAML (a SkyPilot task YAML
+/// unchanged, a `---`-separated pipeline, or a document with `kind:`).
+pub(crate) fn decode(body: &RawBody) -> Result<OptimizeRequest, ApiError> {
+    if body.bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("the request body is empty: send a task, DAG or fleet").field("body"));
+    }
+    match body.format {
+        BodyFormat::Json => parse_json::<OptimizeRequest>(&body.bytes),
+        BodyFormat::Yaml => {
+            let text = std::str::from_utf8(&body.bytes)
+                .map_err(|e| ApiError::bad_request(format!("the YAML body is not UTF-8: {e}")).field("body"))?;
+            OptimizeRequest::from_yaml(text).map_err(|e| {
+                // A YAML syntax error has a position but no field path; everything else is a
+                // readable document with a wrong field.
+                let syntax = e.field == "task" && e.line.is_some();
+                task_error(e, if syntax { StatusCode::BAD_REQUEST } else { StatusCode::UNPROCESSABLE_ENTITY })
+            })
+        }
+    }
+}
+
+/// Plan a task, a DAG or a fleet over the catalog in service.
+///
+/// The body is JSON tagged by `kind` (`task`, `dag`, `fleet`), or YAML with Content-Type
+/// `application/yaml` / `text/yaml`: a SkyPilot task YAML as SkyPilot writes it. An infeasible
+/// request is a 422 whose `detail` explains which constraint removed the candidates and lists
+/// the nearest offers.
+#[utoipa::path(post, path = "/optimize", tag = "optimize", params(OptimizeParams),
+    request_body(
+        description = "A task, DAG or fleet. JSON tagged by `kind`, or YAML (a SkyPilot task YAML unchanged).",
+        content(
+            (OptimizeRequest = "application/json"),
+            (String = "application/yaml"),
+            (String = "text/yaml"),
+        )
+    ),
+    responses(
+        (status = 200, description = "The plan", body = OptimizeResponse),
+        (status = 400, description = "Malformed body or query parameter", body = ErrorBody),
+        (status = 413, description = "Body above the size limit", body = ErrorBody),
+        (status = 415, description = "Unsupported Content-Type", body = ErrorBody),
+        (status = 422, description = "Invalid field, infeasible request, or solver failure", body = ErrorBody),
+    ))]
+pub async fn optimize(
+    State(state): State<Arc<AppState>>,
+    QueryPairs(pairs): QueryPairs,
+    body: RawBody,
+) -> Result<Json<OptimizeResponse>, ApiError> {
+    let opts = plan_options(&pairs)?;
+    let req = decode(&body)?;
+    let result = match req {
+        // A single task is a probe of the index: microseconds, answer inline.
+        OptimizeRequest::Task(_) => {
+            let snap = state.snapshot_guard();
+            run_optimize(&req, &snap.index, &state.egress, &opts)
+        }
+        // DAGs and fleets are MILPs: solve on a blocking thread, holding this request's snapshot.
+        _ => {
+            let snap = state.snapshot();
+            let st = state.clone();
+            tokio::task::spawn_blocking(move || run_optimize(&req, &snap.index, &st.egress, &opts))
+                .await
+                .map_err(|e| ApiError::internal(format!("the planner failed: {e}")))?
+        }
+    };
+    result.map(Json).map_err(plan_error)
+}
