@@ -1,0 +1,306 @@
+//! The in-memory catalog: every cloud's offers, where each cloud's rows came from, and an index
+//! by accelerator so that a query is a probe rather than a scan.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::accelerators;
+use crate::manifest::CloudManifest;
+use crate::offer::Offer;
+use crate::query::OfferQuery;
+
+/// Where one cloud's rows were loaded from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Origin {
+    /// The default catalog compiled into the binary.
+    Embedded,
+    /// A user catalog under `$SKYCAT_HOME/catalogs`.
+    User { path: PathBuf },
+    /// Offers handed in by the caller (tests, benchmarks, SSH node pools).
+    Memory,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CloudSource {
+    pub cloud: String,
+    pub origin: Origin,
+    pub rows: usize,
+    pub manifest: Option<CloudManifest>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    offers: Vec<Offer>,
+    sources: BTreeMap<String, CloudSource>,
+    /// Lower-cased canonical accelerator name → offer indices. CPU-only offers sit under "".
+    by_accelerator: HashMap<String, Vec<u32>>,
+}
+
+impl Catalog {
+    /// A catalog over the given offers, all marked as coming from memory.
+    pub fn from_offers(offers: Vec<Offer>) -> Catalog {
+        let mut rows: BTreeMap<String, usize> = BTreeMap::new();
+        for o in &offers {
+            *rows.entry(o.cloud.clone()).or_default() += 1;
+        }
+        let sources = rows
+            .into_iter()
+            .map(|(cloud, rows)| (cloud.clone(), CloudSource { cloud, origin: Origin::Memory, rows, manifest: None }))
+            .collect();
+        Catalog::with_sources(offers, sources)
+    }
+
+    pub(crate) fn with_sources(offers: Vec<Offer>, sources: BTreeMap<String, CloudSource>) -> Catalog {
+        let mut by_accelerator: HashMap<String, Vec<u32>> = HashMap::new();
+        for (i, o) in offers.iter().enumerate() {
+            let key = o.accelerator_name.as_deref().unwrap_or("").to_ascii_lowercase();
+            by_accelerator.entry(key).or_default().push(i as u32);
+        }
+        Catalog { offers, sources, by_accelerator }
+    }
+
+    pub fn offers(&self) -> &[Offer] {
+        &self.offers
+    }
+
+    pub fn into_offers(self) -> Vec<Offer> {
+        self.offers
+    }
+
+    pub fn len(&self) -> usize {
+        self.offers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.offers.is_empty()
+    }
+
+    /// Per cloud: where its rows came from.
+    pub fn sources(&self) -> impl Iterator<Item = &CloudSource> {
+        self.sources.values()
+    }
+
+    pub fn source(&self, cloud: &str) -> Option<&CloudSource> {
+        self.sources.get(cloud)
+    }
+
+    /// The canonical accelerator names present in the catalog, sorted.
+    pub fn accelerator_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .by_accelerator
+            .values()
+            .filter_map(|idx| idx.first())
+            .filter_map(|&i| self.offers[i as usize].accelerator_name.as_deref())
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// Resolve a user's accelerator spelling to the name the catalog uses: through the registry,
+    /// then case-insensitively against the names present.
+    pub fn resolve_accelerator(&self, raw: &str) -> Option<String> {
+        if let Some(info) = accelerators::canonicalize(raw, None) {
+            if self.by_accelerator.contains_key(&info.name.to_ascii_lowercase()) {
+                return Some(info.name);
+            }
+        }
+        let key = raw.trim().to_ascii_lowercase();
+        self.by_accelerator
+            .get(&key)
+            .and_then(|idx| idx.first())
+            .and_then(|&i| self.offers[i as usize].accelerator_name.clone())
+            .or_else(|| accelerators::canonicalize(raw, None).map(|i| i.name))
+    }
+
+    /// Offers matching `q`, cheapest first (ties broken by cloud, type, region, zone so that the
+    /// order is stable across runs).
+    pub fn query(&self, q: &OfferQuery) -> Vec<&Offer> {
+        let candidates: Box<dyn Iterator<Item = &Offer>> = match &q.accelerator {
+            Some(raw) => {
+                let name = self.resolve_accelerator(raw).unwrap_or_else(|| raw.clone());
+                match self.by_accelerator.get(&name.to_ascii_lowercase()) {
+                    Some(idx) => Box::new(idx.iter().map(|&i| &self.offers[i as usize])),
+                    None => Box::new(std::iter::empty()),
+                }
+            }
+            None => Box::new(self.offers.iter()),
+        };
+        let mut hits: Vec<(f64, &Offer)> = candidates
+            .filter(|o| q.matches_rest(o))
+            .filter_map(|o| q.sort_price(o).map(|p| (p, o)))
+            .collect();
+        hits.sort_by(|(pa, a), (pb, b)| {
+            pa.total_cmp(pb)
+                .then_with(|| a.cloud.cmp(&b.cloud))
+                .then_with(|| a.instance_type.cmp(&b.instance_type))
+                .then_with(|| a.region.cmp(&b.region))
+                .then_with(|| a.zone.cmp(&b.zone))
+        });
+        hits.into_iter().map(|(_, o)| o).collect()
+    }
+}
+
+#[cfg(feature = "parquet")]
+mod load {
+    use super::*;
+    use crate::error::Result;
+    use crate::home::SkycatHome;
+    use crate::manifest::Manifest;
+    use crate::parquet::{read_offers, read_offers_bytes};
+
+    #[cfg(feature = "embedded-default")]
+    mod embedded {
+        include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
+    }
+
+    /// A loaded catalog plus the problems met on the way (each one line, naming the file).
+    #[derive(Debug)]
+    pub struct LoadedCatalog {
+        pub catalog: Catalog,
+        pub warnings: Vec<String>,
+    }
+
+    /// The clouds of the shipped default catalog, with its manifest.
+    #[cfg(feature = "embedded-default")]
+    pub fn embedded_default() -> (Vec<(&'static str, &'static [u8])>, Manifest) {
+        let manifest = embedded::EMBEDDED_MANIFEST
+            .and_then(|text| Manifest::from_json(std::path::Path::new("<embedded manifest.json>"), text).ok())
+            .unwrap_or_default();
+        (embedded::EMBEDDED_CLOUDS.to_vec(), manifest)
+    }
+
+    #[cfg(not(feature = "embedded-default"))]
+    pub fn embedded_default() -> (Vec<(&'static str, &'static [u8])>, Manifest) {
+        (Vec::new(), Manifest::default())
+    }
+
+    impl Catalog {
+        /// The embedded default catalog, overridden per cloud by the user's catalogs in
+        /// `$SKYCAT_HOME/catalogs`. A user file that cannot be read is reported in `warnings`
+        /// and its cloud falls back to the shipped rows: a corrupt download never leaves a user
+        /// without prices.
+        pub fn load(home: &SkycatHome) -> Result<LoadedCatalog> {
+            let (embedded, embedded_manifest) = embedded_default();
+            let mut warnings = Vec::new();
+            let mut per_cloud: BTreeMap<String, (Vec<Offer>, CloudSource)> = BTreeMap::new();
+
+            let dir = home.catalogs_dir();
+            let manifest_path = dir.join("manifest.json");
+            let user_manifest = match Manifest::load(&manifest_path) {
+                Ok(m) => m,
+                Err(e) => {
+                    warnings.push(format!("{e}; ignoring it"));
+                    Manifest::default()
+                }
+            };
+            let mut user_files: Vec<(String, PathBuf)> = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries
+                    .flatten()
+                    .filter_map(|e| {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        let cloud = name.strip_suffix(".parquet")?.to_string();
+                        (!name.starts_with('.')).then(|| (cloud, e.path()))
+                    })
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            user_files.sort();
+            for (cloud, path) in user_files {
+                match read_offers(&path) {
+                    Ok(offers) => {
+                        let source = CloudSource {
+                            cloud: cloud.clone(),
+                            origin: Origin::User { path: path.clone() },
+                            rows: offers.len(),
+                            manifest: user_manifest.clouds.get(&cloud).cloned(),
+                        };
+                        per_cloud.insert(cloud, (offers, source));
+                    }
+                    Err(e) => warnings.push(format!("{e}; using the shipped catalog for {cloud}")),
+                }
+            }
+            for (cloud, bytes) in embedded {
+                if per_cloud.contains_key(cloud) {
+                    continue;
+                }
+                match read_offers_bytes(bytes) {
+                    Ok(offers) => {
+                        let source = CloudSource {
+                            cloud: cloud.to_string(),
+                            origin: Origin::Embedded,
+                            rows: offers.len(),
+                            manifest: embedded_manifest.clouds.get(cloud).cloned(),
+                        };
+                        per_cloud.insert(cloud.to_string(), (offers, source));
+                    }
+                    Err(e) => warnings.push(format!("shipped catalog for {cloud}: {e}")),
+                }
+            }
+            let mut offers = Vec::new();
+            let mut sources = BTreeMap::new();
+            for (cloud, (rows, source)) in per_cloud {
+                offers.extend(rows);
+                sources.insert(cloud, source);
+            }
+            Ok(LoadedCatalog { catalog: Catalog::with_sources(offers, sources), warnings })
+        }
+    }
+}
+
+#[cfg(feature = "parquet")]
+pub use load::{embedded_default, LoadedCatalog};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+
+    fn offer(cloud: &str, ty: &str, acc: Option<(&str, f64)>, price: Option<f64>, spot: Option<f64>) -> Offer {
+        Offer {
+            cloud: cloud.into(),
+            instance_type: ty.into(),
+            region: "r1".into(),
+            zone: None,
+            accelerator_name: acc.map(|a| a.0.to_string()),
+            accelerator_count: acc.map_or(0.0, |a| a.1),
+            accelerator_memory_gib: None,
+            accelerator_vendor: None,
+            vcpus: Some(8.0),
+            memory_gib: Some(32.0),
+            arch: None,
+            price,
+            spot_price: spot,
+            fetched_at: Utc::now(),
+            source: "test".into(),
+            price_breakdown: None,
+        }
+    }
+
+    #[test]
+    fn query_filters_and_sorts() {
+        let cat = Catalog::from_offers(vec![
+            offer("aws", "p4d", Some(("A100", 8.0)), Some(32.0), Some(12.0)),
+            offer("gcp", "a2-8", Some(("A100", 8.0)), Some(29.0), None),
+            offer("gcp", "a2-1", Some(("A100", 1.0)), Some(3.6), Some(1.1)),
+            offer("aws", "m6i", None, Some(0.4), Some(0.1)),
+        ]);
+        let q = OfferQuery { accelerator: Some("a100".into()), accelerator_count: Some(8.0), ..Default::default() };
+        let hits: Vec<&str> = cat.query(&q).iter().map(|o| o.instance_type.as_str()).collect();
+        // Either market: p4d's spot price (12) beats a2-8's on-demand (29).
+        assert_eq!(hits, ["p4d", "a2-8"]);
+        let q = OfferQuery { spot: Some(false), ..q };
+        let hits: Vec<&str> = cat.query(&q).iter().map(|o| o.instance_type.as_str()).collect();
+        assert_eq!(hits, ["a2-8", "p4d"]);
+        let q = OfferQuery { accelerator: Some("A100".into()), spot: Some(true), ..Default::default() };
+        let hits: Vec<&str> = cat.query(&q).iter().map(|o| o.instance_type.as_str()).collect();
+        assert_eq!(hits, ["a2-1", "p4d"], "spot only, offers without spot are left out");
+        let q = OfferQuery { clouds: vec!["AWS".into()], ..Default::default() };
+        assert_eq!(cat.query(&q).len(), 2);
+        let q = OfferQuery { min_vcpus: Some(16.0), ..Default::default() };
+        assert!(cat.query(&q).is_empty());
+        assert_eq!(cat.accelerator_names(), ["A100"]);
+    }
+}
