@@ -1,0 +1,14 @@
+//! skycat's cluster lifecycle: SSH node pools, provisioning over russh, the agent bootstrap, the
+//! SQLite state store and the heartbeat endpoint. Used by the CLI and by `skycat serve`.
+
+pub mod home;
+pub mod lifecycle;
+pub mod pools;
+pub mod router;
+pub mod ssh;
+pub mod store;
+
+pub use lifecycle::{Controller, LaunchRequest, LaunchOutcome, TaskRun};
+pub use pools::pools_as_offers;
+pub use router::router;
+pub use store::Store;

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what the controller's end-to-end tests need: Debian's openssh-server (the test hosts'
+# sshd) and iproute2 (network namespaces + veth pairs). Quick no-op when both are present.
+set -euo pipefail
+if command -v ip >/dev/null 2>&1 && test -x /usr/sbin/sshd; then
+    exit 0
+fi
+if [ "$(id -u)" != 0 ]; then
+    echo "ci-setup-sshd.sh: must run as root to apt-get install openssh-server iproute2" >&2
+    exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends openssh-server iproute2 >/dev/null
+# The package's postinst may start a system sshd on port 22; the tests don't need it.
+if command -v service >/dev/null 2>&1; then service ssh stop >/dev/null 2>&1 || true; fi
+test -x /usr/sbin/sshd && command -v ip >/dev/null
+echo "ci-setup-sshd.sh: openssh-server and iproute2 installed"
