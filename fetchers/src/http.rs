@@ -1,0 +1,217 @@
+//! HTTP client with retries: exponential backoff with full jitter on timeouts, connection
+//! errors, 429 (honouring `Retry-After`) and 5xx. Other 4xx fail at once.
+
+use std::path::Path;
+use std::time::Duration;
+
+use futures::StreamExt;
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use tokio::io::AsyncWriteExt;
+use url::Url;
+
+use crate::error::FetchError;
+
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Total attempts, including the first.
+    pub max_attempts: u32,
+    /// Backoff before retry n is a random value in [0, min(max_delay, base_delay * 2^n)].
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// Cap on a server's `Retry-After`.
+    pub max_retry_after: Duration,
+    /// Per-request timeout (connect + whole body).
+    pub timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(20),
+            max_retry_after: Duration::from_secs(60),
+            timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Millisecond backoff and a short timeout, for tests against replay servers.
+    pub fn fast_for_tests() -> Self {
+        RetryPolicy {
+            max_attempts: 4,
+            base_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(50),
+            max_retry_after: Duration::from_millis(1500),
+            timeout: Duration::from_secs(20),
+        }
+    }
+
+    /// The jittered delay before attempt `attempt + 1` (attempt counts from 0).
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self.base_delay.saturating_mul(1u32 << attempt.min(16));
+        let cap = exp.min(self.max_delay);
+        cap.mul_f64(rand::random::<f64>())
+    }
+}
+
+/// Extra request headers, e.g. `&[("Authorization", format!("Bearer {key}"))]`.
+pub type Headers<'a> = &'a [(&'a str, String)];
+
+#[derive(Clone)]
+pub struct HttpClient {
+    inner: reqwest::Client,
+    pub policy: RetryPolicy,
+}
+
+fn is_retryable_status(s: StatusCode) -> bool {
+    s == StatusCode::TOO_MANY_REQUESTS || s == StatusCode::REQUEST_TIMEOUT || s.is_server_error()
+}
+
+fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    let v = resp.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    if let Ok(secs) = v.trim().parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            return Some(Duration::from_secs_f64(secs));
+        }
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v.trim()).ok()?;
+    let d = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    d.to_std().ok().or(Some(Duration::ZERO))
+}
+
+impl HttpClient {
+    pub fn new(policy: RetryPolicy) -> Result<Self, FetchError> {
+        let inner = reqwest::Client::builder()
+            .user_agent(concat!("skycat/", env!("CARGO_PKG_VERSION")))
+            .timeout(policy.timeout)
+            .connect_timeout(Duration::from_secs(20))
+            .build()
+            .map_err(|e| FetchError::Config(format!("http client: {e}")))?;
+        Ok(HttpClient { inner, policy })
+    }
+
+    /// The underlying reqwest client, for calls the helpers below do not cover.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.inner
+    }
+
+    /// Send a request with retries; returns the first 2xx response. `body` is re-sent on each
+    /// attempt. Non-retryable statuses and exhausted retries give `FetchError::Http`.
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &Url,
+        headers: Headers<'_>,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Result<reqwest::Response, FetchError> {
+        let mut attempt = 0u32;
+        loop {
+            let mut req = self.inner.request(method.clone(), url.clone());
+            for (k, v) in headers {
+                req = req.header(*k, v);
+            }
+            if let Some((content_type, bytes)) = &body {
+                req = req.header(reqwest::header::CONTENT_TYPE, *content_type).body(bytes.clone());
+            }
+            let last = attempt + 1 >= self.policy.max_attempts;
+            match req.send().await {
+                Ok(resp) if resp.status().is_success() => return Ok(resp),
+                Ok(resp) => {
+                    let status = resp.status();
+                    if is_retryable_status(status) && !last {
+                        let wait = match retry_after(&resp) {
+                            Some(d) => d.min(self.policy.max_retry_after),
+                            None => self.policy.backoff(attempt),
+                        };
+                        tracing::debug!(%url, %status, ?wait, attempt, "retrying");
+                        tokio::time::sleep(wait).await;
+                        attempt += 1;
+                        continue;
+                    }
+                    let text = resp.text().await.unwrap_or_default();
+                    let body: String = text.chars().take(300).collect();
+                    return Err(FetchError::Http { url: url.to_string(), status: status.as_u16(), body });
+                }
+                Err(e) => {
+                    if !last && (e.is_timeout() || e.is_connect() || e.is_request() || e.is_body()) {
+                        let wait = self.policy.backoff(attempt);
+                        tracing::debug!(%url, error = %e, ?wait, attempt, "retrying");
+                        tokio::time::sleep(wait).await;
+                        attempt += 1;
+                        continue;
+                    }
+                    return Err(FetchError::Transport { url: url.to_string(), message: e.to_string() });
+                }
+            }
+        }
+    }
+
+    /// GET and return the body as text (the whole body is read inside the retry loop's
+    /// response; a body cut mid-way is reported as a transport error).
+    pub async fn get_text(&self, url: &Url, headers: Headers<'_>) -> Result<String, FetchError> {
+        let resp = self.send(Method::GET, url, headers, None).await?;
+        resp.text().await.map_err(|e| FetchError::Transport { url: url.to_string(), message: e.to_string() })
+    }
+
+    /// GET and decode JSON. A body that is not the expected JSON is `FetchError::Malformed`
+    /// naming the URL (not retried: the server answered, the answer is wrong).
+    pub async fn get_json<T: DeserializeOwned>(&self, url: &Url, headers: Headers<'_>) -> Result<T, FetchError> {
+        let text = self.get_text(url, headers).await?;
+        serde_json::from_str(&text).map_err(|e| FetchError::malformed(url.to_string(), e))
+    }
+
+    /// POST a JSON body and decode the JSON answer.
+    pub async fn post_json<T: DeserializeOwned>(
+        &self,
+        url: &Url,
+        headers: Headers<'_>,
+        body: &serde_json::Value,
+    ) -> Result<T, FetchError> {
+        let bytes = serde_json::to_vec(body).map_err(|e| FetchError::Config(e.to_string()))?;
+        let resp = self.send(Method::POST, url, headers, Some(("application/json", bytes))).await?;
+        let text =
+            resp.text().await.map_err(|e| FetchError::Transport { url: url.to_string(), message: e.to_string() })?;
+        serde_json::from_str(&text).map_err(|e| FetchError::malformed(url.to_string(), e))
+    }
+
+    /// Stream a GET body to `path` (never held in memory). Returns the number of bytes.
+    /// A transfer that breaks mid-body is retried from the start.
+    pub async fn download_to_file(&self, url: &Url, path: &Path) -> Result<u64, FetchError> {
+        let mut attempt = 0u32;
+        loop {
+            let resp = self.send(Method::GET, url, &[], None).await?;
+            match stream_to(resp, path).await {
+                Ok(n) => return Ok(n),
+                Err(StreamErr::Io(e)) => return Err(FetchError::io(path, e)),
+                Err(StreamErr::Net(e)) => {
+                    if attempt + 1 >= self.policy.max_attempts {
+                        return Err(FetchError::Transport { url: url.to_string(), message: e });
+                    }
+                    tokio::time::sleep(self.policy.backoff(attempt)).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+}
+
+enum StreamErr {
+    Io(std::io::Error),
+    Net(String),
+}
+
+async fn stream_to(resp: reqwest::Response, path: &Path) -> Result<u64, StreamErr> {
+    let mut file = tokio::fs::File::create(path).await.map_err(StreamErr::Io)?;
+    let mut stream = resp.bytes_stream();
+    let mut n = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| StreamErr::Net(e.to_string()))?;
+        n += chunk.len() as u64;
+        file.write_all(&chunk).await.map_err(StreamErr::Io)?;
+    }
+    file.flush().await.map_err(StreamErr::Io)?;
+    Ok(n)
+}
