@@ -4,7 +4,9 @@
 
 pub mod diff;
 pub mod error;
+pub mod history;
 pub mod http;
+pub mod progress;
 pub mod provider;
 pub mod providers;
 pub mod run;

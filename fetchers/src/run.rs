@@ -468,3 +468,26 @@ pub fn history_files(home: &SkycatHome, cloud: &str) -> Result<Vec<PathBuf>, Fet
 fn is_temp(p: &Path) -> bool {
     p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'))
 }
+
+/// `fetch.aws.ondemand_source` in `$SKYCAT_HOME/config.yaml`: `bulk` (default) or `pricing-api`.
+pub fn configured_aws_ondemand_source(home: &SkycatHome) -> Result<Option<AwsOnDemandSource>, FetchError> {
+    let path = home.config_path();
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(FetchError::io(&path, e)),
+    };
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(&text).map_err(|e| FetchError::Config(format!("{}: {e}", path.display())))?;
+    let Some(v) = doc.get("fetch").and_then(|f| f.get("aws")).and_then(|a| a.get("ondemand_source")) else {
+        return Ok(None);
+    };
+    match v.as_str() {
+        Some("bulk") | Some("bulk-files") => Ok(Some(AwsOnDemandSource::BulkFiles)),
+        Some("pricing-api") => Ok(Some(AwsOnDemandSource::PricingApi)),
+        _ => Err(FetchError::Config(format!(
+            "{}: fetch.aws.ondemand_source must be `bulk` or `pricing-api`",
+            path.display()
+        ))),
+    }
+}
