@@ -560,8 +560,8 @@ fn build(dag: &DagSpec, cands: &[Vec<DCand>], edges: &[EdgeData], egress: &Egres
             }
             m.row(same_cloud, Op::Le, 0.0);
             m.row(same_region, Op::Le, 0.0);
-            time_terms.push((s, -g * (h_cloud - h_inter)));
-            time_terms.push((t, -g * (h_inter - h_same)));
+            time_terms.push((s, g * (h_cloud - h_inter)));
+            time_terms.push((t, g * (h_inter - h_same)));
         }
         m.row(time_terms, Op::Ge, time_rhs);
     }

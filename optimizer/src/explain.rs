@@ -246,8 +246,12 @@ pub(crate) fn explain(ix: &OfferIndex, alts: &[Alt], nodes: u32, opts: &PlanOpti
             .join("; ")
     };
     let cut_by = findings.first().map(|f| f.cut_by.clone()).unwrap_or_default();
+    let several = findings.len() > 1;
     let mut nearest: Vec<Placement> = findings.into_iter().flat_map(|f| f.nearest).collect();
-    nearest.sort_by(|a, b| a.hourly_price.total_cmp(&b.hourly_price));
-    nearest.truncate(NEAREST * 2);
+    if several {
+        // Each alternative's list is ordered by closeness; across alternatives, by price.
+        nearest.sort_by(|a, b| a.hourly_price.total_cmp(&b.hourly_price));
+        nearest.truncate(NEAREST * 2);
+    }
     PlanError::Infeasible { reason, cut_by, nearest }
 }
