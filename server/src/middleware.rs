@@ -75,7 +75,8 @@ pub async fn json_errors(State(limits): State<Limits>, req: Request, next: Next)
         ),
         StatusCode::METHOD_NOT_ALLOWED => {
             let allow = parts.headers.get(ALLOW).and_then(|v| v.to_str().ok()).unwrap_or("");
-            ApiError::new(status, kind, format!("{method} is not allowed on {path}; allowed: {allow}"))
+            let hint = if allow.is_empty() { String::new() } else { format!("; allowed: {allow}") };
+            ApiError::new(status, kind, format!("method {method} is not allowed on {path}{hint}"))
         }
         StatusCode::NOT_FOUND if text.is_empty() => ApiError::new(status, kind, format!("no route for {method} {path}")),
         _ if text.is_empty() => {

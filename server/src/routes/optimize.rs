@@ -105,7 +105,7 @@ pub(crate) fn decode(body: &RawBody) -> Result<OptimizeRequest, ApiError> {
         return Err(ApiError::bad_request("the request body is empty: send a task, DAG or fleet").field("body"));
     }
     match body.format {
-        BodyFormat::Json => parse_json::<OptimizeRequest>(&body.bytes),
+        BodyFormat::Json => parse_json::<OptimizeRequest>(&body.bytes).map_err(|e| refine_json_error(&body.bytes, e)),
         BodyFormat::Yaml => {
             let text = std::str::from_utf8(&body.bytes)
                 .map_err(|e| ApiError::bad_request(format!("the YAML body is not UTF-8: {e}")).field("body"))?;
@@ -116,6 +116,47 @@ pub(crate) fn decode(body: &RawBody) -> Result<OptimizeRequest, ApiError> {
                 task_error(e, if syntax { StatusCode::BAD_REQUEST } else { StatusCode::UNPROCESSABLE_ENTITY })
             })
         }
+    }
+}
+
+/// serde buffers internally tagged enums, so a field error inside `{"kind": "task", …}` loses its
+/// path. On that (error-only) path, re-read the document as a value and deserialize the variant
+/// directly with path tracking, to name e.g. `resources.cpus` rather than just `cpus`.
+fn refine_json_error(bytes: &[u8], err: ApiError) -> ApiError {
+    use skycat_optimizer::{DagSpec, FleetSpec, TaskSpec};
+    if err.status != StatusCode::UNPROCESSABLE_ENTITY {
+        return err;
+    }
+    let Ok(serde_json::Value::Object(mut map)) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return err;
+    };
+    let kind = match map.remove("kind") {
+        Some(serde_json::Value::String(k)) => k,
+        _ => return err,
+    };
+    let value = serde_json::Value::Object(map);
+    fn path_of<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Option<(String, String)> {
+        match serde_path_to_error::deserialize::<_, T>(v) {
+            Ok(_) => None,
+            Err(e) => {
+                let path = e.path().to_string();
+                Some((path, e.into_inner().to_string()))
+            }
+        }
+    }
+    let found = match kind.as_str() {
+        "task" => path_of::<TaskSpec>(value),
+        "dag" => path_of::<DagSpec>(value),
+        "fleet" => path_of::<FleetSpec>(value),
+        _ => None,
+    };
+    match found {
+        Some((path, message)) if !path.is_empty() && path != "." => {
+            // The buffered parse's line/column point at the end of the object, not at the
+            // field: leave them out rather than mislead.
+            ApiError::invalid(format!("{path}: {message}")).field(path)
+        }
+        _ => err,
     }
 }
 
