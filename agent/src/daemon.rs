@@ -214,6 +214,8 @@ impl Daemon {
                 break;
             }
         }
+        // Let the connection that asked for `stop` get its answer.
+        tokio::time::sleep(Duration::from_millis(30)).await;
         d.shutdown()
     }
 
@@ -272,7 +274,7 @@ impl Daemon {
             _ => last,
         };
         self.last_metered_at = from.min(now);
-        if elapsed_secs(from, now) > 1.0 {
+        if elapsed_secs(from, now) > 0.0 {
             self.meter(now, "gap")?;
         }
         self.last_metered_at = now;

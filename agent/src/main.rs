@@ -391,13 +391,39 @@ fn log_filter(values: &Path) -> Result<()> {
         if n == 0 {
             return Ok(());
         }
-        let mut line = String::from_utf8_lossy(&buf).into_owned();
+        let mut line = buf.clone();
         for s in &secrets {
-            if line.contains(s.as_str()) {
-                line = line.replace(s.as_str(), skycat_protocol::REDACTED);
-            }
+            line = replace_bytes(&line, s.as_bytes(), skycat_protocol::REDACTED.as_bytes());
         }
-        out.write_all(line.as_bytes())?;
+        out.write_all(&line)?;
         out.flush()?;
+    }
+}
+
+/// Replaces every occurrence of `needle` in `hay` (bytes: logs need not be UTF-8).
+fn replace_bytes(hay: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
+    if needle.is_empty() || hay.len() < needle.len() {
+        return hay.to_vec();
+    }
+    let mut out = Vec::with_capacity(hay.len());
+    let mut i = 0;
+    while i < hay.len() {
+        if hay[i..].starts_with(needle) {
+            out.extend_from_slice(with);
+            i += needle.len();
+        } else {
+            out.push(hay[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn replace_bytes_handles_repeats_and_binary() {
+        assert_eq!(super::replace_bytes(b"aXYbXYXY\xff", b"XY", b"-"), b"a-b--\xff".to_vec());
+        assert_eq!(super::replace_bytes(b"abc", b"", b"-"), b"abc".to_vec());
     }
 }

@@ -181,8 +181,7 @@ impl State {
         self.jobs
             .values()
             .filter(|j| j.status.state == JobState::Running)
-            .map(|j| j.status.gpus)
-            .sum()
+            .fold(0.0, |acc, j| acc + j.status.gpus)
     }
 }
 
