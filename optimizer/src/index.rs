@@ -73,21 +73,13 @@ pub struct OfferIndex {
     pub(crate) accel_display: HashMap<String, String>,
 }
 
-/// Normalises an accelerator name for matching: lower case, `_`/spaces to `-`, a vendor prefix
-/// (`nvidia-`, `NVIDIA `) dropped. The catalog's names are canonical already.
+/// The matching key of an accelerator name: the registry's canonical name
+/// (`skycat_catalog::accelerators::canonicalize`: case, vendor prefixes, GCP resource names and
+/// aliases), lower-cased; a name the registry does not know is matched as written.
 pub(crate) fn accel_key(name: &str) -> String {
-    let mut k = name.trim().to_ascii_lowercase().replace(['_', ' '], "-");
-    for p in ["nvidia-", "amd-", "tesla-"] {
-        if let Some(r) = k.strip_prefix(p) {
-            k = r.to_string();
-        }
-    }
-    // SkyPilot's A100 is the 40 GB part; `A100-40GB` is a common alias.
-    match k.as_str() {
-        "a100-40gb" | "a100-40g" => "a100".into(),
-        "a100-80g" => "a100-80gb".into(),
-        "h100-80gb" | "h100-sxm" | "h100-sxm5" => "h100".into(),
-        _ => k,
+    match skycat_catalog::accelerators::canonicalize(name, None) {
+        Some(info) => info.name.to_ascii_lowercase(),
+        None => name.trim().to_ascii_lowercase(),
     }
 }
 
@@ -104,6 +96,8 @@ impl OfferIndex {
     /// explanations but never chosen.
     pub fn build(offers: &[Offer]) -> OfferIndex {
         let mut ix = OfferIndex { offers: offers.to_vec(), ..OfferIndex::default() };
+        // Catalog names are canonical already; canonicalize each distinct spelling once.
+        let mut keys: HashMap<&str, String> = HashMap::new();
         let n = offers.len();
         ix.cloud.reserve(n);
         ix.region.reserve(n);
@@ -130,7 +124,7 @@ impl OfferIndex {
             ix.spot.push(nan_or(o.spot_price));
             let key: GroupKey = if o.has_accelerator() {
                 let name = o.accelerator_name.as_deref().unwrap_or_default();
-                let k = accel_key(name);
+                let k = keys.entry(name).or_insert_with(|| accel_key(name)).clone();
                 ix.accel_display.entry(k.clone()).or_insert_with(|| name.to_string());
                 (k, count_key(o.accelerator_count))
             } else {
