@@ -278,6 +278,6 @@ fn names_go_through_the_accelerator_registry() {
     // GCP's resource name and a vendor-prefixed spelling resolve to the canonical V100 / H100.
     let p = ok("resources:\n  accelerators: nvidia-tesla-v100:1\n");
     assert_eq!(p.chosen.accelerator.as_deref(), Some("V100"));
-    let p = ok("resources:\n  accelerators: NVIDIA H100:8\n");
+    let p = ok("resources:\n  accelerators: nvidia-h100:8\n");
     assert_eq!(p.chosen.accelerator.as_deref(), Some("H100"));
 }
