@@ -1,0 +1,487 @@
+//! End-to-end tests of the cluster lifecycle against real sshd test hosts in network namespaces
+//! (scripts/testhosts.sh) running the real `skycat-agent`. Needs root, iproute2 and
+//! openssh-server: `scripts/ci-setup-sshd.sh` installs them. Never skipped: missing tools fail.
+//!
+//! Tests serialize on a file lock (they share the 10.231.100+i.0/30 addresses) and remove their
+//! namespaces in a Drop guard, so a failing test cleans up too.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use skycat_controller::home::Home;
+use skycat_controller::lifecycle::{wait_job_state, Controller, LaunchRequest, TaskRun};
+use skycat_controller::store::{status, Store};
+use skycat_protocol::{AgentStatus, JobState};
+
+const NET: u32 = 100;
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("controller/ has a parent").to_path_buf()
+}
+
+fn preflight() {
+    let uid = Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    assert_eq!(
+        uid.as_deref().unwrap_or("?"),
+        "0",
+        "these tests create network namespaces and must run as root (CI does); then run scripts/ci-setup-sshd.sh"
+    );
+    let ip_ok = Command::new("sh").args(["-c", "command -v ip"]).output().map(|o| o.status.success()).unwrap_or(false);
+    assert!(
+        ip_ok && Path::new("/usr/sbin/sshd").exists() && Path::new("/usr/bin/ssh-keygen").exists(),
+        "iproute2 / openssh-server missing: run scripts/ci-setup-sshd.sh (as root) first"
+    );
+}
+
+/// Test hosts 1..=n, removed on drop. Holds the cross-process test lock.
+struct TestHosts {
+    prefix: String,
+    dir: tempfile::TempDir,
+    _lock: std::fs::File,
+}
+
+impl TestHosts {
+    fn up(n: u32) -> TestHosts {
+        preflight();
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open("/tmp/skycat-controller-e2e.lock")
+            .expect("open lock file");
+        lock.lock().expect("lock");
+        let prefix = format!("skycat-test-{}-{}-", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst));
+        let dir = tempfile::Builder::new().prefix("skycat-testhosts").tempdir().expect("tempdir");
+        let hosts = TestHosts { prefix, dir, _lock: lock };
+        hosts.script(&["up", &n.to_string()]);
+        hosts
+    }
+
+    fn script(&self, args: &[&str]) {
+        let out = Command::new("bash")
+            .arg(repo_root().join("scripts/testhosts.sh"))
+            .args(args)
+            .env("SKYCAT_TESTHOSTS_DIR", self.dir.path())
+            .env("SKYCAT_TESTHOSTS_PREFIX", &self.prefix)
+            .env("SKYCAT_TESTHOSTS_NET", NET.to_string())
+            .output()
+            .expect("run scripts/testhosts.sh");
+        assert!(
+            out.status.success(),
+            "testhosts.sh {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn ip(&self, i: u32) -> String {
+        format!("10.231.{}.2", NET + i)
+    }
+    fn key(&self) -> PathBuf {
+        self.dir.path().join("id_ed25519")
+    }
+    fn home(&self, i: u32) -> PathBuf {
+        self.dir.path().join(format!("host{i}/home"))
+    }
+    fn ns(&self, i: u32) -> String {
+        format!("{}{i}", self.prefix)
+    }
+    /// Names of the processes running in host i's namespace.
+    fn process_names(&self, i: u32) -> Vec<String> {
+        let out = Command::new("ip").args(["netns", "pids", &self.ns(i)]).output().expect("ip netns pids");
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).ok())
+            .map(|s| s.trim().to_string())
+            .collect()
+    }
+}
+
+impl Drop for TestHosts {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(repo_root().join("scripts/testhosts.sh"))
+            .arg("down")
+            .env("SKYCAT_TESTHOSTS_DIR", self.dir.path())
+            .env("SKYCAT_TESTHOSTS_PREFIX", &self.prefix)
+            .env("SKYCAT_TESTHOSTS_NET", NET.to_string())
+            .output();
+    }
+}
+
+/// The workspace's `skycat-agent` binary (built by `cargo test --workspace`; built here if not).
+fn agent_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    let target_debug = exe.parent().and_then(|d| d.parent()).expect("target/debug").to_path_buf();
+    let bin = target_debug.join("skycat-agent");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    // Always ask cargo: it is a no-op when the binary is fresh, and rebuilds a stale one.
+    let st = Command::new(cargo)
+        .args(["build", "-q", "-p", "skycat-agent"])
+        .current_dir(repo_root())
+        .status()
+        .expect("cargo build -p skycat-agent");
+    assert!(st.success(), "building skycat-agent failed");
+    assert!(bin.is_file(), "{} missing after build", bin.display());
+    bin
+}
+
+struct Env {
+    _home: tempfile::TempDir,
+    home_path: PathBuf,
+    ctl: Controller,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+async fn controller(pools_yaml: &str) -> Env {
+    let home = tempfile::tempdir().expect("tempdir");
+    let home_path = home.path().to_path_buf();
+    std::fs::write(home_path.join("ssh_node_pools.yaml"), pools_yaml).expect("write pools");
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let l2 = lines.clone();
+    let mut ctl = Controller::open(Home::at(&home_path))
+        .await
+        .expect("open controller")
+        .with_agent_bin(agent_bin())
+        .with_progress(Arc::new(move |s: &str| l2.lock().unwrap().push(s.to_string())));
+    ctl.ssh.connect_timeout = Duration::from_secs(5);
+    Env { _home: home, home_path, ctl, lines }
+}
+
+/// The heartbeat receiver (the controller's router) on 0.0.0.0:port, stoppable.
+struct Receiver {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn receiver(store: Store, port: u16) -> (Receiver, u16) {
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await.expect("bind receiver");
+    let port = listener.local_addr().expect("addr").port();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let app = skycat_controller::router(store);
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    (Receiver { stop: Some(tx), task }, port)
+}
+
+impl Receiver {
+    async fn shutdown(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
+        self.task.abort();
+    }
+}
+
+/// POSTs `body` to the heartbeat endpoint with raw HTTP/1.1; returns the status code.
+fn post_heartbeat(port: u16, token: Option<&str>, body: &str) -> u16 {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect receiver");
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let req = format!(
+        "POST /v1/agents/heartbeat HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).expect("write");
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn pool_yaml(hosts: &TestHosts, entries: &[String], price: f64) -> String {
+    format!(
+        "testpool:\n  hosts:\n{}\n  user: root\n  identity_file: {}\n  price_per_hour: {price}\n",
+        entries.iter().map(|e| format!("    - {e}")).collect::<Vec<_>>().join("\n"),
+        hosts.key().display()
+    )
+}
+
+async fn agent_status(env: &Env, cluster: &str, rank: u32) -> AgentStatus {
+    let c = env.ctl.store.require_cluster(cluster).await.expect("cluster");
+    let nodes = env.ctl.store.nodes(&c.id).await.expect("nodes");
+    let n = &nodes[rank as usize];
+    let s = skycat_controller::ssh::SshSession::connect(&n.target(), &env.ctl.ssh).await.expect("ssh");
+    let out = s
+        .run_ok(&format!("{} status --state-dir {} --json", n.agent_bin, n.state_dir), None)
+        .await
+        .expect("agent status");
+    s.close().await;
+    serde_json::from_str(out.trim()).expect("AgentStatus json")
+}
+
+const SECRET: &str = "hf_SuperSecret_8675309";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_node_launch_setup_env_logs_heartbeats_cost_autostop_down() {
+    let hosts = TestHosts::up(2);
+    let env = controller(&pool_yaml(&hosts, &[hosts.ip(1), hosts.ip(2)], 36.0)).await;
+    let (rx, port) = receiver(env.ctl.store.clone(), 0).await;
+
+    let workdir = tempfile::tempdir().expect("workdir");
+    std::fs::write(workdir.path().join("data.txt"), "workdir-synced\n").expect("write");
+    let task = TaskRun {
+        name: Some("e2e".into()),
+        num_nodes: 2,
+        setup: Some("echo setup-ran >> \"$HOME/setup-count\"; echo SETUP rank=$SKYCAT_NODE_RANK".into()),
+        run: Some(
+            "echo RANK=$SKYCAT_NODE_RANK NUM=$SKYCAT_NUM_NODES SP=$SKYPILOT_NODE_RANK SPNUM=$SKYPILOT_NUM_NODES \
+             IPS=$(echo $SKYCAT_NODE_IPS | tr ' ' ,) TASK=${SKYCAT_TASK_ID:+set}; echo tok=$HF_TOKEN model=$MODEL; \
+             cat data.txt; sleep 1"
+                .into(),
+        ),
+        envs: BTreeMap::from([("HF_TOKEN".into(), SECRET.into()), ("MODEL".into(), "tiny".into())]),
+        workdir: Some(workdir.path().to_path_buf()),
+        gpus_per_node: 0.0,
+    };
+    let mut req = LaunchRequest::new("e2e", task.clone());
+    req.pool = Some("testpool".into());
+    req.server_url = Some(format!("http://{{controller_ip}}:{port}"));
+    req.heartbeat_interval_secs = Some(0.5);
+    req.idle_seconds = Some(6.0);
+    let out = env.ctl.launch(&req).await.expect("launch");
+    assert_eq!(out.job_id, Some(1));
+    assert_eq!(out.hosts, vec![format!("root@{}:22", hosts.ip(1)), format!("root@{}:22", hosts.ip(2))]);
+    let lines = env.lines.lock().unwrap().clone();
+    assert!(lines.iter().any(|l| l.contains("uploading agent")), "progress: {lines:?}");
+
+    let job = wait_job_state(&env.ctl, "e2e", 1, |s| s.is_terminal(), Duration::from_secs(60)).await.expect("job ends");
+    assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+    assert_eq!(job.per_node.len(), 2);
+
+    // Logs of both ranks, with the right env, the synced workdir and the secret redacted.
+    let buf = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let b2 = buf.clone();
+    let shown = env
+        .ctl
+        .logs("e2e", None, false, Arc::new(move |chunk: &[u8]| b2.lock().unwrap().extend_from_slice(chunk)))
+        .await
+        .expect("logs");
+    assert_eq!(shown, 1);
+    let logs = String::from_utf8(buf.lock().unwrap().clone()).expect("utf8 logs");
+    let ips = format!("{},{}", hosts.ip(1), hosts.ip(2));
+    for r in 0..2 {
+        let want = format!("(rank {r}) RANK={r} NUM=2 SP={r} SPNUM=2 IPS={ips} TASK=set");
+        assert!(logs.contains(&want), "missing {want:?} in logs:\n{logs}");
+    }
+    assert!(logs.contains("(rank 1) workdir-synced"), "{logs}");
+    assert!(logs.contains("tok=<redacted> model=tiny"), "{logs}");
+    assert!(!logs.contains(SECRET), "secret leaked into logs:\n{logs}");
+
+    // Relaunch on the same cluster: agents reused, setup not run again, next job id.
+    let mut again = req.clone();
+    again.task.run = Some("echo second".into());
+    let out2 = env.ctl.launch(&again).await.expect("relaunch");
+    assert_eq!(out2.job_id, Some(2));
+    assert_eq!(out2.reused_agents, 2);
+    wait_job_state(&env.ctl, "e2e", 2, |s| s == JobState::Succeeded, Duration::from_secs(30)).await.expect("job 2");
+    for i in 1..=2 {
+        let count = std::fs::read_to_string(hosts.home(i).join("setup-count")).expect("setup-count");
+        assert_eq!(count.lines().count(), 1, "setup ran {} times on host {i}", count.lines().count());
+    }
+
+    // Heartbeats arrive, and cost grows.
+    let c = env.ctl.store.require_cluster("e2e").await.expect("cluster");
+    wait_until("heartbeats from both nodes", Duration::from_secs(20), || async {
+        let n = env.ctl.store.nodes(&c.id).await.unwrap();
+        n.iter().all(|n| n.last_seq >= 2)
+    })
+    .await;
+    let cost0: f64 = env.ctl.store.nodes(&c.id).await.unwrap().iter().map(|n| n.accrued_usd).sum();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let cost1: f64 = env.ctl.store.nodes(&c.id).await.unwrap().iter().map(|n| n.accrued_usd).sum();
+    assert!(cost1 > cost0 && cost0 > 0.0, "cost did not grow: {cost0} -> {cost1}");
+
+    // The endpoint: a wrong or missing token gets 401; the right one, a replay, is deduplicated.
+    let body: String = {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", env.home_path.join("state.db").display()))
+            .await
+            .expect("db");
+        let b = sqlx::query_scalar("SELECT body FROM heartbeats WHERE cluster_id = ? ORDER BY seq LIMIT 1")
+            .bind(&c.id)
+            .fetch_one(&pool)
+            .await
+            .expect("a heartbeat body");
+        pool.close().await;
+        b
+    };
+    let nodes = env.ctl.store.nodes(&c.id).await.unwrap();
+    let cfg: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(hosts.home(1).join(".skycat-agent/clusters/e2e/config.json")).expect("node config"),
+    )
+    .expect("config json");
+    let token = cfg["token"].as_str().expect("token in node config").to_string();
+    let before = env.ctl.store.heartbeat_count(&c.id).await.unwrap();
+    let (b2, t2) = (body.clone(), token.clone());
+    let codes = tokio::task::spawn_blocking(move || {
+        (
+            post_heartbeat(port, Some("not-the-token"), &b2),
+            post_heartbeat(port, None, &b2),
+            post_heartbeat(port, Some(&t2), "{not json"),
+            post_heartbeat(port, Some(&t2), &b2),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(codes, (401, 401, 400, 200));
+    assert!(env.ctl.store.heartbeat_count(&c.id).await.unwrap() >= before);
+    assert_eq!(nodes.len(), 2);
+
+    // Autostop (idle 6 s, test knob of -i): the router marks the cluster STOPPED and the stop
+    // action stops the agents.
+    wait_until("autostop", Duration::from_secs(40), || async {
+        env.ctl.store.require_cluster("e2e").await.unwrap().status == status::STOPPED
+    })
+    .await;
+    wait_until("agents stopped by autostop", Duration::from_secs(20), || async {
+        !agent_status(&env, "e2e", 0).await.daemon_running && !agent_status(&env, "e2e", 1).await.daemon_running
+    })
+    .await;
+
+    // Secrets never reach the state DB (nor status) in clear.
+    let views = env.ctl.status(true).await.expect("status");
+    assert!(!format!("{views:?}").contains(SECRET));
+    let report = env.ctl.store.cost_report().await.expect("cost report");
+    let line = report.iter().find(|l| l.name == "e2e").expect("e2e in report");
+    assert!(line.usd > 0.0 && line.records > 0, "{line:?}");
+
+    // Down: agents and their files gone, hosts free, cluster gone (still in the cost report).
+    env.ctl.down("e2e", false).await.expect("down");
+    for i in 1..=2 {
+        assert!(!hosts.home(i).join(".skycat-agent").exists(), "agent files left on host {i}");
+        let procs = hosts.process_names(i);
+        assert!(!procs.iter().any(|p| p.starts_with("skycat-agent")), "agent still running on host {i}: {procs:?}");
+    }
+    assert!(env.ctl.store.cluster("e2e").await.unwrap().is_none());
+    assert!(env.ctl.store.reserved_hosts("testpool").await.unwrap().is_empty());
+    assert!(env.ctl.store.cost_report().await.unwrap().iter().any(|l| l.name == "e2e" && l.status == "TERMINATED"));
+    rx.shutdown().await;
+    let mut db = Vec::new();
+    for f in ["state.db", "state.db-wal"] {
+        if let Ok(b) = std::fs::read(env.home_path.join(f)) {
+            db.extend(b);
+        }
+    }
+    assert!(!db.is_empty());
+    assert!(!String::from_utf8_lossy(&db).contains(SECRET), "secret stored in clear in the state DB");
+    assert!(!String::from_utf8_lossy(&db).contains(&token), "cluster token stored in clear in the state DB");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_host_is_skipped_and_changed_host_key_refused() {
+    let hosts = TestHosts::up(1);
+    // First entry: our own test host on a port where nothing listens (connection refused).
+    let entries = [format!("{{ip: {}, port: 2222}}", hosts.ip(1)), hosts.ip(1)];
+    let env = controller(&pool_yaml(&hosts, &entries, 0.0)).await;
+    let mut req = LaunchRequest::new("f1", TaskRun { num_nodes: 1, run: Some("echo hi".into()), ..Default::default() });
+    req.pool = Some("testpool".into());
+    let out = env.ctl.launch(&req).await.expect("launch skips the dead host");
+    assert_eq!(out.hosts, vec![format!("root@{}:22", hosts.ip(1))]);
+    assert_eq!(out.skipped.len(), 1, "{:?}", out.skipped);
+    let (h, why) = &out.skipped[0];
+    assert_eq!(h, &format!("root@{}:2222", hosts.ip(1)));
+    assert!(why.contains("cannot reach") && why.contains("refused"), "{why}");
+    let lines = env.lines.lock().unwrap().clone();
+    assert!(lines.iter().any(|l| l.contains("trying the next host")), "{lines:?}");
+    env.ctl.down("f1", false).await.expect("down");
+
+    // The host is reinstalled (new host key): the pinned key no longer matches.
+    hosts.script(&["up", "1"]);
+    let mut req = LaunchRequest::new("f2", TaskRun { num_nodes: 1, run: Some("echo hi".into()), ..Default::default() });
+    req.pool = Some("testpool".into());
+    let err = env.ctl.launch(&req).await.expect_err("changed host key must be refused");
+    let msg = format!("{err:#}");
+    assert!(msg.contains(&format!("host key of {} changed", hosts.ip(1))), "{msg}");
+    assert!(msg.matches("SHA256:").count() >= 2, "both fingerprints expected: {msg}");
+    assert!(env.ctl.store.cluster("f2").await.unwrap().is_none());
+    assert!(env.ctl.store.reserved_hosts("testpool").await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_killed_mid_job_comes_back_and_reports_truthfully() {
+    let hosts = TestHosts::up(1);
+    let env = controller(&pool_yaml(&hosts, &[hosts.ip(1)], 0.0)).await;
+    let task = TaskRun { num_nodes: 1, run: Some("echo started; sleep 4; echo finished".into()), ..Default::default() };
+    let mut req = LaunchRequest::new("k1", task);
+    req.pool = Some("testpool".into());
+    env.ctl.launch(&req).await.expect("launch");
+    wait_job_state(&env.ctl, "k1", 1, |s| s == JobState::Running, Duration::from_secs(20)).await.expect("running");
+    let pid_file = hosts.home(1).join(".skycat-agent/clusters/k1/agent.pid");
+    let pid = std::fs::read_to_string(&pid_file).expect("agent.pid");
+    let pid = pid.split_whitespace().next().expect("pid").to_string();
+    assert!(Command::new("kill").args(["-9", &pid]).status().expect("kill").success());
+    wait_until("agent dead", Duration::from_secs(10), || async { !agent_status(&env, "k1", 0).await.daemon_running }).await;
+    // `skycat start` brings the agent back; it re-adopts the still-running job.
+    env.ctl.start("k1").await.expect("start");
+    let job = wait_job_state(&env.ctl, "k1", 1, |s| s.is_terminal(), Duration::from_secs(30)).await.expect("ends");
+    assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+    assert_eq!(job.per_node[0].1.exit_code, Some(0));
+    let buf = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let b2 = buf.clone();
+    env.ctl.logs("k1", Some(1), false, Arc::new(move |c: &[u8]| b2.lock().unwrap().extend_from_slice(c))).await.expect("logs");
+    let logs = String::from_utf8_lossy(&buf.lock().unwrap()).to_string();
+    assert!(logs.contains("started") && logs.contains("finished"), "{logs}");
+    env.ctl.down("k1", false).await.expect("down");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_survive_server_outage_without_loss() {
+    let hosts = TestHosts::up(1);
+    let env = controller(&pool_yaml(&hosts, &[hosts.ip(1)], 3.6)).await;
+    let (rx, port) = receiver(env.ctl.store.clone(), 0).await;
+    let mut req = LaunchRequest::new("hb", TaskRun { num_nodes: 1, run: Some("sleep 1".into()), ..Default::default() });
+    req.pool = Some("testpool".into());
+    req.server_url = Some(format!("http://{{controller_ip}}:{port}"));
+    req.heartbeat_interval_secs = Some(0.3);
+    env.ctl.launch(&req).await.expect("launch");
+    let c = env.ctl.store.require_cluster("hb").await.unwrap();
+    wait_until("first heartbeats", Duration::from_secs(20), || async {
+        env.ctl.store.heartbeat_count(&c.id).await.unwrap() >= 3
+    })
+    .await;
+    rx.shutdown().await;
+    let during = env.ctl.store.heartbeat_count(&c.id).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let made = agent_status(&env, "hb", 0).await;
+    assert!(made.heartbeat_seq > made.heartbeat_acked_seq + 3, "agent should be journaling: {} made, {} acked", made.heartbeat_seq, made.heartbeat_acked_seq);
+    assert_eq!(env.ctl.store.heartbeat_count(&c.id).await.unwrap(), during, "server was down");
+    let (rx, _) = receiver(env.ctl.store.clone(), port).await;
+    let target = made.heartbeat_seq;
+    wait_until("replay after the outage", Duration::from_secs(30), || async {
+        let seqs = env.ctl.store.heartbeat_seqs(&c.id).await.unwrap();
+        seqs.last().is_some_and(|(_, s)| *s >= target)
+    })
+    .await;
+    let seqs: Vec<u64> = env.ctl.store.heartbeat_seqs(&c.id).await.unwrap().into_iter().map(|(_, s)| s).collect();
+    let expect: Vec<u64> = (1..=*seqs.last().unwrap()).collect();
+    assert_eq!(seqs, expect, "heartbeats lost or duplicated across the outage");
+    let report = env.ctl.store.cost_report().await.unwrap();
+    assert!(report.iter().any(|l| l.name == "hb" && l.usd > 0.0), "{report:?}");
+    env.ctl.down("hb", false).await.expect("down");
+    rx.shutdown().await;
+}
