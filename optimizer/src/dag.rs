@@ -594,7 +594,10 @@ pub fn plan_dag(dag: &DagSpec, index: &OfferIndex, egress: &EgressTable, opts: &
     }
     if !unknown.is_empty() && (edges.iter().any(|e| e.gb > 0.0) || !dag.inputs.is_empty()) {
         unknown.sort();
-        warnings.push(format!("egress prices unknown for {}; counted as $0/GB", unknown.join(", ")));
+        warnings.push(format!(
+            "egress prices incomplete for {}: an unknown internet rate counts as $0/GB, an unknown inter-region rate as the internet rate",
+            unknown.join(", ")
+        ));
     }
     let started = Instant::now();
     let mut model = build(dag, &cands, &edges, egress);

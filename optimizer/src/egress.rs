@@ -53,7 +53,8 @@ pub struct SourceRates {
     pub internet: f64,
     pub inter_region: f64,
     pub same_region: f64,
-    /// False when a needed figure is unknown (then counted as 0).
+    /// False when a figure is unknown (internet then counts as $0/GB, inter-region as the
+    /// internet rate).
     pub known: bool,
 }
 
@@ -80,8 +81,10 @@ impl EgressTable {
         let inter = r.and_then(|r| r.inter_region_per_gb).or(c.inter_region_per_gb);
         let same = c.same_region_per_gb.unwrap_or(0.0);
         let known = internet.is_some() && inter.is_some();
+        // Unknown internet rate: $0 (flagged). Unknown inter-region rate: the internet rate, an
+        // upper bound, since no cloud charges more between its own regions than to the internet.
         let internet = internet.unwrap_or(0.0).max(0.0);
-        let inter = inter.unwrap_or(0.0).clamp(0.0, internet.max(0.0));
+        let inter = inter.unwrap_or(internet).clamp(0.0, internet);
         SourceRates { internet, inter_region: inter, same_region: same.clamp(0.0, inter), known }
     }
 

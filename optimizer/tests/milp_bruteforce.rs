@@ -525,3 +525,22 @@ fn fleet_by_vcpus() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn shipped_egress_table_parses_and_names_its_sources() {
+    let t = EgressTable::shipped();
+    for c in ["aws", "gcp", "azure", "oci", "lambda", "runpod"] {
+        let e = t.clouds.get(c).unwrap_or_else(|| panic!("{c} missing"));
+        assert!(e.source.starts_with("https://"), "{c}: {}", e.source);
+        assert!(!e.as_of.is_empty(), "{c}");
+    }
+    let aws = Location { cloud: "aws".into(), region: Some("us-east-1".into()) };
+    let aws2 = Location { cloud: "aws".into(), region: Some("us-west-2".into()) };
+    let gcp = Location { cloud: "gcp".into(), region: Some("us-central1".into()) };
+    assert_eq!(t.rate(&aws, &aws), 0.0);
+    assert_eq!(t.rate(&aws, &aws2), 0.02);
+    assert_eq!(t.rate(&aws, &gcp), 0.09);
+    // GCP's inter-region figure is unknown: priced at its internet rate, an upper bound.
+    let gcp2 = Location { cloud: "gcp".into(), region: Some("europe-west4".into()) };
+    assert_eq!(t.rate(&gcp, &gcp2), t.rate(&gcp, &aws));
+}
