@@ -19,7 +19,7 @@
 //!   `gpuMemoryQty / gpuQty`.
 //! - Fixed shapes: price = Σ rate × qty over the `ocpu` and `memory` products.
 //! - Flex shapes (`….Flex`): OCI bills per OCPU and per GB, so they are expanded into the sizes
-//!   SkyPilot's catalog lists, `<shape>$_<vCPUs>_<GiB>` for 2–64 vCPUs at 4 and 8 GiB per vCPU.
+//!   SkyPilot's catalog lists, `<shape>$_<vCPUs>_<GiB>` for 2–128 vCPUs at 4 and 8 GiB per vCPU.
 //!
 //! vCPUs = OCPUs × 2 on x86 and AmpereOne, × 1 on Ampere A1. Preemptible capacity costs 50% of
 //! on-demand (OCI docs, "Preemptible instances"); spot = price / 2 where `allowPreemptible`.
@@ -54,7 +54,7 @@ pub const ALL_REGIONS: &[&str] = &[
 
 const DEFAULT_REGIONS: &[&str] = &["us-ashburn-1", "us-phoenix-1", "us-sanjose-1", "eu-frankfurt-1", "uk-london-1", "ap-tokyo-1"];
 
-const FLEX_VCPUS: &[f64] = &[2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
+const FLEX_VCPUS: &[f64] = &[2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
 const FLEX_GIB_PER_VCPU: &[f64] = &[4.0, 8.0];
 
 #[derive(Debug, Default)]
@@ -252,6 +252,10 @@ fn price_shapes(cx: &FetchContext, rates: &BTreeMap<String, f64>, shapes: ShapeL
         };
         if name.ends_with(".Flex") {
             for &v in FLEX_VCPUS {
+                // Ampere A1 Flex stops at 80 OCPUs (= 80 vCPUs).
+                if per_ocpu == 1.0 && v > 80.0 {
+                    continue;
+                }
                 for &ratio in FLEX_GIB_PER_VCPU {
                     let mem = v * ratio;
                     let ocpus = v / per_ocpu;
