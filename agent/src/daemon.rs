@@ -760,8 +760,16 @@ impl Daemon {
         } else {
             util::write_atomic(&values_path, &serde_json::to_vec(&values)?, 0o600)?;
         }
+        // A relative (or `~/`) workdir is relative to $HOME, as SkyPilot's `~/sky_workdir`.
+        let home = std::env::var_os("HOME").map(PathBuf::from);
         let cwd = workdir
-            .map(PathBuf::from)
+            .map(|w| {
+                let rel = w.strip_prefix("~/").unwrap_or(&w).to_string();
+                match &home {
+                    Some(h) if !Path::new(&rel).is_absolute() => h.join(rel),
+                    _ => PathBuf::from(rel),
+                }
+            })
             .or_else(|| Some(self.paths.default_workdir()).filter(|p| p.is_dir()))
             .or_else(|| std::env::var_os("HOME").map(PathBuf::from).filter(|p| p.is_dir()))
             .unwrap_or_else(|| self.paths.root.clone());
@@ -1255,5 +1263,77 @@ pub fn check_metadata(url: &str, kind: MetadataKind) -> Result<Option<Interrupti
                 s => bail!("metadata answered HTTP {s}"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// Serves `n` connections; `answer` maps the raw request to (status, body).
+    fn serve(n: usize, answer: fn(&str) -> (u16, &'static str)) -> (String, std::thread::JoinHandle<Vec<String>>) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://127.0.0.1:{}", l.local_addr().unwrap().port());
+        let t = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for _ in 0..n {
+                let (mut s, _) = l.accept().unwrap();
+                let mut buf = [0u8; 4096];
+                let k = s.read(&mut buf).unwrap();
+                let req = String::from_utf8_lossy(&buf[..k]).to_string();
+                let (status, body) = answer(&req);
+                write!(s, "HTTP/1.1 {status} X\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+                seen.push(req);
+            }
+            seen
+        });
+        (base, t)
+    }
+
+    #[test]
+    fn aws_imdsv2_token_flow_and_no_notice() {
+        let (base, t) = serve(3, |req| {
+            if req.starts_with("PUT /latest/api/token") {
+                (200, "tok-123")
+            } else if req.contains("X-aws-ec2-metadata-token: tok-123") {
+                (200, r#"{"action":"stop","time":"2026-01-01T00:00:00Z"}"#)
+            } else {
+                (401, "")
+            }
+        });
+        let n = check_metadata(&format!("{base}/latest/meta-data/spot/instance-action"), MetadataKind::Aws)
+            .unwrap()
+            .unwrap();
+        assert_eq!(n.action, "stop");
+        assert_eq!(n.time.as_deref(), Some("2026-01-01T00:00:00Z"));
+        let reqs = t.join().unwrap();
+        assert!(reqs[1].contains("X-aws-ec2-metadata-token-ttl-seconds: 300"));
+
+        let (base, t) = serve(1, |_| (404, "not found"));
+        assert!(check_metadata(&format!("{base}/latest/meta-data/spot/instance-action"), MetadataKind::Aws)
+            .unwrap()
+            .is_none());
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn gcp_preempted_flag() {
+        let (base, t) = serve(2, |req| {
+            if !req.contains("Metadata-Flavor: Google") {
+                (403, "")
+            } else if req.contains("first") {
+                (200, "FALSE")
+            } else {
+                (200, "TRUE\n")
+            }
+        });
+        let url = format!("{base}/computeMetadata/v1/instance/preempted");
+        assert!(check_metadata(&format!("{url}?first"), MetadataKind::Gcp).unwrap().is_none());
+        let n = check_metadata(&url, MetadataKind::Gcp).unwrap().unwrap();
+        assert_eq!(n.action, "preempted");
+        t.join().unwrap();
+        // Unreachable metadata is an error (logged by the poller), not a notice.
+        assert!(check_metadata("http://127.0.0.1:1/x", MetadataKind::Gcp).is_err());
     }
 }
