@@ -48,7 +48,7 @@ pub fn catalog_data(catalog: Catalog) -> CatalogData {
             }
         })
         .collect();
-    let mut data = CatalogData { offers: catalog.into_offers(), sources };
+    let mut data = CatalogData { offers: catalog.into_offers(), sources, warnings: Vec::new() };
     // Fill what the manifest lacks (source, fetched_at) from the rows themselves.
     data.complete_sources("memory");
     for s in &mut data.sources {
@@ -65,7 +65,9 @@ pub fn load_catalog(home: &SkycatHome) -> Result<CatalogData, RefreshError> {
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
-    Ok(catalog_data(loaded.catalog))
+    let mut data = catalog_data(loaded.catalog);
+    data.warnings = loaded.warnings;
+    Ok(data)
 }
 
 /// Everything `skycat serve` decides.
@@ -89,9 +91,79 @@ pub struct FetchSettings {
     pub all_regions: bool,
     /// Publish even a suspicious shrink (see `skycat fetch --force`).
     pub force: bool,
+    /// Don't fetch: only reload `$SKYCAT_HOME` on schedule (a system cron job fetches).
+    pub reload_only: bool,
 }
 
-/// Reload the catalog from `$SKYCAT_HOME` (after the fetch published to it).
+/// The production refresh: run the fetchers (which publish to `$SKYCAT_HOME/catalogs`
+/// atomically), then reload the catalog from there.
+///
+/// - The fetch run fails as a whole, or no cloud could be published → a failed refresh; the
+///   catalog in service stays.
+/// - Some clouds published and others failed → the reloaded catalog is swapped in (failed clouds
+///   keep their previous rows on disk) and the failures are listed in the outcome's warnings.
+pub struct FetchRefresh {
+    pub opts: skycat_fetchers::FetchOptions,
+}
+
+impl FetchRefresh {
+    pub fn new(opts: skycat_fetchers::FetchOptions) -> Self {
+        FetchRefresh { opts }
+    }
+}
+
+fn log_event(ev: skycat_fetchers::FetchEvent) {
+    use skycat_fetchers::FetchEvent::*;
+    match ev {
+        ProviderStarted { cloud, regions } => tracing::info!(%cloud, regions, "refresh: fetching"),
+        RegionDone { cloud, region, rows } => tracing::debug!(%cloud, %region, rows, "refresh: region done"),
+        RegionFailed { cloud, region, error } => tracing::warn!(%cloud, %region, %error, "refresh: region failed"),
+        Note { cloud, message } => tracing::info!(%cloud, %message, "refresh"),
+        ProviderFinished { cloud, report } => {
+            tracing::info!(%cloud, rows = report.rows, published = report.published, "refresh: provider finished")
+        }
+    }
+}
+
+/// One line per cloud that did not publish, naming the cloud and why.
+fn fetch_problems(report: &skycat_fetchers::FetchReport) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in &report.clouds {
+        if let Some(e) = &c.error {
+            out.push(format!("{}: {e}", c.cloud));
+        } else if !c.published {
+            let why = c.not_published.as_deref().unwrap_or("not published");
+            out.push(format!("{}: {why}", c.cloud));
+        }
+        for (region, e) in &c.regions_failed {
+            out.push(format!("{} {region}: {e}", c.cloud));
+        }
+    }
+    out
+}
+
+impl RefreshAction for FetchRefresh {
+    fn refresh(&self) -> crate::refresh::BoxFuture<Result<CatalogData, RefreshError>> {
+        let opts = self.opts.clone();
+        Box::pin(async move {
+            let report = skycat_fetchers::run_fetch(&opts, &log_event).await?;
+            let problems = fetch_problems(&report);
+            if !opts.dry_run && !report.clouds.iter().any(|c| c.published) {
+                let detail = if problems.is_empty() { "no cloud selected".to_owned() } else { problems.join("; ") };
+                return Err(format!("the fetch published nothing: {detail}").into());
+            }
+            let home = opts.home.clone();
+            let mut data = tokio::task::spawn_blocking(move || load_catalog(&home))
+                .await
+                .map_err(|e| -> RefreshError { format!("loading the catalog failed: {e}").into() })??;
+            data.warnings = problems;
+            Ok(data)
+        })
+    }
+}
+
+/// Reload the catalog from `$SKYCAT_HOME` only (another process runs the fetch, e.g. the
+/// system cron job in `scripts/`).
 pub struct ReloadFromHome {
     pub home: SkycatHome,
 }
@@ -161,5 +233,13 @@ async fn shutdown_signal() {
 }
 
 fn refresh_action(opts: &ServeOptions) -> Arc<dyn RefreshAction> {
-    Arc::new(ReloadFromHome { home: opts.home.clone() })
+    if opts.fetch.reload_only {
+        return Arc::new(ReloadFromHome { home: opts.home.clone() });
+    }
+    let mut f = skycat_fetchers::FetchOptions::new(opts.home.clone());
+    f.clouds = opts.fetch.clouds.clone();
+    f.regions = opts.fetch.regions.clone();
+    f.all_regions = opts.fetch.all_regions;
+    f.force = opts.fetch.force;
+    Arc::new(FetchRefresh::new(f))
 }

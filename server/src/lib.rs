@@ -40,7 +40,7 @@ pub use refresh::{RefreshAction, RefreshError, Refresher};
 pub use state::{AppState, CatalogData, CatalogSnapshot, CloudSource, RefreshOutcome, ServerConfig};
 
 #[cfg(feature = "fetch")]
-pub use fetch::{serve, ServeError, ServeOptions};
+pub use fetch::{load_catalog, serve, FetchRefresh, FetchSettings, ReloadFromHome, ServeError, ServeOptions};
 
 /// Assembles the service: catalog, settings, refresh, extra routes.
 pub struct AppBuilder {

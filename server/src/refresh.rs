@@ -72,10 +72,11 @@ impl Refresher {
             Ok(Ok(data)) if data.offers.is_empty() => {
                 Err("the refresh produced an empty catalog; keeping the catalog in service".to_owned())
             }
-            Ok(Ok(data)) => {
+            Ok(Ok(mut data)) => {
                 let version = self.state.snapshot().version + 1;
+                let warnings = std::mem::take(&mut data.warnings);
                 match tokio::task::spawn_blocking(move || CatalogSnapshot::build(data, version)).await {
-                    Ok(snap) => Ok(snap),
+                    Ok(snap) => Ok((snap, warnings)),
                     Err(e) => Err(format!("building the catalog index failed: {e}")),
                 }
             }
@@ -83,12 +84,20 @@ impl Refresher {
             Err(join) => Err(format!("the refresh task failed: {join}")),
         };
         let outcome = match result {
-            Ok(snap) => {
+            Ok((snap, warnings)) => {
                 let rows = snap.offers().len();
                 let version = snap.version;
                 self.state.swap(snap);
-                tracing::info!(rows, version, "catalog refreshed and swapped in");
-                RefreshOutcome { started_at, finished_at: Utc::now(), ok: true, error: None, rows: Some(rows), version }
+                tracing::info!(rows, version, warnings = warnings.len(), "catalog refreshed and swapped in");
+                RefreshOutcome {
+                    started_at,
+                    finished_at: Utc::now(),
+                    ok: true,
+                    error: None,
+                    rows: Some(rows),
+                    warnings,
+                    version,
+                }
             }
             Err(error) => {
                 tracing::warn!(%error, "catalog refresh failed; the previous catalog stays in service");
@@ -98,6 +107,7 @@ impl Refresher {
                     ok: false,
                     error: Some(error),
                     rows: None,
+                    warnings: Vec::new(),
                     version: self.state.snapshot().version,
                 }
             }

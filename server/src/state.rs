@@ -46,12 +46,15 @@ pub struct CatalogData {
     /// Per-cloud provenance. Clouds that have rows but no entry here get one derived from the
     /// rows themselves (see [`CatalogData::complete_sources`]).
     pub sources: Vec<CloudSource>,
+    /// Problems that did not stop the load/refresh (a cloud or region that failed to fetch and
+    /// kept its previous rows); shown in the refresh outcome.
+    pub warnings: Vec<String>,
 }
 
 impl CatalogData {
     /// Offers only; provenance is derived from the rows (`origin` = `memory`).
     pub fn from_offers(offers: Vec<Offer>) -> Self {
-        let mut data = CatalogData { offers, sources: Vec::new() };
+        let mut data = CatalogData { offers, sources: Vec::new(), warnings: Vec::new() };
         data.complete_sources("memory");
         data
     }
@@ -252,6 +255,9 @@ pub struct RefreshOutcome {
     pub error: Option<String>,
     /// Rows in the catalog swapped in, when `ok`.
     pub rows: Option<usize>,
+    /// Problems of a refresh that still swapped in a catalog (e.g. one cloud failed to fetch
+    /// and kept its previous rows).
+    pub warnings: Vec<String>,
     /// Catalog version in service after this refresh.
     pub version: u64,
 }
