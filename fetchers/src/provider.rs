@@ -55,6 +55,9 @@ pub struct FetchContext {
     pub fetched_at: DateTime<Utc>,
     pub aws_ondemand_source: AwsOnDemandSource,
     env: BTreeMap<String, String>,
+    /// The environment is only what the caller gave (tests): credential chains must not look
+    /// beyond it (no profile files, no instance metadata).
+    isolated: bool,
     shared: Mutex<HashMap<String, SharedCell>>,
     skipped: Mutex<BTreeMap<(String, String), u64>>,
     notes: Mutex<Vec<(String, String)>>,
@@ -68,7 +71,18 @@ impl FetchContext {
         env_overrides: &BTreeMap<String, String>,
         aws_ondemand_source: AwsOnDemandSource,
     ) -> Result<Self, FetchError> {
-        let mut env: BTreeMap<String, String> = std::env::vars().collect();
+        Self::with_env(retry, env_overrides, aws_ondemand_source, false)
+    }
+
+    /// Like [`Self::new`]; with `isolated`, the environment is `env_overrides` alone.
+    pub fn with_env(
+        retry: RetryPolicy,
+        env_overrides: &BTreeMap<String, String>,
+        aws_ondemand_source: AwsOnDemandSource,
+        isolated: bool,
+    ) -> Result<Self, FetchError> {
+        let mut env: BTreeMap<String, String> =
+            if isolated { BTreeMap::new() } else { std::env::vars().collect() };
         for (k, v) in env_overrides {
             env.insert(k.clone(), v.clone());
         }
@@ -77,6 +91,7 @@ impl FetchContext {
             fetched_at: Utc::now(),
             aws_ondemand_source,
             env,
+            isolated,
             shared: Mutex::new(HashMap::new()),
             skipped: Mutex::new(BTreeMap::new()),
             notes: Mutex::new(Vec::new()),
@@ -93,6 +108,7 @@ impl FetchContext {
             fetched_at: Utc::now(),
             aws_ondemand_source: AwsOnDemandSource::BulkFiles,
             env,
+            isolated: true,
             shared: Mutex::new(HashMap::new()),
             skipped: Mutex::new(BTreeMap::new()),
             notes: Mutex::new(Vec::new()),
@@ -103,6 +119,11 @@ impl FetchContext {
     /// An environment variable of this run; empty values count as unset.
     pub fn env(&self, key: &str) -> Option<&str> {
         self.env.get(key).map(|s| s.as_str()).filter(|s| !s.trim().is_empty())
+    }
+
+    /// Whether the environment is only what the caller passed (see [`Self::for_tests`]).
+    pub fn is_isolated(&self) -> bool {
+        self.isolated
     }
 
     /// The whole environment snapshot (the AWS SDK config is built from it).

@@ -42,6 +42,9 @@ pub struct FetchOptions {
     pub aws_ondemand_source: AwsOnDemandSource,
     /// Environment overrides layered over the process environment (endpoints, keys).
     pub env_overrides: BTreeMap<String, String>,
+    /// Use `env_overrides` alone, not the process environment (tests; credential chains then
+    /// look nowhere else).
+    pub isolate_env: bool,
     pub retry: RetryPolicy,
 }
 
@@ -57,6 +60,7 @@ impl FetchOptions {
             concurrency: 4,
             aws_ondemand_source: AwsOnDemandSource::BulkFiles,
             env_overrides: BTreeMap::new(),
+            isolate_env: false,
             retry: RetryPolicy::default(),
         }
     }
@@ -178,7 +182,7 @@ pub async fn run_fetch(
 ) -> Result<FetchReport, FetchError> {
     let started = Instant::now();
     let provs = select_providers(&opts.clouds)?;
-    let cx = FetchContext::new(opts.retry.clone(), &opts.env_overrides, opts.aws_ondemand_source)?;
+    let cx = FetchContext::with_env(opts.retry.clone(), &opts.env_overrides, opts.aws_ondemand_source, opts.isolate_env)?;
     let runs = provs.iter().map(|p| run_cloud(opts, &cx, p.as_ref(), on_event));
     let mut clouds = futures::future::join_all(runs).await;
     // The manifest is shared by all clouds: update it once, after every cloud is done.

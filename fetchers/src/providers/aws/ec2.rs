@@ -35,6 +35,8 @@ pub async fn sdk_config(cx: &FetchContext) -> Signed {
             if let (Some(id), Some(secret)) = (cx.env("AWS_ACCESS_KEY_ID"), cx.env("AWS_SECRET_ACCESS_KEY")) {
                 let creds = Credentials::new(id, secret, cx.env("AWS_SESSION_TOKEN").map(String::from), None, "skycat-env");
                 loader = loader.credentials_provider(creds);
+            } else if cx.is_isolated() {
+                return Ok(Signed::No("no AWS credentials (AWS_ACCESS_KEY_ID is not set)".into()));
             }
             if let Some(ep) = cx.env("AWS_ENDPOINT_URL") {
                 loader = loader.endpoint_url(ep);
