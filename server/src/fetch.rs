@@ -77,22 +77,19 @@ pub struct ServeOptions {
     pub home: SkycatHome,
     /// Cron expression of the background refresh; `None` serves the loaded catalog as is.
     pub refresh: Option<String>,
-    pub fetch: FetchSettings,
+    /// What a scheduled refresh does.
+    pub refresh_mode: RefreshMode,
     pub config: ServerConfig,
 }
 
-/// What a scheduled refresh fetches.
-#[derive(Debug, Clone, Default)]
-pub struct FetchSettings {
-    /// Clouds to fetch; empty = every provider.
-    pub clouds: Vec<String>,
-    /// Regions to fetch; empty = the providers' default regions (or all, with `all_regions`).
-    pub regions: Vec<String>,
-    pub all_regions: bool,
-    /// Publish even a suspicious shrink (see `skycat fetch --force`).
-    pub force: bool,
-    /// Don't fetch: only reload `$SKYCAT_HOME` on schedule (a system cron job fetches).
-    pub reload_only: bool,
+/// What a scheduled refresh does.
+#[derive(Debug, Clone)]
+pub enum RefreshMode {
+    /// Run the fetchers with these options (their `home` should be the served one), then reload.
+    Fetch(skycat_fetchers::FetchOptions),
+    /// Only reload `$SKYCAT_HOME`: another process fetches (e.g. the system cron job in
+    /// `scripts/`).
+    ReloadOnly,
 }
 
 /// The production refresh: run the fetchers (which publish to `$SKYCAT_HOME/catalogs`
@@ -233,13 +230,8 @@ async fn shutdown_signal() {
 }
 
 fn refresh_action(opts: &ServeOptions) -> Arc<dyn RefreshAction> {
-    if opts.fetch.reload_only {
-        return Arc::new(ReloadFromHome { home: opts.home.clone() });
+    match &opts.refresh_mode {
+        RefreshMode::Fetch(f) => Arc::new(FetchRefresh::new(f.clone())),
+        RefreshMode::ReloadOnly => Arc::new(ReloadFromHome { home: opts.home.clone() }),
     }
-    let mut f = skycat_fetchers::FetchOptions::new(opts.home.clone());
-    f.clouds = opts.fetch.clouds.clone();
-    f.regions = opts.fetch.regions.clone();
-    f.all_regions = opts.fetch.all_regions;
-    f.force = opts.fetch.force;
-    Arc::new(FetchRefresh::new(f))
 }

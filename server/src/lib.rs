@@ -35,12 +35,15 @@ use tokio::net::TcpListener;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
+/// Re-exported so that callers build the extra routers of [`AppBuilder::merge`] / [`serve`] with
+/// the same axum version.
+pub use axum;
 pub use error::{ApiError, ErrorBody};
 pub use refresh::{RefreshAction, RefreshError, Refresher};
 pub use state::{AppState, CatalogData, CatalogSnapshot, CloudSource, RefreshOutcome, ServerConfig};
 
 #[cfg(feature = "fetch")]
-pub use fetch::{load_catalog, serve, FetchRefresh, FetchSettings, ReloadFromHome, ServeError, ServeOptions};
+pub use fetch::{load_catalog, serve, FetchRefresh, RefreshMode, ReloadFromHome, ServeError, ServeOptions};
 
 /// Assembles the service: catalog, settings, refresh, extra routes.
 pub struct AppBuilder {

@@ -138,6 +138,10 @@ impl Refresher {
 pub fn parse_schedule(expr: &str) -> Result<cron::Schedule, String> {
     use std::str::FromStr;
     cron::Schedule::from_str(expr.trim()).map_err(|e| {
+        // The cron crate's message spans lines (it draws a caret under the input): keep the
+        // explanation, on one line.
+        let e = e.to_string();
+        let e = e.lines().map(str::trim).filter(|l| !l.is_empty() && *l != "^" && *l != expr.trim()).collect::<Vec<_>>().join(" ");
         format!(
             "invalid refresh schedule `{expr}`: {e} (expected 6 or 7 fields: sec min hour day month weekday [year], e.g. \"0 0 */6 * * *\")"
         )
@@ -157,6 +161,7 @@ mod tests {
         assert_eq!((b - a).num_hours(), 6);
         let err = parse_schedule("every six hours").unwrap_err();
         assert!(err.contains("every six hours"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
     }
 
     #[test]
