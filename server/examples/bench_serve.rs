@@ -1,0 +1,91 @@
+//! The server over a synthetic catalog, for `scripts/bench-serve.sh` (wrk against `/optimize`).
+//!
+//! Links only server + optimizer + catalog schema (build with `--no-default-features`: no
+//! polars, no fetchers), so a release build takes minutes rather than the whole `skycat` binary.
+//!
+//! ```text
+//! cargo run --release -p skycat-server --no-default-features --example bench_serve -- 127.0.0.1:18090 100000
+//! ```
+
+use chrono::Utc;
+use skycat_catalog::Offer;
+use skycat_server::{AppBuilder, CatalogData};
+
+/// `n` offers over 6 clouds × 12 regions × 3 zones, CPU and GPU shapes, deterministic prices.
+fn synthetic(n: usize) -> Vec<Offer> {
+    let clouds = ["aws", "gcp", "azure", "lambda", "oci", "runpod"];
+    let gpus: [(&str, f64, &[f64]); 8] = [
+        ("A100", 1.6, &[1.0, 2.0, 4.0, 8.0]),
+        ("A100-80GB", 2.2, &[1.0, 2.0, 4.0, 8.0]),
+        ("H100", 3.1, &[1.0, 2.0, 4.0, 8.0]),
+        ("L4", 0.6, &[1.0, 2.0, 4.0, 8.0]),
+        ("T4", 0.35, &[1.0, 2.0, 4.0]),
+        ("V100", 0.9, &[1.0, 4.0, 8.0]),
+        ("A10G", 1.0, &[1.0, 4.0, 8.0]),
+        ("L40S", 1.4, &[1.0, 2.0, 4.0, 8.0]),
+    ];
+    let now = Utc::now();
+    let mut out = Vec::with_capacity(n);
+    let mut i = 0usize;
+    while out.len() < n {
+        // A cheap deterministic jitter so prices differ between locations.
+        let jitter = 1.0 + ((i.wrapping_mul(2654435761) % 1000) as f64) / 4000.0;
+        let cloud = clouds[i % clouds.len()];
+        let region = format!("region-{}", (i / clouds.len()) % 12);
+        let zone = Some(format!("{region}-{}", ["a", "b", "c"][(i / (clouds.len() * 12)) % 3]));
+        let shape = (i / (clouds.len() * 36)) % 40;
+        let (acc, count, vcpus, mem, price) = if shape < 12 {
+            let v = [2.0, 4.0, 8.0, 16.0, 32.0, 64.0][shape % 6];
+            (None, 0.0, v, v * if shape < 6 { 4.0 } else { 8.0 }, 0.048 * v * if shape < 6 { 1.0 } else { 1.3 })
+        } else {
+            let (name, per, counts) = gpus[(shape - 12) % gpus.len()];
+            let c = counts[(shape - 12) / gpus.len() % counts.len()];
+            (Some(name), c, 8.0 * c, 64.0 * c, per * c + 0.2 * c)
+        };
+        out.push(Offer {
+            cloud: cloud.into(),
+            instance_type: match acc {
+                Some(a) => format!("{cloud}-{a}-x{count}-{shape}"),
+                None => format!("{cloud}-cpu-{vcpus}-{shape}"),
+            },
+            region,
+            zone,
+            accelerator_name: acc.map(str::to_owned),
+            accelerator_count: count,
+            accelerator_memory_gib: acc.map(|_| 40.0),
+            accelerator_vendor: acc.map(|_| "nvidia".into()),
+            vcpus: Some(vcpus),
+            memory_gib: Some(mem),
+            arch: Some("x86_64".into()),
+            price: Some((price * jitter * 1000.0).round() / 1000.0),
+            spot_price: if i % 3 == 0 { None } else { Some((price * jitter * 0.35 * 1000.0).round() / 1000.0) },
+            fetched_at: now,
+            source: "synthetic".into(),
+            price_breakdown: None,
+        });
+        i += 1;
+    }
+    out
+}
+
+fn main() -> std::io::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let addr = args.next().unwrap_or_else(|| "127.0.0.1:18090".into());
+    let n: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    let threads: usize = std::env::var("BENCH_SERVER_THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or(2);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()?;
+    rt.block_on(async move {
+        let started = std::time::Instant::now();
+        let app = AppBuilder::new(CatalogData::from_offers(synthetic(n))).build();
+        let listener = tokio::net::TcpListener::bind(&addr).await?;
+        eprintln!(
+            "bench_serve: {n} offers indexed in {:.0} ms; listening on http://{} with {threads} worker threads",
+            started.elapsed().as_secs_f64() * 1e3,
+            listener.local_addr()?
+        );
+        app.serve(listener, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+    })
+}
