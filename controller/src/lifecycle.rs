@@ -299,8 +299,11 @@ impl Controller {
         let pool: &Pool = match &req.pool {
             Some(p) => pools.get(p)?,
             None => {
+                // The cheapest pool with enough free hosts (pools are offers priced per host-hour).
+                let mut by_price: Vec<&Pool> = pools.pools.values().collect();
+                by_price.sort_by(|a, b| a.price_per_hour.total_cmp(&b.price_per_hour));
                 let mut found = None;
-                for p in pools.pools.values() {
+                for p in by_price {
                     let taken = self.store.reserved_hosts(&p.name).await?;
                     if p.hosts.iter().filter(|h| !taken.contains(&h.display())).count() >= need {
                         found = Some(p);

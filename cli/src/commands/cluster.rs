@@ -1,0 +1,415 @@
+//! Cluster commands, like SkyPilot's: launch, exec, status, queue, logs, cancel, stop, start,
+//! down, cost-report. The work is in `skycat-controller`; this file parses arguments and tasks
+//! and prints tables.
+//!
+//! Where reports come from: clusters launched with `--server-url` (or `$SKYCAT_SERVER_URL`)
+//! send heartbeats to `skycat serve`, which stores them in `$SKYCAT_HOME/state.db`. Without a
+//! server, the agents journal their heartbeats locally and the CLI pulls status, jobs and the
+//! cost ledger over SSH (`status`, `queue`, `stop`, `down`, `cost-report --refresh`).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Subcommand};
+use comfy_table::{presets::NOTHING, Table};
+use skycat_controller::home::Home;
+use skycat_controller::lifecycle::{stderr_progress, Controller, LaunchRequest, TaskRun};
+
+#[derive(Subcommand)]
+pub enum ClusterCommand {
+    /// Launch a cluster on an SSH node pool (or reuse it) and run a task on it.
+    Launch(LaunchArgs),
+    /// Run a task YAML or a command on an existing cluster (no setup).
+    Exec(ExecArgs),
+    /// Show clusters.
+    Status(StatusArgs),
+    /// Show a cluster's job queue.
+    Queue(NameArg),
+    /// Print a job's logs (the latest job by default).
+    Logs(LogsArgs),
+    /// Cancel a job.
+    Cancel(CancelArgs),
+    /// Stop a cluster's jobs and agents; its hosts stay reserved.
+    Stop(NameArg),
+    /// Restart a stopped cluster's agents.
+    Start(NameArg),
+    /// Tear a cluster down: stop the agents, remove their files, free the hosts.
+    Down(DownArgs),
+    /// Cost of every cluster, from the agents' metered ledger (never re-priced).
+    CostReport(CostReportArgs),
+}
+
+#[derive(Args)]
+pub struct LaunchArgs {
+    /// Task YAML (SkyPilot format).
+    pub task: PathBuf,
+    /// Cluster name.
+    #[arg(short = 'c', long = "cluster")]
+    pub cluster: String,
+    /// Where to run: `ssh/POOL` (pools in $SKYCAT_HOME/ssh_node_pools.yaml).
+    #[arg(long)]
+    pub infra: Option<String>,
+    /// Skip the task's setup.
+    #[arg(long)]
+    pub no_setup: bool,
+    /// Autostop after this many idle minutes.
+    #[arg(short = 'i', long = "idle-minutes-to-autostop")]
+    pub idle_minutes: Option<f64>,
+    /// With -i: tear the cluster down instead of stopping it.
+    #[arg(long)]
+    pub down: bool,
+    /// Print the plan and exit.
+    #[arg(long)]
+    pub dryrun: bool,
+    /// Heartbeat receiver as the nodes reach it, e.g. `http://{controller_ip}:8080`
+    /// (`{controller_ip}` = the address a node sees the SSH connection come from).
+    #[arg(long, env = "SKYCAT_SERVER_URL")]
+    pub server_url: Option<String>,
+    /// Seconds between heartbeats (default 10).
+    #[arg(long)]
+    pub heartbeat_secs: Option<f64>,
+    /// Extra env, KEY=VALUE (overrides the YAML's envs).
+    #[arg(long = "env")]
+    pub env: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct ExecArgs {
+    pub cluster: String,
+    /// A task YAML file, or a shell command.
+    pub task_or_command: String,
+    #[arg(long = "env")]
+    pub env: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct StatusArgs {
+    /// Only these clusters.
+    pub clusters: Vec<String>,
+    /// Print the head node's IP (of the one cluster named).
+    #[arg(long)]
+    pub ip: bool,
+    /// Don't pull over SSH; show what the state DB has.
+    #[arg(long)]
+    pub no_refresh: bool,
+}
+
+#[derive(Args)]
+pub struct NameArg {
+    pub cluster: String,
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    pub cluster: String,
+    pub job: Option<u64>,
+    #[arg(long, short)]
+    pub follow: bool,
+}
+
+#[derive(Args)]
+pub struct CancelArgs {
+    pub cluster: String,
+    pub job: u64,
+}
+
+#[derive(Args)]
+pub struct DownArgs {
+    pub cluster: String,
+    /// Give up nodes that cannot be reached instead of failing.
+    #[arg(long)]
+    pub purge: bool,
+}
+
+#[derive(Args)]
+pub struct CostReportArgs {
+    /// Pull every live cluster's ledger from its agents over SSH first.
+    #[arg(long)]
+    pub refresh: bool,
+}
+
+async fn controller() -> Result<Controller> {
+    Ok(Controller::open(Home::from_env()).await?.with_progress(stderr_progress()))
+}
+
+fn parse_env_args(args: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for a in args {
+        let (k, v) = a.split_once('=').ok_or_else(|| anyhow!("--env {a:?}: expected KEY=VALUE"))?;
+        if k.is_empty() {
+            bail!("--env {a:?}: empty name");
+        }
+        out.insert(k.to_string(), v.to_string());
+    }
+    Ok(out)
+}
+
+/// A task YAML → (what to run, the parsed spec for planning).
+fn load_task(path: &Path, extra_env: &[String]) -> Result<(TaskRun, skycat_optimizer::TaskSpec)> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading task {}", path.display()))?;
+    let spec = skycat_optimizer::parse_task_yaml(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let mut envs = BTreeMap::new();
+    for (k, v) in spec.envs.clone().unwrap_or_default() {
+        envs.insert(k, v.0.unwrap_or_default());
+    }
+    envs.extend(parse_env_args(extra_env)?);
+    let workdir = match &spec.workdir {
+        None => None,
+        Some(serde_json::Value::String(s)) => Some(PathBuf::from(s)),
+        Some(_) => bail!("{}: workdir: only a local folder path is supported", path.display()),
+    };
+    let gpus = spec
+        .resources
+        .as_ref()
+        .and_then(|r| r.accelerators.as_ref())
+        .and_then(|a| a.choices.first())
+        .map(|c| c.count)
+        .unwrap_or(0.0);
+    let run = TaskRun {
+        name: spec.name.clone(),
+        num_nodes: spec.num_nodes.unwrap_or(1),
+        setup: spec.setup.clone(),
+        run: spec.run.clone(),
+        envs,
+        workdir,
+        gpus_per_node: gpus,
+    };
+    Ok((run, spec))
+}
+
+fn pool_from_infra(infra: Option<&str>, spec: &skycat_optimizer::TaskSpec) -> Result<Option<String>> {
+    let from_yaml = spec.resources.as_ref().and_then(|r| {
+        r.infra.clone().or_else(|| match (r.cloud.as_deref(), r.region.as_deref()) {
+            (Some("ssh"), Some(region)) => Some(format!("ssh/{region}")),
+            (Some("ssh"), None) => Some("ssh".to_string()),
+            _ => None,
+        })
+    });
+    let Some(infra) = infra.map(str::to_string).or(from_yaml) else { return Ok(None) };
+    let infra = infra.trim().to_string();
+    if infra == "ssh" {
+        return Ok(None);
+    }
+    match infra.strip_prefix("ssh/") {
+        Some(pool) if !pool.is_empty() => Ok(Some(pool.to_string())),
+        _ => bail!("--infra {infra:?}: only SSH node pools can be launched on (ssh/POOL)"),
+    }
+}
+
+/// `skycat launch --dryrun`: the optimizer's plan over the catalog plus the SSH node pools, as
+/// `skycat optimize` prints it.
+fn print_plan(spec: &skycat_optimizer::TaskSpec) -> Result<()> {
+    use crate::commands::optimize;
+    let index = optimize::load_index()?;
+    let plan = optimize::plan(spec, &index, &skycat_optimizer::PlanOptions::default())?;
+    println!("{}", optimize::render_plan_table(&plan));
+    Ok(())
+}
+
+pub async fn run(cmd: ClusterCommand) -> Result<()> {
+    match cmd {
+        ClusterCommand::Launch(a) => launch(a).await,
+        ClusterCommand::Exec(a) => {
+            let ctl = controller().await?;
+            let task = if a.task_or_command.ends_with(".yaml") || a.task_or_command.ends_with(".yml") {
+                let (mut t, _) = load_task(Path::new(&a.task_or_command), &a.env)?;
+                t.num_nodes = 0;
+                t
+            } else {
+                let mut t = TaskRun::command(&a.task_or_command);
+                t.num_nodes = 0;
+                t.envs = parse_env_args(&a.env)?;
+                t
+            };
+            let job = ctl.exec(&a.cluster, &task).await?;
+            println!("Job {job} submitted to {}. Logs: skycat logs {} {job}", a.cluster, a.cluster);
+            Ok(())
+        }
+        ClusterCommand::Status(a) => status(a).await,
+        ClusterCommand::Queue(a) => {
+            let ctl = controller().await?;
+            let jobs = ctl.queue(&a.cluster).await?;
+            let mut t = Table::new();
+            t.load_preset(NOTHING);
+            t.set_header(["ID", "NAME", "SUBMITTED", "STARTED", "DURATION", "STATUS", "NODES"]);
+            for j in jobs {
+                let first = &j.per_node[0].1;
+                let end = first.ended_at.unwrap_or_else(chrono::Utc::now);
+                let dur = first.started_at.map(|s| fmt_secs((end - s).num_milliseconds() as f64 / 1000.0));
+                t.add_row([
+                    j.id.to_string(),
+                    j.name.clone().unwrap_or_else(|| "-".into()),
+                    first.submitted_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                    first.started_at.map(|s| s.format("%H:%M:%S").to_string()).unwrap_or_else(|| "-".into()),
+                    dur.unwrap_or_else(|| "-".into()),
+                    state_str(j.state),
+                    j.per_node.len().to_string(),
+                ]);
+            }
+            println!("{t}");
+            Ok(())
+        }
+        ClusterCommand::Logs(a) => {
+            let ctl = controller().await?;
+            let out: Arc<dyn Fn(&[u8]) + Send + Sync> = Arc::new(|b: &[u8]| {
+                let mut o = std::io::stdout().lock();
+                let _ = o.write_all(b);
+                let _ = o.flush();
+            });
+            ctl.logs(&a.cluster, a.job, a.follow, out).await?;
+            Ok(())
+        }
+        ClusterCommand::Cancel(a) => {
+            controller().await?.cancel(&a.cluster, a.job).await?;
+            println!("Job {} of {} cancelled.", a.job, a.cluster);
+            Ok(())
+        }
+        ClusterCommand::Stop(a) => {
+            controller().await?.stop(&a.cluster).await?;
+            println!("Cluster {} stopped (hosts kept; `skycat start {}`).", a.cluster, a.cluster);
+            Ok(())
+        }
+        ClusterCommand::Start(a) => {
+            controller().await?.start(&a.cluster).await?;
+            println!("Cluster {} is UP.", a.cluster);
+            Ok(())
+        }
+        ClusterCommand::Down(a) => {
+            controller().await?.down(&a.cluster, a.purge).await?;
+            println!("Cluster {} terminated.", a.cluster);
+            Ok(())
+        }
+        ClusterCommand::CostReport(a) => {
+            let ctl = controller().await?;
+            if a.refresh {
+                ctl.refresh_costs().await?;
+            }
+            let lines = ctl.store.cost_report().await?;
+            let mut t = Table::new();
+            t.load_preset(NOTHING);
+            t.set_header(["NAME", "LAUNCHED", "STATUS", "NODES", "$/HOUR/NODE (PINNED)", "METERED", "COST"]);
+            let mut total = 0.0;
+            for l in &lines {
+                total += l.usd;
+                t.add_row([
+                    l.name.clone(),
+                    l.created_at.get(..19).unwrap_or(&l.created_at).replace('T', " "),
+                    l.status.clone(),
+                    l.num_nodes.to_string(),
+                    format!("{:.2}", l.price_per_hour),
+                    fmt_secs(l.metered_seconds),
+                    format!("$ {:.4}", l.usd),
+                ]);
+            }
+            println!("{t}");
+            println!("Total: $ {total:.4} (agent-metered at the price pinned at launch)");
+            Ok(())
+        }
+    }
+}
+
+async fn launch(a: LaunchArgs) -> Result<()> {
+    let (task, spec) = load_task(&a.task, &a.env)?;
+    if a.dryrun {
+        return print_plan(&spec);
+    }
+    if a.down && a.idle_minutes.is_none() {
+        bail!("--down needs -i IDLE_MINUTES (autostop with teardown)");
+    }
+    if let Some(m) = a.idle_minutes {
+        if !(m.is_finite() && m >= 0.0) {
+            bail!("-i {m}: idle minutes must be a number >= 0");
+        }
+    }
+    let pool = pool_from_infra(a.infra.as_deref(), &spec)?;
+    let ctl = controller().await?;
+    let mut req = LaunchRequest::new(&a.cluster, task);
+    req.pool = pool;
+    req.no_setup = a.no_setup;
+    req.idle_minutes = a.idle_minutes;
+    req.down_on_idle = a.down;
+    req.server_url = a.server_url.clone();
+    req.heartbeat_interval_secs = a.heartbeat_secs;
+    let out = ctl.launch(&req).await?;
+    println!("Cluster {} UP on {}.", out.cluster, out.hosts.join(", "));
+    if let Some(job) = out.job_id {
+        println!("Job {job} submitted. Logs: skycat logs {} {job} --follow", out.cluster);
+    }
+    if a.server_url.is_none() {
+        eprintln!("(no --server-url: agents journal heartbeats; `skycat status` pulls over SSH)");
+    }
+    Ok(())
+}
+
+async fn status(a: StatusArgs) -> Result<()> {
+    let ctl = controller().await?;
+    let views = ctl.status(!a.no_refresh && !a.ip).await?;
+    let views: Vec<_> = views.into_iter().filter(|v| a.clusters.is_empty() || a.clusters.contains(&v.cluster.name)).collect();
+    if a.ip {
+        if a.clusters.len() != 1 {
+            bail!("--ip needs exactly one cluster name");
+        }
+        let v = views.first().ok_or_else(|| anyhow!("cluster {:?} not found", a.clusters[0]))?;
+        for n in v.nodes.iter().take(1) {
+            println!("{}", n.ip);
+        }
+        return Ok(());
+    }
+    if views.is_empty() {
+        println!("No existing clusters.");
+        return Ok(());
+    }
+    let mut t = Table::new();
+    t.load_preset(NOTHING);
+    t.set_header(["NAME", "INFRA", "NODES", "STATUS", "AUTOSTOP", "$/HOUR", "COST", "JOBS", "REPORTED BY"]);
+    for v in views {
+        let c = &v.cluster;
+        let cost: f64 = v.nodes.iter().map(|n| n.accrued_usd).sum();
+        let autostop = match c.idle_minutes {
+            Some(m) => format!("{}m{}", fmt_num(m), if c.down_on_idle { " (down)" } else { "" }),
+            None => "-".into(),
+        };
+        let jobs = ctl.store.jobs(&c.id).await?;
+        let running = jobs.iter().filter(|j| j.state == "RUNNING").map(|j| j.job_id).collect::<std::collections::BTreeSet<_>>();
+        let errors: Vec<String> = v.agents.iter().filter_map(|r| r.as_ref().err().cloned()).collect();
+        t.add_row([
+            c.name.clone(),
+            c.infra.clone(),
+            c.num_nodes.to_string(),
+            c.status.clone(),
+            autostop,
+            format!("{:.2}", c.price_per_hour * c.num_nodes as f64),
+            format!("$ {cost:.4}"),
+            if running.is_empty() { "-".into() } else { format!("{} running", running.len()) },
+            if errors.is_empty() { v.source.to_string() } else { format!("ssh: {}", errors.join("; ")) },
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+fn state_str(s: skycat_protocol::JobState) -> String {
+    serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+fn fmt_num(x: f64) -> String {
+    if x.fract() == 0.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x}")
+    }
+}
+
+fn fmt_secs(s: f64) -> String {
+    let s = s.max(0.0) as u64;
+    if s >= 3600 {
+        format!("{}h {}m", s / 3600, (s % 3600) / 60)
+    } else if s >= 60 {
+        format!("{}m {}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
