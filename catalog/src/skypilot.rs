@@ -35,6 +35,9 @@ pub struct ImportReport {
     pub skipped_unpaired: usize,
     /// Prices GCP marks with its placeholder.
     pub placeholder_prices: usize,
+    /// Accelerator counts that contradict the instance type's documented shape and were set
+    /// from the registry instead.
+    pub corrected_counts: usize,
 }
 
 /// One raw row, columns resolved by name.
@@ -230,7 +233,14 @@ pub fn import_csv_text(
     } else {
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
-            let o = build_offer(cloud, r, fetched_at, source);
+            let mut o = build_offer(cloud, r, fetched_at, source);
+            if let Some((info, count)) = accelerators::from_instance_type(cloud, &o.instance_type) {
+                let same_part = o.accelerator_name.as_deref() == Some(info.name.as_str());
+                if same_part && (o.accelerator_count - count).abs() > 1e-9 {
+                    o.accelerator_count = count;
+                    report.corrected_counts += 1;
+                }
+            }
             if o.price.is_none() && o.spot_price.is_none() {
                 report.skipped_no_price += 1;
                 continue;
@@ -457,8 +467,12 @@ pub fn layout(cloud: &str) -> &'static [&'static str] {
     const OVH: &[&str] = &["InstanceType", "AcceleratorName", "AcceleratorCount", "vCPUs", "MemoryGiB", "Price", "Region", "GpuInfo", "SpotPrice", "AvailabilityZone"];
     const SCALEWAY: &[&str] = &["AvailabilityZone", "InstanceType", "vCPUs", "MemoryGiB", "AcceleratorName", "AcceleratorCount", "GpuInfo", "Region", "Price", "SpotPrice"];
     const PRIMEINTELLECT: &[&str] = &["InstanceType", "vCPUs", "MemoryGiB", "AcceleratorName", "AcceleratorCount", "GpuInfo", "Region", "AvailabilityZone", "Price", "SpotPrice"];
+    // Azure's file (v6) ends with the Hyper-V `Generation` instead of a zone; skycat does not
+    // track generations, so the column is written empty.
+    const AZURE: &[&str] = &["InstanceType", "AcceleratorName", "AcceleratorCount", "vCPUs", "MemoryGiB", "GpuInfo", "Price", "SpotPrice", "Region", "Generation"];
     match cloud {
         "gcp" => GCP,
+        "azure" => AZURE,
         "lambda" | "nebius" | "cudo" | "shadeform" | "seeweb" | "do" | "fluidstack" | "hyperbolic" | "simplepod" => LAMBDA,
         "runpod" => RUNPOD,
         "paperspace" => PAPERSPACE,

@@ -24,7 +24,8 @@ fn provenance(readme: &str) -> BTreeMap<String, (String, String)> {
             let cells: Vec<&str> = line.split('|').map(str::trim).collect();
             let file = cells.get(1)?;
             let cloud = file.strip_suffix(".csv")?;
-            let path = cells.get(2)?;
+            // The cell may carry a remark after the path: "catalogs/v6/azure/vms.csv (v7 has no Azure)".
+            let path = cells.get(2)?.split_whitespace().next()?;
             let version = cells.get(3)?;
             (version.len() == 40 && version.chars().all(|c| c.is_ascii_hexdigit()))
                 .then(|| (cloud.to_string(), (path.to_string(), version.to_string())))
@@ -64,6 +65,12 @@ fn run(reference: &Path, out: &Path, as_of: DateTime<Utc>) -> Result<(), String>
             notes.push(format!(
                 "{} host or accelerator rows without their counterpart in the same zone left out",
                 report.skipped_unpaired
+            ));
+        }
+        if report.corrected_counts > 0 {
+            notes.push(format!(
+                "{} accelerator counts corrected from the instance-type naming (the source lists e.g. 12 H100 for Standard_ND96isr_H100_v5, which has 8)",
+                report.corrected_counts
             ));
         }
         if report.placeholder_prices > 0 {

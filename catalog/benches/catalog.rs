@@ -1,0 +1,49 @@
+//! Catalog load and query on a 100k-offer catalog (the shipped offers repeated over synthetic
+//! regions, as `examples/synthetic_catalog.rs` writes them).
+//!
+//!   cargo bench -p skycat-catalog --features embedded-default --bench catalog
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use skycat_catalog::{embedded_default, parquet, Catalog, Offer, OfferQuery};
+
+fn synthetic(n: usize) -> Vec<Offer> {
+    let (embedded, _) = embedded_default();
+    let base: Vec<Offer> = embedded.iter().flat_map(|(_, b)| parquet::read_offers_bytes(b).expect("embedded")).collect();
+    (0..n)
+        .map(|i| {
+            let mut o = base[i % base.len()].clone();
+            let round = i / base.len();
+            if round > 0 {
+                o.region = format!("{}-syn{round}", o.region);
+                let factor = 0.8 + ((i * 7919) % 401) as f64 / 1000.0;
+                o.price = o.price.map(|p| p * factor);
+                o.spot_price = o.spot_price.map(|p| p * factor);
+            }
+            o
+        })
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let offers = synthetic(100_000);
+    let bytes = parquet::write_offers_bytes(&offers).expect("encode");
+    let mut g = c.benchmark_group("catalog_100k");
+    g.sample_size(20);
+    g.bench_function("parquet_decode", |b| b.iter(|| parquet::read_offers_bytes(black_box(&bytes)).expect("decode")));
+    g.bench_function("index_build", |b| b.iter(|| Catalog::from_offers(black_box(offers.clone()))));
+    let catalog = Catalog::from_offers(offers.clone());
+    let q = OfferQuery {
+        accelerator: Some("A100".into()),
+        accelerator_count: Some(8.0),
+        spot: Some(false),
+        min_vcpus: Some(32.0),
+        ..Default::default()
+    };
+    g.bench_function("query_a100x8_on_demand_sorted", |b| b.iter(|| black_box(catalog.query(black_box(&q))).len()));
+    let q_all = OfferQuery { clouds: vec!["aws".into(), "gcp".into()], min_memory_gib: Some(64.0), ..Default::default() };
+    g.bench_function("query_scan_aws_gcp_mem64_sorted", |b| b.iter(|| black_box(catalog.query(black_box(&q_all))).len()));
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
