@@ -84,10 +84,18 @@ struct VastCatalog {
     source: String,
 }
 
-/// ISO country code at the end of a geolocation string.
+/// ISO country code at the end of a geolocation string (`"Sweden, SE"`, `"US"`). A trailing
+/// continent code, as in SkyPilot's `"Texas, US, NA"`, is passed over.
 pub fn country_of(geo: &str) -> Option<String> {
-    let last = geo.rsplit(',').next()?.trim();
-    (last.len() == 2 && last.chars().all(|c| c.is_ascii_uppercase())).then(|| last.to_string())
+    let parts: Vec<&str> = geo.split(',').map(str::trim).collect();
+    let is_code = |s: &str| s.len() == 2 && s.chars().all(|c| c.is_ascii_uppercase());
+    let last = *parts.last()?;
+    let cc = if parts.len() >= 3 && matches!(last, "NA" | "SA" | "EU" | "AS" | "AF" | "OC" | "AN") {
+        parts[parts.len() - 2]
+    } else {
+        last
+    };
+    is_code(cc).then(|| cc.to_string())
 }
 
 /// Median of a non-empty slice (mean of the two middle values for an even count).
@@ -272,7 +280,8 @@ mod tests {
     fn countries() {
         assert_eq!(country_of("Sweden, SE").as_deref(), Some("SE"));
         assert_eq!(country_of("US").as_deref(), Some("US"));
-        assert_eq!(country_of("Texas, US, NA"), None);
+        assert_eq!(country_of("Texas, US, NA").as_deref(), Some("US"));
+        assert_eq!(country_of("Windhoek, NA").as_deref(), Some("NA"));
         assert_eq!(country_of(""), None);
     }
 }
