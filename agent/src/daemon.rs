@@ -119,8 +119,8 @@ fn elapsed_secs(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
 pub fn load_config(paths: &Paths) -> Result<AgentConfig> {
     let text = fs::read_to_string(paths.config())
         .with_context(|| format!("cannot read {}", paths.config().display()))?;
-    Ok(skycat_protocol::from_json("agent config", &text)
-        .map_err(|e| anyhow!("{}: {e}", paths.config().display()))?)
+    skycat_protocol::from_json("agent config", &text)
+        .map_err(|e| anyhow!("{}: {e}", paths.config().display()))
 }
 
 /// Format a GPU count the way SkyPilot does for SKYPILOT_NUM_GPUS_PER_NODE (rounded up).
@@ -147,7 +147,11 @@ impl Daemon {
             );
         }
         let cfg = load_config(&paths)?;
-        util::write_atomic(&paths.pid(), format!("{}\n", std::process::id()).as_bytes(), 0o644)?;
+        util::write_atomic(
+            &paths.pid(),
+            format!("{}\n", std::process::id()).as_bytes(),
+            0o644,
+        )?;
         let store = Store::load(&paths)?;
         let (tx, mut rx) = mpsc::unbounded_channel();
         let now = Utc::now();
@@ -190,7 +194,8 @@ impl Daemon {
             .with_context(|| format!("cannot listen on {}", paths.socket().display()))?;
         fs::set_permissions(paths.socket(), fs::Permissions::from_mode(0o600))?;
 
-        let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut sigterm =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
 
         d.heartbeat(HeartbeatReason::Startup)?;
@@ -222,7 +227,10 @@ impl Daemon {
     /// How long the loop may sleep.
     fn tick(&self) -> Duration {
         let now = Instant::now();
-        let mut wait = self.next_hb.saturating_duration_since(now).min(Duration::from_secs(1));
+        let mut wait = self
+            .next_hb
+            .saturating_duration_since(now)
+            .min(Duration::from_secs(1));
         if !self.adopted.is_empty() || !self.kill_deadlines.is_empty() {
             wait = wait.min(Duration::from_millis(200));
         }
@@ -236,11 +244,21 @@ impl Daemon {
 
     fn pin_launch(&mut self) -> Result<()> {
         let launch = self.cfg.launch_id.clone();
-        let same = self.store.state.pin.as_ref().map(|p| p.launch_id == launch).unwrap_or(false);
+        let same = self
+            .store
+            .state
+            .pin
+            .as_ref()
+            .map(|p| p.launch_id == launch)
+            .unwrap_or(false);
         if !same {
             let had_pin = self.store.state.pin.is_some();
             self.store.commit(Entry::Pinned {
-                pin: Pin { launch_id: launch.clone(), price_per_hour: self.cfg.price_per_hour, pinned_at: Utc::now() },
+                pin: Pin {
+                    launch_id: launch.clone(),
+                    price_per_hour: self.cfg.price_per_hour,
+                    pinned_at: Utc::now(),
+                },
             })?;
             if had_pin {
                 self.store.commit(Entry::NewLaunch { launch_id: launch })?;
@@ -300,7 +318,11 @@ impl Daemon {
                 continue;
             }
             let pid = pid
-                .or_else(|| fs::read_to_string(self.paths.pid_file(&name)).ok().and_then(|s| s.trim().parse().ok()))
+                .or_else(|| {
+                    fs::read_to_string(self.paths.pid_file(&name))
+                        .ok()
+                        .and_then(|s| s.trim().parse().ok())
+                })
                 .filter(|p| self.ours(*p, &name))
                 .or_else(|| find_by_marker(&marker(&self.paths, &name)));
             match pid {
@@ -323,11 +345,17 @@ impl Daemon {
 
     fn ours(&self, pid: u32, name: &str) -> bool {
         util::pid_alive(pid)
-            && util::pid_cmdline(pid).map(|c| c.contains(&marker(&self.paths, name))).unwrap_or(false)
+            && util::pid_cmdline(pid)
+                .map(|c| c.contains(&marker(&self.paths, name)))
+                .unwrap_or(false)
     }
 
     fn read_exit_file(&self, name: &str) -> Option<i32> {
-        fs::read_to_string(self.paths.exit_file(name)).ok()?.trim().parse().ok()
+        fs::read_to_string(self.paths.exit_file(name))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 
     fn start_threads(&mut self) -> Result<()> {
@@ -373,13 +401,20 @@ impl Daemon {
         if let Some(url) = self.cfg.server_url.clone() {
             let (htx, hrx) = stdmpsc::channel();
             self.hb_tx = Some(htx);
-            let url = format!("{}{}", url.trim_end_matches('/'), skycat_protocol::HEARTBEAT_PATH);
+            let url = format!(
+                "{}{}",
+                url.trim_end_matches('/'),
+                skycat_protocol::HEARTBEAT_PATH
+            );
             let token = self.cfg.token.clone().unwrap_or_default();
             let acked = self.acked.clone();
             let acked_path = self.paths.outbox_acked();
             let retry = secs(self.cfg.heartbeat_interval_secs.min(5.0));
             if !pending.is_empty() {
-                log!("{} heartbeats from before the restart await delivery", pending.len());
+                log!(
+                    "{} heartbeats from before the restart await delivery",
+                    pending.len()
+                );
             }
             std::thread::spawn(move || sender(url, token, hrx, acked, acked_path, pending, retry));
         }
@@ -448,8 +483,13 @@ impl Daemon {
     }
 
     /// Stores secret envs in a 0600 file and returns the envs with secrets redacted.
-    fn split_secrets(&self, name: &str, envs: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>> {
-        let secrets: BTreeMap<&String, &String> = envs.iter().filter(|(k, _)| is_secret_env(k)).collect();
+    fn split_secrets(
+        &self,
+        name: &str,
+        envs: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>> {
+        let secrets: BTreeMap<&String, &String> =
+            envs.iter().filter(|(k, _)| is_secret_env(k)).collect();
         let path = self.paths.secret_envs(name);
         if secrets.is_empty() {
             let _ = fs::remove_file(&path);
@@ -465,7 +505,13 @@ impl Daemon {
             bail!("job spec: field `gpus` must be a number >= 0");
         }
         if let Some(sid) = &spec.submission_id {
-            if let Some(j) = self.store.state.jobs.values().find(|j| j.spec.submission_id.as_ref() == Some(sid)) {
+            if let Some(j) = self
+                .store
+                .state
+                .jobs
+                .values()
+                .find(|j| j.spec.submission_id.as_ref() == Some(sid))
+            {
                 return Ok(json!({"job_id": j.status.id, "duplicate": true}));
             }
         }
@@ -499,7 +545,9 @@ impl Daemon {
             cancel_requested: false,
             interrupt_requested: false,
         };
-        self.store.commit(Entry::JobSubmitted { record: Box::new(record) })?;
+        self.store.commit(Entry::JobSubmitted {
+            record: Box::new(record),
+        })?;
         log!("job {id} submitted");
         self.schedule()?;
         Ok(json!({"job_id": id}))
@@ -510,12 +558,19 @@ impl Daemon {
         let st = &self.store.state.setup.status;
         let launch = self.cfg.launch_id.clone();
         if st.launch_id == launch
-            && matches!(st.state, SetupState::Pending | SetupState::Running | SetupState::Succeeded)
+            && matches!(
+                st.state,
+                SetupState::Pending | SetupState::Running | SetupState::Succeeded
+            )
         {
             return Ok(json!({"launch_id": launch, "state": st.state, "already_done": true}));
         }
         spec.envs = self.split_secrets("setup", &spec.envs)?;
-        self.store.commit(Entry::SetupSubmitted { spec, launch_id: launch.clone(), at: Utc::now() })?;
+        self.store.commit(Entry::SetupSubmitted {
+            spec,
+            launch_id: launch.clone(),
+            at: Utc::now(),
+        })?;
         log!("setup submitted for launch {:?}", launch);
         self.schedule()?;
         let state = self.store.state.setup.status.state;
@@ -523,7 +578,13 @@ impl Daemon {
     }
 
     fn cancel(&mut self, id: JobId) -> Result<Value> {
-        let job = self.store.state.jobs.get(&id).ok_or_else(|| anyhow!("no job {id}"))?.clone();
+        let job = self
+            .store
+            .state
+            .jobs
+            .get(&id)
+            .ok_or_else(|| anyhow!("no job {id}"))?
+            .clone();
         match job.status.state {
             JobState::Pending => {
                 self.store.commit(Entry::JobEnded {
@@ -540,7 +601,8 @@ impl Daemon {
                 if let Some(pid) = job.status.pid {
                     util::kill_group(pid, libc::SIGTERM);
                     let grace = self.cfg.termination_grace_secs.min(10.0);
-                    self.kill_deadlines.push((Instant::now() + secs(grace), Key::Job(id), pid));
+                    self.kill_deadlines
+                        .push((Instant::now() + secs(grace), Key::Job(id), pid));
                 }
                 log!("job {id} cancel: SIGTERM sent to its process group");
             }
@@ -570,13 +632,15 @@ impl Daemon {
             self.store.commit(Entry::JobInterruptRequested { id })?;
             if let Some(pid) = pid {
                 util::kill_group(pid, libc::SIGTERM);
-                self.kill_deadlines.push((Instant::now() + grace, Key::Job(id), pid));
+                self.kill_deadlines
+                    .push((Instant::now() + grace, Key::Job(id), pid));
             }
         }
         if self.store.state.setup.status.state == SetupState::Running {
             if let Some(pid) = self.store.state.setup.pid {
                 util::kill_group(pid, libc::SIGTERM);
-                self.kill_deadlines.push((Instant::now() + grace, Key::Setup, pid));
+                self.kill_deadlines
+                    .push((Instant::now() + grace, Key::Setup, pid));
             }
         }
         self.store.checkpoint()
@@ -604,7 +668,11 @@ impl Daemon {
                     lost_reason.or_else(|| if ok { None } else { signal_reason(code) })
                 };
                 self.store.commit(Entry::SetupEnded {
-                    state: if ok { SetupState::Succeeded } else { SetupState::Failed },
+                    state: if ok {
+                        SetupState::Succeeded
+                    } else {
+                        SetupState::Failed
+                    },
                     exit_code: code,
                     reason,
                     at: now,
@@ -612,7 +680,9 @@ impl Daemon {
                 log!("setup ended: exit {:?}", code);
             }
             Key::Job(id) => {
-                let Some(job) = self.store.state.jobs.get(&id) else { return Ok(()) };
+                let Some(job) = self.store.state.jobs.get(&id) else {
+                    return Ok(());
+                };
                 if job.status.state != JobState::Running {
                     return Ok(());
                 }
@@ -634,7 +704,13 @@ impl Daemon {
                 } else {
                     (JobState::Failed, signal_reason(code))
                 };
-                self.store.commit(Entry::JobEnded { id, state, exit_code: code, reason, at: now })?;
+                self.store.commit(Entry::JobEnded {
+                    id,
+                    state,
+                    exit_code: code,
+                    reason,
+                    at: now,
+                })?;
                 log!("job {id} ended: {:?} exit {:?}", state, code);
             }
         }
@@ -691,7 +767,11 @@ impl Daemon {
         Ok(())
     }
 
-    fn base_env(&self, extra: &BTreeMap<String, String>, name: &str) -> Result<Vec<(String, String)>> {
+    fn base_env(
+        &self,
+        extra: &BTreeMap<String, String>,
+        name: &str,
+    ) -> Result<Vec<(String, String)>> {
         let mut env: BTreeMap<String, String> = self.cfg.envs.clone();
         for (k, v) in extra {
             env.insert(k.clone(), v.clone());
@@ -722,7 +802,13 @@ impl Daemon {
         let now = Utc::now();
         let (run, mut env, workdir, gpus) = match key {
             Key::Setup => {
-                let spec = self.store.state.setup.spec.clone().ok_or_else(|| anyhow!("no setup spec"))?;
+                let spec = self
+                    .store
+                    .state
+                    .setup
+                    .spec
+                    .clone()
+                    .ok_or_else(|| anyhow!("no setup spec"))?;
                 let env = self.base_env(&spec.envs, &name)?;
                 (spec.setup, env, spec.workdir, self.cfg.gpus_per_node)
             }
@@ -730,7 +816,14 @@ impl Daemon {
                 let job = self.store.state.jobs[&id].clone();
                 let mut env = self.base_env(&job.spec.envs, &name)?;
                 let task_id = job.status.task_id.clone().unwrap_or_else(|| {
-                    format!("skycat-{}-{}", self.cfg.launch_id.as_deref().unwrap_or(&self.cfg.cluster_name), id)
+                    format!(
+                        "skycat-{}-{}",
+                        self.cfg
+                            .launch_id
+                            .as_deref()
+                            .unwrap_or(&self.cfg.cluster_name),
+                        id
+                    )
                 });
                 for (k, v) in [
                     ("TASK_ID", task_id),
@@ -771,7 +864,11 @@ impl Daemon {
                 }
             })
             .or_else(|| Some(self.paths.default_workdir()).filter(|p| p.is_dir()))
-            .or_else(|| std::env::var_os("HOME").map(PathBuf::from).filter(|p| p.is_dir()))
+            .or_else(|| {
+                std::env::var_os("HOME")
+                    .map(PathBuf::from)
+                    .filter(|p| p.is_dir())
+            })
             .unwrap_or_else(|| self.paths.root.clone());
         let _ = fs::remove_file(self.paths.exit_file(&name));
         let _ = fs::remove_file(self.paths.pid_file(&name));
@@ -790,7 +887,11 @@ impl Daemon {
             .arg(self.paths.exit_file(&name))
             .arg(self.paths.pid_file(&name))
             .arg(&self.agent_bin)
-            .arg(if has_values { values_path } else { PathBuf::new() })
+            .arg(if has_values {
+                values_path
+            } else {
+                PathBuf::new()
+            })
             .envs(env)
             .current_dir(&cwd)
             .stdin(std::process::Stdio::null())
@@ -851,11 +952,18 @@ impl Daemon {
         }
         // SIGKILL after the grace period.
         let now = Instant::now();
-        let due: Vec<(Key, u32)> =
-            self.kill_deadlines.iter().filter(|(t, _, _)| *t <= now).map(|(_, k, p)| (*k, *p)).collect();
+        let due: Vec<(Key, u32)> = self
+            .kill_deadlines
+            .iter()
+            .filter(|(t, _, _)| *t <= now)
+            .map(|(_, k, p)| (*k, *p))
+            .collect();
         self.kill_deadlines.retain(|(t, _, _)| *t > now);
         for (key, pid) in due {
-            log!("{}: grace period over, SIGKILL to process group {pid}", key.name());
+            log!(
+                "{}: grace period over, SIGKILL to process group {pid}",
+                key.name()
+            );
             util::kill_group(pid, libc::SIGKILL);
         }
         self.schedule()?;
@@ -868,9 +976,11 @@ impl Daemon {
             (false, None) => self.store.commit(Entry::IdleSince { at: Some(nowu) })?,
             _ => {}
         }
-        if let (Some(limit), Some(since), None) =
-            (self.cfg.idle_limit_secs(), self.store.state.idle_since, self.store.state.autostop_fired_at)
-        {
+        if let (Some(limit), Some(since), None) = (
+            self.cfg.idle_limit_secs(),
+            self.store.state.idle_since,
+            self.store.state.autostop_fired_at,
+        ) {
             if elapsed_secs(since, nowu) >= limit {
                 self.autostop()?;
             }
@@ -886,7 +996,11 @@ impl Daemon {
         let at = Utc::now();
         self.store.commit(Entry::AutostopFired { at })?;
         let action = self.cfg.stop_action.command().map(str::to_string);
-        log!("autostop: idle for {:?} s; action: {}", self.cfg.idle_limit_secs(), action.as_deref().unwrap_or("report-only"));
+        log!(
+            "autostop: idle for {:?} s; action: {}",
+            self.cfg.idle_limit_secs(),
+            action.as_deref().unwrap_or("report-only")
+        );
         let seq = self.heartbeat(HeartbeatReason::Autostop)?;
         self.store.checkpoint()?;
         if let Some(cmd) = action {
@@ -895,7 +1009,10 @@ impl Daemon {
             let log_path = self.paths.agent_log();
             tokio::spawn(async move {
                 let deadline = Instant::now() + Duration::from_secs(10);
-                while wait_for_ack && acked.load(Ordering::SeqCst) < seq && Instant::now() < deadline {
+                while wait_for_ack
+                    && acked.load(Ordering::SeqCst) < seq
+                    && Instant::now() < deadline
+                {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 let out = OpenOptions::new().append(true).create(true).open(&log_path);
@@ -948,7 +1065,11 @@ impl Daemon {
             pinned_at: pin.pinned_at,
             metered_seconds: self.metered_seconds,
             accrued_usd: self.accrued_usd,
-            new_records: if with_records { self.new_cost_records.clone() } else { Vec::new() },
+            new_records: if with_records {
+                self.new_cost_records.clone()
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -969,7 +1090,34 @@ impl Daemon {
 
     fn job_list(&self, last: usize) -> Vec<JobStatus> {
         let n = self.store.state.jobs.len();
-        self.store.state.jobs.values().skip(n.saturating_sub(last)).map(|j| j.status.clone()).collect()
+        self.store
+            .state
+            .jobs
+            .values()
+            .skip(n.saturating_sub(last))
+            .map(|j| j.status.clone())
+            .collect()
+    }
+
+    /// Jobs a heartbeat carries: every unfinished job, and finished ones that ended in the last
+    /// 10 minutes (the server upserts by id; `events` carries every transition), newest 200.
+    /// Keeps heartbeats small (and a long outage's outbox too) on nodes with a long history.
+    fn heartbeat_jobs(&self, now: DateTime<Utc>) -> Vec<JobStatus> {
+        let recent = now - chrono::Duration::minutes(10);
+        let mut jobs: Vec<JobStatus> = self
+            .store
+            .state
+            .jobs
+            .values()
+            .filter(|j| {
+                !j.status.state.is_terminal()
+                    || j.status.ended_at.map(|t| t >= recent).unwrap_or(true)
+            })
+            .map(|j| j.status.clone())
+            .collect();
+        let n = jobs.len();
+        jobs.drain(..n.saturating_sub(200));
+        jobs
     }
 
     /// Makes a heartbeat, journals it in the outbox, hands it to the sender. Returns its seq.
@@ -992,7 +1140,7 @@ impl Daemon {
                 reason,
                 agent_started_at: self.started_at,
                 facts: facts::collect(gpus, self.cfg.gpus_per_node),
-                jobs: self.job_list(200),
+                jobs: self.heartbeat_jobs(now),
                 events: self.store.state.pending_events.clone(),
                 setup: self.store.state.setup.status.clone(),
                 cost: self.cost_summary(true),
@@ -1004,7 +1152,9 @@ impl Daemon {
             // Compact the outbox once everything in it was delivered.
             let acked = self.acked.load(Ordering::SeqCst);
             if acked >= self.store.state.hb_seq
-                && fs::metadata(self.paths.outbox()).map(|m| m.len() > 256 * 1024).unwrap_or(false)
+                && fs::metadata(self.paths.outbox())
+                    .map(|m| m.len() > 256 * 1024)
+                    .unwrap_or(false)
             {
                 util::write_atomic(&self.paths.outbox(), b"", 0o600)?;
             }
@@ -1067,8 +1217,14 @@ pub fn offline_status(paths: &Paths) -> Result<AgentStatus> {
         pinned_at: Utc::now(),
     });
     let records = store::read_ledger(paths)?;
-    let mine: Vec<&CostRecord> = records.iter().filter(|r| r.launch_id == pin.launch_id).collect();
-    let acked = fs::read_to_string(paths.outbox_acked()).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+    let mine: Vec<&CostRecord> = records
+        .iter()
+        .filter(|r| r.launch_id == pin.launch_id)
+        .collect();
+    let acked = fs::read_to_string(paths.outbox_acked())
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
     Ok(AgentStatus {
         protocol_version: skycat_protocol::PROTOCOL_VERSION,
         agent_version: AGENT_VERSION.to_string(),
@@ -1099,11 +1255,20 @@ pub fn offline_status(paths: &Paths) -> Result<AgentStatus> {
 fn find_by_marker(marker: &str) -> Option<u32> {
     let needle = format!("{marker}\0");
     for entry in fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
         if let Ok(raw) = fs::read(format!("/proc/{pid}/cmdline")) {
             // The marker is the wrapper's $0: the third argument of `bash -c WRAPPER MARKER ...`.
             let args: Vec<&[u8]> = raw.split(|b| *b == 0).collect();
-            if args.len() > 2 && args[2] == &needle.as_bytes()[..needle.len() - 1] && util::pid_alive(pid) {
+            if args.len() > 2
+                && args[2] == &needle.as_bytes()[..needle.len() - 1]
+                && util::pid_alive(pid)
+            {
                 return Some(pid);
             }
         }
@@ -1124,7 +1289,8 @@ async fn serve_connection(stream: tokio::net::UnixStream, tx: mpsc::UnboundedSen
             if tx.send(Msg::Request(req, rtx)).is_err() {
                 return;
             }
-            rrx.await.unwrap_or_else(|_| json!({"ok": false, "error": "daemon is stopping"}))
+            rrx.await
+                .unwrap_or_else(|_| json!({"ok": false, "error": "daemon is stopping"}))
         }
         Err(e) => json!({"ok": false, "error": format!("bad request: {e}")}),
     };
@@ -1148,7 +1314,11 @@ fn sender(
     let mut failing = false;
     let mut open = true;
     while open || !pending.is_empty() {
-        let first = if pending.is_empty() { rx.recv().map_err(|_| ()) } else { rx.recv_timeout(retry).map_err(|_| ()) };
+        let first = if pending.is_empty() {
+            rx.recv().map_err(|_| ())
+        } else {
+            rx.recv_timeout(retry).map_err(|_| ())
+        };
         match first {
             Ok(x) => pending.push_back(x),
             Err(()) => {
@@ -1172,7 +1342,10 @@ fn sender(
             let res = http::request(
                 "POST",
                 &url,
-                &[("Authorization", &auth), ("Content-Type", "application/json")],
+                &[
+                    ("Authorization", &auth),
+                    ("Content-Type", "application/json"),
+                ],
                 Some(body.as_bytes()),
                 Duration::from_secs(5),
             );
@@ -1184,8 +1357,15 @@ fn sender(
                 }
                 Ok(r) => {
                     if !failing {
-                        log!("heartbeat {seq}: server answered HTTP {}{}; will retry", r.status,
-                            if r.status == 401 { " (wrong cluster token?)" } else { "" });
+                        log!(
+                            "heartbeat {seq}: server answered HTTP {}{}; will retry",
+                            r.status,
+                            if r.status == 401 {
+                                " (wrong cluster token?)"
+                            } else {
+                                ""
+                            }
+                        );
                     }
                     failing = true;
                     break;
@@ -1200,7 +1380,11 @@ fn sender(
             }
         }
         if delivered > 0 {
-            let _ = util::write_atomic(&acked_path, format!("{}\n", acked.load(Ordering::SeqCst)).as_bytes(), 0o600);
+            let _ = util::write_atomic(
+                &acked_path,
+                format!("{}\n", acked.load(Ordering::SeqCst)).as_bytes(),
+                0o600,
+            );
             if failing && pending.is_empty() {
                 log!("server reachable again; backlog delivered");
                 failing = false;
@@ -1222,12 +1406,14 @@ pub fn check_metadata(url: &str, kind: MetadataKind) -> Result<Option<Interrupti
                 bail!("metadata answered HTTP {}", r.status);
             }
             let body = String::from_utf8_lossy(&r.body);
-            Ok((body.trim().eq_ignore_ascii_case("TRUE")).then(|| InterruptionNotice {
-                kind,
-                action: "preempted".into(),
-                time: None,
-                detected_at: Utc::now(),
-            }))
+            Ok(
+                (body.trim().eq_ignore_ascii_case("TRUE")).then(|| InterruptionNotice {
+                    kind,
+                    action: "preempted".into(),
+                    time: None,
+                    detected_at: Utc::now(),
+                }),
+            )
         }
         MetadataKind::Aws => {
             let mut r = http::request("GET", url, &[], None, timeout)?;
@@ -1242,7 +1428,13 @@ pub fn check_metadata(url: &str, kind: MetadataKind) -> Result<Option<Interrupti
                     timeout,
                 )?;
                 let token = String::from_utf8_lossy(&t.body).trim().to_string();
-                r = http::request("GET", url, &[("X-aws-ec2-metadata-token", &token)], None, timeout)?;
+                r = http::request(
+                    "GET",
+                    url,
+                    &[("X-aws-ec2-metadata-token", &token)],
+                    None,
+                    timeout,
+                )?;
             }
             match r.status {
                 404 => Ok(None),
@@ -1255,7 +1447,10 @@ pub fn check_metadata(url: &str, kind: MetadataKind) -> Result<Option<Interrupti
                     let a: Option<Action> = serde_json::from_slice(&r.body).ok();
                     Ok(Some(InterruptionNotice {
                         kind,
-                        action: a.as_ref().and_then(|a| a.action.clone()).unwrap_or_else(|| "unknown".into()),
+                        action: a
+                            .as_ref()
+                            .and_then(|a| a.action.clone())
+                            .unwrap_or_else(|| "unknown".into()),
                         time: a.and_then(|a| a.time),
                         detected_at: Utc::now(),
                     }))
@@ -1272,7 +1467,10 @@ mod tests {
     use std::io::{Read, Write};
 
     /// Serves `n` connections; `answer` maps the raw request to (status, body).
-    fn serve(n: usize, answer: fn(&str) -> (u16, &'static str)) -> (String, std::thread::JoinHandle<Vec<String>>) {
+    fn serve(
+        n: usize,
+        answer: fn(&str) -> (u16, &'static str),
+    ) -> (String, std::thread::JoinHandle<Vec<String>>) {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://127.0.0.1:{}", l.local_addr().unwrap().port());
         let t = std::thread::spawn(move || {
@@ -1283,7 +1481,12 @@ mod tests {
                 let k = s.read(&mut buf).unwrap();
                 let req = String::from_utf8_lossy(&buf[..k]).to_string();
                 let (status, body) = answer(&req);
-                write!(s, "HTTP/1.1 {status} X\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+                write!(
+                    s,
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .unwrap();
                 seen.push(req);
             }
             seen
@@ -1302,18 +1505,24 @@ mod tests {
                 (401, "")
             }
         });
-        let n = check_metadata(&format!("{base}/latest/meta-data/spot/instance-action"), MetadataKind::Aws)
-            .unwrap()
-            .unwrap();
+        let n = check_metadata(
+            &format!("{base}/latest/meta-data/spot/instance-action"),
+            MetadataKind::Aws,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(n.action, "stop");
         assert_eq!(n.time.as_deref(), Some("2026-01-01T00:00:00Z"));
         let reqs = t.join().unwrap();
         assert!(reqs[1].contains("X-aws-ec2-metadata-token-ttl-seconds: 300"));
 
         let (base, t) = serve(1, |_| (404, "not found"));
-        assert!(check_metadata(&format!("{base}/latest/meta-data/spot/instance-action"), MetadataKind::Aws)
-            .unwrap()
-            .is_none());
+        assert!(check_metadata(
+            &format!("{base}/latest/meta-data/spot/instance-action"),
+            MetadataKind::Aws
+        )
+        .unwrap()
+        .is_none());
         t.join().unwrap();
     }
 
@@ -1329,7 +1538,9 @@ mod tests {
             }
         });
         let url = format!("{base}/computeMetadata/v1/instance/preempted");
-        assert!(check_metadata(&format!("{url}?first"), MetadataKind::Gcp).unwrap().is_none());
+        assert!(check_metadata(&format!("{url}?first"), MetadataKind::Gcp)
+            .unwrap()
+            .is_none());
         let n = check_metadata(&url, MetadataKind::Gcp).unwrap().unwrap();
         assert_eq!(n.action, "preempted");
         t.join().unwrap();

@@ -39,7 +39,9 @@ pub fn probe_gpus() -> Vec<GpuFact> {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn();
-    let Ok(mut child) = child else { return Vec::new() };
+    let Ok(mut child) = child else {
+        return Vec::new();
+    };
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         match child.try_wait() {
@@ -62,7 +64,13 @@ pub fn probe_gpus() -> Vec<GpuFact> {
 }
 
 fn meminfo_kib(text: &str, key: &str) -> Option<u64> {
-    text.lines().find_map(|l| l.strip_prefix(key))?.trim().trim_end_matches("kB").trim().parse().ok()
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
 }
 
 pub fn collect(gpus: Vec<GpuFact>, gpus_for_jobs: f64) -> NodeFacts {
@@ -71,7 +79,9 @@ pub fn collect(gpus: Vec<GpuFact>, gpus_for_jobs: f64) -> NodeFacts {
         hostname: fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|s| s.trim().to_string())
             .unwrap_or_default(),
-        cpus: std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1),
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1),
         memory_total_bytes: meminfo_kib(&meminfo, "MemTotal:").unwrap_or(0) * 1024,
         memory_available_bytes: meminfo_kib(&meminfo, "MemAvailable:").unwrap_or(0) * 1024,
         load_avg_1m: fs::read_to_string("/proc/loadavg")

@@ -16,7 +16,9 @@ pub struct Response {
 
 /// Splits `http://host[:port]/path` into (host, port, path).
 fn parse_url(url: &str) -> Result<(String, u16, String)> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| anyhow!("not an http:// URL: {url}"))?;
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow!("not an http:// URL: {url}"))?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -133,8 +135,14 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert_eq!(parse_url("http://10.0.0.1:8080/v1/x").unwrap(), ("10.0.0.1".into(), 8080, "/v1/x".into()));
-        assert_eq!(parse_url("http://host").unwrap(), ("host".into(), 80, "/".into()));
+        assert_eq!(
+            parse_url("http://10.0.0.1:8080/v1/x").unwrap(),
+            ("10.0.0.1".into(), 8080, "/v1/x".into())
+        );
+        assert_eq!(
+            parse_url("http://host").unwrap(),
+            ("host".into(), 80, "/".into())
+        );
         assert!(parse_url("https://host").is_err());
         assert!(parse_url("http://h:notaport/").is_err());
     }

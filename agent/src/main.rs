@@ -27,7 +27,12 @@ struct Cli {
     #[arg(long, global = true)]
     json: bool,
     /// The agent's state dir (config.json, journal, logs).
-    #[arg(long, global = true, env = "SKYCAT_AGENT_DIR", default_value = "~/.skycat-agent")]
+    #[arg(
+        long,
+        global = true,
+        env = "SKYCAT_AGENT_DIR",
+        default_value = "~/.skycat-agent"
+    )]
     state_dir: String,
     #[command(subcommand)]
     cmd: Cmd,
@@ -115,7 +120,9 @@ fn print(json_out: bool, value: &Value, human: impl FnOnce() -> String) {
 
 fn read_stdin() -> Result<String> {
     let mut s = String::new();
-    std::io::stdin().read_to_string(&mut s).context("cannot read stdin")?;
+    std::io::stdin()
+        .read_to_string(&mut s)
+        .context("cannot read stdin")?;
     Ok(s)
 }
 
@@ -129,7 +136,9 @@ fn call(paths: &Paths, req: &Request) -> Result<Value> {
     line.push('\n');
     stream.write_all(line.as_bytes())?;
     let mut answer = String::new();
-    BufReader::new(stream).read_line(&mut answer).context("daemon closed the connection")?;
+    BufReader::new(stream)
+        .read_line(&mut answer)
+        .context("daemon closed the connection")?;
     let v: Value = serde_json::from_str(&answer).context("bad answer from daemon")?;
     if v["ok"].as_bool() == Some(true) {
         Ok(v["data"].clone())
@@ -146,7 +155,11 @@ fn status(paths: &Paths) -> Result<AgentStatus> {
 }
 
 fn job_status(paths: &Paths, id: u64) -> Result<JobStatus> {
-    status(paths)?.jobs.into_iter().find(|j| j.id == id).ok_or_else(|| anyhow!("no job {id}"))
+    status(paths)?
+        .jobs
+        .into_iter()
+        .find(|j| j.id == id)
+        .ok_or_else(|| anyhow!("no job {id}"))
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -160,16 +173,31 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 protocol_version: skycat_protocol::PROTOCOL_VERSION,
             };
             print(j, &serde_json::to_value(&v)?, || {
-                format!("skycat-agent {} (protocol {})", v.agent_version, v.protocol_version)
+                format!(
+                    "skycat-agent {} (protocol {})",
+                    v.agent_version, v.protocol_version
+                )
             });
         }
         Cmd::Daemon { detach: false } => {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(daemon::Daemon::run(&root))?;
         }
         Cmd::Daemon { detach: true } => {
             let v = detach(&paths)?;
-            print(j, &v, || format!("daemon pid {} ({})", v["pid"], if v["already_running"] == true { "already running" } else { "started" }));
+            print(j, &v, || {
+                format!(
+                    "daemon pid {} ({})",
+                    v["pid"],
+                    if v["already_running"] == true {
+                        "already running"
+                    } else {
+                        "started"
+                    }
+                )
+            });
         }
         Cmd::Setup { wait, timeout } => {
             let text = read_stdin()?;
@@ -185,15 +213,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
                             break;
                         }
                         SetupState::Failed => {
-                            print(j, &serde_json::to_value(&st)?, || format!("setup failed: exit {:?}", st.exit_code));
+                            print(j, &serde_json::to_value(&st)?, || {
+                                format!("setup failed: exit {:?}", st.exit_code)
+                            });
                             return Ok(ExitCode::from(1));
                         }
-                        _ if Instant::now() > deadline => bail!("setup still {:?} after {timeout} s", st.state),
+                        _ if Instant::now() > deadline => {
+                            bail!("setup still {:?} after {timeout} s", st.state)
+                        }
                         _ => std::thread::sleep(Duration::from_millis(100)),
                     }
                 }
             } else {
-                print(j, &v, || format!("setup {}", v["state"].as_str().unwrap_or("?")));
+                print(j, &v, || {
+                    format!("setup {}", v["state"].as_str().unwrap_or("?"))
+                });
             }
         }
         Cmd::Submit => {
@@ -232,7 +266,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         x.name.as_deref().unwrap_or("-"),
                         x.state,
                         x.gpus,
-                        x.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+                        x.exit_code
+                            .map(|c| c.to_string())
+                            .unwrap_or_else(|| "-".into()),
                         x.reason.as_deref().unwrap_or("")
                     ));
                 }
@@ -257,7 +293,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             loop {
                 let st = job_status(&paths, job)?;
                 if st.state.is_terminal() {
-                    print(j, &serde_json::to_value(&st)?, || format!("job {job}: {:?} exit {:?}", st.state, st.exit_code));
+                    print(j, &serde_json::to_value(&st)?, || {
+                        format!("job {job}: {:?} exit {:?}", st.state, st.exit_code)
+                    });
                     break;
                 }
                 if Instant::now() > deadline {
@@ -268,7 +306,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Cmd::Stop => {
-            let pid = call(&paths, &Request::Ping).ok().and_then(|v| v["pid"].as_u64());
+            let pid = call(&paths, &Request::Ping)
+                .ok()
+                .and_then(|v| v["pid"].as_u64());
             call(&paths, &Request::Stop)?;
             // Wait for the process to exit so a restart right after finds the lock free.
             if let Some(pid) = pid {
@@ -321,10 +361,16 @@ fn detach(paths: &Paths) -> Result<Value> {
         if let Some(st) = child.try_wait()? {
             let log = std::fs::read_to_string(paths.agent_log()).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(3).collect();
-            bail!("daemon exited ({st}) during start-up: {}", tail.into_iter().rev().collect::<Vec<_>>().join(" | "));
+            bail!(
+                "daemon exited ({st}) during start-up: {}",
+                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+            );
         }
         if Instant::now() > deadline {
-            bail!("daemon did not answer within 10 s; see {}", paths.agent_log().display());
+            bail!(
+                "daemon did not answer within 10 s; see {}",
+                paths.agent_log().display()
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -334,7 +380,10 @@ fn logs(paths: &Paths, job: &str, follow: bool) -> Result<()> {
     let id: Option<u64> = if job == "setup" {
         None
     } else {
-        Some(job.parse().map_err(|_| anyhow!("JOB must be a job id or `setup`, not {job:?}"))?)
+        Some(
+            job.parse()
+                .map_err(|_| anyhow!("JOB must be a job id or `setup`, not {job:?}"))?,
+        )
     };
     let path = paths.job_log(job);
     if let Some(id) = id {
@@ -358,7 +407,10 @@ fn logs(paths: &Paths, job: &str, follow: bool) -> Result<()> {
     loop {
         let done = match id {
             Some(id) => job_status(paths, id)?.state.is_terminal(),
-            None => !matches!(status(paths)?.setup.state, SetupState::Pending | SetupState::Running),
+            None => !matches!(
+                status(paths)?.setup.state,
+                SetupState::Pending | SetupState::Running
+            ),
         };
         copy(&mut pos)?;
         if done {
@@ -423,7 +475,10 @@ fn replace_bytes(hay: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
 mod tests {
     #[test]
     fn replace_bytes_handles_repeats_and_binary() {
-        assert_eq!(super::replace_bytes(b"aXYbXYXY\xff", b"XY", b"-"), b"a-b--\xff".to_vec());
+        assert_eq!(
+            super::replace_bytes(b"aXYbXYXY\xff", b"XY", b"-"),
+            b"a-b--\xff".to_vec()
+        );
         assert_eq!(super::replace_bytes(b"abc", b"", b"-"), b"abc".to_vec());
     }
 }

@@ -24,7 +24,9 @@ pub struct Paths {
 
 impl Paths {
     pub fn new(root: &Path) -> Self {
-        Paths { root: root.to_path_buf() }
+        Paths {
+            root: root.to_path_buf(),
+        }
     }
     pub fn config(&self) -> PathBuf {
         self.root.join("config.json")
@@ -173,8 +175,10 @@ impl State {
     }
 
     pub fn busy(&self) -> bool {
-        matches!(self.setup.status.state, SetupState::Pending | SetupState::Running)
-            || self.jobs.values().any(|j| !j.status.state.is_terminal())
+        matches!(
+            self.setup.status.state,
+            SetupState::Pending | SetupState::Running
+        ) || self.jobs.values().any(|j| !j.status.state.is_terminal())
     }
 
     pub fn gpus_in_use(&self) -> f64 {
@@ -189,22 +193,65 @@ impl State {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Entry {
-    Pinned { pin: Pin },
-    NewLaunch { launch_id: Option<String> },
-    SetupSubmitted { spec: SetupSpec, launch_id: Option<String>, at: DateTime<Utc> },
-    SetupStarting { at: DateTime<Utc> },
-    SetupRunning { pid: u32 },
-    SetupEnded { state: SetupState, exit_code: Option<i32>, reason: Option<String>, at: DateTime<Utc> },
-    JobSubmitted { record: Box<JobRecord> },
-    JobStarting { id: JobId, at: DateTime<Utc> },
-    JobRunning { id: JobId, pid: u32 },
-    JobCancelRequested { id: JobId },
-    JobInterruptRequested { id: JobId },
-    JobEnded { id: JobId, state: JobState, exit_code: Option<i32>, reason: Option<String>, at: DateTime<Utc> },
-    HeartbeatMade { seq: u64 },
-    IdleSince { at: Option<DateTime<Utc>> },
-    AutostopFired { at: DateTime<Utc> },
-    Notice { notice: InterruptionNotice },
+    Pinned {
+        pin: Pin,
+    },
+    NewLaunch {
+        launch_id: Option<String>,
+    },
+    SetupSubmitted {
+        spec: SetupSpec,
+        launch_id: Option<String>,
+        at: DateTime<Utc>,
+    },
+    SetupStarting {
+        at: DateTime<Utc>,
+    },
+    SetupRunning {
+        pid: u32,
+    },
+    SetupEnded {
+        state: SetupState,
+        exit_code: Option<i32>,
+        reason: Option<String>,
+        at: DateTime<Utc>,
+    },
+    JobSubmitted {
+        record: Box<JobRecord>,
+    },
+    JobStarting {
+        id: JobId,
+        at: DateTime<Utc>,
+    },
+    JobRunning {
+        id: JobId,
+        pid: u32,
+    },
+    JobCancelRequested {
+        id: JobId,
+    },
+    JobInterruptRequested {
+        id: JobId,
+    },
+    JobEnded {
+        id: JobId,
+        state: JobState,
+        exit_code: Option<i32>,
+        reason: Option<String>,
+        at: DateTime<Utc>,
+    },
+    HeartbeatMade {
+        seq: u64,
+    },
+    IdleSince {
+        at: Option<DateTime<Utc>>,
+    },
+    AutostopFired {
+        at: DateTime<Utc>,
+    },
+    Notice {
+        notice: InterruptionNotice,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -213,8 +260,21 @@ struct JournalLine {
     entry: Entry,
 }
 
-fn event(state: &mut State, job_id: JobId, st: JobState, at: DateTime<Utc>, exit_code: Option<i32>, reason: Option<String>) {
-    state.pending_events.push(JobEvent { job_id, state: st, at, exit_code, reason });
+fn event(
+    state: &mut State,
+    job_id: JobId,
+    st: JobState,
+    at: DateTime<Utc>,
+    exit_code: Option<i32>,
+    reason: Option<String>,
+) {
+    state.pending_events.push(JobEvent {
+        job_id,
+        state: st,
+        at,
+        exit_code,
+        reason,
+    });
     // Bound the backlog: the jobs list in every heartbeat carries the current truth anyway.
     if state.pending_events.len() > 1000 {
         let drop = state.pending_events.len() - 1000;
@@ -242,7 +302,9 @@ pub fn apply(state: &mut State, entry: &Entry) {
                 pid: None,
             };
         }
-        Entry::SetupSubmitted { spec, launch_id, .. } => {
+        Entry::SetupSubmitted {
+            spec, launch_id, ..
+        } => {
             state.setup.spec = Some(spec.clone());
             state.setup.pid = None;
             let s = &mut state.setup.status;
@@ -258,7 +320,12 @@ pub fn apply(state: &mut State, entry: &Entry) {
             state.setup.status.started_at = Some(*at);
         }
         Entry::SetupRunning { pid } => state.setup.pid = Some(*pid),
-        Entry::SetupEnded { state: st, exit_code, reason, at } => {
+        Entry::SetupEnded {
+            state: st,
+            exit_code,
+            reason,
+            at,
+        } => {
             let s = &mut state.setup.status;
             s.state = *st;
             s.exit_code = *exit_code;
@@ -295,7 +362,13 @@ pub fn apply(state: &mut State, entry: &Entry) {
                 j.interrupt_requested = true;
             }
         }
-        Entry::JobEnded { id, state: st, exit_code, reason, at } => {
+        Entry::JobEnded {
+            id,
+            state: st,
+            exit_code,
+            reason,
+            at,
+        } => {
             if let Some(j) = state.jobs.get_mut(id) {
                 j.status.state = *st;
                 j.status.exit_code = *exit_code;
@@ -334,7 +407,10 @@ impl Store {
             Ok(text) => serde_json::from_str::<State>(&text)
                 .with_context(|| format!("corrupt snapshot {}", paths.snapshot().display()))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::new(paths),
-            Err(e) => return Err(e).with_context(|| format!("cannot read {}", paths.snapshot().display())),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot read {}", paths.snapshot().display()))
+            }
         };
         let lines: Vec<JournalLine> = util::read_jsonl(&paths.journal())?;
         for line in lines {
@@ -343,7 +419,11 @@ impl Store {
                 state.journal_seq = line.seq;
             }
         }
-        Ok(Store { paths: paths.clone(), state, dirty: false })
+        Ok(Store {
+            paths: paths.clone(),
+            state,
+            dirty: false,
+        })
     }
 
     /// Journals `entry` (fsync), then applies it. Call before acting on it.
@@ -367,7 +447,10 @@ impl Store {
         util::write_atomic(&self.paths.snapshot(), &text, 0o600)?;
         self.dirty = false;
         let journal = self.paths.journal();
-        if fs::metadata(&journal).map(|m| m.len() > 64 * 1024).unwrap_or(false) {
+        if fs::metadata(&journal)
+            .map(|m| m.len() > 64 * 1024)
+            .unwrap_or(false)
+        {
             // Every entry is in the snapshot just written (entries replay only if seq > snapshot's).
             util::write_atomic(&journal, b"", 0o600)?;
         }
@@ -390,7 +473,11 @@ mod tests {
         let paths = Paths::new(dir.path());
         paths.create_all().unwrap();
         let mut store = Store::load(&paths).unwrap();
-        store.commit(Entry::IdleSince { at: Some(Utc::now()) }).unwrap();
+        store
+            .commit(Entry::IdleSince {
+                at: Some(Utc::now()),
+            })
+            .unwrap();
         store.checkpoint().unwrap();
         store.commit(Entry::HeartbeatMade { seq: 7 }).unwrap();
         // No checkpoint: the entry is only in the journal.

@@ -20,7 +20,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
             .mode(mode)
             .open(&tmp)
             .with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.write_all(bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.write_all(bytes)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
         f.sync_all().ok();
     }
     fs::rename(&tmp, path).with_context(|| format!("cannot rename into {}", path.display()))?;
@@ -38,7 +39,8 @@ pub fn append_line(path: &Path, line: &str) -> Result<()> {
     let mut buf = Vec::with_capacity(line.len() + 1);
     buf.extend_from_slice(line.as_bytes());
     buf.push(b'\n');
-    f.write_all(&buf).with_context(|| format!("cannot append to {}", path.display()))?;
+    f.write_all(&buf)
+        .with_context(|| format!("cannot append to {}", path.display()))?;
     f.sync_data().ok();
     Ok(())
 }
@@ -76,7 +78,9 @@ pub fn pid_alive(pid: u32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
             // state is the first field after the ")" that closes the command name.
-            let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next());
             !matches!(state, Some("Z") | Some("X") | None)
         }
         Err(_) => false,
@@ -86,7 +90,12 @@ pub fn pid_alive(pid: u32) -> bool {
 /// The process's command line (NUL-separated arguments joined with spaces).
 pub fn pid_cmdline(pid: u32) -> Option<String> {
     let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    Some(raw.split(|b| *b == 0).map(|s| String::from_utf8_lossy(s)).collect::<Vec<_>>().join(" "))
+    Some(
+        raw.split(|b| *b == 0)
+            .map(|s| String::from_utf8_lossy(s))
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
 }
 
 /// Sends `sig` to the process group `pgid` (ignores "no such process").
@@ -109,6 +118,11 @@ pub fn try_lock(file: &File) -> bool {
 /// Machine boot time from /proc/stat `btime`.
 pub fn boot_time() -> Option<chrono::DateTime<chrono::Utc>> {
     let stat = fs::read_to_string("/proc/stat").ok()?;
-    let secs: i64 = stat.lines().find_map(|l| l.strip_prefix("btime "))?.trim().parse().ok()?;
+    let secs: i64 = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
     chrono::DateTime::from_timestamp(secs, 0)
 }

@@ -26,7 +26,11 @@ pub const REDACTED: &str = "<redacted>";
 #[derive(Debug, thiserror::Error)]
 pub enum ProtocolError {
     #[error("unsupported protocol_version {found} in {what} (this build speaks {expected})")]
-    Version { what: &'static str, found: u32, expected: u32 },
+    Version {
+        what: &'static str,
+        found: u32,
+        expected: u32,
+    },
     #[error("invalid {what}: {source}")]
     Json {
         what: &'static str,
@@ -34,7 +38,11 @@ pub enum ProtocolError {
         source: serde_json::Error,
     },
     #[error("invalid {what}: field `{field}`: {message}")]
-    Field { what: &'static str, field: &'static str, message: String },
+    Field {
+        what: &'static str,
+        field: &'static str,
+        message: String,
+    },
 }
 
 fn default_version() -> u32 {
@@ -46,7 +54,11 @@ pub fn check_version(what: &'static str, found: u32) -> Result<(), ProtocolError
     if found == PROTOCOL_VERSION {
         Ok(())
     } else {
-        Err(ProtocolError::Version { what, found, expected: PROTOCOL_VERSION })
+        Err(ProtocolError::Version {
+            what,
+            found,
+            expected: PROTOCOL_VERSION,
+        })
     }
 }
 
@@ -75,14 +87,20 @@ pub trait Versioned {
 /// (case-insensitive) are secrets: passed to the job, never written in clear anywhere else.
 pub fn is_secret_env(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
-    ["TOKEN", "KEY", "SECRET", "PASSWORD"].iter().any(|needle| upper.contains(needle))
+    ["TOKEN", "KEY", "SECRET", "PASSWORD"]
+        .iter()
+        .any(|needle| upper.contains(needle))
 }
 
 /// Copy of `envs` with secret values replaced by [`REDACTED`].
 pub fn redact_envs(envs: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     envs.iter()
         .map(|(k, v)| {
-            let v = if is_secret_env(k) { REDACTED.to_string() } else { v.clone() };
+            let v = if is_secret_env(k) {
+                REDACTED.to_string()
+            } else {
+                v.clone()
+            };
             (k.clone(), v)
         })
         .collect()
@@ -213,17 +231,20 @@ fn default_grace() -> f64 {
 
 impl AgentConfig {
     pub fn node_id(&self) -> String {
-        self.node_id.clone().unwrap_or_else(|| format!("{}-{}", self.cluster_name, self.node_rank))
+        self.node_id
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}", self.cluster_name, self.node_rank))
     }
     /// Autostop threshold in seconds, if autostop is enabled.
     pub fn idle_limit_secs(&self) -> Option<f64> {
         self.idle_seconds.or(self.idle_minutes.map(|m| m * 60.0))
     }
     pub fn metadata_kind(&self) -> MetadataKind {
-        self.metadata_kind.unwrap_or_else(|| match &self.metadata_url {
-            Some(u) if u.contains("computeMetadata") => MetadataKind::Gcp,
-            _ => MetadataKind::Aws,
-        })
+        self.metadata_kind
+            .unwrap_or_else(|| match &self.metadata_url {
+                Some(u) if u.contains("computeMetadata") => MetadataKind::Gcp,
+                _ => MetadataKind::Aws,
+            })
     }
 }
 
@@ -234,7 +255,11 @@ impl Versioned for AgentConfig {
     fn validate(&self) -> Result<(), ProtocolError> {
         let what = "agent config";
         let bad = |field, message: &str| {
-            Err(ProtocolError::Field { what, field, message: message.to_string() })
+            Err(ProtocolError::Field {
+                what,
+                field,
+                message: message.to_string(),
+            })
         };
         if self.cluster_name.trim().is_empty() {
             return bad("cluster_name", "must not be empty");
@@ -267,7 +292,10 @@ impl Versioned for AgentConfig {
         }
         if let Some(url) = &self.server_url {
             if !url.starts_with("http://") {
-                return bad("server_url", "must start with http:// (https is not supported)");
+                return bad(
+                    "server_url",
+                    "must start with http:// (https is not supported)",
+                );
             }
         }
         if let Some(url) = &self.metadata_url {
@@ -566,7 +594,8 @@ pub struct Heartbeat {
     pub reason: HeartbeatReason,
     pub agent_started_at: DateTime<Utc>,
     pub facts: NodeFacts,
-    /// Every job this node knows (last 200), current state.
+    /// Unfinished jobs and jobs that ended in the last 10 minutes (newest 200), current state:
+    /// upsert by id.
     pub jobs: Vec<JobStatus>,
     /// Transitions since the previous heartbeat, in order.
     #[serde(default)]
@@ -628,7 +657,13 @@ mod tests {
 
     #[test]
     fn secret_names() {
-        for n in ["HF_TOKEN", "aws_secret_access_key", "MyPassword", "API_KEY", "keyfile"] {
+        for n in [
+            "HF_TOKEN",
+            "aws_secret_access_key",
+            "MyPassword",
+            "API_KEY",
+            "keyfile",
+        ] {
             assert!(is_secret_env(n), "{n}");
         }
         for n in ["PATH", "MODEL", "SKYCAT_NODE_RANK", "MONKEY_X"] {
@@ -660,14 +695,23 @@ mod tests {
         assert_eq!(c.stop_action.command(), Some("shutdown -h now"));
         assert_eq!(c.metadata_kind(), MetadataKind::Gcp);
 
-        let e = from_json::<AgentConfig>("agent config", r#"{"cluster_name":"c","node_rank":2,"num_nodes":2}"#)
-            .unwrap_err();
+        let e = from_json::<AgentConfig>(
+            "agent config",
+            r#"{"cluster_name":"c","node_rank":2,"num_nodes":2}"#,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("node_rank"), "{e}");
-        let e = from_json::<AgentConfig>("agent config", r#"{"cluster_name":"c","protocol_version":9}"#)
-            .unwrap_err();
+        let e = from_json::<AgentConfig>(
+            "agent config",
+            r#"{"cluster_name":"c","protocol_version":9}"#,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("protocol_version 9"), "{e}");
-        let e = from_json::<AgentConfig>("agent config", r#"{"cluster_name":"c","server_url":"https://x"}"#)
-            .unwrap_err();
+        let e = from_json::<AgentConfig>(
+            "agent config",
+            r#"{"cluster_name":"c","server_url":"https://x"}"#,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("server_url"), "{e}");
     }
 
@@ -680,6 +724,9 @@ mod tests {
         assert_eq!(back, j);
         assert!(from_json::<JobSpec>("job spec", r#"{"run":"x","gpus":-1}"#).is_err());
         assert!(from_json::<JobSpec>("job spec", r#"{"gpus":1}"#).is_err());
-        assert_eq!(serde_json::to_string(&JobState::FailedSetup).unwrap(), "\"FAILED_SETUP\"");
+        assert_eq!(
+            serde_json::to_string(&JobState::FailedSetup).unwrap(),
+            "\"FAILED_SETUP\""
+        );
     }
 }

@@ -22,7 +22,11 @@ pub struct Agent {
 impl Agent {
     pub fn new(config: Value) -> Agent {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("config.json"), serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+        std::fs::write(
+            dir.path().join("config.json"),
+            serde_json::to_vec_pretty(&config).unwrap(),
+        )
+        .unwrap();
         Agent { dir }
     }
     pub fn path(&self) -> &Path {
@@ -31,7 +35,11 @@ impl Agent {
     pub fn cmd(&self, args: &[&str], stdin: Option<&str>) -> Output {
         let mut c = Command::new(BIN);
         c.arg("--state-dir").arg(self.path()).args(args);
-        c.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        c.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
         c.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = c.spawn().unwrap();
         if let Some(s) = stdin {
@@ -51,7 +59,10 @@ impl Agent {
             self.agent_log()
         );
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!("bad JSON from {args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout))
+            panic!(
+                "bad JSON from {args:?}: {e}: {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
         })
     }
     pub fn start(&self) -> u32 {
@@ -59,23 +70,38 @@ impl Agent {
         v["pid"].as_u64().unwrap() as u32
     }
     pub fn submit(&self, job: Value) -> u64 {
-        self.json(&["submit"], Some(&job.to_string()))["job_id"].as_u64().unwrap()
+        self.json(&["submit"], Some(&job.to_string()))["job_id"]
+            .as_u64()
+            .unwrap()
     }
     pub fn status(&self) -> Value {
         self.json(&["status"], None)
     }
     pub fn job(&self, id: u64) -> Value {
         let st = self.status();
-        st["jobs"].as_array().unwrap().iter().find(|j| j["id"] == id).cloned().unwrap()
+        st["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["id"] == id)
+            .cloned()
+            .unwrap()
     }
     pub fn wait_job(&self, id: u64, secs: u64) -> Value {
-        self.json(&["wait", &id.to_string(), "--timeout", &secs.to_string()], None)
+        self.json(
+            &["wait", &id.to_string(), "--timeout", &secs.to_string()],
+            None,
+        )
     }
     pub fn agent_log(&self) -> String {
         std::fs::read_to_string(self.path().join("agent.log")).unwrap_or_default()
     }
     pub fn daemon_pid(&self) -> Option<u32> {
-        std::fs::read_to_string(self.path().join("agent.pid")).ok()?.trim().parse().ok()
+        std::fs::read_to_string(self.path().join("agent.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
     /// All files under the state dir except `secrets/` and `config.json` (which hold secrets by
     /// design, mode 0600).
@@ -117,12 +143,21 @@ impl Drop for Agent {
 }
 
 pub fn unsafe_kill(pid: i32, sig: i32) {
-    let _ = Command::new("kill").arg(format!("-{sig}")).arg("--").arg(pid.to_string()).stderr(Stdio::null()).status();
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg("--")
+        .arg(pid.to_string())
+        .stderr(Stdio::null())
+        .status();
 }
 
 pub fn pid_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !matches!(s.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().next()), Some("Z") | None),
+        Ok(s) => !matches!(
+            s.rsplit_once(')')
+                .and_then(|(_, r)| r.split_whitespace().next()),
+            Some("Z") | None
+        ),
         Err(_) => false,
     }
 }
@@ -151,7 +186,10 @@ pub struct Req {
 
 impl Req {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -187,7 +225,12 @@ impl Server {
                 }
             }
         });
-        Server { port, reqs, stop, thread: Some(thread) }
+        Server {
+            port,
+            reqs,
+            stop,
+            thread: Some(thread),
+        }
     }
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
@@ -231,7 +274,10 @@ fn serve(mut s: TcpStream, handler: &Handler) -> Option<Req> {
     let method = first.next()?.to_string();
     let path = first.next()?.to_string();
     let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        })
         .collect();
     let len: usize = headers
         .iter()
@@ -246,7 +292,12 @@ fn serve(mut s: TcpStream, handler: &Handler) -> Option<Req> {
         }
         body.extend_from_slice(&chunk[..n]);
     }
-    let req = Req { method, path, headers, body };
+    let req = Req {
+        method,
+        path,
+        headers,
+        body,
+    };
     let (status, text) = handler(&req);
     let resp = format!(
         "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{text}",
