@@ -90,10 +90,11 @@ async fn ec2_specs_zones_and_spot_from_moto() {
         cx.notes_for("aws")
     );
 
-    // g5.xlarge: moto's DescribeInstanceTypeOfferings lists it in us-east-1a/b/c/d/f (not e).
+    // g5.xlarge: moto's DescribeInstanceTypeOfferings lists it in us-east-1a/b/c/d/f (not e),
+    // whose zone IDs moto's DescribeAvailabilityZones gives as use1-az6/1/2/4/5.
     let g5: Vec<_> = offers.iter().filter(|o| o.instance_type == "g5.xlarge").collect();
     let zones: Vec<&str> = g5.iter().map(|o| o.zone.as_deref().unwrap()).collect();
-    assert_eq!(zones, vec!["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d", "us-east-1f"]);
+    assert_eq!(zones, vec!["use1-az1", "use1-az2", "use1-az4", "use1-az5", "use1-az6"]);
     for o in &g5 {
         // DescribeInstanceTypes: A10G, 22888 MiB patched to 24 GiB, 4 vCPU, 16384 MiB.
         assert_eq!(o.accelerator_name.as_deref(), Some("A10G"));
@@ -126,7 +127,7 @@ async fn ec2_specs_zones_and_spot_from_moto() {
     // Every offer is per zone, and every zone is one of moto's us-east-1 zones.
     for o in &offers {
         let z = o.zone.as_deref().expect("per-zone offers with EC2 data");
-        assert!(z.starts_with("us-east-1") && z.len() == "us-east-1a".len(), "{z}");
+        assert!(z.starts_with("use1-az") && z.len() == "use1-az1".len(), "{z}");
     }
     // The bulk file's on-demand types are all there (moto offers each of them).
     let mut types: Vec<&str> = offers.iter().filter(|o| o.price.is_some()).map(|o| o.instance_type.as_str()).collect();

@@ -147,6 +147,12 @@ fn parse_num(s: &str) -> Option<f64> {
 
 /// Parse an offer CSV at `path` for `region`. `what` names the file in errors (its URL).
 pub fn parse_offer_csv(path: &Path, region: &str, what: &str) -> Result<BulkFile, FetchError> {
+    parse_offer_csv_opts(path, region, what, true)
+}
+
+/// [`parse_offer_csv`] with the byte pre-filter switchable (off: polars parses every row; the
+/// benchmark measures both).
+pub fn parse_offer_csv_opts(path: &Path, region: &str, what: &str, prefilter: bool) -> Result<BulkFile, FetchError> {
     let file = std::fs::File::open(path).map_err(|e| FetchError::io(path, e))?;
     let mut rd = BufReader::with_capacity(1 << 20, file);
     let mut out = BulkFile::default();
@@ -181,7 +187,7 @@ pub fn parse_offer_csv(path: &Path, region: &str, what: &str) -> Result<BulkFile
         }
     }
     let term_idx = header.iter().position(|h| h == COL_TERM).unwrap_or(0);
-    let quoted = header_line.starts_with('"');
+    let quoted = prefilter && header_line.starts_with('"');
 
     // Pass 1: pre-filter into memory (header + kept lines).
     let mut kept: Vec<u8> = Vec::with_capacity(1 << 20);

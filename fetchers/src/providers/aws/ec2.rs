@@ -92,10 +92,10 @@ pub struct TypeSpec {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Ec2Region {
     pub types: HashMap<String, TypeSpec>,
-    /// Instance type → zones (sorted) where it is offered; only zones that are `available`
-    /// availability zones (not Local/Wavelength zones).
+    /// Instance type → zone IDs (sorted, e.g. `use1-az1`) where it is offered; only zones that
+    /// are `available` availability zones (not Local/Wavelength zones).
     pub zones_by_type: HashMap<String, Vec<String>>,
-    /// (type, zone) → latest Linux/UNIX spot price.
+    /// (type, zone ID) → latest Linux/UNIX spot price.
     pub spot: HashMap<(String, String), f64>,
 }
 
@@ -130,13 +130,24 @@ pub async fn describe_region(client: &aws_sdk_ec2::Client, region: &str) -> Resu
         .send()
         .await
         .map_err(|e| fail(region, "DescribeAvailabilityZones", e))?;
-    let zones: BTreeSet<String> = azs
+    // Zone names are shuffled per account, zone IDs are stable: offers carry the ID (as
+    // SkyPilot's catalog does); the provisioner maps it back to its account's name.
+    let mut zones: BTreeSet<String> = BTreeSet::new();
+    let mut zone_id: HashMap<String, String> = HashMap::new();
+    for z in azs
         .availability_zones()
         .iter()
         .filter(|z| z.state().is_none_or(|s| *s == AvailabilityZoneState::Available))
         .filter(|z| z.zone_type().is_none_or(|t| t == "availability-zone"))
-        .filter_map(|z| z.zone_name().map(String::from))
-        .collect();
+    {
+        if let Some(name) = z.zone_name() {
+            zones.insert(name.to_string());
+            if let Some(id) = z.zone_id() {
+                zone_id.insert(name.to_string(), id.to_string());
+            }
+        }
+    }
+    let zone_key = |name: &str| zone_id.get(name).cloned().unwrap_or_else(|| name.to_string());
 
     // Instance types.
     let mut pages = client.describe_instance_types().into_paginator().items().send();
@@ -186,7 +197,7 @@ pub async fn describe_region(client: &aws_sdk_ec2::Client, region: &str) -> Resu
         let o = item.map_err(|e| fail(region, "DescribeInstanceTypeOfferings", e))?;
         let (Some(t), Some(z)) = (o.instance_type(), o.location()) else { continue };
         if zones.is_empty() || zones.contains(z) {
-            by_type.entry(t.as_str().to_string()).or_default().insert(z.to_string());
+            by_type.entry(t.as_str().to_string()).or_default().insert(zone_key(z));
         }
     }
     out.zones_by_type = by_type.into_iter().map(|(t, z)| (t, z.into_iter().collect())).collect();
@@ -215,7 +226,7 @@ pub async fn describe_region(client: &aws_sdk_ec2::Client, region: &str) -> Resu
             });
         };
         let ts = sp.timestamp().map(|t| t.secs()).unwrap_or(i64::MIN);
-        let key = (t.as_str().to_string(), z.to_string());
+        let key = (t.as_str().to_string(), zone_key(z));
         match latest.get(&key) {
             Some((old, _)) if *old >= ts => {}
             _ => {

@@ -9,6 +9,8 @@
 //! - with credentials (standard chain): DescribeInstanceTypes (vCPU, memory, arch, GPU model
 //!   and memory), DescribeAvailabilityZones + DescribeInstanceTypeOfferings (one offer per zone
 //!   where the type is offered), DescribeSpotPriceHistory (latest Linux/UNIX price per zone).
+//!   `Offer::zone` is the zone ID (`use1-az1`), stable across accounts unlike zone names, as in
+//!   SkyPilot's AWS catalog.
 //! - without credentials: a note says the signed calls were skipped; offers are per region
 //!   (zone = None), specs from the bulk file, GPU model from a static family table, no spot.
 //!
