@@ -182,3 +182,41 @@ async fn run_marks_the_malformed_region_stale() {
     assert!(south.contains(&("Standard_NC24ads_A100_v4", Some(4.408))), "{south:?}");
     assert!(south.contains(&("Standard_NC6s_v3", Some(3.366))), "{south:?}");
 }
+
+#[tokio::test]
+async fn resource_skus_api_gives_specs_with_credentials() {
+    let skus = "/subscriptions/sub-1/providers/Microsoft.Compute/skus";
+    let first = format!("{skus}?api-version=2021-07-01&$filter=location eq 'westus'");
+    let second = format!("{first}&$skiptoken=MTAwMA==");
+    let srv = ReplayServer::builder()
+        .route("GET", &route("", "westus", None), vec![Reply::json(include_str!("fixtures/azure/westus-m8ms.json"))])
+        .post("/tenant-1/oauth2/v2.0/token", Reply::json(include_str!("fixtures/azure/aad-token.json")))
+        .get(&first, Reply::json(include_str!("fixtures/azure/resource-skus-westus-page1.json")))
+        .route("GET", &second, vec![Reply::status(503), Reply::json(include_str!("fixtures/azure/resource-skus-westus-page2.json"))])
+        .start()
+        .await;
+    let cx = FetchContext::for_tests(&[
+        ("SKYCAT_AZURE_ENDPOINT", srv.base()),
+        ("SKYCAT_AZURE_MANAGEMENT_ENDPOINT", srv.base()),
+        ("SKYCAT_AZURE_LOGIN_ENDPOINT", srv.base()),
+        ("AZURE_SUBSCRIPTION_ID", "sub-1"),
+        ("AZURE_TENANT_ID", "tenant-1"),
+        ("AZURE_CLIENT_ID", "client-1"),
+        ("AZURE_CLIENT_SECRET", "s3cret"),
+    ]);
+    let offers = Azure.fetch_region(&cx, "westus").await.expect("westus");
+    assert_eq!(offers.len(), 1);
+    let m = &offers[0];
+    // The naming convention knows 8 vCPUs but not the M-series memory: 218.75 GiB is the API's.
+    assert_eq!((m.instance_type.as_str(), m.vcpus, m.memory_gib), ("Standard_M8ms", Some(8.0), Some(218.75)));
+    assert_eq!((m.price, m.spot_price, m.accelerator_count), (Some(1.997), Some(0.21967), 0.0));
+
+    let reqs = srv.requests();
+    let token = reqs.iter().find(|r| r.method == "POST").expect("token request");
+    let form = String::from_utf8(token.body.clone()).unwrap();
+    assert!(form.contains("grant_type=client_credentials") && form.contains("client_id=client-1"), "{form}");
+    let sku_reqs: Vec<_> = reqs.iter().filter(|r| r.path == skus).collect();
+    assert_eq!(sku_reqs.len(), 3, "page 1, then the absolute nextLink on the replay server (503, 200)");
+    assert!(sku_reqs.iter().all(|r| r.headers.get("authorization").map(String::as_str)
+        == Some("Bearer eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.replay.signature")));
+}
