@@ -539,6 +539,7 @@ impl Daemon {
                 exit_code: None,
                 reason: None,
                 pid: None,
+                gpu_ids: Vec::new(),
                 log_path: self.paths.job_log(&id.to_string()).display().to_string(),
             },
             spec,
@@ -797,9 +798,33 @@ impl Daemon {
         Ok(out)
     }
 
+    /// Lowest free GPU indices for a job asking for whole GPUs on a node with whole GPUs;
+    /// empty otherwise (fractional requests share devices: no CUDA_VISIBLE_DEVICES is set).
+    fn pick_gpus(&self, want: f64) -> Vec<u32> {
+        let total = self.cfg.gpus_per_node;
+        if want < 1.0 || want.fract() != 0.0 || total.fract() != 0.0 {
+            return Vec::new();
+        }
+        let used: BTreeSet<u32> = self
+            .store
+            .state
+            .jobs
+            .values()
+            .filter(|j| j.status.state == JobState::Running)
+            .flat_map(|j| j.status.gpu_ids.iter().copied())
+            .collect();
+        let free: Vec<u32> = (0..total as u32).filter(|i| !used.contains(i)).collect();
+        if free.len() < want as usize {
+            // Accounting says it fits but indices do not (mixed fractional jobs): share.
+            return Vec::new();
+        }
+        free[..want as usize].to_vec()
+    }
+
     fn start(&mut self, key: Key) -> Result<()> {
         let name = key.name();
         let now = Utc::now();
+        let mut gpu_ids = Vec::new();
         let (run, mut env, workdir, gpus) = match key {
             Key::Setup => {
                 let spec = self
@@ -832,6 +857,11 @@ impl Daemon {
                 ] {
                     env.push((format!("SKYCAT_{k}"), v.clone()));
                     env.push((format!("SKYPILOT_{k}"), v));
+                }
+                gpu_ids = self.pick_gpus(job.status.gpus);
+                if !gpu_ids.is_empty() && !env.iter().any(|(k, _)| k == "CUDA_VISIBLE_DEVICES") {
+                    let list: Vec<String> = gpu_ids.iter().map(u32::to_string).collect();
+                    env.push(("CUDA_VISIBLE_DEVICES".into(), list.join(",")));
                 }
                 (job.spec.run, env, job.spec.workdir, job.status.gpus)
             }
@@ -876,7 +906,11 @@ impl Daemon {
         // Journal first, then act.
         match key {
             Key::Setup => self.store.commit(Entry::SetupStarting { at: now })?,
-            Key::Job(id) => self.store.commit(Entry::JobStarting { id, at: now })?,
+            Key::Job(id) => self.store.commit(Entry::JobStarting {
+                id,
+                at: now,
+                gpu_ids,
+            })?,
         }
         let mut cmd = tokio::process::Command::new("bash");
         cmd.arg("-c")

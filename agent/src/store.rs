@@ -222,6 +222,8 @@ pub enum Entry {
     JobStarting {
         id: JobId,
         at: DateTime<Utc>,
+        #[serde(default)]
+        gpu_ids: Vec<u32>,
     },
     JobRunning {
         id: JobId,
@@ -340,10 +342,11 @@ pub fn apply(state: &mut State, entry: &Entry) {
             state.jobs.insert(id, (**record).clone());
             event(state, id, JobState::Pending, at, None, None);
         }
-        Entry::JobStarting { id, at } => {
+        Entry::JobStarting { id, at, gpu_ids } => {
             if let Some(j) = state.jobs.get_mut(id) {
                 j.status.state = JobState::Running;
                 j.status.started_at = Some(*at);
+                j.status.gpu_ids = gpu_ids.clone();
                 event(state, *id, JobState::Running, *at, None, None);
             }
         }

@@ -150,10 +150,10 @@ fn gpu_accounting_never_overlaps_full_node_jobs() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let a = agent.submit(json!({"run": "sleep 1", "gpus": 2}));
+    let a = agent.submit(json!({"run": "echo cvd=$CUDA_VISIBLE_DEVICES; sleep 1", "gpus": 2}));
     let b = agent.submit(json!({"run": "sleep 0.2", "gpus": 2}));
     // A CPU job queued after b waits its turn (FIFO), even though it needs no GPU.
-    let c = agent.submit(json!({"run": "true", "gpus": 0}));
+    let c = agent.submit(json!({"run": "echo cvd=${CUDA_VISIBLE_DEVICES-unset}", "gpus": 0}));
     let (ja, jb, jc) = (
         agent.wait_job(a, 30),
         agent.wait_job(b, 30),
@@ -168,13 +168,22 @@ fn gpu_accounting_never_overlaps_full_node_jobs() {
     assert!(t(&jc, "started_at") >= t(&jb, "started_at"));
 
     // Two 1-GPU jobs share the node.
-    let d = agent.submit(json!({"run": "sleep 3", "gpus": 1}));
-    let e = agent.submit(json!({"run": "sleep 1", "gpus": 1}));
+    let d = agent.submit(json!({"run": "echo cvd=$CUDA_VISIBLE_DEVICES; sleep 3", "gpus": 1}));
+    let e = agent.submit(json!({"run": "echo cvd=$CUDA_VISIBLE_DEVICES; sleep 1", "gpus": 1}));
     let (jd, je) = (agent.wait_job(d, 30), agent.wait_job(e, 30));
     assert!(
         t(&je, "started_at") < t(&jd, "ended_at"),
         "1-GPU jobs should share: {jd} {je}"
     );
+    // Whole-GPU jobs get distinct devices through CUDA_VISIBLE_DEVICES.
+    let log =
+        |id: u64| String::from_utf8(agent.cmd(&["logs", &id.to_string()], None).stdout).unwrap();
+    assert_eq!(log(a), "cvd=0,1\n");
+    assert_eq!(log(c), "cvd=unset\n");
+    assert_eq!(log(d), "cvd=0\n");
+    assert_eq!(log(e), "cvd=1\n");
+    assert_eq!(jd["gpu_ids"], json!([0]));
+    assert_eq!(je["gpu_ids"], json!([1]));
 }
 
 #[test]

@@ -423,6 +423,9 @@ pub struct JobStatus {
     /// Process id (= process group id) while running.
     #[serde(default)]
     pub pid: Option<u32>,
+    /// GPU indices given to the job (`CUDA_VISIBLE_DEVICES`) when it asks for whole GPUs.
+    #[serde(default)]
+    pub gpu_ids: Vec<u32>,
     /// Path of the job's log file on the node.
     pub log_path: String,
 }
