@@ -1,0 +1,57 @@
+//! `skycat`: the user's binary. A thin layer of clap commands over the library crates.
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "skycat", version, about = "Find the cheapest place to run GPU work, then run it there")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List accelerators and their prices, like `sky show-gpus`.
+    ShowGpus(commands::show_gpus::ShowGpusArgs),
+    /// Inspect or export the price catalog.
+    #[command(subcommand)]
+    Catalog(commands::catalog::CatalogCommand),
+    /// Rebuild the price catalogs from the providers' APIs.
+    Fetch(commands::fetch::FetchArgs),
+    /// Show an instance type's or accelerator's prices across fetch history.
+    PriceHistory(commands::price_history::PriceHistoryArgs),
+    /// Cluster lifecycle: launch, exec, status, queue, logs, cancel, stop, start, down, cost-report.
+    #[command(flatten)]
+    Cluster(commands::cluster::ClusterCommand),
+    /// Cheapest placement of a SkyPilot task (or pipeline / DAG / fleet), with the failover order.
+    Optimize(commands::optimize::OptimizeArgs),
+    /// Serve /optimize, the catalog, metrics and OpenAPI over HTTP, with an optional cron refresh.
+    Serve(commands::serve::ServeArgs),
+    // (more commands register here: one variant per command module)
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    commands::init_tracing();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::ShowGpus(args) => commands::show_gpus::run(args),
+        Command::Catalog(cmd) => commands::catalog::run(cmd),
+        Command::Fetch(args) => commands::fetch::run(args).await,
+        Command::PriceHistory(args) => commands::price_history::run(args),
+        Command::Cluster(cmd) => commands::cluster::run(cmd).await,
+        Command::Optimize(args) => commands::optimize::run(args),
+        Command::Serve(args) => commands::serve::run(args).await,
+        // (and dispatch here: one arm per command module)
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            // One line, naming what failed; the chain is joined so the cause stays visible.
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
