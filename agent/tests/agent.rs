@@ -231,6 +231,14 @@ fn heartbeats_carry_cost_and_survive_a_server_outage_in_order() {
     });
     let st = agent.status();
     assert!(st["heartbeat_acked_seq"].as_u64().unwrap() < st["heartbeat_seq"].as_u64().unwrap());
+    // The daemon dies (SIGKILL) during the outage and comes back: its journaled backlog survives.
+    let pid = agent.daemon_pid().unwrap();
+    unsafe_kill(pid as i32, 9);
+    eventually(10, "daemon dead", || (!pid_alive(pid)).then_some(()));
+    agent.start();
+    eventually(20, "2 more heartbeats after the restart", || {
+        (agent.status()["heartbeat_seq"].as_u64().unwrap() >= seq_at_outage + 7).then_some(())
+    });
     let server = heartbeat_server(port, "tok", reqs.clone());
     let target = agent.status()["heartbeat_seq"].as_u64().unwrap();
     eventually(20, "the backlog to be replayed", || {
@@ -247,6 +255,14 @@ fn heartbeats_carry_cost_and_survive_a_server_outage_in_order() {
         .iter()
         .all(|h| h.protocol_version == 1 && h.cluster == "c1" && h.node_id == "c1-1"));
     assert_eq!(hbs[0].reason, skycat_protocol::HeartbeatReason::Startup);
+    let startups = hbs
+        .iter()
+        .filter(|h| h.reason == skycat_protocol::HeartbeatReason::Startup)
+        .count();
+    assert_eq!(
+        startups, 2,
+        "both daemon starts are in the delivered sequence"
+    );
     // Cost grows at the pinned price; it never decreases.
     let costs: Vec<f64> = hbs.iter().map(|h| h.cost.accrued_usd).collect();
     assert!(costs.windows(2).all(|w| w[1] >= w[0]));
