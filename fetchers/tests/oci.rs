@@ -40,7 +40,8 @@ async fn gpu_fixed_and_flex_shapes_in_every_region() {
     assert_eq!(ash.len(), 6 + 14 + 12 + 1);
     assert_eq!(fra.len(), ash.len());
 
-    let gpu: Vec<(&str, Option<&str>, f64, Option<f64>, Option<f64>, Option<f64>)> = ash
+    type Row<'a> = (&'a str, Option<&'a str>, f64, Option<f64>, Option<f64>, Option<f64>);
+    let gpu: Vec<Row> = ash
         .iter()
         .filter(|o| o.accelerator_name.is_some())
         .map(|o| {

@@ -20,10 +20,13 @@ use skycat_fetchers::{FetchError, Provider, RetryPolicy};
 
 type Script = Vec<(u16, &'static str)>;
 
+type Scripts = Arc<Mutex<HashMap<String, (Script, usize)>>>;
+type Seen = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
 struct GraphqlReplay {
     base: String,
-    scripts: Arc<Mutex<HashMap<String, (Script, usize)>>>,
-    seen: Arc<Mutex<Vec<(String, Option<String>)>>>,
+    scripts: Scripts,
+    seen: Seen,
     _task: tokio::task::JoinHandle<()>,
 }
 

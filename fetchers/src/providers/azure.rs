@@ -282,7 +282,7 @@ fn classify(cx: &FetchContext, region: &str, item: RetailItem, prices: &mut BTre
         return;
     }
     let entry = prices.entry(item.arm_sku_name.clone()).or_default();
-    if !(item.retail_price > 0.0) || !item.retail_price.is_finite() {
+    if item.retail_price.is_nan() || item.retail_price <= 0.0 || !item.retail_price.is_finite() {
         entry.zero_priced_rows += 1;
         return;
     }

@@ -99,6 +99,7 @@ pub fn country_of(geo: &str) -> Option<String> {
 }
 
 /// Median of a non-empty slice (mean of the two middle values for an even count).
+#[allow(clippy::manual_is_multiple_of)] // `is_multiple_of` is newer than the workspace's rust-version
 pub fn median(values: &[f64]) -> Option<f64> {
     if values.is_empty() {
         return None;
