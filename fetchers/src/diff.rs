@@ -28,7 +28,7 @@ pub struct CatalogDiff {
     pub types_removed: Vec<String>,
     /// Largest relative changes first (on-demand and spot, per location).
     pub biggest_moves: Vec<PriceMove>,
-    /// Locations (type × region × zone) whose price changed at all.
+    /// Launchables (type × accelerator × region × zone) whose price changed at all.
     pub prices_changed: usize,
 }
 
@@ -38,10 +38,23 @@ impl CatalogDiff {
     }
 }
 
-type Key<'a> = (&'a str, &'a str, Option<&'a str>);
+/// (type, region, zone, accelerator, count as bits): one launchable.
+type Key<'a> = (&'a str, &'a str, Option<&'a str>, Option<&'a str>, u64);
 
 fn index(offers: &[Offer]) -> BTreeMap<Key<'_>, &Offer> {
-    offers.iter().map(|o| ((o.instance_type.as_str(), o.region.as_str(), o.zone.as_deref()), o)).collect()
+    offers
+        .iter()
+        .map(|o| {
+            let k = (
+                o.instance_type.as_str(),
+                o.region.as_str(),
+                o.zone.as_deref(),
+                o.accelerator_name.as_deref(),
+                o.accelerator_count.to_bits(),
+            );
+            (k, o)
+        })
+        .collect()
 }
 
 pub fn diff_offers(old: &[Offer], new: &[Offer]) -> CatalogDiff {
@@ -57,8 +70,12 @@ pub fn diff_offers(old: &[Offer], new: &[Offer]) -> CatalogDiff {
             if let (Some(a), Some(b)) = (a, b) {
                 if a > 0.0 && (a - b).abs() > 1e-9 {
                     changed.insert(*k);
+                    let instance_type = match &n.accelerator_name {
+                        Some(a) if n.price_breakdown.is_some() => format!("{} + {a}:{}", n.instance_type, n.accelerator_count),
+                        _ => n.instance_type.clone(),
+                    };
                     moves.push(PriceMove {
-                        instance_type: n.instance_type.clone(),
+                        instance_type,
                         location: n.location(),
                         spot,
                         old: a,

@@ -95,7 +95,18 @@ fn cmp_opt(a: Option<f64>, b: Option<f64>) -> std::cmp::Ordering {
     }
 }
 
-/// Sort deterministically and collapse duplicates of (instance_type, region, zone): the row
+/// Whether two offers are the same launchable thing: same type, region, zone and accelerator
+/// (GCP sells one host type with several GPU counts: those are distinct offers).
+pub fn same_launchable(a: &Offer, b: &Offer) -> bool {
+    a.region == b.region
+        && a.zone == b.zone
+        && a.instance_type == b.instance_type
+        && a.accelerator_name == b.accelerator_name
+        && a.accelerator_count == b.accelerator_count
+}
+
+/// Sort deterministically and collapse duplicates of (instance_type, region, zone,
+/// accelerator name and count): the row
 /// with the lowest on-demand price wins, then the lowest spot price, then the smallest source
 /// string. Returns the number of rows removed.
 pub fn collapse_duplicates(offers: &mut Vec<Offer>) -> u64 {
@@ -104,14 +115,14 @@ pub fn collapse_duplicates(offers: &mut Vec<Offer>) -> u64 {
             .cmp(&b.region)
             .then_with(|| a.zone.cmp(&b.zone))
             .then_with(|| a.instance_type.cmp(&b.instance_type))
+            .then_with(|| a.accelerator_name.cmp(&b.accelerator_name))
+            .then_with(|| a.accelerator_count.total_cmp(&b.accelerator_count))
             .then_with(|| cmp_opt(a.price, b.price))
             .then_with(|| cmp_opt(a.spot_price, b.spot_price))
             .then_with(|| a.source.cmp(&b.source))
     });
     let before = offers.len();
-    offers.dedup_by(|later, first| {
-        later.region == first.region && later.zone == first.zone && later.instance_type == first.instance_type
-    });
+    offers.dedup_by(|later, first| same_launchable(later, first));
     (before - offers.len()) as u64
 }
 
@@ -172,9 +183,15 @@ mod tests {
         let mut b = a.clone();
         b.reverse();
         let mut a = a;
+        let mut with_gpu = offer("x", "r1", Some("z1"), Some(3.0), None);
+        with_gpu.accelerator_name = Some("T4".into());
+        with_gpu.accelerator_count = 1.0;
+        a.push(with_gpu.clone());
+        b.push(with_gpu);
         assert_eq!(collapse_duplicates(&mut a), 1);
         assert_eq!(collapse_duplicates(&mut b), 1);
         assert_eq!(a, b);
+        assert_eq!(a.len(), 3, "the host with a GPU is another offer");
         assert_eq!(a[0].price, Some(1.0));
         assert_eq!(a[0].zone.as_deref(), Some("z1"));
     }

@@ -11,6 +11,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, SystemTime};
 
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::ProvideCredentials;
 use aws_credential_types::Credentials;
@@ -31,7 +33,17 @@ pub enum Signed {
 pub async fn sdk_config(cx: &FetchContext) -> Signed {
     let r = cx
         .shared("aws:sdk-config", || async {
-            let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(Region::new("us-east-1"));
+            // Throttling (RequestLimitExceeded, ThrottlingException), 5xx and timeouts are retried
+            // by the SDK's standard mode: exponential backoff with jitter, here 5 attempts.
+            let mut loader = aws_config::defaults(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .retry_config(RetryConfig::standard().with_max_attempts(5))
+                .timeout_config(
+                    TimeoutConfig::builder()
+                        .connect_timeout(Duration::from_secs(20))
+                        .operation_attempt_timeout(Duration::from_secs(120))
+                        .build(),
+                );
             if let (Some(id), Some(secret)) = (cx.env("AWS_ACCESS_KEY_ID"), cx.env("AWS_SECRET_ACCESS_KEY")) {
                 let creds = Credentials::new(id, secret, cx.env("AWS_SESSION_TOKEN").map(String::from), None, "skycat-env");
                 loader = loader.credentials_provider(creds);
