@@ -260,6 +260,28 @@ pub(crate) fn pools(f: &FleetSpec, ix: &OfferIndex, opts: &PlanOptions, by_accel
     (out, cut)
 }
 
+/// Keeps at most `max` pools, cheapest per unit first, but alternating between the on-demand
+/// and the spot lists so that an on-demand floor is not starved by cheaper spot pools.
+fn cap_pools(pools: Vec<Pool>, max: usize) -> Vec<Pool> {
+    if pools.len() <= max {
+        return pools;
+    }
+    let (od, spot): (Vec<Pool>, Vec<Pool>) = pools.into_iter().partition(|p| !p.spot);
+    let mut out = Vec::with_capacity(max);
+    let (mut a, mut b) = (od.into_iter(), spot.into_iter());
+    while out.len() < max {
+        let (x, y) = (a.next(), b.next());
+        if x.is_none() && y.is_none() {
+            break;
+        }
+        out.extend(x);
+        if out.len() < max {
+            out.extend(y);
+        }
+    }
+    out
+}
+
 fn quota_applies(ix: &OfferIndex, p: &Pool, q: &Quota) -> bool {
     let o = &ix.offers[p.offer];
     q.cloud.eq_ignore_ascii_case(&o.cloud)
@@ -343,15 +365,15 @@ pub fn plan_fleet(fleet: &FleetSpec, index: &OfferIndex, opts: &PlanOptions) -> 
     opts.validate()?;
     let Checked { by_accel, n } = check(fleet)?;
     let (mut pools, cut) = pools(fleet, index, opts, by_accel);
-    let unit = if by_accel { "accelerators" } else { "vcpus" };
     if pools.is_empty() {
-        let what = if fleet.accelerators.is_empty() { unit.to_string() } else { fleet.accelerators.join("/") };
+        let what = if fleet.accelerators.is_empty() { if by_accel { "accelerators" } else { "vcpus" }.to_string() } else { fleet.accelerators.join("/") };
         return Err(PlanError::Infeasible {
             reason: format!("no pool offers {what} under the given {cut}"),
             cut_by: cut,
             nearest: Vec::new(),
         });
     }
+    let unit = if by_accel { "accelerators" } else { "vcpus" };
     // Drop pools that can contribute nothing, then keep the cheapest per unit.
     pools.retain(|p| bound(p, fleet, n, ALL) >= 1.0);
     if pools.is_empty() {
@@ -362,7 +384,7 @@ pub fn plan_fleet(fleet: &FleetSpec, index: &OfferIndex, opts: &PlanOptions) -> 
             nearest: Vec::new(),
         });
     }
-    pools.truncate(fleet.max_pools.unwrap_or(500));
+    let pools = cap_pools(pools, fleet.max_pools.unwrap_or(500));
     let started = Instant::now();
     let m = model(fleet, index, &pools, n, ALL);
     let sol = match m.solve() {
@@ -441,7 +463,8 @@ fn explain_fleet(f: &FleetSpec, ix: &OfferIndex, pools: &[Pool], n: f64, unit: &
                 full
             }),
             Err(_) => {
-                let nearest: Vec<Placement> = match &last_ok {
+                // The best fleet without this family: its allocations are the nearest offers.
+                let mut nearest: Vec<Placement> = match &last_ok {
                     Some(sol) => pools
                         .iter()
                         .zip(sol)
@@ -450,9 +473,10 @@ fn explain_fleet(f: &FleetSpec, ix: &OfferIndex, pools: &[Pool], n: f64, unit: &
                         .collect(),
                     None => Vec::new(),
                 };
+                let cheapest: f64 = nearest.iter().map(|p| p.hourly_total).sum();
+                nearest.truncate(20);
                 let detail = match name {
                     "budget_per_hour" => {
-                        let cheapest: f64 = nearest.iter().map(|p| p.hourly_total).sum();
                         format!(
                             "the cheapest fleet of {n} {unit} costs ${cheapest:.2}/h, over the budget of ${:.2}/h",
                             f.budget_per_hour.unwrap_or_default()
