@@ -485,3 +485,26 @@ async fn heartbeats_survive_server_outage_without_loss() {
     env.ctl.down("hb", false).await.expect("down");
     rx.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autostop_with_down_tears_the_cluster_down() {
+    let hosts = TestHosts::up(1);
+    let env = controller(&pool_yaml(&hosts, &[hosts.ip(1)], 0.0)).await;
+    let (rx, port) = receiver(env.ctl.store.clone(), 0).await;
+    let mut req = LaunchRequest::new("ad", TaskRun { num_nodes: 1, run: Some("echo quick".into()), ..Default::default() });
+    req.pool = Some("testpool".into());
+    req.server_url = Some(format!("http://{{controller_ip}}:{port}"));
+    req.heartbeat_interval_secs = Some(0.5);
+    req.idle_seconds = Some(2.0);
+    req.down_on_idle = true;
+    env.ctl.launch(&req).await.expect("launch");
+    wait_until("autostop --down removes the cluster", Duration::from_secs(40), || async {
+        env.ctl.store.cluster("ad").await.unwrap().is_none()
+    })
+    .await;
+    assert!(!hosts.home(1).join(".skycat-agent").exists(), "agent files left after autostop --down");
+    assert!(env.ctl.store.reserved_hosts("testpool").await.unwrap().is_empty());
+    let report = env.ctl.store.cost_report().await.unwrap();
+    assert!(report.iter().any(|l| l.name == "ad" && l.status == "TERMINATED"), "{report:?}");
+    rx.shutdown().await;
+}
