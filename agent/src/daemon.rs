@@ -138,12 +138,6 @@ impl Daemon {
             .write(true)
             .open(paths.lock())
             .with_context(|| format!("cannot open {}", paths.lock().display()))?;
-        // A daemon killed a moment ago may still hold the lock while its threads exit: wait a
-        // little before calling it a second daemon.
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while !util::try_lock(&lock) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
         if !util::try_lock(&lock) {
             let pid = fs::read_to_string(paths.pid()).unwrap_or_default();
             bail!(
@@ -493,22 +487,16 @@ impl Daemon {
         &self,
         name: &str,
         envs: &BTreeMap<String, String>,
-        explicit: &BTreeMap<String, String>,
-    ) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>)> {
-        let mut secrets: BTreeMap<&String, &String> =
+    ) -> Result<BTreeMap<String, String>> {
+        let secrets: BTreeMap<&String, &String> =
             envs.iter().filter(|(k, _)| is_secret_env(k)).collect();
-        secrets.extend(explicit.iter());
         let path = self.paths.secret_envs(name);
         if secrets.is_empty() {
             let _ = fs::remove_file(&path);
         } else {
             util::write_atomic(&path, &serde_json::to_vec(&secrets)?, 0o600)?;
         }
-        let hidden = explicit
-            .keys()
-            .map(|k| (k.clone(), REDACTED.to_string()))
-            .collect();
-        Ok((skycat_protocol::redact_envs(envs), hidden))
+        Ok(skycat_protocol::redact_envs(envs))
     }
 
     fn submit(&mut self, mut spec: JobSpec) -> Result<Value> {
@@ -535,8 +523,7 @@ impl Daemon {
             );
         }
         let id = self.store.state.next_job_id;
-        (spec.envs, spec.secrets) =
-            self.split_secrets(&id.to_string(), &spec.envs, &spec.secrets)?;
+        spec.envs = self.split_secrets(&id.to_string(), &spec.envs)?;
         let task_id = spec.task_id.clone().or_else(|| self.cfg.task_id.clone());
         let record = JobRecord {
             status: JobStatus {
@@ -579,7 +566,7 @@ impl Daemon {
         {
             return Ok(json!({"launch_id": launch, "state": st.state, "already_done": true}));
         }
-        (spec.envs, spec.secrets) = self.split_secrets("setup", &spec.envs, &spec.secrets)?;
+        spec.envs = self.split_secrets("setup", &spec.envs)?;
         self.store.commit(Entry::SetupSubmitted {
             spec,
             launch_id: launch.clone(),
@@ -781,26 +768,21 @@ impl Daemon {
         Ok(())
     }
 
-    /// The process env, and the names whose values are secret.
     fn base_env(
         &self,
         extra: &BTreeMap<String, String>,
         name: &str,
-    ) -> Result<(Vec<(String, String)>, BTreeSet<String>)> {
+    ) -> Result<Vec<(String, String)>> {
         let mut env: BTreeMap<String, String> = self.cfg.envs.clone();
-        env.extend(self.cfg.secrets.iter().map(|(k, v)| (k.clone(), v.clone())));
         for (k, v) in extra {
             env.insert(k.clone(), v.clone());
         }
-        let mut secret_keys: BTreeSet<String> = self.cfg.secrets.keys().cloned().collect();
         // Secret values live only in the 0600 file; the stored spec has them redacted.
         if let Ok(text) = fs::read_to_string(self.paths.secret_envs(name)) {
             let secrets: BTreeMap<String, String> = serde_json::from_str(&text)
                 .with_context(|| format!("corrupt {}", self.paths.secret_envs(name).display()))?;
-            secret_keys.extend(secrets.keys().cloned());
             env.extend(secrets);
         }
-        secret_keys.extend(env.keys().filter(|k| is_secret_env(k)).cloned());
         let ips = self.cfg.node_ips.join("\n");
         let vars = vec![
             ("NODE_RANK", self.cfg.node_rank.to_string()),
@@ -813,7 +795,7 @@ impl Daemon {
             out.push((format!("SKYCAT_{k}"), v.clone()));
             out.push((format!("SKYPILOT_{k}"), v));
         }
-        Ok((out, secret_keys))
+        Ok(out)
     }
 
     /// Lowest free GPU indices for a job asking for whole GPUs on a node with whole GPUs;
@@ -843,7 +825,6 @@ impl Daemon {
         let name = key.name();
         let now = Utc::now();
         let mut gpu_ids = Vec::new();
-        let secret_keys: BTreeSet<String>;
         let (run, mut env, workdir, gpus) = match key {
             Key::Setup => {
                 let spec = self
@@ -853,14 +834,12 @@ impl Daemon {
                     .spec
                     .clone()
                     .ok_or_else(|| anyhow!("no setup spec"))?;
-                let (env, keys) = self.base_env(&spec.envs, &name)?;
-                secret_keys = keys;
+                let env = self.base_env(&spec.envs, &name)?;
                 (spec.setup, env, spec.workdir, self.cfg.gpus_per_node)
             }
             Key::Job(id) => {
                 let job = self.store.state.jobs[&id].clone();
-                let (mut env, keys) = self.base_env(&job.spec.envs, &name)?;
-                secret_keys = keys;
+                let mut env = self.base_env(&job.spec.envs, &name)?;
                 let task_id = job.status.task_id.clone().unwrap_or_else(|| {
                     format!(
                         "skycat-{}-{}",
@@ -894,7 +873,7 @@ impl Daemon {
         // Secret values for the log filter: every secret the process can see.
         let values: Vec<&String> = env
             .iter()
-            .filter(|(k, v)| secret_keys.contains(k) && v.len() >= 3 && v.as_str() != REDACTED)
+            .filter(|(k, v)| is_secret_env(k) && v.len() >= 3 && v.as_str() != REDACTED)
             .map(|(_, v)| v)
             .collect();
         let values_path = self.paths.secret_values(&name);

@@ -214,9 +214,6 @@ pub struct AgentConfig {
     /// Task envs, given to setup and every job (job envs override).
     #[serde(default)]
     pub envs: BTreeMap<String, String>,
-    /// Task secrets (SkyPilot's `secrets:`): like envs, but secret whatever their names.
-    #[serde(default)]
-    pub secrets: BTreeMap<String, String>,
 }
 
 fn one() -> u32 {
@@ -323,9 +320,6 @@ pub struct SetupSpec {
     pub setup: String,
     #[serde(default)]
     pub envs: BTreeMap<String, String>,
-    /// Secret whatever their names (SkyPilot's `secrets:`).
-    #[serde(default)]
-    pub secrets: BTreeMap<String, String>,
     /// Working directory (default: the agent's state dir `workdir/` if it exists, else $HOME).
     #[serde(default)]
     pub workdir: Option<String>,
@@ -348,9 +342,6 @@ pub struct JobSpec {
     pub run: String,
     #[serde(default)]
     pub envs: BTreeMap<String, String>,
-    /// Secret whatever their names (SkyPilot's `secrets:`).
-    #[serde(default)]
-    pub secrets: BTreeMap<String, String>,
     /// GPUs this job needs on this node (0 = none; it may share the node with others).
     #[serde(default)]
     pub gpus: f64,
