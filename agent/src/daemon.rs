@@ -138,6 +138,12 @@ impl Daemon {
             .write(true)
             .open(paths.lock())
             .with_context(|| format!("cannot open {}", paths.lock().display()))?;
+        // A daemon killed a moment ago may still hold the lock while its threads exit: wait a
+        // little before calling it a second daemon.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !util::try_lock(&lock) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         if !util::try_lock(&lock) {
             let pid = fs::read_to_string(paths.pid()).unwrap_or_default();
             bail!(

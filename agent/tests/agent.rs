@@ -56,7 +56,8 @@ fn setup_once_then_fifo_jobs_with_env_logs_and_no_secret_leaks() {
         SKYCAT_JOB_RECOVERY_COUNT SKYPILOT_NUM_GPUS_PER_NODE SKYPILOT_NODE_RANK SKYPILOT_NUM_NODES \
         SKYPILOT_TASK_ID SKYPILOT_JOB_RECOVERY_COUNT MODEL JOBVAR; do echo \"$v=${!v}\"; done; \
         echo \"IPS=[$SKYCAT_NODE_IPS]\"; echo \"SPIPS=[$SKYPILOT_NODE_IPS]\"; \
-        echo \"token is $HF_TOKEN\"; echo \"api $MY_API_KEY\"";
+        echo \"token is $HF_TOKEN\"; echo \"api $MY_API_KEY\"; \
+        echo \"lens ${#HF_TOKEN} ${#MY_API_KEY}\"";
     let mut ids = Vec::new();
     for i in 0..3 {
         let run = format!("echo {i} >> {}; {env_dump}", order.display());
@@ -92,6 +93,8 @@ fn setup_once_then_fifo_jobs_with_env_logs_and_no_secret_leaks() {
         // The job saw the secrets (the filter replaced them in the log).
         "token is <redacted>",
         "api <redacted>",
+        // …and saw the real values, not the redaction marker (lengths 19 and 11).
+        "lens 19 11",
     ] {
         assert!(log.contains(line), "missing {line:?} in log:\n{log}");
     }
