@@ -122,6 +122,9 @@ pub struct ClusterView {
 
 type Progress = Arc<dyn Fn(&str) + Send + Sync>;
 
+/// Where `logs` writes the bytes it receives.
+pub type OutputSink = Arc<dyn Fn(&[u8]) + Send + Sync>;
+
 /// Progress sink that prints to stderr (the CLI's default).
 pub fn stderr_progress() -> Progress {
     Arc::new(|line: &str| eprintln!("{line}"))
@@ -733,7 +736,7 @@ impl Controller {
         name: &str,
         job: Option<u64>,
         follow: bool,
-        out: Arc<dyn Fn(&[u8]) + Send + Sync>,
+        out: OutputSink,
     ) -> Result<u64> {
         let (_, nodes) = self.live(name).await?;
         let sessions = self.connect_nodes(&nodes).await?;
@@ -972,10 +975,12 @@ async fn ensure_agent(
     let shown = s.target().display();
     let same_binary = probe.bin_sha.as_deref() == Some(agent.sha256.as_str());
     let running = probe.status.as_ref().is_some_and(|st| st.daemon_running);
-    if same_binary && running && config.is_none() {
-        if probe.status.as_ref().is_some_and(|st| st.agent_version == agent.version) {
-            return Ok(true);
-        }
+    if same_binary
+        && running
+        && config.is_none()
+        && probe.status.as_ref().is_some_and(|st| st.agent_version == agent.version)
+    {
+        return Ok(true);
     }
     if !same_binary {
         if running {

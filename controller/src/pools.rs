@@ -235,7 +235,7 @@ fn parse_accel(s: &str) -> Option<(String, f64)> {
         Some((n, c)) => (n.trim(), c.trim().parse::<f64>().ok()?),
         None => (s, 1.0),
     };
-    if name.is_empty() || !(count > 0.0) {
+    if name.is_empty() || count.is_nan() || count <= 0.0 {
         return None;
     }
     Some((name.to_string(), count))

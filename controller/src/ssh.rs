@@ -310,7 +310,7 @@ impl SshSession {
         while let Some(msg) = channel.wait().await {
             match msg {
                 ChannelMsg::Data { data } => on_stdout(&data),
-                ChannelMsg::ExtendedData { data, ext } if ext == 1 => on_stderr(&data),
+                ChannelMsg::ExtendedData { data, ext: 1 } => on_stderr(&data),
                 ChannelMsg::ExitStatus { exit_status } => code = Some(exit_status),
                 _ => {}
             }
