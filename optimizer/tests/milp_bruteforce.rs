@@ -544,3 +544,51 @@ fn shipped_egress_table_parses_and_names_its_sources() {
     let gcp2 = Location { cloud: "gcp".into(), region: Some("europe-west4".into()) };
     assert_eq!(t.rate(&gcp, &gcp2), t.rate(&gcp, &aws));
 }
+
+#[test]
+fn fleet_pool_cap_keeps_on_demand_pools() {
+    // Ten spot pools are cheaper per GPU than any on-demand one; with room for only four pools
+    // the on-demand floor must still be satisfiable.
+    let mut offers = Vec::new();
+    for j in 0..10 {
+        offers.push(offer("aws", "us-east-1", None, &format!("s{j}"), Some(("H100", 8.0)), 192.0, 2048.0, None, Some(10.0 + j as f64)));
+    }
+    for j in 0..3 {
+        offers.push(offer("gcp", "us-central1", None, &format!("o{j}"), Some(("H100", 8.0)), 192.0, 2048.0, Some(80.0 + j as f64), None));
+    }
+    let ix = OfferIndex::build(&offers);
+    let spec = FleetSpec {
+        target: FleetTarget { accelerators: Some(16.0), vcpus: None },
+        accelerators: vec!["H100".into()],
+        allow_spot: true,
+        allow_on_demand: true,
+        min_on_demand_share: Some(0.5),
+        max_pools: Some(4),
+        ..FleetSpec::default()
+    };
+    let p = plan_fleet(&spec, &ix, &PlanOptions::default()).unwrap();
+    assert_eq!(p.pools_considered, 4);
+    assert_eq!(p.on_demand_units, 8.0);
+    assert!(close(p.hourly_cost, 80.0 + 10.0), "{p:#?}");
+}
+
+#[test]
+fn pipeline_inputs_are_located_by_bucket_url() {
+    let yaml = "name: pipe\n---\nname: prep\ninputs:\n  s3://my-bucket/data: 500\noutputs:\n  /out: 200\nresources:\n  accelerators: A:1\n---\nname: train\nresources:\n  accelerators: B:1\n";
+    let req = skycat_optimizer::OptimizeRequest::from_yaml(yaml).unwrap();
+    let skycat_optimizer::OptimizeRequest::Dag(dag) = req else { panic!("not a DAG") };
+    assert_eq!(dag.inputs.len(), 1);
+    assert_eq!(dag.inputs[0].location.cloud, "aws");
+    assert_eq!(dag.tasks[0].output_gb, Some(200.0));
+    // A GCP offer is cheaper for `prep`, but 500 GB out of S3 costs more than the difference.
+    let offers = vec![
+        offer("aws", "us-east-1", None, "a", Some(("A", 1.0)), 8.0, 64.0, Some(2.0), None),
+        offer("gcp", "us-central1", None, "g", Some(("A", 1.0)), 8.0, 64.0, Some(1.5), None),
+        offer("aws", "us-east-1", None, "b", Some(("B", 1.0)), 8.0, 64.0, Some(3.0), None),
+    ];
+    let ix = OfferIndex::build(&offers);
+    let p = plan_dag(&dag, &ix, &EgressTable::shipped(), &PlanOptions::default()).unwrap();
+    assert_eq!(p.tasks[0].placement.cloud, "aws", "{p:#?}");
+    // The bucket's region is unknown: the read is priced as AWS inter-region (500 GB × $0.02).
+    assert!(close(p.egress_cost, 10.0), "{}", p.egress_cost);
+}
