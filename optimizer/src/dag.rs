@@ -379,7 +379,10 @@ struct EdgeData {
     gb: f64,
 }
 
-fn validate_dag(dag: &DagSpec) -> Result<(HashMap<String, usize>, Vec<EdgeData>, Vec<usize>), PlanError> {
+/// Task index by name, the edges with their sizes, and a topological order.
+type Checked = (HashMap<String, usize>, Vec<EdgeData>, Vec<usize>);
+
+fn validate_dag(dag: &DagSpec) -> Result<Checked, PlanError> {
     if dag.tasks.is_empty() {
         return Err(PlanError::invalid("tasks", "the DAG has no task"));
     }

@@ -37,6 +37,8 @@ pub use spec::{parse_task_yaml, AcceleratorChoice, AcceleratorsSpec, ResourcesSp
 /// `{"kind": "fleet", …}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "lowercase")]
+// Built once per request and moved, never stored in bulk: boxing the task buys nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum OptimizeRequest {
     Task(TaskSpec),
     Dag(DagSpec),

@@ -339,6 +339,9 @@ pub(crate) fn resolve(task: &TaskSpec) -> Result<Vec<Alt>, PlanError> {
 // ---------------------------------------------------------------------------------------------
 // Probing the index
 
+/// A blocked resource as ids: cloud (None = not in the catalog), region and zone as in [`Probe`].
+pub(crate) type BlockedIds = (Option<u32>, Option<Option<u32>>, Option<Option<u32>>);
+
 /// An alternative with its strings resolved to the index's ids. `None` inside an `Option<Option>`
 /// means "asked for a name the index does not have" (so nothing matches).
 pub(crate) struct Probe<'a> {
@@ -347,7 +350,7 @@ pub(crate) struct Probe<'a> {
     pub region: Option<Option<u32>>,
     pub zone: Option<Option<u32>>,
     pub itype: Option<Option<u32>>,
-    pub blocked: Vec<(Option<u32>, Option<Option<u32>>, Option<Option<u32>>)>,
+    pub blocked: Vec<BlockedIds>,
 }
 
 /// Which test an offer failed (for explanations), in the order they are applied.
