@@ -9,7 +9,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/tmp/skycat-target}"
 CSV="${CARGO_TARGET_DIR}/aws-offer-${SIZE_MB}mb.csv"
 [ -f "$CSV" ] || python3 scripts/gen-aws-offer-csv.py "$CSV" --size-mb "$SIZE_MB"
 # A standalone crate: the release build compiles the parser and polars' CSV path only.
-cp Cargo.lock fetchers/bench-aws-csv/Cargo.lock 2>/dev/null || true
+# Same dependency versions as the workspace on the first run (later runs keep the pruned lock).
+[ -f fetchers/bench-aws-csv/Cargo.lock ] || cp Cargo.lock fetchers/bench-aws-csv/Cargo.lock
 cargo build --release --manifest-path fetchers/bench-aws-csv/Cargo.toml
 BIN="${CARGO_TARGET_DIR}/release/skycat-bench-aws-csv"
 echo "== with the byte pre-filter (what skycat fetch runs)"

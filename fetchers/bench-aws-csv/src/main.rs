@@ -1,6 +1,7 @@
 //! Parse an AWS bulk offer CSV with skycat's parser and report rows and MB/s.
 //! usage: skycat-bench-aws-csv FILE.csv [REGION] [--no-prefilter] [--repeat N]
 
+#[allow(dead_code)]
 #[path = "../../src/error.rs"]
 mod error;
 #[allow(dead_code)]
