@@ -46,6 +46,24 @@ pub(crate) struct Group {
     pub(crate) on_demand: Vec<u32>,
     /// Offer ids with a spot price, cheapest first.
     pub(crate) spot: Vec<u32>,
+    /// The same offers as packed rows, in the same order: a probe walks these sequentially
+    /// instead of chasing ids through the columns.
+    pub(crate) on_demand_rows: Vec<Row>,
+    pub(crate) spot_rows: Vec<Row>,
+}
+
+/// The filter fields of one offer in one market, packed for a sequential scan.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Row {
+    pub(crate) id: u32,
+    pub(crate) cloud: u32,
+    pub(crate) region: u32,
+    pub(crate) zone: u32,
+    pub(crate) itype: u32,
+    pub(crate) vcpus: f32,
+    pub(crate) mem: f32,
+    /// The price in this row's market (NaN when not sold that way).
+    pub(crate) price: f64,
 }
 
 /// Offers grouped by accelerator and count, sorted by price. Build once, probe many times.
@@ -147,6 +165,12 @@ impl OfferIndex {
                 ix.counts_by_name.entry(name.clone()).or_default().push(*count);
             }
         }
+        let mut groups = std::mem::take(&mut ix.groups);
+        for g in groups.values_mut() {
+            g.on_demand_rows = g.on_demand.iter().map(|&i| ix.row(i, false)).collect();
+            g.spot_rows = g.spot.iter().map(|&i| ix.row(i, true)).collect();
+        }
+        ix.groups = groups;
         for v in ix.counts_by_name.values_mut() {
             v.sort_unstable();
         }
@@ -180,6 +204,21 @@ impl OfferIndex {
             None => (String::new(), 0),
         };
         self.groups.get(&key)
+    }
+
+    /// Offer `i`'s packed row in the given market.
+    pub(crate) fn row(&self, i: u32, spot: bool) -> Row {
+        let k = i as usize;
+        Row {
+            id: i,
+            cloud: self.cloud[k],
+            region: self.region[k],
+            zone: self.zone[k],
+            itype: self.itype[k],
+            vcpus: self.vcpus[k],
+            mem: self.mem[k],
+            price: if spot { self.spot[k] } else { self.price[k] },
+        }
     }
 
     pub(crate) fn accel_display_name(&self, key: &str) -> String {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::index::{accel_key, OfferIndex, NO_ZONE};
+use crate::index::{accel_key, OfferIndex, Row, NO_ZONE};
 use crate::spec::{fmt_count, parse_infra, AcceleratorChoice, ResourcesSpec, SizeReq, TaskError, TaskSpec};
 
 /// What to minimize.
@@ -391,8 +391,13 @@ impl<'a> Probe<'a> {
     }
 
     /// The first stage offer `i` fails in the given market, or None if it passes all.
-    #[inline]
     pub(crate) fn fails(&self, ix: &OfferIndex, i: usize, spot: bool) -> Option<Stage> {
+        self.fails_row(&ix.row(i as u32, spot))
+    }
+
+    /// [`Probe::fails`] on a packed row.
+    #[inline(always)]
+    pub(crate) fn fails_row(&self, r: &Row) -> Option<Stage> {
         fn eq(want: Option<Option<u32>>, have: u32) -> bool {
             match want {
                 None => true,
@@ -400,27 +405,27 @@ impl<'a> Probe<'a> {
                 Some(None) => false,
             }
         }
-        if !eq(self.cloud, ix.cloud[i]) {
+        if !eq(self.cloud, r.cloud) {
             return Some(Stage::Cloud);
         }
-        if !eq(self.region, ix.region[i]) {
+        if !eq(self.region, r.region) {
             return Some(Stage::Region);
         }
-        if self.zone.is_some() && (ix.zone[i] == NO_ZONE || !eq(self.zone, ix.zone[i])) {
+        if self.zone.is_some() && (r.zone == NO_ZONE || !eq(self.zone, r.zone)) {
             return Some(Stage::Zone);
         }
-        if !eq(self.itype, ix.itype[i]) {
+        if !eq(self.itype, r.itype) {
             return Some(Stage::InstanceType);
         }
         let a = self.alt;
         if let Some(c) = a.cpus {
-            let v = ix.vcpus[i];
+            let v = r.vcpus;
             if v.is_nan() || !c.admits(v as f64) {
                 return Some(Stage::Cpus);
             }
         }
         if a.memory.is_some() || a.mem_ratio.is_some() {
-            let m = ix.mem[i];
+            let m = r.mem;
             if m.is_nan() {
                 return Some(Stage::Memory);
             }
@@ -429,14 +434,14 @@ impl<'a> Probe<'a> {
                     return Some(Stage::Memory);
                 }
             }
-            if let Some(r) = a.mem_ratio {
-                let v = ix.vcpus[i];
-                if v.is_nan() || (m as f64) + 1e-6 < r * v as f64 {
+            if let Some(ratio) = a.mem_ratio {
+                let v = r.vcpus;
+                if v.is_nan() || (m as f64) + 1e-6 < ratio * v as f64 {
                     return Some(Stage::Memory);
                 }
             }
         }
-        let price = if spot { ix.spot[i] } else { ix.price[i] };
+        let price = r.price;
         if !price.is_finite() {
             return Some(Stage::Market);
         }
@@ -447,16 +452,16 @@ impl<'a> Probe<'a> {
         }
         for (bc, br, bz) in &self.blocked {
             let Some(bc) = bc else { continue };
-            if *bc != ix.cloud[i] {
+            if *bc != r.cloud {
                 continue;
             }
             let region_hit = match br {
                 None => true,
-                Some(r) => *r == Some(ix.region[i]),
+                Some(want) => *want == Some(r.region),
             };
             let zone_hit = match bz {
                 None => true,
-                Some(z) => ix.zone[i] != NO_ZONE && *z == Some(ix.zone[i]),
+                Some(z) => r.zone != NO_ZONE && *z == Some(r.zone),
             };
             if region_hit && zone_hit {
                 return Some(Stage::Blocked);
@@ -465,31 +470,25 @@ impl<'a> Probe<'a> {
         None
     }
 
-    /// Offer ids this alternative draws from, cheapest first in its market.
+    /// Rows this alternative draws from, cheapest first in its market.
     pub(crate) fn universe<'ix>(&self, ix: &'ix OfferIndex) -> Universe<'ix> {
         let a = self.alt;
         match (&a.accel, a.instance_type.is_some()) {
             (None, true) => {
                 // An instance type without accelerators: any group.
-                let ids = match self.itype {
-                    Some(Some(t)) => ix.by_itype.get(&t).cloned().unwrap_or_default(),
-                    _ => Vec::new(),
+                let ids: &[u32] = match self.itype {
+                    Some(Some(t)) => ix.by_itype.get(&t).map(|v| v.as_slice()).unwrap_or(&[]),
+                    _ => &[],
                 };
-                let mut ids: Vec<u32> = ids
-                    .into_iter()
-                    .filter(|&i| {
-                        let p = if a.use_spot { ix.spot[i as usize] } else { ix.price[i as usize] };
-                        p.is_finite()
-                    })
-                    .collect();
-                let col = if a.use_spot { &ix.spot } else { &ix.price };
-                ids.sort_by(|x, y| col[*x as usize].total_cmp(&col[*y as usize]).then(x.cmp(y)));
-                Universe::Owned(ids)
+                let mut rows: Vec<Row> =
+                    ids.iter().map(|&i| ix.row(i, a.use_spot)).filter(|r| r.price.is_finite()).collect();
+                rows.sort_by(|x, y| x.price.total_cmp(&y.price).then(x.id.cmp(&y.id)));
+                Universe::Owned(rows)
             }
             _ => {
                 let g = ix.group(a.accel.as_ref().map(|c| (c.name.as_str(), c.count)));
                 match g {
-                    Some(g) => Universe::Borrowed(if a.use_spot { &g.spot } else { &g.on_demand }),
+                    Some(g) => Universe::Borrowed(if a.use_spot { &g.spot_rows } else { &g.on_demand_rows }),
                     None => Universe::Borrowed(&[]),
                 }
             }
@@ -498,12 +497,12 @@ impl<'a> Probe<'a> {
 }
 
 pub(crate) enum Universe<'a> {
-    Borrowed(&'a [u32]),
-    Owned(Vec<u32>),
+    Borrowed(&'a [Row]),
+    Owned(Vec<Row>),
 }
 
 impl Universe<'_> {
-    pub(crate) fn ids(&self) -> &[u32] {
+    pub(crate) fn rows(&self) -> &[Row] {
         match self {
             Universe::Borrowed(s) => s,
             Universe::Owned(v) => v,
@@ -587,13 +586,12 @@ pub(crate) fn rank(ix: &OfferIndex, alts: &[Alt], num_nodes: u32, opts: &PlanOpt
         let hours = opts.hours_for(alt.accel.as_ref().map(|a| a.name.as_str()));
         let uni = probe.universe(ix);
         let spot = alt.use_spot;
-        let col = if spot { &ix.spot } else { &ix.price };
         let mut taken = 0usize;
-        for &id in uni.ids() {
-            let i = id as usize;
-            if probe.fails(ix, i, spot).is_some() {
+        for r in uni.rows() {
+            if probe.fails_row(r).is_some() {
                 continue;
             }
+            let (id, i) = (r.id, r.id as usize);
             if !seen.is_empty() {
                 let bit = 1u8 << (spot as u8);
                 if seen[i] & bit != 0 {
@@ -607,13 +605,13 @@ pub(crate) fn rank(ix: &OfferIndex, alts: &[Alt], num_nodes: u32, opts: &PlanOpt
                 spot,
                 rank: alt.rank,
                 hours,
-                cost: col[i] * num_nodes as f64 * hours,
+                cost: r.price * num_nodes as f64 * hours,
             };
             if taken < cap {
                 top.push(c);
                 taken += 1;
             }
-            let cl = ix.cloud[i];
+            let cl = r.cloud;
             match per_cloud.iter_mut().find(|(c2, _)| *c2 == cl) {
                 // Cheapest per cloud is by cost, whatever the preference rank.
                 Some((_, best)) => {
