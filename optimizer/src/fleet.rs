@@ -196,52 +196,53 @@ fn check(f: &FleetSpec) -> Result<Checked, PlanError> {
 /// The pools a fleet may draw from, cheapest per unit first, before the count bounds.
 pub(crate) fn pools(f: &FleetSpec, ix: &OfferIndex, opts: &PlanOptions, by_accel: bool) -> (Vec<Pool>, String) {
     let kinds: Vec<String> = f.accelerators.iter().map(|a| accel_key(a)).collect();
-    let clouds: Vec<String> = f.clouds.iter().map(|c| c.to_ascii_lowercase()).collect();
+    let clouds: Vec<u32> = f.clouds.iter().filter_map(|c| ix.clouds.get(&c.to_ascii_lowercase())).collect();
+    let regions: Vec<u32> = f.regions.iter().filter_map(|r| ix.regions.get(r)).collect();
     let mut cut = String::new();
     let mut out = Vec::new();
     let mut stage_counts = [0usize; 4];
-    for (i, o) in ix.offers.iter().enumerate() {
-        let units = if by_accel {
-            if !o.has_accelerator() {
-                continue;
-            }
-            let k = accel_key(o.accelerator_name.as_deref().unwrap_or_default());
-            if !kinds.is_empty() && !kinds.contains(&k) {
-                continue;
-            }
-            o.accelerator_count
-        } else {
-            if !kinds.is_empty() {
-                let k = o.accelerator_name.as_deref().map(accel_key);
-                if !k.is_some_and(|k| kinds.contains(&k)) {
+    // Walk the index's accelerator groups (canonical names already resolved), not the raw rows.
+    for ((name, _), g) in &ix.groups {
+        if by_accel && name.is_empty() {
+            continue;
+        }
+        if !kinds.is_empty() && !kinds.contains(name) {
+            continue;
+        }
+        for (spot, ids) in [(false, &g.on_demand), (true, &g.spot)] {
+            for &id in ids {
+                let i = id as usize;
+                let o = &ix.offers[i];
+                let units = if by_accel {
+                    o.accelerator_count
+                } else {
+                    match o.vcpus {
+                        Some(v) if v > 0.0 => v,
+                        _ => continue,
+                    }
+                };
+                if units <= 0.0 {
                     continue;
                 }
-            }
-            match o.vcpus {
-                Some(v) if v > 0.0 => v,
-                _ => continue,
-            }
-        };
-        stage_counts[0] += 1;
-        if !clouds.is_empty() && !clouds.contains(&o.cloud.to_ascii_lowercase()) {
-            continue;
-        }
-        if !f.regions.is_empty() && !f.regions.contains(&o.region) {
-            continue;
-        }
-        stage_counts[1] += 1;
-        if blocked(ix, i, &opts.blocked) {
-            continue;
-        }
-        stage_counts[2] += 1;
-        for spot in [false, true] {
-            if (spot && !f.allow_spot) || (!spot && !f.allow_on_demand) {
-                continue;
-            }
-            let p = if spot { ix.spot[i] } else { ix.price[i] };
-            if p.is_finite() && p >= 0.0 && units > 0.0 {
-                stage_counts[3] += 1;
-                out.push(Pool { offer: i, spot, units, vcpus: o.vcpus.unwrap_or(0.0), price: p });
+                stage_counts[0] += 1;
+                if (!f.clouds.is_empty() && !clouds.contains(&ix.cloud[i]))
+                    || (!f.regions.is_empty() && !regions.contains(&ix.region[i]))
+                {
+                    continue;
+                }
+                stage_counts[1] += 1;
+                if !opts.blocked.is_empty() && blocked(ix, i, &opts.blocked) {
+                    continue;
+                }
+                stage_counts[2] += 1;
+                if (spot && !f.allow_spot) || (!spot && !f.allow_on_demand) {
+                    continue;
+                }
+                let p = if spot { ix.spot[i] } else { ix.price[i] };
+                if p.is_finite() && p >= 0.0 {
+                    stage_counts[3] += 1;
+                    out.push(Pool { offer: i, spot, units, vcpus: o.vcpus.unwrap_or(0.0), price: p });
+                }
             }
         }
     }
