@@ -3,6 +3,7 @@
 
 pub mod home;
 pub mod lifecycle;
+pub mod managed;
 pub mod pools;
 pub mod router;
 pub mod ssh;

@@ -281,6 +281,12 @@ impl Store {
         &self.path
     }
 
+    /// The connection pool, for modules that keep their own tables in this database (managed
+    /// jobs: `crate::managed`).
+    pub fn db(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     fn err(&self, source: sqlx::Error) -> StoreError {
         StoreError::Db { path: self.path.display().to_string(), source }
     }

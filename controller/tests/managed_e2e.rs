@@ -1,0 +1,388 @@
+//! End-to-end tests of managed jobs (preemption recovery) on real sshd test hosts in network
+//! namespaces (scripts/testhosts.sh) running the real `skycat-agent`, with the heartbeat router
+//! and the managed-jobs HTTP API served on the host side of the veth pairs. Needs root, iproute2
+//! and openssh-server (`scripts/ci-setup-sshd.sh`). Never skipped: missing tools fail.
+//!
+//! Serialized with cluster_e2e.rs on the same file lock; namespaces are removed in a Drop guard.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use skycat_controller::home::Home;
+use skycat_controller::lifecycle::Controller;
+use skycat_controller::managed::{api_router, JobView, Managed, ManagedOptions};
+
+const NET: u32 = 140;
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("controller/ has a parent").to_path_buf()
+}
+
+fn preflight() {
+    let uid = Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    assert_eq!(
+        uid.as_deref().unwrap_or("?"),
+        "0",
+        "these tests create network namespaces and must run as root (CI does); then run scripts/ci-setup-sshd.sh"
+    );
+    let ip_ok = Command::new("sh").args(["-c", "command -v ip"]).output().map(|o| o.status.success()).unwrap_or(false);
+    assert!(
+        ip_ok && Path::new("/usr/sbin/sshd").exists() && Path::new("/usr/bin/ssh-keygen").exists(),
+        "iproute2 / openssh-server missing: run scripts/ci-setup-sshd.sh (as root) first"
+    );
+}
+
+/// Test hosts 1..=n, removed on drop. Holds the cross-process test lock.
+struct TestHosts {
+    prefix: String,
+    dir: tempfile::TempDir,
+    _lock: std::fs::File,
+}
+
+impl TestHosts {
+    fn up(n: u32) -> TestHosts {
+        preflight();
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open("/tmp/skycat-controller-e2e.lock")
+            .expect("open lock file");
+        lock.lock().expect("lock");
+        let prefix = format!("skycat-test-mj{}-{}-", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst));
+        let dir = tempfile::Builder::new().prefix("skycat-testhosts").tempdir().expect("tempdir");
+        let hosts = TestHosts { prefix, dir, _lock: lock };
+        hosts.script(&["up", &n.to_string()]);
+        hosts
+    }
+
+    fn script(&self, args: &[&str]) {
+        let out = Command::new("bash")
+            .arg(repo_root().join("scripts/testhosts.sh"))
+            .args(args)
+            .env("SKYCAT_TESTHOSTS_DIR", self.dir.path())
+            .env("SKYCAT_TESTHOSTS_PREFIX", &self.prefix)
+            .env("SKYCAT_TESTHOSTS_NET", NET.to_string())
+            .output()
+            .expect("run scripts/testhosts.sh");
+        assert!(
+            out.status.success(),
+            "testhosts.sh {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn ip(&self, i: u32) -> String {
+        format!("10.231.{}.2", NET + i)
+    }
+    fn key(&self) -> PathBuf {
+        self.dir.path().join("id_ed25519")
+    }
+    fn ns(&self, i: u32) -> String {
+        format!("{}{i}", self.prefix)
+    }
+    /// Cuts host i off the network: every link in its namespace goes down (a preempted VM).
+    fn cut(&self, i: u32) {
+        let st = Command::new("ip")
+            .args(["netns", "exec", &self.ns(i), "sh", "-c"])
+            .arg("for l in $(ls /sys/class/net); do [ \"$l\" = lo ] || ip link set \"$l\" down; done")
+            .status()
+            .expect("ip netns exec");
+        assert!(st.success(), "cutting host {i} off failed");
+    }
+}
+
+impl Drop for TestHosts {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(repo_root().join("scripts/testhosts.sh"))
+            .arg("down")
+            .env("SKYCAT_TESTHOSTS_DIR", self.dir.path())
+            .env("SKYCAT_TESTHOSTS_PREFIX", &self.prefix)
+            .env("SKYCAT_TESTHOSTS_NET", NET.to_string())
+            .output();
+    }
+}
+
+/// The workspace's `skycat-agent` binary (a no-op build under `cargo test --workspace`).
+fn agent_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    let target_debug = exe.parent().and_then(|d| d.parent()).expect("target/debug").to_path_buf();
+    let bin = target_debug.join("skycat-agent");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let st = Command::new(cargo)
+        .args(["build", "-q", "-p", "skycat-agent"])
+        .current_dir(repo_root())
+        .status()
+        .expect("cargo build -p skycat-agent");
+    assert!(st.success(), "building skycat-agent failed");
+    assert!(bin.is_file(), "{} missing after build", bin.display());
+    bin
+}
+
+/// A running `skycat serve` equivalent: heartbeat router + managed-jobs API on 0.0.0.0:port.
+struct Service {
+    _home: tempfile::TempDir,
+    managed: Managed,
+    port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn service(pools_yaml: &str, tune: impl FnOnce(&mut ManagedOptions)) -> Service {
+    let home = tempfile::tempdir().expect("tempdir");
+    std::fs::write(home.path().join("ssh_node_pools.yaml"), pools_yaml).expect("write pools");
+    let ctl = Controller::open(Home::at(home.path())).await.expect("open controller").with_agent_bin(agent_bin());
+    let store = ctl.store.clone();
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", 0)).await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let mut opts = ManagedOptions {
+        server_url: Some(format!("http://{{controller_ip}}:{port}")),
+        heartbeat_secs: 1.0,
+        deadline: Duration::from_secs(3),
+        poll: Duration::from_millis(300),
+        metadata_url: None,
+        metadata_poll_secs: 0.5,
+        termination_grace_secs: 2.0,
+        launch_retry_for: Duration::from_secs(20),
+        ssh_connect_timeout: Duration::from_secs(3),
+    };
+    tune(&mut opts);
+    let managed = Managed::new(ctl, opts).await.expect("managed");
+    let app = skycat_controller::router(store).merge(api_router(managed.clone()));
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Service { _home: home, managed, port, task }
+}
+
+/// Raw HTTP/1.1 against the service; returns (status, JSON body).
+fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect service");
+    let body = body.unwrap_or("");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).expect("write");
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    let code = resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let json = resp.split_once("\r\n\r\n").and_then(|(_, b)| serde_json::from_str(b).ok()).unwrap_or_default();
+    (code, json)
+}
+
+async fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut(&JobView) -> bool, m: &Managed, id: i64) -> JobView {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let v = m.job(id).await.expect("job").expect("job exists");
+        if f(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}; job: {v:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn pools(hosts: &TestHosts, pools: &[(&str, bool, f64, &[u32])]) -> String {
+    let mut y = String::new();
+    for (name, spot, price, ids) in pools {
+        y.push_str(&format!("{name}:\n  hosts:\n"));
+        for i in *ids {
+            y.push_str(&format!("    - {}\n", hosts.ip(*i)));
+        }
+        y.push_str(&format!(
+            "  user: root\n  identity_file: {}\n  price_per_hour: {price}\n  spot: {spot}\n",
+            hosts.key().display()
+        ));
+    }
+    y
+}
+
+fn job_body(run: &str, extra: &str) -> String {
+    format!(r#"{{"name": "train", "use_spot": true, "task": {{"name": "train", "run": {}}}{extra}}}"#, serde_json::to_string(run).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spot_preemption_recovers_in_the_next_region_with_cost_of_both_attempts() {
+    let hosts = TestHosts::up(3);
+    // `cheap` (hosts 1, 2) is the cheapest spot region; `dear` (host 3) costs more.
+    let svc = service(&pools(&hosts, &[("cheap", true, 1.8, &[1, 2]), ("dear", true, 3.6, &[3])]), |_| {}).await;
+
+    // API errors name the field.
+    let (code, err) = http(svc.port, "POST", "/v1/jobs", Some(r#"{"task": {"run": "x"}, "strategy": "NEAREST"}"#));
+    assert_eq!((code, err["field"].as_str()), (400, Some("strategy")), "{err}");
+    let (code, err) = http(svc.port, "GET", "/v1/jobs/abc", None);
+    assert_eq!((code, err["field"].as_str()), (400, Some("id")), "{err}");
+
+    let run = "echo \"attempt rc=$SKYCAT_JOB_RECOVERY_COUNT task=$SKYCAT_TASK_ID\"; \
+               if [ \"$SKYCAT_JOB_RECOVERY_COUNT\" = 0 ]; then sleep 120; fi; sleep 2; echo finished";
+    let (code, created) = http(svc.port, "POST", "/v1/jobs", Some(&job_body(run, "")));
+    assert_eq!(code, 201, "{created}");
+    let id = created["id"].as_i64().expect("id");
+    assert_eq!(created["strategy"], "EAGER_NEXT_REGION");
+    let m = &svc.managed;
+
+    let v = wait_for(
+        "the first attempt running with metered cost",
+        Duration::from_secs(40),
+        |v| v.status == "RUNNING" && v.attempts.first().is_some_and(|a| a.cost_usd > 0.0),
+        m,
+        id,
+    )
+    .await;
+    assert_eq!(v.attempts[0].pool, "cheap");
+    assert_eq!(v.attempts[0].hosts, vec![hosts.ip(1)]);
+    assert!(v.attempts[0].spot);
+
+    // Preempt: host 1 vanishes from the network.
+    let cut_at = Instant::now();
+    hosts.cut(1);
+    let v = wait_for("a second attempt running", Duration::from_secs(40), |v| v.attempts.len() == 2 && v.status == "RUNNING", m, id).await;
+    let recovered = cut_at.elapsed();
+    eprintln!("MEASURED preemption -> next attempt running: {:.2}s (heartbeat 1 s, deadline 3 s)", recovered.as_secs_f64());
+    assert_eq!(v.recovery_count, 1);
+    assert_eq!(v.attempts[0].outcome, "PREEMPTED");
+    assert!(v.attempts[0].reason.as_deref().unwrap_or("").contains("does not answer SSH"), "{:?}", v.attempts[0].reason);
+    // EAGER_NEXT_REGION: the preempted region is avoided although host 2 there is free and cheaper.
+    assert_eq!(v.attempts[1].pool, "dear");
+    assert_eq!(v.attempts[1].hosts, vec![hosts.ip(3)]);
+    let blocks: BTreeSet<_> = m.blocks(id).await.expect("blocks").into_iter().collect();
+    assert!(blocks.contains(&("cheap".to_string(), format!("root@{}:22", hosts.ip(1)), "zone".to_string())), "{blocks:?}");
+    assert!(blocks.contains(&("cheap".to_string(), String::new(), "region".to_string())), "{blocks:?}");
+
+    let v = m.wait(id, Duration::from_secs(40)).await.expect("job ends");
+    assert_eq!(v.status, "SUCCEEDED", "{v:#?}");
+    assert_eq!(v.recovery_count, 1);
+    assert_eq!(v.attempts[1].outcome, "SUCCEEDED");
+    assert!(v.attempts.iter().all(|a| a.cost_usd > 0.0 && a.ended_at.is_some()), "{v:#?}");
+    assert!((v.total_cost_usd - v.attempts.iter().map(|a| a.cost_usd).sum::<f64>()).abs() < 1e-12);
+    // Second attempt: same task id, recovery count 1.
+    let (code, logs) = http(svc.port, "GET", &format!("/v1/jobs/{id}/logs"), None);
+    assert_eq!(code, 200, "{logs}");
+    let last = logs["attempts"][1]["log"].as_str().unwrap_or("").to_string();
+    assert!(last.contains(&format!("attempt rc=1 task={}", v.task_id)) && last.contains("finished"), "{last}");
+
+    // `jobs queue` over HTTP: status, recovery count, placement, total cost.
+    let (code, list) = http(svc.port, "GET", "/v1/jobs", None);
+    assert_eq!(code, 200);
+    let j = &list[0];
+    assert_eq!((j["status"].as_str(), j["recovery_count"].as_u64()), (Some("SUCCEEDED"), Some(1)));
+    assert!(j["placement"].as_str().unwrap_or("").starts_with("ssh/dear"), "{j}");
+    assert!(j["total_cost_usd"].as_f64().unwrap_or(0.0) > 0.0);
+}
+
+/// A metadata server answering AWS's spot/instance-action for the hosts in `notice`.
+async fn metadata_server(notice: Arc<Mutex<BTreeSet<String>>>) -> (u16, tokio::task::JoinHandle<()>) {
+    use axum::extract::{Path as P, State};
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    async fn action(State(n): State<Arc<Mutex<BTreeSet<String>>>>, P(host): P<String>) -> axum::response::Response {
+        if n.lock().unwrap().contains(&host) {
+            (StatusCode::OK, r#"{"action": "terminate", "time": "2026-11-28T19:00:00Z"}"#).into_response()
+        } else {
+            StatusCode::NOT_FOUND.into_response()
+        }
+    }
+    let app = axum::Router::new().route("/{host}/latest/meta-data/spot/instance-action", axum::routing::get(action)).with_state(notice);
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", 0)).await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    (port, tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interruption_notice_sigterms_and_recovers_before_heartbeats_are_lost_failover_blocks_the_zone() {
+    let hosts = TestHosts::up(3);
+    let notice = Arc::new(Mutex::new(BTreeSet::new()));
+    let (mport, mtask) = metadata_server(notice.clone()).await;
+    // Deadline 60 s: only the notice can start this recovery within the test's bounds.
+    let svc = service(&pools(&hosts, &[("cheap", true, 1.8, &[1, 2]), ("dear", true, 3.6, &[3])]), |o| {
+        o.deadline = Duration::from_secs(60);
+        o.metadata_url = Some(format!("http://{{controller_ip}}:{mport}/{{host}}/latest/meta-data/spot/instance-action"));
+    })
+    .await;
+    let m = &svc.managed;
+    let run = "trap 'echo got-sigterm; exit 143' TERM; echo \"attempt rc=$SKYCAT_JOB_RECOVERY_COUNT\"; \
+               if [ \"$SKYCAT_JOB_RECOVERY_COUNT\" = 0 ]; then sleep 120 & wait; fi; echo finished";
+    let (code, created) = http(svc.port, "POST", "/v1/jobs", Some(&job_body(run, r#", "strategy": "FAILOVER""#)));
+    assert_eq!(code, 201, "{created}");
+    let id = created["id"].as_i64().expect("id");
+    let v = wait_for("the first attempt running", Duration::from_secs(40), |v| v.status == "RUNNING" && !v.attempts.is_empty(), m, id).await;
+    assert_eq!(v.attempts[0].hosts, vec![hosts.ip(1)]);
+    // Let a few heartbeats flow, then the provider announces the interruption.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let t0 = Instant::now();
+    notice.lock().unwrap().insert(hosts.ip(1));
+    let v = wait_for("recovery to start", Duration::from_secs(20), |v| v.attempts[0].outcome != "RUNNING", m, id).await;
+    let noticed = t0.elapsed();
+    eprintln!("MEASURED notice -> recovery started: {:.2}s (metadata poll 0.5 s, heartbeat 1 s)", noticed.as_secs_f64());
+    assert!(noticed < Duration::from_secs(15), "recovery took {noticed:?}");
+    assert_eq!(v.attempts[0].outcome, "PREEMPTED");
+    assert!(v.attempts[0].reason.as_deref().unwrap_or("").contains("interruption"), "{:?}", v.attempts[0].reason);
+
+    let v = m.wait(id, Duration::from_secs(40)).await.expect("job ends");
+    assert_eq!(v.status, "SUCCEEDED", "{v:#?}");
+    assert_eq!(v.recovery_count, 1);
+    // FAILOVER: same region first, but the preempted zone (host 1, free and reachable again) is
+    // blocked.
+    assert_eq!((v.attempts[1].pool.as_str(), v.attempts[1].hosts.clone()), ("cheap", vec![hosts.ip(2)]));
+    let (_, logs) = m.logs(id).await.expect("logs");
+    assert!(logs[0].1.contains("got-sigterm"), "first attempt's job got no SIGTERM: {:?}", logs[0].1);
+    assert!(logs[1].1.contains("attempt rc=1") && logs[1].1.contains("finished"), "{:?}", logs[1].1);
+    let blocks = m.blocks(id).await.expect("blocks");
+    assert_eq!(blocks.len(), 1, "FAILOVER blocks the zone only: {blocks:?}");
+    mtask.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_failure_is_not_a_preemption_restarts_on_errors_and_cancel() {
+    let hosts = TestHosts::up(1);
+    let svc = service(&pools(&hosts, &[("od", false, 2.0, &[1])]), |_| {}).await;
+    let m = &svc.managed;
+    let body = |run: &str, extra: &str| job_body(run, extra).replace(r#""use_spot": true"#, r#""use_spot": false"#);
+
+    // exit 1: FAILED, not recovered.
+    let (code, created) = http(svc.port, "POST", "/v1/jobs", Some(&body("echo working; exit 1", "")));
+    assert_eq!(code, 201, "{created}");
+    let v = m.wait(created["id"].as_i64().unwrap(), Duration::from_secs(40)).await.expect("ends");
+    assert_eq!(v.status, "FAILED", "{v:#?}");
+    assert_eq!((v.recovery_count, v.attempts.len()), (0, 1));
+    assert_eq!(v.attempts[0].outcome, "FAILED");
+    assert!(v.failure_reason.as_deref().unwrap_or("").contains("exit code 1"), "{:?}", v.failure_reason);
+    assert!(m.blocks(v.id).await.unwrap().is_empty(), "a user failure blocks nothing");
+
+    // max_restarts_on_errors: 1 → the failure is retried once, then it succeeds.
+    let run = "echo \"rc=$SKYCAT_JOB_RECOVERY_COUNT\"; [ \"$SKYCAT_JOB_RECOVERY_COUNT\" != 0 ] || exit 3; echo ok";
+    let (code, created) = http(svc.port, "POST", "/v1/jobs", Some(&body(run, r#", "max_restarts_on_errors": 1"#)));
+    assert_eq!(code, 201, "{created}");
+    let v = m.wait(created["id"].as_i64().unwrap(), Duration::from_secs(40)).await.expect("ends");
+    assert_eq!(v.status, "SUCCEEDED", "{v:#?}");
+    assert_eq!((v.restarts_on_errors, v.attempts.len()), (1, 2));
+    assert_eq!(v.attempts[0].outcome, "FAILED");
+
+    // Cancel a running job.
+    let (_, created) = http(svc.port, "POST", "/v1/jobs", Some(&body("sleep 120", "")));
+    let id = created["id"].as_i64().unwrap();
+    wait_for("running", Duration::from_secs(30), |v| v.status == "RUNNING", m, id).await;
+    let (code, c) = http(svc.port, "POST", &format!("/v1/jobs/{id}/cancel"), None);
+    assert_eq!(code, 200, "{c}");
+    let v = m.wait(id, Duration::from_secs(40)).await.expect("ends");
+    assert_eq!(v.status, "CANCELLED");
+    assert_eq!(v.attempts[0].outcome, "CANCELLED");
+    let (code, e) = http(svc.port, "POST", "/v1/jobs/999/cancel", None);
+    assert_eq!((code, e["field"].as_str()), (404, Some("id")));
+}
