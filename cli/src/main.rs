@@ -29,6 +29,8 @@ enum Command {
     Optimize(commands::optimize::OptimizeArgs),
     /// Serve /optimize, the catalog, metrics and OpenAPI over HTTP, with an optional cron refresh.
     Serve(commands::serve::ServeArgs),
+    /// Managed jobs: launch, queue, logs, cancel (recovered from spot preemptions).
+    Jobs(commands::jobs::JobsArgs),
     // (more commands register here: one variant per command module)
 }
 
@@ -44,6 +46,7 @@ async fn main() -> std::process::ExitCode {
         Command::Cluster(cmd) => commands::cluster::run(cmd).await,
         Command::Optimize(args) => commands::optimize::run(args),
         Command::Serve(args) => commands::serve::run(args).await,
+        Command::Jobs(args) => commands::jobs::run(args).await,
         // (and dispatch here: one arm per command module)
     };
     match result {

@@ -138,6 +138,39 @@ impl Default for ManagedOptions {
     }
 }
 
+impl ManagedOptions {
+    /// Options for `skycat serve` listening on `port`, from the environment:
+    /// `SKYCAT_MANAGED_SERVER_URL` (default `http://{controller_ip}:PORT`: the address each node
+    /// sees the controller's SSH connection come from; serve must then listen on it, e.g.
+    /// `--addr 0.0.0.0:PORT`), `SKYCAT_MANAGED_HEARTBEAT_SECS` (10), `SKYCAT_MANAGED_DEADLINE_SECS`
+    /// (60), `SKYCAT_MANAGED_POLL_SECS` (2), `SKYCAT_METADATA_URL` (none; `{controller_ip}`,
+    /// `{host}`, `{pool}` are replaced per node), `SKYCAT_TERMINATION_GRACE_SECS` (30).
+    pub fn from_env(port: u16) -> std::result::Result<ManagedOptions, FieldError> {
+        let num = |name: &str, default: f64| -> std::result::Result<f64, FieldError> {
+            match std::env::var(name) {
+                Ok(v) if !v.trim().is_empty() => v
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite() && *x > 0.0)
+                    .ok_or_else(|| field_err(name, format!("must be a positive number of seconds, got {v:?}"))),
+                _ => Ok(default),
+            }
+        };
+        let text = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let d = ManagedOptions::default();
+        Ok(ManagedOptions {
+            server_url: Some(text("SKYCAT_MANAGED_SERVER_URL").unwrap_or_else(|| format!("http://{{controller_ip}}:{port}"))),
+            heartbeat_secs: num("SKYCAT_MANAGED_HEARTBEAT_SECS", d.heartbeat_secs)?,
+            deadline: Duration::from_secs_f64(num("SKYCAT_MANAGED_DEADLINE_SECS", d.deadline.as_secs_f64())?),
+            poll: Duration::from_secs_f64(num("SKYCAT_MANAGED_POLL_SECS", d.poll.as_secs_f64())?),
+            metadata_url: text("SKYCAT_METADATA_URL"),
+            termination_grace_secs: num("SKYCAT_TERMINATION_GRACE_SECS", d.termination_grace_secs)?,
+            ..d
+        })
+    }
+}
+
 /// One attempt of a managed job.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AttemptView {
@@ -518,7 +551,7 @@ impl Managed {
             submitted_at: r.get("submitted_at"),
             ended_at: r.get("ended_at"),
             failure_reason: r.get("failure_reason"),
-            total_cost_usd: attempts.iter().map(|a| a.cost_usd).sum(),
+            total_cost_usd: attempts.iter().fold(0.0, |t, a| t + a.cost_usd),
             attempts,
         }))
     }
@@ -731,6 +764,16 @@ impl Managed {
                 blocks.iter().filter(|b| b.2 == "zone").map(|b| (b.0.clone(), b.1.clone())).collect();
             let blocked_pools: BTreeSet<String> = blocks.iter().filter(|b| b.2 == "region").map(|b| b.0.clone()).collect();
             let pools = ctl.pools()?;
+            let market = if req.use_spot { "spot" } else { "on-demand" };
+            if !pools.pools.values().any(|p| p.spot == req.use_spot && p.hosts.len() >= need) {
+                let why = format!(
+                    "no {market} SSH pool in {} has {need} host(s){}",
+                    pools.path.display(),
+                    if req.use_spot { " (mark spot pools with `spot: true`)" } else { "" }
+                );
+                self.finish(id, status::FAILED_NO_RESOURCE, Some(&why)).await?;
+                return Ok(None);
+            }
             let mut candidates = Vec::new();
             for p in pools.pools.values() {
                 if p.spot != req.use_spot || failed_now.contains(&p.name) {
@@ -754,8 +797,7 @@ impl Managed {
             let Some((_, _, pool)) = candidates.into_iter().next() else {
                 if Instant::now() > give_up {
                     let why = format!(
-                        "no {} SSH pool with {need} free, unblocked host(s) within {:?} (last: {last_err})",
-                        if req.use_spot { "spot" } else { "on-demand" },
+                        "no {market} SSH pool with {need} free, unblocked host(s) within {:?} (last: {last_err})",
                         opts.launch_retry_for
                     );
                     self.finish(id, status::FAILED_NO_RESOURCE, Some(&why)).await?;

@@ -3,6 +3,7 @@
 pub mod catalog;
 pub mod cluster;
 pub mod fetch;
+pub mod jobs;
 pub mod optimize;
 pub mod price_history;
 pub mod serve;

@@ -87,7 +87,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
     };
     // Extra routes (agent heartbeats, clusters) mount here.
-    let extra = skycat_server::axum::Router::new().merge(skycat_controller::router(skycat_controller::Store::open(&skycat_controller::home::Home::from_env().state_db()).await?));
+    let ctl_home = skycat_controller::home::Home::from_env();
+    let store = skycat_controller::Store::open(&ctl_home.state_db()).await?;
+    let managed_opts = skycat_controller::managed::ManagedOptions::from_env(args.addr.port())?;
+    let managed = skycat_controller::managed::Managed::new(skycat_controller::Controller::with_store(ctl_home, store.clone()).await?, managed_opts).await?;
+    let extra = skycat_server::axum::Router::new()
+        .merge(skycat_controller::router(store))
+        .merge(skycat_controller::managed::api_router(managed));
     skycat_server::serve(opts, extra).await?;
     Ok(())
 }

@@ -1,0 +1,269 @@
+//! `skycat jobs`: managed jobs (launch, queue, logs, cancel), like SkyPilot's `sky jobs`. The
+//! controller runs inside `skycat serve`; this command talks to it over HTTP
+//! (`--server-url`, `$SKYCAT_SERVER_URL`, default http://127.0.0.1:8080).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Subcommand};
+use comfy_table::{presets::NOTHING, Table};
+use skycat_controller::managed::{JobView, Strategy};
+
+#[derive(Args)]
+pub struct JobsArgs {
+    #[command(subcommand)]
+    pub cmd: JobsCommand,
+    /// The `skycat serve` running the managed-jobs controller.
+    #[arg(long, global = true, env = "SKYCAT_SERVER_URL", default_value = "http://127.0.0.1:8080")]
+    pub server_url: String,
+}
+
+#[derive(Subcommand)]
+pub enum JobsCommand {
+    /// Launch a managed job: recovered from spot preemptions, until it ends.
+    Launch(LaunchArgs),
+    /// Show managed jobs: status, recoveries, current placement, total cost.
+    Queue(QueueArgs),
+    /// Print a managed job's logs (every attempt).
+    Logs(LogsArgs),
+    /// Cancel a managed job.
+    Cancel(IdArg),
+}
+
+#[derive(Args)]
+pub struct LaunchArgs {
+    /// Task YAML (SkyPilot format). `resources.job_recovery` ({strategy, max_restarts_on_errors}
+    /// or a strategy name) and `resources.use_spot` are honoured.
+    pub task: PathBuf,
+    /// Run on spot capacity (SSH pools with `spot: true`).
+    #[arg(long)]
+    pub use_spot: bool,
+    /// Job name.
+    #[arg(short = 'n', long)]
+    pub name: Option<String>,
+    /// Recovery strategy: EAGER_NEXT_REGION (default) or FAILOVER.
+    #[arg(long)]
+    pub strategy: Option<String>,
+    /// Relaunch after this many user failures (non-zero exits).
+    #[arg(long)]
+    pub max_restarts_on_errors: Option<u32>,
+    /// Extra env vars, KEY=VALUE (repeatable).
+    #[arg(long = "env")]
+    pub env: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct QueueArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    pub id: i64,
+    /// Keep printing until the job ends.
+    #[arg(short, long)]
+    pub follow: bool,
+}
+
+#[derive(Args)]
+pub struct IdArg {
+    pub id: i64,
+}
+
+fn client() -> Result<reqwest::Client> {
+    reqwest::Client::builder().timeout(Duration::from_secs(60)).build().context("building the HTTP client")
+}
+
+fn url(base: &str, path: &str) -> String {
+    format!("{}{path}", base.trim_end_matches('/'))
+}
+
+/// Sends the request; a non-2xx answer becomes its `error` (the server names the field).
+async fn call(req: reqwest::RequestBuilder, base: &str) -> Result<serde_json::Value> {
+    let resp = req.send().await.map_err(|e| {
+        anyhow!("cannot reach the managed-jobs controller at {base} ({e}); start it with `skycat serve` or pass --server-url")
+    })?;
+    let code = resp.status();
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    if !code.is_success() {
+        let msg = body["error"].as_str().map(str::to_string).unwrap_or_else(|| format!("HTTP {code}"));
+        bail!("{msg}");
+    }
+    Ok(body)
+}
+
+fn recovery_from_yaml(v: &serde_json::Value) -> Result<(Option<String>, Option<u32>)> {
+    match v {
+        serde_json::Value::Null => Ok((None, None)),
+        serde_json::Value::String(s) => Ok((Some(s.clone()), None)),
+        serde_json::Value::Object(m) => {
+            let strategy = match m.get("strategy") {
+                None | Some(serde_json::Value::Null) => None,
+                Some(serde_json::Value::String(s)) => Some(s.clone()),
+                Some(other) => bail!("resources.job_recovery.strategy: expected a name, got {other}"),
+            };
+            let max = match m.get("max_restarts_on_errors") {
+                None | Some(serde_json::Value::Null) => None,
+                Some(x) => Some(
+                    x.as_u64()
+                        .and_then(|n| u32::try_from(n).ok())
+                        .ok_or_else(|| anyhow!("resources.job_recovery.max_restarts_on_errors: expected a non-negative integer, got {x}"))?,
+                ),
+            };
+            Ok((strategy, max))
+        }
+        other => bail!("resources.job_recovery: expected a strategy name or a mapping, got {other}"),
+    }
+}
+
+fn load_request(a: &LaunchArgs) -> Result<serde_json::Value> {
+    let path: &Path = &a.task;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading task {}", path.display()))?;
+    let spec = skycat_optimizer::parse_task_yaml(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let run = spec.run.clone().filter(|r| !r.trim().is_empty());
+    let Some(run) = run else { bail!("{}: run: a managed job needs a `run` command", path.display()) };
+    let mut envs = BTreeMap::new();
+    for (k, v) in spec.envs.clone().unwrap_or_default() {
+        envs.insert(k, v.0.unwrap_or_default());
+    }
+    for kv in &a.env {
+        let (k, v) = kv.split_once('=').ok_or_else(|| anyhow!("--env {kv:?}: expected KEY=VALUE"))?;
+        envs.insert(k.to_string(), v.to_string());
+    }
+    let workdir = match &spec.workdir {
+        None => None,
+        Some(serde_json::Value::String(s)) => {
+            // Relative to the current directory, as for `skycat launch`; absolute because the
+            // controller (`skycat serve`) syncs it from its own working directory.
+            Some(std::fs::canonicalize(s).with_context(|| format!("{}: workdir {s}", path.display()))?)
+        }
+        Some(_) => bail!("{}: workdir: only a local folder path is supported", path.display()),
+    };
+    let res = spec.resources.as_ref();
+    let gpus = res.and_then(|r| r.accelerators.as_ref()).and_then(|a| a.choices.first()).map(|c| c.count).unwrap_or(0.0);
+    let recovery = res.and_then(|r| r.job_recovery.clone().or(r.spot_recovery.clone())).unwrap_or_default();
+    let (y_strategy, y_max) = recovery_from_yaml(&recovery).with_context(|| path.display().to_string())?;
+    let strategy = a.strategy.clone().or(y_strategy);
+    if let Some(s) = &strategy {
+        if Strategy::parse(s).is_none() {
+            bail!("strategy: unknown recovery strategy {s:?}; use EAGER_NEXT_REGION or FAILOVER");
+        }
+    }
+    let use_spot = a.use_spot || res.and_then(|r| r.use_spot).unwrap_or(false);
+    Ok(serde_json::json!({
+        "name": a.name.clone().or(spec.name.clone()),
+        "use_spot": use_spot,
+        "strategy": strategy,
+        "max_restarts_on_errors": a.max_restarts_on_errors.or(y_max).unwrap_or(0),
+        "task": {
+            "name": spec.name,
+            "num_nodes": spec.num_nodes.unwrap_or(1),
+            "setup": spec.setup,
+            "run": run,
+            "envs": envs,
+            "workdir": workdir,
+            "gpus_per_node": gpus,
+        },
+    }))
+}
+
+pub async fn run(args: JobsArgs) -> Result<()> {
+    let base = args.server_url.clone();
+    if !(base.starts_with("http://") || base.starts_with("https://")) {
+        bail!("--server-url: expected an http:// or https:// URL, got {base:?}");
+    }
+    let http = client()?;
+    match args.cmd {
+        JobsCommand::Launch(a) => {
+            let body = load_request(&a)?;
+            let v = call(http.post(url(&base, "/v1/jobs")).json(&body), &base).await?;
+            let job: JobView = serde_json::from_value(v).context("unexpected answer from the controller")?;
+            println!(
+                "Managed job {} submitted ({}, strategy {}). Watch it with `skycat jobs queue` and `skycat jobs logs {} -f`.",
+                job.id,
+                if job.use_spot { "spot" } else { "on-demand" },
+                job.strategy,
+                job.id
+            );
+        }
+        JobsCommand::Queue(a) => {
+            let v = call(http.get(url(&base, "/v1/jobs")), &base).await?;
+            let jobs: Vec<JobView> = serde_json::from_value(v).context("unexpected answer from the controller")?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&jobs)?);
+                return Ok(());
+            }
+            if jobs.is_empty() {
+                println!("No managed jobs.");
+                return Ok(());
+            }
+            let mut t = Table::new();
+            t.load_preset(NOTHING);
+            t.set_header(["ID", "NAME", "STATUS", "RECOVERIES", "PLACEMENT", "ATTEMPTS", "DURATION", "COST", "REASON"]);
+            for j in &jobs {
+                let dur: f64 = j.attempts.iter().map(|a| a.duration_secs).sum();
+                t.add_row([
+                    j.id.to_string(),
+                    j.name.clone().unwrap_or_else(|| "-".into()),
+                    j.status.clone(),
+                    j.recovery_count.to_string(),
+                    j.placement.clone().unwrap_or_else(|| "-".into()),
+                    j.attempts.len().to_string(),
+                    fmt_secs(dur),
+                    format!("${:.4}", j.total_cost_usd),
+                    j.failure_reason.clone().unwrap_or_default(),
+                ]);
+            }
+            println!("{t}");
+        }
+        JobsCommand::Logs(a) => {
+            let mut printed: BTreeMap<u64, usize> = BTreeMap::new();
+            loop {
+                let v = call(http.get(url(&base, &format!("/v1/jobs/{}/logs", a.id))), &base).await?;
+                let mut out = std::io::stdout().lock();
+                for att in v["attempts"].as_array().cloned().unwrap_or_default() {
+                    let n = att["attempt"].as_u64().unwrap_or(0);
+                    let log = att["log"].as_str().unwrap_or("");
+                    let done = printed.entry(n).or_insert_with(|| {
+                        let _ = writeln!(out, "=== attempt {n} ===");
+                        0
+                    });
+                    if log.len() > *done && log.is_char_boundary(*done) {
+                        out.write_all(log[*done..].as_bytes())?;
+                        *done = log.len();
+                    }
+                }
+                out.flush()?;
+                drop(out);
+                if !a.follow || v["terminal"].as_bool().unwrap_or(true) {
+                    if a.follow {
+                        println!("=== job {} {} ===", a.id, v["status"].as_str().unwrap_or("?"));
+                    }
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+        JobsCommand::Cancel(a) => {
+            let v = call(http.post(url(&base, &format!("/v1/jobs/{}/cancel", a.id))), &base).await?;
+            println!("Managed job {}: {}", a.id, v["status"].as_str().unwrap_or("?"));
+        }
+    }
+    Ok(())
+}
+
+fn fmt_secs(s: f64) -> String {
+    let s = s.max(0.0).round() as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
