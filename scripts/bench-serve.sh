@@ -11,7 +11,7 @@
 # Prints wrk's summary with the latency distribution (p50/p75/p90/p99) for each.
 #
 # Usage: scripts/bench-serve.sh            (needs wrk: apt-get install -y wrk)
-#        OFFERS=10000 DURATION=20s CONNS=64 scripts/bench-serve.sh
+#        OFFERS=10000 DURATION=20s CONNS=64 SKIP_BUILD=1 scripts/bench-serve.sh
 # Target (issue 4): >= 10k req/s on 2 cores. Note that wrk shares the 2 cores with the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +26,10 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/skycat-target}
 
 command -v wrk >/dev/null || { echo "wrk not found: apt-get install -y wrk" >&2; exit 1; }
 
-cargo build --release -q -p skycat-server --no-default-features --example bench_serve
+# SKIP_BUILD=1 reuses the binary already built (cargo waits for the shared target dir's lock).
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+    cargo build --release -p skycat-server --no-default-features --example bench_serve
+fi
 BIN="$CARGO_TARGET_DIR/release/examples/bench_serve"
 
 WORK=$(mktemp -d)

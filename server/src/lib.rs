@@ -32,6 +32,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use skycat_optimizer::EgressTable;
 use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
@@ -128,6 +129,7 @@ fn build_router(state: Arc<AppState>, extra: Vec<Router>) -> Router {
     }
     app.fallback(middleware::fallback)
         .layer(DefaultBodyLimit::max(cfg.body_limit))
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(RequestBodyLimitLayer::new(cfg.body_limit))
         .layer(TimeoutLayer::with_status_code(timeout_status, cfg.request_timeout))
         .layer(axum::middleware::from_fn_with_state(limits, middleware::json_errors))

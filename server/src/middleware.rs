@@ -97,3 +97,16 @@ pub async fn json_errors(State(limits): State<Limits>, req: Request, next: Next)
 pub async fn fallback(req: Request<Body>) -> ApiError {
     ApiError::not_found(format!("no route for {} {}", req.method(), req.uri().path()))
 }
+
+/// A panic in a handler is a bug: answer 500 with a JSON body instead of dropping the
+/// connection, and log it.
+pub fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = if let Some(s) = err.downcast_ref::<String>() {
+        s.clone()
+    } else if let Some(s) = err.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else {
+        "unknown panic".to_owned()
+    };
+    ApiError::internal(format!("internal error: {detail}")).into_response()
+}

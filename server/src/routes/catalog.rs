@@ -88,8 +88,10 @@ pub struct OffersResponse {
 #[into_params(parameter_in = Query)]
 pub struct OffersQuery {
     /// Accelerator name, case-insensitive (`A100`, `h100`, `A100-80GB`…); `none` for CPU-only.
+    #[param(min_length = 1)]
     pub accelerator: Option<String>,
     /// Exact devices per instance (> 0).
+    #[param(exclusive_minimum = 0)]
     pub count: Option<f64>,
     pub cloud: Option<String>,
     pub region: Option<String>,
@@ -97,11 +99,14 @@ pub struct OffersQuery {
     /// `true`: spot offers, sorted by spot price; `false`: on-demand offers. Absent: offers sold
     /// on demand, sorted by on-demand price.
     pub spot: Option<bool>,
+    #[param(minimum = 0)]
     pub min_vcpus: Option<f64>,
     /// GiB.
+    #[param(minimum = 0)]
     pub min_memory: Option<f64>,
     pub instance_type: Option<String>,
-    /// At most this many offers (default 100).
+    /// At most this many offers (default 100, at most 10000).
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<usize>,
 }
 

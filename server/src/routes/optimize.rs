@@ -20,13 +20,16 @@ use crate::state::AppState;
 #[into_params(parameter_in = Query)]
 pub struct OptimizeParams {
     /// `cost` (default) or `time`.
+    #[param(value_type = Option<Minimize>)]
     pub minimize: Option<String>,
     /// Estimated run time in hours, for the total cost (default 1).
+    #[param(exclusive_minimum = 0)]
     pub hours: Option<f64>,
     /// Length cap of the failover list (default 100; 0 = no cap).
     pub max_failover: Option<usize>,
     /// A resource not to use: `cloud`, `cloud/region` or `cloud/region/zone`. Repeatable, or
     /// comma-separated.
+    #[param(pattern = r"^[A-Za-z0-9_-]+(/[^/,]+){0,2}(,[A-Za-z0-9_-]+(/[^/,]+){0,2})*$")]
     pub blocked: Option<String>,
 }
 
@@ -171,8 +174,8 @@ fn refine_json_error(bytes: &[u8], err: ApiError) -> ApiError {
         description = "A task, DAG or fleet. JSON tagged by `kind`, or YAML (a SkyPilot task YAML unchanged).",
         content(
             (OptimizeRequest = "application/json"),
-            (String = "application/yaml"),
-            (String = "text/yaml"),
+            (OptimizeRequest = "application/yaml"),
+            (OptimizeRequest = "text/yaml"),
         )
     ),
     responses(
