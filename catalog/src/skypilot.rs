@@ -38,6 +38,9 @@ pub struct ImportReport {
     /// Accelerator counts that contradict the instance type's documented shape and were set
     /// from the registry instead.
     pub corrected_counts: usize,
+    /// Spot-market instances whose price the source files under `Price` (primeintellect's
+    /// `…__SPOT` types), moved to the spot price.
+    pub spot_only_rows: usize,
 }
 
 /// One raw row, columns resolved by name.
@@ -234,6 +237,12 @@ pub fn import_csv_text(
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let mut o = build_offer(cloud, r, fetched_at, source);
+            // primeintellect names spot-market capacity `…__SPOT` but lists its price as `Price`:
+            // it is not sold on demand.
+            if cloud == "primeintellect" && o.instance_type.ends_with("__SPOT") && o.spot_price.is_none() {
+                o.spot_price = o.price.take();
+                report.spot_only_rows += 1;
+            }
             if let Some((info, count)) = accelerators::from_instance_type(cloud, &o.instance_type) {
                 let same_part = o.accelerator_name.as_deref() == Some(info.name.as_str());
                 if same_part && (o.accelerator_count - count).abs() > 1e-9 {
@@ -687,6 +696,17 @@ n1-standard-96,96.0,360.0,,,,us-central1,us-central1-a,4.56,0.96\n\
             back.sort_by_key(key);
             assert_eq!(offers, back, "{cloud}: every field round-trips");
         }
+    }
+
+    #[test]
+    fn primeintellect_spot_types_are_spot_only() {
+        let text = "InstanceType,UpstreamCloudId,vCPUs,MemoryGiB,AcceleratorName,AcceleratorCount,GpuInfo,Region,AvailabilityZone,Price,SpotPrice\n\
+datacrunch__1xA100_40GB__22__120__SPOT,1A100.40S.22V_SPOT,22.0,120,A100,1.0,x,FI,FIN-01,0.18,\n\
+datacrunch__1xA100_40GB__22__120,1A100.40S.22V,22.0,120,A100,1.0,x,FI,FIN-01,1.29,\n";
+        let (offers, report) = import_csv_text("primeintellect", Path::new("p.csv"), text, t(), "x").expect("import");
+        assert_eq!(report.spot_only_rows, 1);
+        assert_eq!((offers[0].price, offers[0].spot_price), (None, Some(0.18)));
+        assert_eq!((offers[1].price, offers[1].spot_price), (Some(1.29), None));
     }
 
     #[test]

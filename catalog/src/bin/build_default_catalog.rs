@@ -73,6 +73,9 @@ fn run(reference: &Path, out: &Path, as_of: DateTime<Utc>) -> Result<(), String>
                 report.corrected_counts
             ));
         }
+        if report.spot_only_rows > 0 {
+            notes.push(format!("{} `__SPOT` instance types priced as spot, not on demand", report.spot_only_rows));
+        }
         if report.placeholder_prices > 0 {
             notes.push(format!("{} placeholder prices (700.0) treated as unknown", report.placeholder_prices));
         }
