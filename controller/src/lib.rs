@@ -1,6 +1,7 @@
 //! skycat's cluster lifecycle: SSH node pools, provisioning over russh, the agent bootstrap, the
 //! SQLite state store and the heartbeat endpoint. Used by the CLI and by `skycat serve`.
 
+pub mod aws_ec2;
 pub mod home;
 pub mod lifecycle;
 pub mod managed;
