@@ -21,7 +21,8 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
     /// Cap on a server's `Retry-After`.
     pub max_retry_after: Duration,
-    /// Per-request timeout (connect + whole body).
+    /// Longest silence while reading a response (not a cap on the whole transfer: a region's
+    /// offer file is hundreds of MB).
     pub timeout: Duration,
 }
 
@@ -32,7 +33,7 @@ impl Default for RetryPolicy {
             base_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(20),
             max_retry_after: Duration::from_secs(60),
-            timeout: Duration::from_secs(300),
+            timeout: Duration::from_secs(120),
         }
     }
 }
@@ -86,7 +87,7 @@ impl HttpClient {
     pub fn new(policy: RetryPolicy) -> Result<Self, FetchError> {
         let inner = reqwest::Client::builder()
             .user_agent(concat!("skycat/", env!("CARGO_PKG_VERSION")))
-            .timeout(policy.timeout)
+            .read_timeout(policy.timeout)
             .connect_timeout(Duration::from_secs(20))
             .build()
             .map_err(|e| FetchError::Config(format!("http client: {e}")))?;
