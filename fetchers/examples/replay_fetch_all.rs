@@ -4,7 +4,6 @@
 //!
 //! usage: replay_fetch_all TEMPLATE.csv [MB_PER_REGION] [CONCURRENCY]
 
-#[allow(dead_code)]
 #[path = "../tests/support/mod.rs"]
 mod support;
 

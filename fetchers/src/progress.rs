@@ -10,8 +10,11 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::run::{FetchEvent, FetchReport};
 
+/// Per cloud: its bar and the rows counted so far.
+type Bars = Mutex<HashMap<String, (ProgressBar, usize)>>;
+
 pub struct Progress {
-    bars: Option<(MultiProgress, Mutex<HashMap<String, (ProgressBar, usize)>>)>,
+    bars: Option<(MultiProgress, Bars)>,
 }
 
 impl Progress {

@@ -44,11 +44,11 @@ pub fn check_region(cloud: &str, region: &str, raw: Vec<Offer>, out: &mut Valida
             bump(&mut out.dropped, "schema: empty instance type");
             continue;
         }
-        if !(o.accelerator_count.is_finite() && o.accelerator_count >= 0.0)
-            || !finite_nonneg(o.vcpus)
-            || !finite_nonneg(o.memory_gib)
-            || !finite_nonneg(o.accelerator_memory_gib)
-        {
+        let specs_ok = finite_nonneg(Some(o.accelerator_count))
+            && finite_nonneg(o.vcpus)
+            && finite_nonneg(o.memory_gib)
+            && finite_nonneg(o.accelerator_memory_gib);
+        if !specs_ok {
             bump(&mut out.dropped, "schema: negative or non-finite spec");
             continue;
         }

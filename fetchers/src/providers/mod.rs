@@ -17,14 +17,14 @@ pub mod vast;
 /// Every provider, in display order.
 pub fn registry() -> Vec<Arc<dyn Provider>> {
     vec![
-        Arc::new(aws::Aws::default()),
-        Arc::new(azure::Azure::default()),
-        Arc::new(gcp::Gcp::default()),
-        Arc::new(lambda::Lambda::default()),
-        Arc::new(oci::Oci::default()),
-        Arc::new(runpod::RunPod::default()),
-        Arc::new(vast::Vast::default()),
-        // (one `Arc::new(<cloud>::<Type>::default()),` line per provider)
+        Arc::new(aws::Aws),
+        Arc::new(azure::Azure),
+        Arc::new(gcp::Gcp),
+        Arc::new(lambda::Lambda),
+        Arc::new(oci::Oci),
+        Arc::new(runpod::RunPod),
+        Arc::new(vast::Vast),
+        // (one `Arc::new(<cloud>::<Type>),` line per provider)
     ]
 }
 

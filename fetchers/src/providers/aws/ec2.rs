@@ -25,7 +25,7 @@ use crate::provider::FetchContext;
 /// The SDK config of this run, or why signed calls are skipped.
 #[derive(Clone)]
 pub enum Signed {
-    Yes(SdkConfig),
+    Yes(Box<SdkConfig>),
     No(String),
 }
 
@@ -58,7 +58,7 @@ pub async fn sdk_config(cx: &FetchContext) -> Signed {
                 return Ok(Signed::No("no AWS credentials provider configured".into()));
             };
             match tokio::time::timeout(Duration::from_secs(10), provider.provide_credentials()).await {
-                Ok(Ok(_)) => Ok(Signed::Yes(conf)),
+                Ok(Ok(_)) => Ok(Signed::Yes(Box::new(conf))),
                 Ok(Err(e)) => Ok(Signed::No(format!("no AWS credentials ({})", first_line(&e.to_string())))),
                 Err(_) => Ok(Signed::No("no AWS credentials (the credential chain timed out)".into())),
             }
