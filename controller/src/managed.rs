@@ -1082,11 +1082,11 @@ fn api_error(code: StatusCode, field: &str, msg: impl Into<String>) -> Response 
     (code, Json(json!({ "error": msg.into(), "field": field }))).into_response()
 }
 
-fn parse_id(raw: &str) -> std::result::Result<i64, Response> {
+fn parse_id(raw: &str) -> std::result::Result<i64, Box<Response>> {
     raw.parse::<i64>()
         .ok()
         .filter(|i| *i > 0)
-        .ok_or_else(|| api_error(StatusCode::BAD_REQUEST, "id", format!("job id must be a positive integer, got {raw:?}")))
+        .ok_or_else(|| Box::new(api_error(StatusCode::BAD_REQUEST, "id", format!("job id must be a positive integer, got {raw:?}"))))
 }
 
 /// `POST /v1/jobs`, `GET /v1/jobs`, `GET /v1/jobs/{id}`, `GET /v1/jobs/{id}/logs`,
@@ -1129,7 +1129,7 @@ async fn api_list(State(m): State<Managed>) -> Response {
 async fn api_get(State(m): State<Managed>, UrlPath(raw): UrlPath<String>) -> Response {
     let id = match parse_id(&raw) {
         Ok(i) => i,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match m.job(id).await {
         Ok(Some(v)) => Json(v).into_response(),
@@ -1141,7 +1141,7 @@ async fn api_get(State(m): State<Managed>, UrlPath(raw): UrlPath<String>) -> Res
 async fn api_logs(State(m): State<Managed>, UrlPath(raw): UrlPath<String>) -> Response {
     let id = match parse_id(&raw) {
         Ok(i) => i,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match m.logs(id).await {
         Ok((v, logs)) => Json(json!({
@@ -1159,7 +1159,7 @@ async fn api_logs(State(m): State<Managed>, UrlPath(raw): UrlPath<String>) -> Re
 async fn api_cancel(State(m): State<Managed>, UrlPath(raw): UrlPath<String>) -> Response {
     let id = match parse_id(&raw) {
         Ok(i) => i,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match m.cancel(id).await {
         Ok(v) => Json(v).into_response(),
