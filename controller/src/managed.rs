@@ -634,7 +634,29 @@ impl Managed {
                 return Ok(());
             };
             self.set_status(id, status::RUNNING).await?;
-            let outcome = self.watch(id, &att).await?;
+            // Keep a copy of the running attempt's log, so a node that vanishes leaves its log.
+            let cacher = {
+                let me = self.clone();
+                let att = att.clone();
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                        if let Ok(log) = me.fetch_log(&att.cluster, att.agent_job_id).await {
+                            let _ = sqlx::query(
+                                "UPDATE managed_attempts SET log = ? WHERE job_id = ? AND attempt = ? AND ended_at IS NULL",
+                            )
+                            .bind(log)
+                            .bind(id)
+                            .bind(att.no as i64)
+                            .execute(me.db())
+                            .await;
+                        }
+                    }
+                })
+            };
+            let outcome = self.watch(id, &att).await;
+            cacher.abort();
+            let outcome = outcome?;
             tracing::info!(job = id, attempt = att.no, "attempt ended: {outcome:?}");
             let (label, reason) = match &outcome {
                 Outcome::Succeeded => ("SUCCEEDED", None),
@@ -664,7 +686,7 @@ impl Managed {
             let node_gone = matches!(&outcome, Outcome::Preempted { reason, .. } if reason.contains("SSH"));
             // Save the attempt's log while its nodes may still answer, then tear down.
             let log = if node_gone { None } else { self.fetch_log(&att.cluster, att.agent_job_id).await.ok() };
-            sqlx::query("UPDATE managed_attempts SET log = ? WHERE job_id = ? AND attempt = ?")
+            sqlx::query("UPDATE managed_attempts SET log = COALESCE(?, log) WHERE job_id = ? AND attempt = ?")
                 .bind(&log)
                 .bind(id)
                 .bind(att.no as i64)

@@ -247,7 +247,8 @@ async fn spot_preemption_recovers_in_the_next_region_with_cost_of_both_attempts(
     assert_eq!(v.attempts[0].hosts, vec![hosts.ip(1)]);
     assert!(v.attempts[0].spot);
 
-    // Preempt: host 1 vanishes from the network.
+    // Preempt: host 1 vanishes from the network (after the log of attempt 0 has been copied).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let cut_at = Instant::now();
     hosts.cut(1);
     let v = wait_for("a second attempt running", Duration::from_secs(40), |v| v.attempts.len() == 2 && v.status == "RUNNING", m, id).await;
@@ -272,6 +273,8 @@ async fn spot_preemption_recovers_in_the_next_region_with_cost_of_both_attempts(
     // Second attempt: same task id, recovery count 1.
     let (code, logs) = http(svc.port, "GET", &format!("/v1/jobs/{id}/logs"), None);
     assert_eq!(code, 200, "{logs}");
+    let first = logs["attempts"][0]["log"].as_str().unwrap_or("").to_string();
+    assert!(first.contains(&format!("attempt rc=0 task={}", v.task_id)), "the vanished node's log was kept: {first:?}");
     let last = logs["attempts"][1]["log"].as_str().unwrap_or("").to_string();
     assert!(last.contains(&format!("attempt rc=1 task={}", v.task_id)) && last.contains("finished"), "{last}");
 
