@@ -234,7 +234,7 @@ pub async fn run(args: JobsArgs) -> Result<()> {
                         0
                     });
                     if log.len() > *done && log.is_char_boundary(*done) {
-                        out.write_all(log[*done..].as_bytes())?;
+                        out.write_all(&log.as_bytes()[*done..])?;
                         *done = log.len();
                     }
                 }
