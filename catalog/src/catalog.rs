@@ -151,6 +151,38 @@ mod load {
     use crate::manifest::Manifest;
     use crate::parquet::{read_offers, read_offers_bytes};
 
+    /// Run `decode` over `(cloud, input)` pairs on up to `available_parallelism` threads, each
+    /// taking the next unclaimed input (clouds differ a lot in size), keeping the input order.
+    fn decode_parallel<K: Sync, I: Sync, T: Send>(
+        items: Vec<(K, I)>,
+        decode: impl Fn(&I) -> Result<T> + Sync,
+    ) -> Vec<((K, I), Result<T>)> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(items.len()).max(1);
+        let next = AtomicUsize::new(0);
+        let mut results: Vec<(usize, Result<T>)> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut done = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some((_, input)) = items.get(i) else { break };
+                            done.push((i, decode(input)));
+                        }
+                        done
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+                .collect()
+        });
+        results.sort_by_key(|(i, _)| *i);
+        items.into_iter().zip(results.into_iter().map(|(_, r)| r)).collect()
+    }
+
     #[cfg(feature = "embedded-default")]
     mod embedded {
         include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
@@ -208,8 +240,10 @@ mod load {
                 Err(_) => Vec::new(),
             };
             user_files.sort();
-            for (cloud, path) in user_files {
-                match read_offers(&path) {
+            // Decoding dominates start-up on a large catalog: decode the files on all cores.
+            let decoded = decode_parallel(user_files, |path| read_offers(path));
+            for ((cloud, path), result) in decoded {
+                match result {
                     Ok(offers) => {
                         let source = CloudSource {
                             cloud: cloud.clone(),
@@ -222,11 +256,10 @@ mod load {
                     Err(e) => warnings.push(format!("{e}; using the shipped catalog for {cloud}")),
                 }
             }
-            for (cloud, bytes) in embedded {
-                if per_cloud.contains_key(cloud) {
-                    continue;
-                }
-                match read_offers_bytes(bytes) {
+            let embedded: Vec<(&str, &[u8])> =
+                embedded.into_iter().filter(|(cloud, _)| !per_cloud.contains_key(*cloud)).collect();
+            for ((cloud, _), result) in decode_parallel(embedded, |bytes| read_offers_bytes(bytes)) {
+                match result {
                     Ok(offers) => {
                         let source = CloudSource {
                             cloud: cloud.to_string(),
