@@ -7,9 +7,8 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,119 +17,9 @@ use skycat_controller::lifecycle::{wait_job_state, Controller, LaunchRequest, Ta
 use skycat_controller::store::{status, Store};
 use skycat_protocol::{AgentStatus, JobState};
 
+mod common;
+use common::{agent_bin, TestHosts};
 const NET: u32 = 100;
-static SEQ: AtomicU32 = AtomicU32::new(0);
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("controller/ has a parent").to_path_buf()
-}
-
-fn preflight() {
-    let uid = Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    assert_eq!(
-        uid.as_deref().unwrap_or("?"),
-        "0",
-        "these tests create network namespaces and must run as root (CI does); then run scripts/ci-setup-sshd.sh"
-    );
-    let ip_ok = Command::new("sh").args(["-c", "command -v ip"]).output().map(|o| o.status.success()).unwrap_or(false);
-    assert!(
-        ip_ok && Path::new("/usr/sbin/sshd").exists() && Path::new("/usr/bin/ssh-keygen").exists(),
-        "iproute2 / openssh-server missing: run scripts/ci-setup-sshd.sh (as root) first"
-    );
-}
-
-/// Test hosts 1..=n, removed on drop. Holds the cross-process test lock.
-struct TestHosts {
-    prefix: String,
-    dir: tempfile::TempDir,
-    _lock: std::fs::File,
-}
-
-impl TestHosts {
-    fn up(n: u32) -> TestHosts {
-        preflight();
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open("/tmp/skycat-controller-e2e.lock")
-            .expect("open lock file");
-        lock.lock().expect("lock");
-        let prefix = format!("skycat-test-{}-{}-", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst));
-        let dir = tempfile::Builder::new().prefix("skycat-testhosts").tempdir().expect("tempdir");
-        let hosts = TestHosts { prefix, dir, _lock: lock };
-        hosts.script(&["up", &n.to_string()]);
-        hosts
-    }
-
-    fn script(&self, args: &[&str]) {
-        let out = Command::new("bash")
-            .arg(repo_root().join("scripts/testhosts.sh"))
-            .args(args)
-            .env("SKYCAT_TESTHOSTS_DIR", self.dir.path())
-            .env("SKYCAT_TESTHOSTS_PREFIX", &self.prefix)
-            .env("SKYCAT_TESTHOSTS_NET", NET.to_string())
-            .output()
-            .expect("run scripts/testhosts.sh");
-        assert!(
-            out.status.success(),
-            "testhosts.sh {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn ip(&self, i: u32) -> String {
-        format!("10.231.{}.2", NET + i)
-    }
-    fn key(&self) -> PathBuf {
-        self.dir.path().join("id_ed25519")
-    }
-    fn home(&self, i: u32) -> PathBuf {
-        self.dir.path().join(format!("host{i}/home"))
-    }
-    fn ns(&self, i: u32) -> String {
-        format!("{}{i}", self.prefix)
-    }
-    /// Names of the processes running in host i's namespace.
-    fn process_names(&self, i: u32) -> Vec<String> {
-        let out = Command::new("ip").args(["netns", "pids", &self.ns(i)]).output().expect("ip netns pids");
-        String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).ok())
-            .map(|s| s.trim().to_string())
-            .collect()
-    }
-}
-
-impl Drop for TestHosts {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(repo_root().join("scripts/testhosts.sh"))
-            .arg("down")
-            .env("SKYCAT_TESTHOSTS_DIR", self.dir.path())
-            .env("SKYCAT_TESTHOSTS_PREFIX", &self.prefix)
-            .env("SKYCAT_TESTHOSTS_NET", NET.to_string())
-            .output();
-    }
-}
-
-/// The workspace's `skycat-agent` binary (built by `cargo test --workspace`; built here if not).
-fn agent_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test exe");
-    let target_debug = exe.parent().and_then(|d| d.parent()).expect("target/debug").to_path_buf();
-    let bin = target_debug.join("skycat-agent");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    // Always ask cargo: it is a no-op when the binary is fresh, and rebuilds a stale one.
-    let st = Command::new(cargo)
-        .args(["build", "-q", "-p", "skycat-agent"])
-        .current_dir(repo_root())
-        .status()
-        .expect("cargo build -p skycat-agent");
-    assert!(st.success(), "building skycat-agent failed");
-    assert!(bin.is_file(), "{} missing after build", bin.display());
-    bin
-}
 
 struct Env {
     _home: tempfile::TempDir,
@@ -239,7 +128,7 @@ const SECRET: &str = "hf_SuperSecret_8675309";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_node_launch_setup_env_logs_heartbeats_cost_autostop_down() {
-    let hosts = TestHosts::up(2);
+    let hosts = TestHosts::up(2, NET, "");
     let env = controller(&pool_yaml(&hosts, &[hosts.ip(1), hosts.ip(2)], 36.0)).await;
     let (rx, port) = receiver(env.ctl.store.clone(), 0).await;
 
@@ -394,7 +283,7 @@ async fn two_node_launch_setup_env_logs_heartbeats_cost_autostop_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_host_is_skipped_and_changed_host_key_refused() {
-    let hosts = TestHosts::up(1);
+    let hosts = TestHosts::up(1, NET, "");
     // First entry: our own test host on a port where nothing listens (connection refused).
     let entries = [format!("{{ip: {}, port: 2222}}", hosts.ip(1)), hosts.ip(1)];
     let env = controller(&pool_yaml(&hosts, &entries, 0.0)).await;
@@ -424,7 +313,7 @@ async fn unreachable_host_is_skipped_and_changed_host_key_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_killed_mid_job_comes_back_and_reports_truthfully() {
-    let hosts = TestHosts::up(1);
+    let hosts = TestHosts::up(1, NET, "");
     let env = controller(&pool_yaml(&hosts, &[hosts.ip(1)], 0.0)).await;
     let task = TaskRun { num_nodes: 1, run: Some("echo started; sleep 4; echo finished".into()), ..Default::default() };
     let mut req = LaunchRequest::new("k1", task);
@@ -451,7 +340,7 @@ async fn agent_killed_mid_job_comes_back_and_reports_truthfully() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_survive_server_outage_without_loss() {
-    let hosts = TestHosts::up(1);
+    let hosts = TestHosts::up(1, NET, "");
     let env = controller(&pool_yaml(&hosts, &[hosts.ip(1)], 3.6)).await;
     let (rx, port) = receiver(env.ctl.store.clone(), 0).await;
     let mut req = LaunchRequest::new("hb", TaskRun { num_nodes: 1, run: Some("sleep 1".into()), ..Default::default() });
@@ -488,7 +377,7 @@ async fn heartbeats_survive_server_outage_without_loss() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn autostop_with_down_tears_the_cluster_down() {
-    let hosts = TestHosts::up(1);
+    let hosts = TestHosts::up(1, NET, "");
     let env = controller(&pool_yaml(&hosts, &[hosts.ip(1)], 0.0)).await;
     let (rx, port) = receiver(env.ctl.store.clone(), 0).await;
     let mut req = LaunchRequest::new("ad", TaskRun { num_nodes: 1, run: Some("echo quick".into()), ..Default::default() });

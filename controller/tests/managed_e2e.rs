@@ -7,9 +7,6 @@
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,115 +14,9 @@ use skycat_controller::home::Home;
 use skycat_controller::lifecycle::Controller;
 use skycat_controller::managed::{api_router, JobView, Managed, ManagedOptions};
 
+mod common;
+use common::{agent_bin, TestHosts};
 const NET: u32 = 140;
-static SEQ: AtomicU32 = AtomicU32::new(0);
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("controller/ has a parent").to_path_buf()
-}
-
-fn preflight() {
-    let uid = Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    assert_eq!(
-        uid.as_deref().unwrap_or("?"),
-        "0",
-        "these tests create network namespaces and must run as root (CI does); then run scripts/ci-setup-sshd.sh"
-    );
-    let ip_ok = Command::new("sh").args(["-c", "command -v ip"]).output().map(|o| o.status.success()).unwrap_or(false);
-    assert!(
-        ip_ok && Path::new("/usr/sbin/sshd").exists() && Path::new("/usr/bin/ssh-keygen").exists(),
-        "iproute2 / openssh-server missing: run scripts/ci-setup-sshd.sh (as root) first"
-    );
-}
-
-/// Test hosts 1..=n, removed on drop. Holds the cross-process test lock.
-struct TestHosts {
-    prefix: String,
-    dir: tempfile::TempDir,
-    _lock: std::fs::File,
-}
-
-impl TestHosts {
-    fn up(n: u32) -> TestHosts {
-        preflight();
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open("/tmp/skycat-controller-e2e.lock")
-            .expect("open lock file");
-        lock.lock().expect("lock");
-        let prefix = format!("skycat-test-mj{}-{}-", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst));
-        let dir = tempfile::Builder::new().prefix("skycat-testhosts").tempdir().expect("tempdir");
-        let hosts = TestHosts { prefix, dir, _lock: lock };
-        hosts.script(&["up", &n.to_string()]);
-        hosts
-    }
-
-    fn script(&self, args: &[&str]) {
-        let out = Command::new("bash")
-            .arg(repo_root().join("scripts/testhosts.sh"))
-            .args(args)
-            .env("SKYCAT_TESTHOSTS_DIR", self.dir.path())
-            .env("SKYCAT_TESTHOSTS_PREFIX", &self.prefix)
-            .env("SKYCAT_TESTHOSTS_NET", NET.to_string())
-            .output()
-            .expect("run scripts/testhosts.sh");
-        assert!(
-            out.status.success(),
-            "testhosts.sh {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn ip(&self, i: u32) -> String {
-        format!("10.231.{}.2", NET + i)
-    }
-    fn key(&self) -> PathBuf {
-        self.dir.path().join("id_ed25519")
-    }
-    fn ns(&self, i: u32) -> String {
-        format!("{}{i}", self.prefix)
-    }
-    /// Cuts host i off the network: every link in its namespace goes down (a preempted VM).
-    fn cut(&self, i: u32) {
-        let st = Command::new("ip")
-            .args(["netns", "exec", &self.ns(i), "sh", "-c"])
-            .arg("for l in $(ls /sys/class/net); do [ \"$l\" = lo ] || ip link set \"$l\" down; done")
-            .status()
-            .expect("ip netns exec");
-        assert!(st.success(), "cutting host {i} off failed");
-    }
-}
-
-impl Drop for TestHosts {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(repo_root().join("scripts/testhosts.sh"))
-            .arg("down")
-            .env("SKYCAT_TESTHOSTS_DIR", self.dir.path())
-            .env("SKYCAT_TESTHOSTS_PREFIX", &self.prefix)
-            .env("SKYCAT_TESTHOSTS_NET", NET.to_string())
-            .output();
-    }
-}
-
-/// The workspace's `skycat-agent` binary (a no-op build under `cargo test --workspace`).
-fn agent_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test exe");
-    let target_debug = exe.parent().and_then(|d| d.parent()).expect("target/debug").to_path_buf();
-    let bin = target_debug.join("skycat-agent");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    let st = Command::new(cargo)
-        .args(["build", "-q", "-p", "skycat-agent"])
-        .current_dir(repo_root())
-        .status()
-        .expect("cargo build -p skycat-agent");
-    assert!(st.success(), "building skycat-agent failed");
-    assert!(bin.is_file(), "{} missing after build", bin.display());
-    bin
-}
 
 /// A running `skycat serve` equivalent: heartbeat router + managed-jobs API on 0.0.0.0:port.
 struct Service {
@@ -217,7 +108,7 @@ fn job_body(run: &str, extra: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spot_preemption_recovers_in_the_next_region_with_cost_of_both_attempts() {
-    let hosts = TestHosts::up(3);
+    let hosts = TestHosts::up(3, NET, "mj");
     // `cheap` (hosts 1, 2) is the cheapest spot region; `dear` (host 3) costs more.
     let svc = service(&pools(&hosts, &[("cheap", true, 1.8, &[1, 2]), ("dear", true, 3.6, &[3])]), |_| {}).await;
 
@@ -309,7 +200,7 @@ async fn metadata_server(notice: Arc<Mutex<BTreeSet<String>>>) -> (u16, tokio::t
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interruption_notice_sigterms_and_recovers_before_heartbeats_are_lost_failover_blocks_the_zone() {
-    let hosts = TestHosts::up(3);
+    let hosts = TestHosts::up(3, NET, "mj");
     let notice = Arc::new(Mutex::new(BTreeSet::new()));
     let (mport, mtask) = metadata_server(notice.clone()).await;
     // Deadline 60 s: only the notice can start this recovery within the test's bounds.
@@ -353,7 +244,7 @@ async fn interruption_notice_sigterms_and_recovers_before_heartbeats_are_lost_fa
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_failure_is_not_a_preemption_restarts_on_errors_and_cancel() {
-    let hosts = TestHosts::up(1);
+    let hosts = TestHosts::up(1, NET, "mj");
     let svc = service(&pools(&hosts, &[("od", false, 2.0, &[1])]), |_| {}).await;
     let m = &svc.managed;
     let body = |run: &str, extra: &str| job_body(run, extra).replace(r#""use_spot": true"#, r#""use_spot": false"#);

@@ -1,0 +1,133 @@
+//! Test hosts shared by the end-to-end suites: network namespaces running Debian's sshd
+//! (scripts/testhosts.sh), serialized across test binaries on one file lock and removed on drop,
+//! and the workspace's `skycat-agent` binary.
+#![allow(dead_code)] // each suite uses a subset
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("controller/ has a parent").to_path_buf()
+}
+
+pub fn preflight() {
+    let uid = Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    assert_eq!(
+        uid.as_deref().unwrap_or("?"),
+        "0",
+        "these tests create network namespaces and must run as root (CI does); then run scripts/ci-setup-sshd.sh"
+    );
+    let ip_ok = Command::new("sh").args(["-c", "command -v ip"]).output().map(|o| o.status.success()).unwrap_or(false);
+    assert!(
+        ip_ok && Path::new("/usr/sbin/sshd").exists() && Path::new("/usr/bin/ssh-keygen").exists(),
+        "iproute2 / openssh-server missing: run scripts/ci-setup-sshd.sh (as root) first"
+    );
+}
+
+/// Test hosts 1..=n, removed on drop. Holds the cross-process test lock.
+pub struct TestHosts {
+    prefix: String,
+    /// Third octet base of the hosts' /30 networks (10.231.<net + i>.0), distinct per test file.
+    net: u32,
+    dir: tempfile::TempDir,
+    _lock: std::fs::File,
+}
+
+impl TestHosts {
+    /// Brings up hosts 1..=n on networks 10.231.<net+i>.0/30, named `skycat-test-<tag>…`.
+    pub fn up(n: u32, net: u32, tag: &str) -> TestHosts {
+        preflight();
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open("/tmp/skycat-controller-e2e.lock")
+            .expect("open lock file");
+        lock.lock().expect("lock");
+        let prefix = format!("skycat-test-{tag}{}-{}-", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst));
+        let dir = tempfile::Builder::new().prefix("skycat-testhosts").tempdir().expect("tempdir");
+        let hosts = TestHosts { prefix, net, dir, _lock: lock };
+        hosts.script(&["up", &n.to_string()]);
+        hosts
+    }
+
+    pub fn script(&self, args: &[&str]) {
+        let out = Command::new("bash")
+            .arg(repo_root().join("scripts/testhosts.sh"))
+            .args(args)
+            .env("SKYCAT_TESTHOSTS_DIR", self.dir.path())
+            .env("SKYCAT_TESTHOSTS_PREFIX", &self.prefix)
+            .env("SKYCAT_TESTHOSTS_NET", self.net.to_string())
+            .output()
+            .expect("run scripts/testhosts.sh");
+        assert!(
+            out.status.success(),
+            "testhosts.sh {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn ip(&self, i: u32) -> String {
+        format!("10.231.{}.2", self.net + i)
+    }
+    pub fn key(&self) -> PathBuf {
+        self.dir.path().join("id_ed25519")
+    }
+    pub fn home(&self, i: u32) -> PathBuf {
+        self.dir.path().join(format!("host{i}/home"))
+    }
+    pub fn ns(&self, i: u32) -> String {
+        format!("{}{i}", self.prefix)
+    }
+    /// Cuts host i off the network: every link in its namespace goes down (a preempted VM).
+    pub fn cut(&self, i: u32) {
+        let st = Command::new("ip")
+            .args(["netns", "exec", &self.ns(i), "sh", "-c"])
+            .arg("for l in $(ls /sys/class/net); do [ \"$l\" = lo ] || ip link set \"$l\" down; done")
+            .status()
+            .expect("ip netns exec");
+        assert!(st.success(), "cutting host {i} off failed");
+    }
+    /// Names of the processes running in host i's namespace.
+    pub fn process_names(&self, i: u32) -> Vec<String> {
+        let out = Command::new("ip").args(["netns", "pids", &self.ns(i)]).output().expect("ip netns pids");
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).ok())
+            .map(|s| s.trim().to_string())
+            .collect()
+    }
+}
+
+impl Drop for TestHosts {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(repo_root().join("scripts/testhosts.sh"))
+            .arg("down")
+            .env("SKYCAT_TESTHOSTS_DIR", self.dir.path())
+            .env("SKYCAT_TESTHOSTS_PREFIX", &self.prefix)
+            .env("SKYCAT_TESTHOSTS_NET", self.net.to_string())
+            .output();
+    }
+}
+
+/// The workspace's `skycat-agent` binary (built by `cargo test --workspace`; built here if not).
+pub fn agent_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    let target_debug = exe.parent().and_then(|d| d.parent()).expect("target/debug").to_path_buf();
+    let bin = target_debug.join("skycat-agent");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    // Always ask cargo: it is a no-op when the binary is fresh, and rebuilds a stale one.
+    let st = Command::new(cargo)
+        .args(["build", "-q", "-p", "skycat-agent"])
+        .current_dir(repo_root())
+        .status()
+        .expect("cargo build -p skycat-agent");
+    assert!(st.success(), "building skycat-agent failed");
+    assert!(bin.is_file(), "{} missing after build", bin.display());
+    bin
+}
