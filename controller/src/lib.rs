@@ -2,12 +2,14 @@
 //! SQLite state store and the heartbeat endpoint. Used by the CLI and by `skycat serve`.
 
 pub mod aws_ec2;
+pub mod enabled;
 pub mod home;
 pub mod lifecycle;
 pub mod managed;
 pub mod pools;
 pub mod router;
 pub mod ssh;
+pub mod ssh_config;
 pub mod store;
 
 pub use lifecycle::{Controller, LaunchRequest, LaunchOutcome, TaskRun};

@@ -1,6 +1,7 @@
 //! One module per command. Each exposes its clap arguments and a `run` function.
 
 pub mod catalog;
+pub mod check;
 pub mod cluster;
 pub mod fetch;
 pub mod jobs;

@@ -1,0 +1,1 @@
+//! `skycat check` (placeholder, filled in by the check work).

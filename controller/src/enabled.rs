@@ -1,0 +1,1 @@
+//! Which clouds `skycat check` enabled for launching (placeholder, filled in by the check work).
