@@ -2,6 +2,8 @@
 # Test hosts for skycat's SSH tests: network namespaces, each running Debian's openssh-server.
 #
 #   scripts/testhosts.sh up N      create hosts 1..N (idempotent: an existing host is recreated)
+#   scripts/testhosts.sh up-at I IP HIP   create host I at address IP (a /32), reached from this
+#                                  machine through host-side address HIP (a cloud VM's private IP)
 #   scripts/testhosts.sh down      stop every sshd and delete the namespaces and veth pairs
 #   scripts/testhosts.sh status    list the hosts that are up
 #
@@ -70,11 +72,28 @@ host_down() {
 }
 
 host_up() {
-    local i=$1 ns="${PREFIX}$1" hdir="$DIR/host$1" vb octet
-    vb=$(veth_base "$i")
+    local i=$1 octet
     octet=$((NET + i))
     [ "$octet" -le 254 ] || die "host $i: third octet $octet out of range"
-    local hip="10.231.${octet}.1" nip="10.231.${octet}.2"
+    host_up_addr "$i" "10.231.${octet}.2/30" "10.231.${octet}.1/30" "10.231.${octet}.2"
+}
+
+# host_up_at I IP HIP: a host at IP/32, routed point-to-point to HIP/32 on this machine.
+host_up_at() {
+    local i=$1 ip=$2 hip=$3
+    case "$ip$hip" in *[!0-9.]*) die "up-at: addresses must be dotted IPv4 (got $ip, $hip)";; esac
+    case "$ip" in 10.*) ;; *) die "up-at: $ip is outside 10.0.0.0/8 (test hosts only use private test ranges)";; esac
+    host_up_addr "$i" "$ip/32" "$hip/32" "$ip"
+    local vb
+    vb=$(veth_base "$i")
+    ip -n "${PREFIX}$i" route add "$hip/32" dev "${vb}n"
+    ip route add "$ip/32" dev "${vb}h"
+}
+
+host_up_addr() {
+    local i=$1 ns_cidr=$2 host_cidr=$3 nip=$4 ns="${PREFIX}$1" hdir="$DIR/host$1" vb
+    vb=$(veth_base "$i")
+    local hip=${host_cidr%/*}
     host_down "$i"
     mkdir -p "$hdir/home"
     chmod 700 "$hdir/home"
@@ -84,9 +103,9 @@ host_up() {
     ip netns add "$ns"
     ip link add "${vb}h" type veth peer name "${vb}n"
     ip link set "${vb}n" netns "$ns"
-    ip addr add "$hip/30" dev "${vb}h"
+    ip addr add "$host_cidr" dev "${vb}h"
     ip link set "${vb}h" up
-    ip -n "$ns" addr add "$nip/30" dev "${vb}n"
+    ip -n "$ns" addr add "$ns_cidr" dev "${vb}n"
     ip -n "$ns" link set "${vb}n" up
     ip -n "$ns" link set lo up
 
@@ -104,7 +123,7 @@ KbdInteractiveAuthentication no
 UsePAM no
 StrictModes no
 X11Forwarding no
-AllowTcpForwarding no
+AllowTcpForwarding yes
 PrintMotd no
 MaxSessions 64
 MaxStartups 64:30:128
@@ -154,6 +173,21 @@ cmd_down_quiet() {
     for i in $(known_indices); do host_down "$i"; done
 }
 
+cmd_up_at() {
+    local i=${1:-} ip=${2:-} hip=${3:-}
+    case "$i" in ''|*[!0-9]*) die "usage: testhosts.sh up-at I IP HIP";; esac
+    [ -n "$ip" ] && [ -n "$hip" ] || die "usage: testhosts.sh up-at I IP HIP"
+    need_tools
+    mkdir -p "$DIR"
+    chmod 700 "$DIR"
+    if [ ! -f "$DIR/id_ed25519" ]; then
+        ssh-keygen -q -t ed25519 -N '' -C skycat-test-client -f "$DIR/id_ed25519"
+    fi
+    [ -f "$DIR/authorized_keys" ] || cp "$DIR/id_ed25519.pub" "$DIR/authorized_keys"
+    chmod 600 "$DIR/authorized_keys"
+    host_up_at "$i" "$ip" "$hip"
+}
+
 cmd_down() {
     need_tools
     cmd_down_quiet
@@ -175,7 +209,8 @@ cmd_status() {
 
 case "${1:-}" in
     up) cmd_up "${2:-}" ;;
+    up-at) cmd_up_at "${2:-}" "${3:-}" "${4:-}" ;;
     down) cmd_down ;;
     status) cmd_status ;;
-    *) die "usage: testhosts.sh up N | down | status" ;;
+    *) die "usage: testhosts.sh up N | up-at I IP HIP | down | status" ;;
 esac

@@ -31,6 +31,14 @@ enum Command {
     Serve(commands::serve::ServeArgs),
     /// Managed jobs: launch, queue, logs, cancel (recovered from spot preemptions).
     Jobs(commands::jobs::JobsArgs),
+    /// Which clouds' credentials work: launch-enabled or prices only, cached for launches.
+    Check(commands::check::CheckArgs),
+    /// An interactive GPU node: launch it (or attach), then ssh in with port forwards.
+    Gpunode(commands::gpunode::NodeArgs),
+    /// An interactive CPU node.
+    Cpunode(commands::gpunode::NodeArgs),
+    /// An interactive TPU node.
+    Tpunode(commands::gpunode::NodeArgs),
     // (more commands register here: one variant per command module)
 }
 
@@ -47,6 +55,10 @@ async fn main() -> std::process::ExitCode {
         Command::Optimize(args) => commands::optimize::run(args),
         Command::Serve(args) => commands::serve::run(args).await,
         Command::Jobs(args) => commands::jobs::run(args).await,
+        Command::Check(args) => commands::check::run(args).await,
+        Command::Gpunode(a) => commands::gpunode::run(commands::gpunode::NodeKind::Gpu, a).await,
+        Command::Cpunode(a) => commands::gpunode::run(commands::gpunode::NodeKind::Cpu, a).await,
+        Command::Tpunode(a) => commands::gpunode::run(commands::gpunode::NodeKind::Tpu, a).await,
         // (and dispatch here: one arm per command module)
     };
     match result {

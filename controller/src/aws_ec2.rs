@@ -12,10 +12,10 @@
 //! ([`Ec2Instance::preemption`]).
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_ec2::error::DisplayErrorContext;
+use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_ec2::primitives::Blob;
 use aws_sdk_ec2::types::{
-    Filter, InstanceInterruptionBehavior, InstanceMarketOptionsRequest, InstanceStateName, InstanceType, IpPermission, IpRange,
+    BlockDeviceMapping, EbsBlockDevice, InstanceNetworkInterfaceSpecification, VolumeType, Filter, InstanceInterruptionBehavior, InstanceMarketOptionsRequest, InstanceStateName, InstanceType, IpPermission, IpRange,
     MarketType, Placement, ResourceType, SpotInstanceType, SpotMarketOptions, Tag, TagSpecification,
 };
 use aws_sdk_ec2::Client;
@@ -30,7 +30,7 @@ pub const SPOT_REASON_CODES: &[&str] =
 #[derive(Debug, thiserror::Error)]
 pub enum Ec2Error {
     #[error("EC2 {op} in {region}: {message}")]
-    Api { op: &'static str, region: String, message: String },
+    Api { op: &'static str, region: String, code: Option<String>, message: String },
     #[error("invalid {field}: {message}")]
     Invalid { field: &'static str, message: String },
 }
@@ -51,6 +51,11 @@ pub struct LaunchSpec {
     pub subnet_id: Option<String>,
     /// Extra tags (the cluster tag and `Name` are always set).
     pub tags: Vec<(String, String)>,
+    /// `Some(false)`: no public address (SkyPilot's `use_internal_ips`); with a subnet only.
+    pub associate_public_ip: Option<bool>,
+    /// Root volume size in GiB, on the image's root device.
+    pub disk_size_gb: Option<u32>,
+    pub root_device_name: Option<String>,
 }
 
 /// One instance as skycat sees it.
@@ -159,8 +164,15 @@ impl Ec2Backend {
         &self.region
     }
 
-    fn api<E: std::error::Error + 'static>(&self, op: &'static str, e: E) -> Ec2Error {
-        Ec2Error::Api { op, region: self.region.clone(), message: DisplayErrorContext(e).to_string() }
+    fn api<E: ProvideErrorMetadata + std::error::Error + 'static>(&self, op: &'static str, e: E) -> Ec2Error {
+        let code = e.code().map(str::to_string);
+        // The service's own code and message when it answered; the whole chain otherwise
+        // (connection refused, timeouts).
+        let message = match (e.code(), e.message()) {
+            (Some(c), Some(m)) => format!("{c}: {m}"),
+            _ => DisplayErrorContext(&e).to_string(),
+        };
+        Ec2Error::Api { op, region: self.region.clone(), code, message }
     }
 
     /// Imports `public_key` (OpenSSH format) as key pair `name` unless it exists already.
@@ -284,9 +296,34 @@ impl Ec2Backend {
             .min_count(spec.count as i32)
             .max_count(spec.count as i32)
             .set_key_name(spec.key_name.clone())
-            .set_subnet_id(spec.subnet_id.clone())
-            .set_security_group_ids(Some(spec.security_group_ids.clone()).filter(|v| !v.is_empty()))
             .tag_specifications(TagSpecification::builder().resource_type(ResourceType::Instance).set_tags(Some(tags)).build());
+        let groups = Some(spec.security_group_ids.clone()).filter(|v| !v.is_empty());
+        match (&spec.subnet_id, spec.associate_public_ip) {
+            (Some(subnet), Some(public)) => {
+                // The public-address choice exists only on a network interface, which then
+                // carries the subnet and groups too.
+                req = req.network_interfaces(
+                    InstanceNetworkInterfaceSpecification::builder()
+                        .device_index(0)
+                        .subnet_id(subnet)
+                        .set_groups(groups)
+                        .associate_public_ip_address(public)
+                        .delete_on_termination(true)
+                        .build(),
+                );
+            }
+            _ => {
+                req = req.set_subnet_id(spec.subnet_id.clone()).set_security_group_ids(groups);
+            }
+        }
+        if let (Some(gb), Some(dev)) = (spec.disk_size_gb, &spec.root_device_name) {
+            req = req.block_device_mappings(
+                BlockDeviceMapping::builder()
+                    .device_name(dev)
+                    .ebs(EbsBlockDevice::builder().volume_size(gb as i32).volume_type(VolumeType::Gp3).delete_on_termination(true).build())
+                    .build(),
+            );
+        }
         if let Some(z) = &spec.availability_zone {
             req = req.placement(Placement::builder().availability_zone(z).build());
         }
@@ -363,6 +400,140 @@ impl Ec2Backend {
             .await
             .map_err(|e| self.api("TerminateInstances", e))?;
         Ok(out.terminating_instances().iter().map(change).collect())
+    }
+}
+
+/// A subnet skycat can launch into.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ec2Subnet {
+    pub id: String,
+    pub vpc_id: String,
+    pub zone: String,
+    pub cidr: String,
+}
+
+/// An image's facts that a launch needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ec2Image {
+    pub id: String,
+    pub name: String,
+    pub root_device_name: Option<String>,
+    pub architecture: Option<String>,
+}
+
+impl Ec2Backend {
+    /// The VPC tagged `Name=name`, or the region's default VPC when `name` is None.
+    pub async fn find_vpc(&self, name: Option<&str>) -> Result<Option<String>, Ec2Error> {
+        let filter = match name {
+            Some(n) => Filter::builder().name("tag:Name").values(n).build(),
+            None => Filter::builder().name("isDefault").values("true").build(),
+        };
+        let out = self.client.describe_vpcs().filters(filter).send().await.map_err(|e| self.api("DescribeVpcs", e))?;
+        Ok(out.vpcs().iter().find_map(|v| v.vpc_id().map(str::to_string)))
+    }
+
+    /// The subnets of `vpc_id`, in `zone` when given, sorted by zone then id.
+    pub async fn subnets(&self, vpc_id: &str, zone: Option<&str>) -> Result<Vec<Ec2Subnet>, Ec2Error> {
+        let mut filters = vec![Filter::builder().name("vpc-id").values(vpc_id).build()];
+        if let Some(z) = zone {
+            filters.push(Filter::builder().name("availability-zone").values(z).build());
+        }
+        let out = self
+            .client
+            .describe_subnets()
+            .set_filters(Some(filters))
+            .send()
+            .await
+            .map_err(|e| self.api("DescribeSubnets", e))?;
+        let mut v: Vec<Ec2Subnet> = out
+            .subnets()
+            .iter()
+            .map(|s| Ec2Subnet {
+                id: s.subnet_id().unwrap_or_default().to_string(),
+                vpc_id: s.vpc_id().unwrap_or_default().to_string(),
+                zone: s.availability_zone().unwrap_or_default().to_string(),
+                cidr: s.cidr_block().unwrap_or_default().to_string(),
+            })
+            .filter(|s| !s.id.is_empty())
+            .collect();
+        v.sort_by(|a, b| a.zone.cmp(&b.zone).then(a.id.cmp(&b.id)));
+        Ok(v)
+    }
+
+    /// One image by id.
+    pub async fn image(&self, id: &str) -> Result<Option<Ec2Image>, Ec2Error> {
+        let out = self.client.describe_images().image_ids(id).send().await.map_err(|e| self.api("DescribeImages", e))?;
+        Ok(out.images().first().map(image_of))
+    }
+
+    /// The newest image of `owner` whose name matches `name_pattern` (EC2 wildcards).
+    pub async fn newest_image(&self, owner: &str, name_pattern: &str) -> Result<Option<Ec2Image>, Ec2Error> {
+        let out = self
+            .client
+            .describe_images()
+            .owners(owner)
+            .filters(Filter::builder().name("name").values(name_pattern).build())
+            .filters(Filter::builder().name("state").values("available").build())
+            .send()
+            .await
+            .map_err(|e| self.api("DescribeImages", e))?;
+        let newest = out.images().iter().max_by(|a, b| a.creation_date().unwrap_or("").cmp(b.creation_date().unwrap_or("")));
+        Ok(newest.map(image_of))
+    }
+
+    /// Deletes a security group by id.
+    pub async fn delete_security_group(&self, id: &str) -> Result<(), Ec2Error> {
+        self.client
+            .delete_security_group()
+            .group_id(id)
+            .send()
+            .await
+            .map_err(|e| self.api("DeleteSecurityGroup", e))?;
+        Ok(())
+    }
+
+    /// The id of the security group `name` in `vpc_id`, if it exists.
+    pub async fn security_group_id(&self, name: &str, vpc_id: Option<&str>) -> Result<Option<String>, Ec2Error> {
+        let mut filters = vec![Filter::builder().name("group-name").values(name).build()];
+        if let Some(v) = vpc_id {
+            filters.push(Filter::builder().name("vpc-id").values(v).build());
+        }
+        let out = self
+            .client
+            .describe_security_groups()
+            .set_filters(Some(filters))
+            .send()
+            .await
+            .map_err(|e| self.api("DescribeSecurityGroups", e))?;
+        Ok(out.security_groups().iter().find_map(|g| g.group_id().map(str::to_string)))
+    }
+
+    /// The account's zone name for a zone id (`use1-az1` → `us-east-1b`): catalogs carry zone
+    /// ids, which mean the same everywhere, while names are shuffled per account.
+    pub async fn zone_name(&self, zone_id: &str) -> Result<Option<String>, Ec2Error> {
+        let out = self
+            .client
+            .describe_availability_zones()
+            .zone_ids(zone_id)
+            .send()
+            .await
+            .map_err(|e| self.api("DescribeAvailabilityZones", e))?;
+        Ok(out.availability_zones().iter().find_map(|z| z.zone_name().map(str::to_string)))
+    }
+
+    /// DescribeRegions: the cheapest authenticated read-only call (for `skycat check`).
+    pub async fn regions(&self) -> Result<Vec<String>, Ec2Error> {
+        let out = self.client.describe_regions().send().await.map_err(|e| self.api("DescribeRegions", e))?;
+        Ok(out.regions().iter().filter_map(|r| r.region_name().map(str::to_string)).collect())
+    }
+}
+
+fn image_of(i: &aws_sdk_ec2::types::Image) -> Ec2Image {
+    Ec2Image {
+        id: i.image_id().unwrap_or_default().to_string(),
+        name: i.name().unwrap_or_default().to_string(),
+        root_device_name: i.root_device_name().map(str::to_string),
+        architecture: i.architecture().map(|a| a.as_str().to_string()),
     }
 }
 

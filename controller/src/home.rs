@@ -58,3 +58,52 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
 }
+
+/// Like [`write_atomic`], for files other programs check: the file has permission bits `mode`
+/// from the moment it exists (not the umask's), belongs to `owner` (uid, gid) when given and
+/// different, and its bytes are on disk before the rename. The temp file's name is unique per
+/// call, so threads writing the same path don't share it. `mode` and `owner` apply on Unix only.
+pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32, owner: Option<(u32, u32)>) -> std::io::Result<()> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or_else(|| Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp.{}.{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
+    let written = (|| {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            opts.mode(mode);
+            let f = opts.open(&tmp)?;
+            // The umask may have cleared bits of `mode`.
+            f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+            if let Some((uid, gid)) = owner {
+                use std::os::unix::fs::MetadataExt;
+                let m = f.metadata()?;
+                if m.uid() != uid || m.gid() != gid {
+                    std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
+                }
+            }
+            write_all_synced(f, bytes)?;
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = (mode, owner);
+            write_all_synced(opts.open(&tmp)?, bytes)?;
+        }
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+fn write_all_synced(mut f: std::fs::File, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    f.write_all(bytes)?;
+    f.sync_all()
+}

@@ -15,7 +15,12 @@
 //!   price_per_hour: 1.5      # skycat extension: USD per host-hour, default 0
 //!   spot: true               # skycat extension: hosts may disappear, price is a spot price
 //!   accelerators: H100:8     # skycat extension: what each host carries (for the optimizer)
+//!   cpus: 32                 # skycat extension: vCPUs per host (for `cpus:` requirements)
+//!   memory: 256              # skycat extension: GiB per host (for `memory:` requirements)
 //! ```
+//!
+//! For the optimizer a pool is one offer (cloud `ssh`, region and instance type = the pool's
+//! name); launching takes as many free hosts of it as the task has nodes.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -59,6 +64,8 @@ struct RawPool {
     price_per_hour: Option<f64>,
     spot: Option<bool>,
     accelerators: Option<String>,
+    cpus: Option<f64>,
+    memory: Option<f64>,
 }
 
 /// One host of a pool, with its connection settings resolved.
@@ -86,6 +93,9 @@ pub struct Pool {
     pub spot: bool,
     /// (canonical name, count) per host, when the pool says what its hosts carry.
     pub accelerators: Option<(String, f64)>,
+    /// vCPUs and GiB of memory per host, when the pool declares them.
+    pub cpus: Option<f64>,
+    pub memory: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -145,6 +155,11 @@ impl Pools {
                     invalid(format!("pool {name}: accelerators {s:?} is not NAME or NAME:COUNT"))
                 })?),
             };
+            for (field, v) in [("cpus", rp.cpus), ("memory", rp.memory)] {
+                if v.is_some_and(|x| !(x.is_finite() && x > 0.0)) {
+                    return Err(invalid(format!("pool {name}: {field} must be a positive number")));
+                }
+            }
             let mut hosts = Vec::new();
             for (i, h) in rp.hosts.into_iter().enumerate() {
                 let (ip, user, idf, port) = match h {
@@ -175,7 +190,15 @@ impl Pools {
             }
             pools.insert(
                 name.clone(),
-                Pool { name, hosts, price_per_hour: price, spot: rp.spot.unwrap_or(false), accelerators },
+                Pool {
+                    name,
+                    hosts,
+                    price_per_hour: price,
+                    spot: rp.spot.unwrap_or(false),
+                    accelerators,
+                    cpus: rp.cpus,
+                    memory: rp.memory,
+                },
             );
         }
         Ok(Pools { pools, path: path.to_path_buf() })
@@ -193,39 +216,37 @@ impl Pools {
         })
     }
 
-    /// Every host of every pool as a catalog offer: cloud `ssh`, region = pool name,
-    /// instance_type = host address. The price is the pool's (on-demand, or spot when the pool
-    /// says `spot: true`).
+    /// Every pool as a catalog offer: cloud `ssh`, region = instance type = the pool's name,
+    /// priced per host-hour (on-demand, or spot when the pool says `spot: true`).
     pub fn as_offers(&self) -> Vec<skycat_catalog::Offer> {
         let now = chrono::Utc::now();
-        let mut out = Vec::new();
-        for pool in self.pools.values() {
-            for h in &pool.hosts {
+        self.pools
+            .values()
+            .map(|pool| {
                 let (accel, count) = match &pool.accelerators {
                     Some((n, c)) => (Some(n.clone()), *c),
                     None => (None, 0.0),
                 };
-                out.push(skycat_catalog::Offer {
+                skycat_catalog::Offer {
                     cloud: "ssh".to_string(),
-                    instance_type: h.ip.clone(),
+                    instance_type: pool.name.clone(),
                     region: pool.name.clone(),
                     zone: None,
                     accelerator_name: accel,
                     accelerator_count: count,
                     accelerator_memory_gib: None,
                     accelerator_vendor: None,
-                    vcpus: None,
-                    memory_gib: None,
+                    vcpus: pool.cpus,
+                    memory_gib: pool.memory,
                     arch: None,
                     price: if pool.spot { None } else { Some(pool.price_per_hour) },
                     spot_price: if pool.spot { Some(pool.price_per_hour) } else { None },
                     fetched_at: now,
                     source: format!("ssh_node_pools.yaml:{}", self.path.display()),
                     price_breakdown: None,
-                });
-            }
-        }
-        out
+                }
+            })
+            .collect()
     }
 }
 
@@ -280,8 +301,8 @@ spotty:
         assert_eq!(b.hosts[1].display(), "alice@10.0.0.2:2222");
         assert_eq!(b.hosts[1].identity_file, PathBuf::from("/keys/a"));
         let offers = p.as_offers();
-        assert_eq!(offers.len(), 3);
-        let o = offers.iter().find(|o| o.instance_type == "10.0.0.2").unwrap();
+        assert_eq!(offers.len(), 2);
+        let o = offers.iter().find(|o| o.instance_type == "box").unwrap();
         assert_eq!((o.cloud.as_str(), o.region.as_str()), ("ssh", "box"));
         assert_eq!(o.price, Some(1.25));
         assert_eq!(o.accelerator_name.as_deref(), Some("H100"));

@@ -32,96 +32,11 @@ pub mod status {
     pub const TERMINATED: &str = "TERMINATED";
 }
 
-const SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS clusters (
-        id TEXT PRIMARY KEY,
-        name TEXT NOT NULL,
-        status TEXT NOT NULL,
-        infra TEXT NOT NULL,
-        pool TEXT NOT NULL,
-        num_nodes INTEGER NOT NULL,
-        price_per_hour REAL NOT NULL,
-        spot INTEGER NOT NULL,
-        token_hash TEXT NOT NULL,
-        idle_minutes REAL,
-        down_on_idle INTEGER NOT NULL DEFAULT 0,
-        server_url TEXT,
-        agent_version TEXT,
-        task_json TEXT,
-        autostopped_at TEXT,
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL,
-        terminated_at TEXT
-    )",
-    "CREATE UNIQUE INDEX IF NOT EXISTS clusters_live_name ON clusters(name) WHERE status != 'TERMINATED'",
-    "CREATE TABLE IF NOT EXISTS nodes (
-        cluster_id TEXT NOT NULL,
-        rank INTEGER NOT NULL,
-        node_id TEXT NOT NULL,
-        pool TEXT NOT NULL,
-        ip TEXT NOT NULL,
-        port INTEGER NOT NULL,
-        user TEXT NOT NULL,
-        identity_file TEXT NOT NULL,
-        state_dir TEXT NOT NULL,
-        agent_bin TEXT NOT NULL,
-        last_heartbeat_at TEXT,
-        last_seq INTEGER NOT NULL DEFAULT 0,
-        accrued_usd REAL NOT NULL DEFAULT 0,
-        metered_seconds REAL NOT NULL DEFAULT 0,
-        idle_seconds REAL,
-        PRIMARY KEY (cluster_id, rank)
-    )",
-    "CREATE TABLE IF NOT EXISTS host_reservations (
-        pool TEXT NOT NULL,
-        host TEXT NOT NULL,
-        cluster_id TEXT NOT NULL,
-        reserved_at TEXT NOT NULL,
-        PRIMARY KEY (pool, host)
-    )",
-    "CREATE TABLE IF NOT EXISTS jobs (
-        cluster_id TEXT NOT NULL,
-        job_id INTEGER NOT NULL,
-        node_rank INTEGER NOT NULL,
-        name TEXT,
-        state TEXT NOT NULL,
-        submitted_at TEXT,
-        started_at TEXT,
-        ended_at TEXT,
-        exit_code INTEGER,
-        reason TEXT,
-        updated_at TEXT NOT NULL,
-        PRIMARY KEY (cluster_id, job_id, node_rank)
-    )",
-    "CREATE TABLE IF NOT EXISTS heartbeats (
-        cluster_id TEXT NOT NULL,
-        node_id TEXT NOT NULL,
-        seq INTEGER NOT NULL,
-        reason TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        received_at TEXT NOT NULL,
-        accrued_usd REAL NOT NULL,
-        idle_seconds REAL NOT NULL,
-        body TEXT NOT NULL,
-        PRIMARY KEY (cluster_id, node_id, seq)
-    )",
-    "CREATE TABLE IF NOT EXISTS cost_ledger (
-        cluster_id TEXT NOT NULL,
-        cluster_name TEXT NOT NULL,
-        node_id TEXT NOT NULL,
-        launch_id TEXT NOT NULL,
-        from_ts TEXT NOT NULL,
-        to_ts TEXT NOT NULL,
-        seconds REAL NOT NULL,
-        price_per_hour REAL NOT NULL,
-        usd REAL NOT NULL,
-        kind TEXT NOT NULL,
-        source TEXT NOT NULL,
-        PRIMARY KEY (cluster_id, node_id, launch_id, from_ts, kind)
-    )",
-];
+/// Versioned migrations (`controller/migrations/NNNN_*.sql`), embedded at build time and applied
+/// in order on open; sqlx records them in `_sqlx_migrations`.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ClusterRow {
     pub id: String,
     pub name: String,
@@ -140,9 +55,27 @@ pub struct ClusterRow {
     pub created_at: String,
     pub updated_at: String,
     pub terminated_at: Option<String>,
+    /// The planned instance type (cloud backends).
+    #[sqlx(default)]
+    pub instance_type: Option<String>,
+    /// Opened TCP ports, `8080,8000-8010` (the task's `resources.ports`).
+    #[sqlx(default)]
+    pub ports: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+impl ClusterRow {
+    /// The cloud of the cluster's infra (`ssh`, `aws`, …).
+    pub fn cloud(&self) -> &str {
+        self.infra.split('/').next().unwrap_or_default()
+    }
+    /// The opened port ranges.
+    pub fn port_ranges(&self) -> Vec<(u16, u16)> {
+        let list: Vec<String> = self.ports.as_deref().unwrap_or("").split(',').filter(|p| !p.trim().is_empty()).map(str::to_string).collect();
+        crate::backend::parse_ports(&list).unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct NodeRow {
     pub cluster_id: String,
     pub rank: u32,
@@ -155,10 +88,16 @@ pub struct NodeRow {
     pub state_dir: String,
     pub agent_bin: String,
     pub last_heartbeat_at: Option<String>,
+    #[sqlx(try_from = "i64")]
     pub last_seq: u64,
     pub accrued_usd: f64,
     pub metered_seconds: f64,
     pub idle_seconds: Option<f64>,
+    /// The provider's instance id (cloud backends).
+    #[sqlx(default)]
+    pub instance_id: Option<String>,
+    #[sqlx(default)]
+    pub zone: Option<String>,
 }
 
 impl NodeRow {
@@ -264,10 +203,7 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await.map_err(db)?;
-        for stmt in SCHEMA {
-            // The schema is a compile-time constant of this file.
-            sqlx::query(sqlx::AssertSqlSafe(*stmt)).execute(&pool).await.map_err(db)?;
-        }
+        MIGRATOR.run(&pool).await.map_err(|e| db(e.into()))?;
         // The database holds host addresses and token hashes: owner only.
         #[cfg(unix)]
         {
@@ -297,8 +233,8 @@ impl Store {
     pub async fn insert_cluster(&self, c: &ClusterRow, token_hash: &str) -> Result<(), StoreError> {
         let r = sqlx::query(
             "INSERT INTO clusters (id, name, status, infra, pool, num_nodes, price_per_hour, spot, token_hash,
-                idle_minutes, down_on_idle, server_url, agent_version, task_json, created_at, updated_at)
-             VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                idle_minutes, down_on_idle, server_url, agent_version, task_json, created_at, updated_at, instance_type, ports)
+             VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         )
         .bind(&c.id)
         .bind(&c.name)
@@ -316,6 +252,8 @@ impl Store {
         .bind(&c.task_json)
         .bind(&c.created_at)
         .bind(&c.updated_at)
+        .bind(&c.instance_type)
+        .bind(&c.ports)
         .execute(&self.pool)
         .await;
         match r {
@@ -327,26 +265,8 @@ impl Store {
         }
     }
 
-    fn cluster_from_row(r: &SqliteRow) -> ClusterRow {
-        ClusterRow {
-            id: r.get("id"),
-            name: r.get("name"),
-            status: r.get("status"),
-            infra: r.get("infra"),
-            pool: r.get("pool"),
-            num_nodes: r.get::<i64, _>("num_nodes") as u32,
-            price_per_hour: r.get("price_per_hour"),
-            spot: r.get::<i64, _>("spot") != 0,
-            idle_minutes: r.get("idle_minutes"),
-            down_on_idle: r.get::<i64, _>("down_on_idle") != 0,
-            server_url: r.get("server_url"),
-            agent_version: r.get("agent_version"),
-            task_json: r.get("task_json"),
-            autostopped_at: r.get("autostopped_at"),
-            created_at: r.get("created_at"),
-            updated_at: r.get("updated_at"),
-            terminated_at: r.get("terminated_at"),
-        }
+    fn cluster_from_row(r: &SqliteRow) -> Result<ClusterRow, sqlx::Error> {
+        <ClusterRow as sqlx::FromRow<SqliteRow>>::from_row(r)
     }
 
     /// The live (not terminated) cluster with this name.
@@ -356,7 +276,7 @@ impl Store {
             .fetch_optional(&self.pool)
             .await
             .map_err(|e| self.err(e))?;
-        Ok(row.as_ref().map(Self::cluster_from_row))
+        row.as_ref().map(Self::cluster_from_row).transpose().map_err(|e| self.err(e))
     }
 
     pub async fn require_cluster(&self, name: &str) -> Result<ClusterRow, StoreError> {
@@ -369,7 +289,7 @@ impl Store {
             .fetch_optional(&self.pool)
             .await
             .map_err(|e| self.err(e))?;
-        Ok(row.as_ref().map(Self::cluster_from_row))
+        row.as_ref().map(Self::cluster_from_row).transpose().map_err(|e| self.err(e))
     }
 
     /// The live cluster whose token hashes to `token_hash`.
@@ -379,7 +299,7 @@ impl Store {
             .fetch_optional(&self.pool)
             .await
             .map_err(|e| self.err(e))?;
-        Ok(row.as_ref().map(Self::cluster_from_row))
+        row.as_ref().map(Self::cluster_from_row).transpose().map_err(|e| self.err(e))
     }
 
     /// Live clusters, oldest first.
@@ -388,7 +308,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| self.err(e))?;
-        Ok(rows.iter().map(Self::cluster_from_row).collect())
+        rows.iter().map(Self::cluster_from_row).collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
     pub async fn set_cluster_status(&self, id: &str, status: &str) -> Result<(), StoreError> {
@@ -405,6 +325,56 @@ impl Store {
         .execute(&self.pool)
         .await
         .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Records where a cluster is being placed (each try of the failover walk).
+    pub async fn set_cluster_placement(
+        &self,
+        id: &str,
+        infra: &str,
+        pool: &str,
+        price_per_hour: f64,
+        spot: bool,
+        instance_type: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE clusters SET infra = ?, pool = ?, price_per_hour = ?, spot = ?, instance_type = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(infra)
+        .bind(pool)
+        .bind(price_per_hour)
+        .bind(spot as i64)
+        .bind(instance_type)
+        .bind(now())
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Records the cluster's opened ports (`8080,8000-8010`).
+    pub async fn set_cluster_ports(&self, id: &str, ports: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE clusters SET ports = ?, updated_at = ? WHERE id = ?")
+            .bind(ports)
+            .bind(now())
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// A node's new address (cloud nodes may change address across stop/start).
+    pub async fn set_node_address(&self, cluster_id: &str, rank: u32, ip: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE nodes SET ip = ? WHERE cluster_id = ? AND rank = ?")
+            .bind(ip)
+            .bind(cluster_id)
+            .bind(rank as i64)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
         Ok(())
     }
 
@@ -496,8 +466,9 @@ impl Store {
 
     pub async fn insert_node(&self, n: &NodeRow) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT OR REPLACE INTO nodes (cluster_id, rank, node_id, pool, ip, port, user, identity_file, state_dir, agent_bin)
-             VALUES (?,?,?,?,?,?,?,?,?,?)",
+            "INSERT OR REPLACE INTO nodes (cluster_id, rank, node_id, pool, ip, port, user, identity_file, state_dir, agent_bin,
+                instance_id, zone)
+             VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
         )
         .bind(&n.cluster_id)
         .bind(n.rank as i64)
@@ -509,6 +480,8 @@ impl Store {
         .bind(&n.identity_file)
         .bind(&n.state_dir)
         .bind(&n.agent_bin)
+        .bind(&n.instance_id)
+        .bind(&n.zone)
         .execute(&self.pool)
         .await
         .map_err(|e| self.err(e))?;
@@ -521,26 +494,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| self.err(e))?;
-        Ok(rows
-            .iter()
-            .map(|r| NodeRow {
-                cluster_id: r.get("cluster_id"),
-                rank: r.get::<i64, _>("rank") as u32,
-                node_id: r.get("node_id"),
-                pool: r.get("pool"),
-                ip: r.get("ip"),
-                port: r.get::<i64, _>("port") as u16,
-                user: r.get("user"),
-                identity_file: r.get("identity_file"),
-                state_dir: r.get("state_dir"),
-                agent_bin: r.get("agent_bin"),
-                last_heartbeat_at: r.get("last_heartbeat_at"),
-                last_seq: r.get::<i64, _>("last_seq") as u64,
-                accrued_usd: r.get("accrued_usd"),
-                metered_seconds: r.get("metered_seconds"),
-                idle_seconds: r.get("idle_seconds"),
-            })
-            .collect())
+        rows.iter().map(<NodeRow as sqlx::FromRow<SqliteRow>>::from_row).collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
     // ---- jobs ---------------------------------------------------------------------------
@@ -779,7 +733,37 @@ mod tests {
             created_at: now(),
             updated_at: now(),
             terminated_at: None,
+            instance_type: None,
+            ports: Some("8888,10020-10040".into()),
         }
+    }
+
+    #[tokio::test]
+    async fn a_database_from_before_migrations_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            // What skycat 0.1 created: the tables, no `_sqlx_migrations`, no backend columns.
+            let opts = SqliteConnectOptions::from_str("sqlite://").unwrap().filename(&path).create_if_missing(true);
+            let pool = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(include_str!("../migrations/0001_initial.sql"))).execute(&pool).await.unwrap();
+            sqlx::query(
+                "INSERT INTO clusters (id, name, status, infra, pool, num_nodes, price_per_hour, spot, token_hash, created_at, updated_at)
+                 VALUES ('old1', 'old', 'UP', 'ssh/p', 'p', 1, 1.5, 0, 'h', 'now', 'now')",
+            )
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+        }
+        let s = Store::open(&path).await.unwrap();
+        let c = s.cluster("old").await.unwrap().expect("the old cluster survives");
+        assert_eq!((c.price_per_hour, c.instance_type.as_deref(), c.cloud()), (1.5, None, "ssh"));
+        s.set_cluster_ports("old1", "8080").await.unwrap();
+        assert_eq!(s.cluster("old").await.unwrap().unwrap().port_ranges(), vec![(8080, 8080)]);
+        // Opening again applies nothing twice.
+        drop(s);
+        Store::open(&path).await.unwrap();
     }
 
     #[tokio::test]

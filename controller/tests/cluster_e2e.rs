@@ -14,6 +14,13 @@ use std::time::{Duration, Instant};
 
 use skycat_controller::home::Home;
 use skycat_controller::lifecycle::{wait_job_state, Controller, LaunchRequest, TaskRun};
+
+/// Points the request at the pool through the planner, as `skycat launch --infra ssh/POOL` does.
+fn on_pool(ctl: &Controller, req: &mut LaunchRequest, pool: &str) {
+    let spec = skycat_optimizer::parse_task_yaml(&format!("resources:\n  infra: ssh/{pool}\n")).expect("task");
+    let lp = ctl.plan_launch(&spec, &[], &skycat_optimizer::PlanOptions::default()).expect("plan on the pool");
+    req.placements = lp.plan.failover;
+}
 use skycat_controller::store::{status, Store};
 use skycat_protocol::{AgentStatus, JobState};
 
@@ -149,7 +156,7 @@ async fn two_node_launch_setup_env_logs_heartbeats_cost_autostop_down() {
         gpus_per_node: 0.0,
     };
     let mut req = LaunchRequest::new("e2e", task.clone());
-    req.pool = Some("testpool".into());
+    on_pool(&env.ctl, &mut req, "testpool");
     req.server_url = Some(format!("http://{{controller_ip}}:{port}"));
     req.heartbeat_interval_secs = Some(0.5);
     req.idle_seconds = Some(6.0);
@@ -288,7 +295,7 @@ async fn unreachable_host_is_skipped_and_changed_host_key_refused() {
     let entries = [format!("{{ip: {}, port: 2222}}", hosts.ip(1)), hosts.ip(1)];
     let env = controller(&pool_yaml(&hosts, &entries, 0.0)).await;
     let mut req = LaunchRequest::new("f1", TaskRun { num_nodes: 1, run: Some("echo hi".into()), ..Default::default() });
-    req.pool = Some("testpool".into());
+    on_pool(&env.ctl, &mut req, "testpool");
     let out = env.ctl.launch(&req).await.expect("launch skips the dead host");
     assert_eq!(out.hosts, vec![format!("root@{}:22", hosts.ip(1))]);
     assert_eq!(out.skipped.len(), 1, "{:?}", out.skipped);
@@ -302,7 +309,7 @@ async fn unreachable_host_is_skipped_and_changed_host_key_refused() {
     // The host is reinstalled (new host key): the pinned key no longer matches.
     hosts.script(&["up", "1"]);
     let mut req = LaunchRequest::new("f2", TaskRun { num_nodes: 1, run: Some("echo hi".into()), ..Default::default() });
-    req.pool = Some("testpool".into());
+    on_pool(&env.ctl, &mut req, "testpool");
     let err = env.ctl.launch(&req).await.expect_err("changed host key must be refused");
     let msg = format!("{err:#}");
     assert!(msg.contains(&format!("host key of {} changed", hosts.ip(1))), "{msg}");
@@ -317,7 +324,7 @@ async fn agent_killed_mid_job_comes_back_and_reports_truthfully() {
     let env = controller(&pool_yaml(&hosts, &[hosts.ip(1)], 0.0)).await;
     let task = TaskRun { num_nodes: 1, run: Some("echo started; sleep 4; echo finished".into()), ..Default::default() };
     let mut req = LaunchRequest::new("k1", task);
-    req.pool = Some("testpool".into());
+    on_pool(&env.ctl, &mut req, "testpool");
     env.ctl.launch(&req).await.expect("launch");
     wait_job_state(&env.ctl, "k1", 1, |s| s == JobState::Running, Duration::from_secs(20)).await.expect("running");
     let pid_file = hosts.home(1).join(".skycat-agent/clusters/k1/agent.pid");
@@ -344,7 +351,7 @@ async fn heartbeats_survive_server_outage_without_loss() {
     let env = controller(&pool_yaml(&hosts, &[hosts.ip(1)], 3.6)).await;
     let (rx, port) = receiver(env.ctl.store.clone(), 0).await;
     let mut req = LaunchRequest::new("hb", TaskRun { num_nodes: 1, run: Some("sleep 1".into()), ..Default::default() });
-    req.pool = Some("testpool".into());
+    on_pool(&env.ctl, &mut req, "testpool");
     req.server_url = Some(format!("http://{{controller_ip}}:{port}"));
     req.heartbeat_interval_secs = Some(0.3);
     env.ctl.launch(&req).await.expect("launch");
@@ -381,7 +388,7 @@ async fn autostop_with_down_tears_the_cluster_down() {
     let env = controller(&pool_yaml(&hosts, &[hosts.ip(1)], 0.0)).await;
     let (rx, port) = receiver(env.ctl.store.clone(), 0).await;
     let mut req = LaunchRequest::new("ad", TaskRun { num_nodes: 1, run: Some("echo quick".into()), ..Default::default() });
-    req.pool = Some("testpool".into());
+    on_pool(&env.ctl, &mut req, "testpool");
     req.server_url = Some(format!("http://{{controller_ip}}:{port}"));
     req.heartbeat_interval_secs = Some(0.5);
     req.idle_seconds = Some(2.0);

@@ -51,7 +51,7 @@ async fn service(pools_yaml: &str, tune: impl FnOnce(&mut ManagedOptions)) -> Se
         ssh_connect_timeout: Duration::from_secs(3),
     };
     tune(&mut opts);
-    let managed = Managed::new(ctl, opts).await.expect("managed");
+    let managed = Managed::new(ctl, opts, std::sync::Arc::new(Vec::new)).await.expect("managed");
     let app = skycat_controller::router(store).merge(api_router(managed.clone()));
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
@@ -134,7 +134,7 @@ async fn spot_preemption_recovers_in_the_next_region_with_cost_of_both_attempts(
         id,
     )
     .await;
-    assert_eq!(v.attempts[0].pool, "cheap");
+    assert_eq!(v.attempts[0].pool, "ssh/cheap");
     assert_eq!(v.attempts[0].hosts, vec![hosts.ip(1)]);
     assert!(v.attempts[0].spot);
 
@@ -149,7 +149,7 @@ async fn spot_preemption_recovers_in_the_next_region_with_cost_of_both_attempts(
     assert_eq!(v.attempts[0].outcome, "PREEMPTED");
     assert!(v.attempts[0].reason.as_deref().unwrap_or("").contains("does not answer SSH"), "{:?}", v.attempts[0].reason);
     // EAGER_NEXT_REGION: the preempted region is avoided although host 2 there is free and cheaper.
-    assert_eq!(v.attempts[1].pool, "dear");
+    assert_eq!(v.attempts[1].pool, "ssh/dear");
     assert_eq!(v.attempts[1].hosts, vec![hosts.ip(3)]);
     let blocks: BTreeSet<_> = m.blocks(id).await.expect("blocks").into_iter().collect();
     assert!(blocks.contains(&("cheap".to_string(), format!("root@{}:22", hosts.ip(1)), "zone".to_string())), "{blocks:?}");
@@ -233,7 +233,7 @@ async fn interruption_notice_sigterms_and_recovers_before_heartbeats_are_lost_fa
     assert_eq!(v.recovery_count, 1);
     // FAILOVER: same region first, but the preempted zone (host 1, free and reachable again) is
     // blocked.
-    assert_eq!((v.attempts[1].pool.as_str(), v.attempts[1].hosts.clone()), ("cheap", vec![hosts.ip(2)]));
+    assert_eq!((v.attempts[1].pool.as_str(), v.attempts[1].hosts.clone()), ("ssh/cheap", vec![hosts.ip(2)]));
     let (_, logs) = m.logs(id).await.expect("logs");
     assert!(logs[0].1.contains("got-sigterm"), "first attempt's job got no SIGTERM: {:?}", logs[0].1);
     assert!(logs[1].1.contains("attempt rc=1") && logs[1].1.contains("finished"), "{:?}", logs[1].1);

@@ -2,6 +2,7 @@
 //! retries, and the fetch run (concurrency, progress events, validation guard, atomic publish,
 //! history, diff).
 
+pub mod check;
 pub mod diff;
 pub mod error;
 pub mod history;
@@ -12,6 +13,7 @@ pub mod providers;
 pub mod run;
 pub mod validate;
 
+pub use check::{check_clouds, CloudCheck, Found, Verification};
 pub use error::FetchError;
 pub use http::{HttpClient, RetryPolicy};
 pub use provider::{AwsOnDemandSource, FetchContext, Provider};

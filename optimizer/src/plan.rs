@@ -418,13 +418,17 @@ impl<'a> Probe<'a> {
             return Some(Stage::InstanceType);
         }
         let a = self.alt;
-        if let Some(c) = a.cpus {
+        // SkyPilot's implicit CPU-only default (8+ vCPUs, 4 GiB per vCPU; marked by `mem_ratio`)
+        // is an instance-selection rule for clouds: an offer whose shape is unknown (an SSH pool
+        // that declares no cpus/memory) is admitted, while explicit requirements still cut it.
+        let implicit_default_on_unknown_shape = a.mem_ratio.is_some() && r.vcpus.is_nan() && r.mem.is_nan();
+        if let Some(c) = a.cpus.filter(|_| !implicit_default_on_unknown_shape) {
             let v = r.vcpus;
             if v.is_nan() || !c.admits(v as f64) {
                 return Some(Stage::Cpus);
             }
         }
-        if a.memory.is_some() || a.mem_ratio.is_some() {
+        if (a.memory.is_some() || a.mem_ratio.is_some()) && !implicit_default_on_unknown_shape {
             let m = r.mem;
             if m.is_nan() {
                 return Some(Stage::Memory);

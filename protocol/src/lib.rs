@@ -619,6 +619,20 @@ impl Versioned for Heartbeat {
     }
 }
 
+/// `skycat-agent submit --json`: the id the agent gave the job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubmitReply {
+    pub job_id: u64,
+}
+
+/// `skycat-agent cancel ID --json`: the job's state once its processes are gone (or the wait
+/// for them ended).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CancelReply {
+    pub job_id: u64,
+    pub state: JobState,
+}
+
 /// `skycat-agent version --json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VersionInfo {

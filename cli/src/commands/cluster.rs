@@ -12,11 +12,15 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use clap::{Args, Subcommand};
 use comfy_table::{presets::NOTHING, Table};
 use skycat_controller::home::Home;
-use skycat_controller::lifecycle::{stderr_progress, Controller, LaunchRequest, TaskRun};
+use skycat_controller::lifecycle::{check_cluster_name, stderr_progress, Controller, LaunchRequest, LaunchResources, TaskRun};
+use skycat_controller::placement::{LaunchPlan, PlacementError};
+use skycat_optimizer::PlanOptions;
+
+use crate::commands::task_args::{load_task, ResourceFlags};
 
 #[derive(Subcommand)]
 pub enum ClusterCommand {
@@ -44,14 +48,13 @@ pub enum ClusterCommand {
 
 #[derive(Args)]
 pub struct LaunchArgs {
-    /// Task YAML (SkyPilot format).
-    pub task: PathBuf,
+    /// Task YAML (SkyPilot format); optional when the flags say enough.
+    pub task: Option<PathBuf>,
     /// Cluster name.
     #[arg(short = 'c', long = "cluster")]
     pub cluster: String,
-    /// Where to run: `ssh/POOL` (pools in $SKYCAT_HOME/ssh_node_pools.yaml).
-    #[arg(long)]
-    pub infra: Option<String>,
+    #[command(flatten)]
+    pub resources: ResourceFlags,
     /// Skip the task's setup.
     #[arg(long)]
     pub no_setup: bool,
@@ -61,9 +64,15 @@ pub struct LaunchArgs {
     /// With -i: tear the cluster down instead of stopping it.
     #[arg(long)]
     pub down: bool,
-    /// Print the plan and exit.
+    /// Print the plan (exactly what launch would try, in order) and exit.
     #[arg(long)]
     pub dryrun: bool,
+    /// Exclude a cloud, region or zone: `aws`, `aws/us-east-1`, `aws/us-east-1/us-east-1a`.
+    #[arg(long = "block", value_name = "CLOUD[/REGION[/ZONE]]")]
+    pub blocked: Vec<String>,
+    /// Don't ask for confirmation.
+    #[arg(short = 'y', long = "yes")]
+    pub yes: bool,
     /// Heartbeat receiver as the nodes reach it, e.g. `http://{controller_ip}:8080`
     /// (`{controller_ip}` = the address a node sees the SSH connection come from).
     #[arg(long, env = "SKYCAT_SERVER_URL")]
@@ -71,9 +80,6 @@ pub struct LaunchArgs {
     /// Seconds between heartbeats (default 10).
     #[arg(long)]
     pub heartbeat_secs: Option<f64>,
-    /// Extra env, KEY=VALUE (overrides the YAML's envs).
-    #[arg(long = "env")]
-    pub env: Vec<String>,
 }
 
 #[derive(Args)]
@@ -92,6 +98,12 @@ pub struct StatusArgs {
     /// Print the head node's IP (of the one cluster named).
     #[arg(long)]
     pub ip: bool,
+    /// Print `IP:port` of every opened port (of the one cluster named).
+    #[arg(long)]
+    pub endpoints: bool,
+    /// Print `IP:port` of this port (of the one cluster named).
+    #[arg(long)]
+    pub endpoint: Option<u16>,
     /// Don't pull over SSH; show what the state DB has.
     #[arg(long)]
     pub no_refresh: bool,
@@ -131,7 +143,7 @@ pub struct CostReportArgs {
     pub refresh: bool,
 }
 
-async fn controller() -> Result<Controller> {
+pub async fn controller() -> Result<Controller> {
     Ok(Controller::open(Home::from_env()).await?.with_progress(stderr_progress()))
 }
 
@@ -147,75 +159,14 @@ fn parse_env_args(args: &[String]) -> Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
-/// A task YAML → (what to run, the parsed spec for planning).
-fn load_task(path: &Path, extra_env: &[String]) -> Result<(TaskRun, skycat_optimizer::TaskSpec)> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading task {}", path.display()))?;
-    let spec = skycat_optimizer::parse_task_yaml(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    let mut envs = BTreeMap::new();
-    for (k, v) in spec.envs.clone().unwrap_or_default() {
-        envs.insert(k, v.0.unwrap_or_default());
-    }
-    envs.extend(parse_env_args(extra_env)?);
-    let workdir = match &spec.workdir {
-        None => None,
-        Some(serde_json::Value::String(s)) => Some(PathBuf::from(s)),
-        Some(_) => bail!("{}: workdir: only a local folder path is supported", path.display()),
-    };
-    let gpus = spec
-        .resources
-        .as_ref()
-        .and_then(|r| r.accelerators.as_ref())
-        .and_then(|a| a.choices.first())
-        .map(|c| c.count)
-        .unwrap_or(0.0);
-    let run = TaskRun {
-        name: spec.name.clone(),
-        num_nodes: spec.num_nodes.unwrap_or(1),
-        setup: spec.setup.clone(),
-        run: spec.run.clone(),
-        envs,
-        workdir,
-        gpus_per_node: gpus,
-    };
-    Ok((run, spec))
-}
-
-fn pool_from_infra(infra: Option<&str>, spec: &skycat_optimizer::TaskSpec) -> Result<Option<String>> {
-    let from_yaml = spec.resources.as_ref().and_then(|r| {
-        r.infra.clone().or_else(|| match (r.cloud.as_deref(), r.region.as_deref()) {
-            (Some("ssh"), Some(region)) => Some(format!("ssh/{region}")),
-            (Some("ssh"), None) => Some("ssh".to_string()),
-            _ => None,
-        })
-    });
-    let Some(infra) = infra.map(str::to_string).or(from_yaml) else { return Ok(None) };
-    let infra = infra.trim().to_string();
-    if infra == "ssh" {
-        return Ok(None);
-    }
-    match infra.strip_prefix("ssh/") {
-        Some(pool) if !pool.is_empty() => Ok(Some(pool.to_string())),
-        _ => bail!("--infra {infra:?}: only SSH node pools can be launched on (ssh/POOL)"),
-    }
-}
-
-/// `skycat launch --dryrun`: the optimizer's plan over the catalog plus the SSH node pools, as
-/// `skycat optimize` prints it.
-fn print_plan(spec: &skycat_optimizer::TaskSpec) -> Result<()> {
-    use crate::commands::optimize;
-    let index = optimize::load_index()?;
-    let plan = optimize::plan(spec, &index, &skycat_optimizer::PlanOptions::default())?;
-    println!("{}", optimize::render_plan_table(&plan));
-    Ok(())
-}
-
 pub async fn run(cmd: ClusterCommand) -> Result<()> {
     match cmd {
         ClusterCommand::Launch(a) => launch(a).await,
         ClusterCommand::Exec(a) => {
             let ctl = controller().await?;
             let task = if a.task_or_command.ends_with(".yaml") || a.task_or_command.ends_with(".yml") {
-                let (mut t, _) = load_task(Path::new(&a.task_or_command), &a.env)?;
+                let flags = ResourceFlags { env: a.env.clone(), ..Default::default() };
+                let (mut t, _) = load_task(Some(Path::new(&a.task_or_command)), &flags)?;
                 t.num_nodes = 0;
                 t
             } else {
@@ -311,11 +262,61 @@ pub async fn run(cmd: ClusterCommand) -> Result<()> {
     }
 }
 
-async fn launch(a: LaunchArgs) -> Result<()> {
-    let (task, spec) = load_task(&a.task, &a.env)?;
-    if a.dryrun {
-        return print_plan(&spec);
+/// The plan a launch executes (what `--dryrun` prints), over the catalog and the enabled
+/// backends.
+pub fn plan_for(ctl: &Controller, spec: &skycat_optimizer::TaskSpec, blocked: &[String]) -> Result<LaunchPlan> {
+    let (_, catalog) = crate::commands::load_catalog()?;
+    let offers = catalog.into_offers();
+    let opts = PlanOptions {
+        blocked: blocked.iter().map(|b| crate::commands::optimize::parse_block(b)).collect::<Result<_>>()?,
+        ..PlanOptions::default()
+    };
+    ctl.plan_launch(spec, &offers, &opts).map_err(|e| match e {
+        PlacementError::Plan(p) => crate::commands::optimize::explain(p),
+        other => anyhow!("{other}"),
+    })
+}
+
+/// The plan as `sky launch` prints it, plus the clouds that would be cheaper if enabled.
+pub fn print_plan(lp: &LaunchPlan, failover_rows: usize) {
+    eprint!("{}", crate::commands::optimize::render_plan_table_with(&lp.plan, failover_rows));
+    for p in &lp.cheaper_elsewhere {
+        eprintln!(
+            "note: {} would be cheaper ({} {} at ${:.4}/h) but is not enabled: {}",
+            p.cloud,
+            p.instance_type,
+            p.location(),
+            p.hourly_total,
+            skycat_controller::enabled::how_to_enable(&p.cloud)
+        );
     }
+}
+
+pub fn confirm(question: &str) -> Result<bool> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        return Ok(true);
+    }
+    eprint!("{question} [Y/n] ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(matches!(line.trim().to_ascii_lowercase().as_str(), "" | "y" | "yes"))
+}
+
+/// Builds the launch request for a task: its plan's failover order and its resources.
+pub fn launch_request(cluster: &str, task: TaskRun, spec: &skycat_optimizer::TaskSpec, lp: Option<&LaunchPlan>) -> Result<LaunchRequest> {
+    let mut req = LaunchRequest::new(cluster, task);
+    if let Some(lp) = lp {
+        req.placements = lp.plan.failover.clone();
+    }
+    req.resources = LaunchResources::from_spec(spec).map_err(|e| anyhow!("{e}"))?;
+    Ok(req)
+}
+
+async fn launch(a: LaunchArgs) -> Result<()> {
+    check_cluster_name(&a.cluster)?;
+    let (task, spec) = load_task(a.task.as_deref(), &a.resources)?;
     if a.down && a.idle_minutes.is_none() {
         bail!("--down needs -i IDLE_MINUTES (autostop with teardown)");
     }
@@ -324,10 +325,22 @@ async fn launch(a: LaunchArgs) -> Result<()> {
             bail!("-i {m}: idle minutes must be a number >= 0");
         }
     }
-    let pool = pool_from_infra(a.infra.as_deref(), &spec)?;
     let ctl = controller().await?;
-    let mut req = LaunchRequest::new(&a.cluster, task);
-    req.pool = pool;
+    let existing = ctl.store.cluster(&a.cluster).await?;
+    let lp = if existing.is_none() || a.dryrun { Some(plan_for(&ctl, &spec, &a.blocked)?) } else { None };
+    if a.dryrun {
+        if let Some(lp) = &lp {
+            print_plan(lp, 0);
+        }
+        return Ok(());
+    }
+    if let Some(lp) = &lp {
+        print_plan(lp, 10);
+        if !a.yes && !confirm(&format!("Launching a new cluster '{}'. Proceed?", a.cluster))? {
+            bail!("aborted");
+        }
+    }
+    let mut req = launch_request(&a.cluster, task, &spec, lp.as_ref())?;
     req.no_setup = a.no_setup;
     req.idle_minutes = a.idle_minutes;
     req.down_on_idle = a.down;
@@ -346,8 +359,42 @@ async fn launch(a: LaunchArgs) -> Result<()> {
 
 async fn status(a: StatusArgs) -> Result<()> {
     let ctl = controller().await?;
-    let views = ctl.status(!a.no_refresh && !a.ip).await?;
+    let quick = a.ip || a.endpoints || a.endpoint.is_some();
+    let views = ctl.status(!a.no_refresh && !quick).await?;
     let views: Vec<_> = views.into_iter().filter(|v| a.clusters.is_empty() || a.clusters.contains(&v.cluster.name)).collect();
+    if a.endpoints || a.endpoint.is_some() {
+        if a.clusters.len() != 1 {
+            bail!("--endpoints/--endpoint need exactly one cluster name");
+        }
+        let v = views.first().ok_or_else(|| anyhow!("cluster {:?} not found", a.clusters[0]))?;
+        let head = v.nodes.first().ok_or_else(|| anyhow!("cluster {} has no nodes", v.cluster.name))?;
+        let ranges = v.cluster.port_ranges();
+        match a.endpoint {
+            Some(p) => {
+                if !ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&p)) {
+                    bail!(
+                        "port {p} is not opened on cluster {} (opened: {}); launch with --ports {p}",
+                        v.cluster.name,
+                        v.cluster.ports.as_deref().filter(|s| !s.is_empty()).unwrap_or("none")
+                    );
+                }
+                println!("{}:{p}", head.ip);
+            }
+            None => {
+                if ranges.is_empty() {
+                    bail!("cluster {} opened no ports (resources.ports / --ports)", v.cluster.name);
+                }
+                for (lo, hi) in ranges {
+                    if lo == hi {
+                        println!("{lo}: {}:{lo}", head.ip);
+                    } else {
+                        println!("{lo}-{hi}: {}:{lo}-{hi}", head.ip);
+                    }
+                }
+            }
+        }
+        return Ok(());
+    }
     if a.ip {
         if a.clusters.len() != 1 {
             bail!("--ip needs exactly one cluster name");

@@ -12,6 +12,8 @@ use clap::{Args, Subcommand};
 use comfy_table::{presets::NOTHING, Table};
 use skycat_controller::managed::{JobView, Strategy};
 
+use crate::commands::task_args::{load_task, ResourceFlags};
+
 #[derive(Args)]
 pub struct JobsArgs {
     #[command(subcommand)]
@@ -38,9 +40,8 @@ pub struct LaunchArgs {
     /// Task YAML (SkyPilot format). `resources.job_recovery` ({strategy, max_restarts_on_errors}
     /// or a strategy name) and `resources.use_spot` are honoured.
     pub task: PathBuf,
-    /// Run on spot capacity (SSH pools with `spot: true`).
-    #[arg(long)]
-    pub use_spot: bool,
+    #[command(flatten)]
+    pub resources: ResourceFlags,
     /// Job name.
     #[arg(short = 'n', long)]
     pub name: Option<String>,
@@ -50,9 +51,6 @@ pub struct LaunchArgs {
     /// Relaunch after this many user failures (non-zero exits).
     #[arg(long)]
     pub max_restarts_on_errors: Option<u32>,
-    /// Extra env vars, KEY=VALUE (repeatable).
-    #[arg(long = "env")]
-    pub env: Vec<String>,
 }
 
 #[derive(Args)]
@@ -123,29 +121,16 @@ fn recovery_from_yaml(v: &serde_json::Value) -> Result<(Option<String>, Option<u
 
 fn load_request(a: &LaunchArgs) -> Result<serde_json::Value> {
     let path: &Path = &a.task;
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading task {}", path.display()))?;
-    let spec = skycat_optimizer::parse_task_yaml(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    let run = spec.run.clone().filter(|r| !r.trim().is_empty());
-    let Some(run) = run else { bail!("{}: run: a managed job needs a `run` command", path.display()) };
-    let mut envs = BTreeMap::new();
-    for (k, v) in spec.envs.clone().unwrap_or_default() {
-        envs.insert(k, v.0.unwrap_or_default());
-    }
-    for kv in &a.env {
-        let (k, v) = kv.split_once('=').ok_or_else(|| anyhow!("--env {kv:?}: expected KEY=VALUE"))?;
-        envs.insert(k.to_string(), v.to_string());
-    }
-    let workdir = match &spec.workdir {
+    let (task, spec) = load_task(Some(path), &a.resources)?;
+    let Some(run) = task.run.clone().filter(|r| !r.trim().is_empty()) else {
+        bail!("{}: run: a managed job needs a `run` command", path.display())
+    };
+    let workdir = match &task.workdir {
+        // Absolute: the controller (`skycat serve`) syncs it from its own working directory.
+        Some(w) => Some(std::fs::canonicalize(w).with_context(|| format!("{}: workdir {}", path.display(), w.display()))?),
         None => None,
-        Some(serde_json::Value::String(s)) => {
-            // Relative to the current directory, as for `skycat launch`; absolute because the
-            // controller (`skycat serve`) syncs it from its own working directory.
-            Some(std::fs::canonicalize(s).with_context(|| format!("{}: workdir {s}", path.display()))?)
-        }
-        Some(_) => bail!("{}: workdir: only a local folder path is supported", path.display()),
     };
     let res = spec.resources.as_ref();
-    let gpus = res.and_then(|r| r.accelerators.as_ref()).and_then(|a| a.choices.first()).map(|c| c.count).unwrap_or(0.0);
     let recovery = res.and_then(|r| r.job_recovery.clone().or(r.spot_recovery.clone())).unwrap_or_default();
     let (y_strategy, y_max) = recovery_from_yaml(&recovery).with_context(|| path.display().to_string())?;
     let strategy = a.strategy.clone().or(y_strategy);
@@ -154,21 +139,22 @@ fn load_request(a: &LaunchArgs) -> Result<serde_json::Value> {
             bail!("strategy: unknown recovery strategy {s:?}; use EAGER_NEXT_REGION or FAILOVER");
         }
     }
-    let use_spot = a.use_spot || res.and_then(|r| r.use_spot).unwrap_or(false);
+    let use_spot = res.and_then(|r| r.use_spot).unwrap_or(false);
     Ok(serde_json::json!({
         "name": a.name.clone().or(spec.name.clone()),
         "use_spot": use_spot,
         "strategy": strategy,
         "max_restarts_on_errors": a.max_restarts_on_errors.or(y_max).unwrap_or(0),
         "task": {
-            "name": spec.name,
-            "num_nodes": spec.num_nodes.unwrap_or(1),
-            "setup": spec.setup,
+            "name": task.name,
+            "num_nodes": task.num_nodes,
+            "setup": task.setup,
             "run": run,
-            "envs": envs,
+            "envs": task.envs,
             "workdir": workdir,
-            "gpus_per_node": gpus,
+            "gpus_per_node": task.gpus_per_node,
         },
+        "spec": spec,
     }))
 }
 

@@ -4,11 +4,13 @@ pub mod catalog;
 pub mod check;
 pub mod cluster;
 pub mod fetch;
+pub mod gpunode;
 pub mod jobs;
 pub mod optimize;
 pub mod price_history;
 pub mod serve;
 pub mod show_gpus;
+pub mod task_args;
 
 use anyhow::Context;
 use skycat_catalog::{Catalog, SkycatHome};

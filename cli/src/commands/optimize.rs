@@ -40,7 +40,7 @@ fn parse_minimize(s: &str) -> std::result::Result<Minimize, String> {
     s.parse()
 }
 
-fn parse_block(raw: &str) -> Result<BlockedResource> {
+pub fn parse_block(raw: &str) -> Result<BlockedResource> {
     let parts: Vec<&str> = raw.split('/').map(str::trim).collect();
     if parts.is_empty() || parts.len() > 3 || parts.iter().any(|p| p.is_empty()) {
         bail!("--block {raw:?}: expected CLOUD[/REGION[/ZONE]]");

@@ -90,7 +90,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let ctl_home = skycat_controller::home::Home::from_env();
     let store = skycat_controller::Store::open(&ctl_home.state_db()).await?;
     let managed_opts = skycat_controller::managed::ManagedOptions::from_env(args.addr.port())?;
-    let managed = skycat_controller::managed::Managed::new(skycat_controller::Controller::with_store(ctl_home, store.clone()).await?, managed_opts).await?;
+    // Managed jobs plan over the catalog as loaded at start (embedded default + user catalogs).
+    let offers = std::sync::Arc::new(crate::commands::load_catalog()?.1.into_offers());
+    let catalog: skycat_controller::managed::CatalogSource = std::sync::Arc::new(move || offers.as_ref().clone());
+    let managed = skycat_controller::managed::Managed::new(
+        skycat_controller::Controller::with_store(ctl_home, store.clone()).await?,
+        managed_opts,
+        catalog,
+    )
+    .await?;
     let extra = skycat_server::axum::Router::new()
         .merge(skycat_controller::router(store))
         .merge(skycat_controller::managed::api_router(managed));

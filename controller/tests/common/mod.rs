@@ -3,6 +3,10 @@
 //! and the workspace's `skycat-agent` binary.
 #![allow(dead_code)] // each suite uses a subset
 
+pub mod aws_hosts;
+pub mod ec2_faults;
+pub mod moto;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -52,6 +56,37 @@ impl TestHosts {
         let hosts = TestHosts { prefix, net, dir, _lock: lock };
         hosts.script(&["up", &n.to_string()]);
         hosts
+    }
+
+    /// No hosts yet: they come with `up-at` (cloud instances appearing).
+    pub fn empty(net: u32, tag: &str) -> TestHosts {
+        preflight();
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open("/tmp/skycat-controller-e2e.lock")
+            .expect("open lock file");
+        lock.lock().expect("lock");
+        let prefix = format!("skycat-test-{tag}{}-{}-", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst));
+        let dir = tempfile::Builder::new().prefix("skycat-testhosts").tempdir().expect("tempdir");
+        TestHosts { prefix, net, dir, _lock: lock }
+    }
+
+    pub fn net(&self) -> u32 {
+        self.net
+    }
+
+    /// Adds an OpenSSH public key to the hosts' authorized_keys (shared by every host).
+    pub fn authorize(&self, public_key: &str) {
+        use std::io::Write;
+        let path = self.dir.path().join("authorized_keys");
+        let have = std::fs::read_to_string(&path).unwrap_or_default();
+        if have.lines().any(|l| l.trim() == public_key.trim()) {
+            return;
+        }
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).expect("authorized_keys");
+        writeln!(f, "{}", public_key.trim()).expect("append key");
     }
 
     pub fn script(&self, args: &[&str]) {

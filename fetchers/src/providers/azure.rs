@@ -41,8 +41,8 @@ use crate::provider::{FetchContext, Provider};
 
 const CLOUD: &str = "azure";
 const DEFAULT_ENDPOINT: &str = "https://prices.azure.com/";
-const DEFAULT_MANAGEMENT: &str = "https://management.azure.com/";
-const DEFAULT_LOGIN: &str = "https://login.microsoftonline.com/";
+pub(crate) const DEFAULT_MANAGEMENT: &str = "https://management.azure.com/";
+pub(crate) const DEFAULT_LOGIN: &str = "https://login.microsoftonline.com/";
 const API_VERSION: &str = "2023-01-01-preview";
 /// Items per page the API returns (documented: up to 1000). Used only to synthesise `$skip`
 /// when the service omits the link.

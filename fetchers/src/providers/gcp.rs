@@ -41,9 +41,9 @@ use crate::error::FetchError;
 use crate::provider::{FetchContext, Provider};
 
 const CLOUD: &str = "gcp";
-const DEFAULT_ENDPOINT: &str = "https://cloudbilling.googleapis.com/";
-const DEFAULT_COMPUTE: &str = "https://compute.googleapis.com/";
-const COMPUTE_SERVICE: &str = "6F81-5844-456A";
+pub(crate) const DEFAULT_ENDPOINT: &str = "https://cloudbilling.googleapis.com/";
+pub(crate) const DEFAULT_COMPUTE: &str = "https://compute.googleapis.com/";
+pub(crate) const COMPUTE_SERVICE: &str = "6F81-5844-456A";
 const MAX_PAGES: usize = 1000;
 
 const DEFAULT_REGIONS: &[&str] = &[

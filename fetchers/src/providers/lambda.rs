@@ -49,7 +49,7 @@ use crate::error::FetchError;
 use crate::provider::{FetchContext, Provider};
 
 const CLOUD: &str = "lambda";
-const DEFAULT_ENDPOINT: &str = "https://cloud.lambda.ai/";
+pub(crate) const DEFAULT_ENDPOINT: &str = "https://cloud.lambda.ai/";
 const DEFAULT_PRICING_PAGE: &str = "https://lambda.ai/instances";
 
 /// Lambda's regions as published in SkyPilot's catalog (`reference-prices/lambda.csv`).

@@ -32,7 +32,7 @@ use crate::error::FetchError;
 use crate::provider::{FetchContext, Provider};
 
 const CLOUD: &str = "runpod";
-const DEFAULT_ENDPOINT: &str = "https://api.runpod.io/";
+pub(crate) const DEFAULT_ENDPOINT: &str = "https://api.runpod.io/";
 const COUNTS: &[f64] = &[1.0, 2.0, 4.0, 8.0];
 const DEFAULT_REGIONS: &[&str] = &["US", "CA", "RO", "SE", "IS", "NL", "CZ"];
 

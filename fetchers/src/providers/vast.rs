@@ -30,7 +30,7 @@ use crate::error::FetchError;
 use crate::provider::{FetchContext, Provider};
 
 const CLOUD: &str = "vast";
-const DEFAULT_ENDPOINT: &str = "https://console.vast.ai/";
+pub(crate) const DEFAULT_ENDPOINT: &str = "https://console.vast.ai/";
 const DEFAULT_REGIONS: &[&str] = &["US", "CA", "SE", "NL", "DE", "GB", "FR", "NO", "JP", "TW"];
 
 #[derive(Debug, Default)]

@@ -1,0 +1,294 @@
+//! The task flags `sky launch` has, shared by `launch`, `jobs launch` and `gpunode`: they win
+//! over the task YAML (`--gpus A100:8`, `--cpus 8+`, `--memory 32+`, `--use-spot`, `--infra`,
+//! `--ports`, `--num-nodes`, `--disk-size`, `--image-id`, `-e KEY=VAL`, `--env-file`,
+//! `--secret KEY[=VAL]`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+use skycat_controller::lifecycle::TaskRun;
+use skycat_optimizer::{ResourcesSpec, TaskSpec};
+
+#[derive(Args, Clone, Debug, Default)]
+pub struct ResourceFlags {
+    /// Accelerators per node, e.g. `A100:8` or `{A100:8, H100:8}` (wins over the YAML).
+    #[arg(long)]
+    pub gpus: Option<String>,
+    /// vCPUs per node: `8` exactly or `8+` at least.
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// Memory per node in GiB: `32` or `32+`.
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// Use spot instances (or spot pools).
+    #[arg(long)]
+    pub use_spot: bool,
+    /// Where: `aws`, `aws/us-east-1`, `aws/us-east-1/us-east-1a`, `ssh/POOL`.
+    #[arg(long)]
+    pub infra: Option<String>,
+    /// Ports to open, a port or a range; repeatable: `--ports 8888 --ports 10020-10040`.
+    #[arg(long = "ports")]
+    pub ports: Vec<String>,
+    /// Number of nodes.
+    #[arg(long)]
+    pub num_nodes: Option<u32>,
+    /// Root disk size in GB.
+    #[arg(long)]
+    pub disk_size: Option<u32>,
+    /// Image to boot (an AMI id on AWS).
+    #[arg(long)]
+    pub image_id: Option<String>,
+    /// Env for the task, KEY=VALUE (or KEY to take it from this environment); repeatable.
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// A file of KEY=VALUE lines (dotenv style).
+    #[arg(long)]
+    pub env_file: Option<PathBuf>,
+    /// A secret env, KEY=VALUE or KEY (from this environment); redacted everywhere.
+    #[arg(long = "secret")]
+    pub secret: Vec<String>,
+}
+
+/// `KEY=VALUE`, or `KEY` taken from this process's environment.
+fn parse_kv(flag: &str, a: &str) -> Result<(String, String)> {
+    let (k, v) = match a.split_once('=') {
+        Some((k, v)) => (k.to_string(), v.to_string()),
+        None => {
+            let v = std::env::var(a).map_err(|_| anyhow!("{flag} {a:?}: expected KEY=VALUE, or KEY set in this environment"))?;
+            (a.to_string(), v)
+        }
+    };
+    if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || k.starts_with(|c: char| c.is_ascii_digit()) {
+        bail!("{flag} {a:?}: {k:?} is not an environment variable name");
+    }
+    Ok((k, v))
+}
+
+/// KEY=VALUE lines; `#` comments, blank lines and an `export ` prefix are allowed; values may be
+/// quoted.
+pub fn parse_env_file(path: &Path) -> Result<BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading --env-file {}", path.display()))?;
+    let mut out = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        let l = l.strip_prefix("export ").unwrap_or(l);
+        let (k, v) = l.split_once('=').ok_or_else(|| anyhow!("{} line {}: expected KEY=VALUE", path.display(), i + 1))?;
+        let v = v.trim();
+        let v = v
+            .strip_prefix('"')
+            .and_then(|x| x.strip_suffix('"'))
+            .or_else(|| v.strip_prefix('\'').and_then(|x| x.strip_suffix('\'')))
+            .unwrap_or(v);
+        let (k, v) = parse_kv("--env-file", &format!("{}={v}", k.trim())).with_context(|| format!("{} line {}", path.display(), i + 1))?;
+        out.insert(k, v);
+    }
+    Ok(out)
+}
+
+fn yaml<T: serde::de::DeserializeOwned>(flag: &str, raw: &str) -> Result<T> {
+    serde_yaml::from_value(serde_yaml::Value::String(raw.to_string())).map_err(|e| anyhow!("{flag} {raw:?}: {e}"))
+}
+
+impl ResourceFlags {
+    /// Applies the flags to the task (to its base resources and to every `any_of`/`ordered`
+    /// entry, so a flag wins everywhere).
+    pub fn apply(&self, spec: &mut TaskSpec) -> Result<()> {
+        let accelerators = match &self.gpus {
+            Some(g) => Some(skycat_optimizer::AcceleratorsSpec::parse_str(g).map_err(|e| anyhow!("--gpus {g:?}: {e}"))?),
+            None => None,
+        };
+        let cpus = self.cpus.as_deref().map(|c| yaml("--cpus", c)).transpose()?;
+        let memory = self.memory.as_deref().map(|m| yaml("--memory", m)).transpose()?;
+        let infra = match &self.infra {
+            Some(i) => {
+                skycat_optimizer::spec::parse_infra(i).map_err(|e| anyhow!("--infra {i:?}: {e}"))?;
+                Some(i.clone())
+            }
+            None => None,
+        };
+        let ports = if self.ports.is_empty() {
+            None
+        } else {
+            skycat_controller::backend::parse_ports(&self.ports).map_err(|e| anyhow!("--ports: {e}"))?;
+            Some(skycat_optimizer::spec::Ports(self.ports.clone()))
+        };
+        let set = |r: &mut ResourcesSpec| {
+            if let Some(a) = &accelerators {
+                r.accelerators = Some(a.clone());
+            }
+            if cpus.is_some() {
+                r.cpus = cpus;
+            }
+            if memory.is_some() {
+                r.memory = memory;
+            }
+            if self.use_spot {
+                r.use_spot = Some(true);
+            }
+            if let Some(i) = &infra {
+                r.infra = Some(i.clone());
+                r.cloud = None;
+                r.region = None;
+                r.zone = None;
+            }
+            if let Some(p) = &ports {
+                r.ports = Some(p.clone());
+            }
+            if let Some(d) = self.disk_size {
+                r.disk_size = Some(skycat_optimizer::spec::DiskSize(d as f64));
+            }
+            if let Some(img) = &self.image_id {
+                r.image_id = Some(serde_json::Value::String(img.clone()));
+            }
+        };
+        let res = spec.resources.get_or_insert_with(ResourcesSpec::default);
+        set(res);
+        for e in res.any_of.iter_mut().flatten().chain(res.ordered.iter_mut().flatten()) {
+            set(e);
+        }
+        if let Some(n) = self.num_nodes {
+            if n == 0 {
+                bail!("--num-nodes must be at least 1");
+            }
+            spec.num_nodes = Some(n);
+        }
+        Ok(())
+    }
+
+    /// Envs from `-e`, `--env-file` and `--secret`, in that order of increasing precedence over
+    /// the YAML's; secret names are returned so they are redacted even if not named like one.
+    pub fn envs(&self) -> Result<(BTreeMap<String, String>, Vec<String>)> {
+        let mut out = BTreeMap::new();
+        if let Some(f) = &self.env_file {
+            out.extend(parse_env_file(f)?);
+        }
+        for a in &self.env {
+            let (k, v) = parse_kv("-e", a)?;
+            out.insert(k, v);
+        }
+        let mut secrets = Vec::new();
+        for a in &self.secret {
+            let (k, v) = parse_kv("--secret", a)?;
+            secrets.push(k.clone());
+            out.insert(k, v);
+        }
+        Ok((out, secrets))
+    }
+}
+
+/// A task YAML (or an empty task for flag-only commands like `gpunode`) with the flags applied:
+/// (what to run, the spec to plan).
+pub fn load_task(path: Option<&Path>, flags: &ResourceFlags) -> Result<(TaskRun, TaskSpec)> {
+    let mut spec = match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading task {}", p.display()))?;
+            skycat_optimizer::parse_task_yaml(&text).map_err(|e| anyhow!("{}: {e}", p.display()))?
+        }
+        None => skycat_optimizer::parse_task_yaml("{}").map_err(|e| anyhow!("empty task: {e}"))?,
+    };
+    flags.apply(&mut spec)?;
+    let shown = path.map(|p| p.display().to_string()).unwrap_or_else(|| "task".into());
+    let mut envs = BTreeMap::new();
+    for (k, v) in spec.envs.clone().unwrap_or_default() {
+        envs.insert(k, v.0.unwrap_or_default());
+    }
+    let (flag_envs, _secret_names) = flags.envs()?;
+    envs.extend(flag_envs);
+    if let Some(missing) = spec.envs.iter().flatten().find(|(k, v)| v.0.is_none() && !envs.get(*k).is_some_and(|x| !x.is_empty())) {
+        bail!("{shown}: env {} has no value in the YAML; pass it with -e {}=VALUE or --secret {}", missing.0, missing.0, missing.0);
+    }
+    let workdir = match &spec.workdir {
+        None => None,
+        Some(serde_json::Value::String(s)) => Some(match path.and_then(|p| p.parent()) {
+            // A relative workdir is relative to the YAML, as in SkyPilot.
+            Some(dir) if Path::new(s).is_relative() && !dir.as_os_str().is_empty() => dir.join(s),
+            _ => PathBuf::from(s),
+        }),
+        Some(_) => bail!("{shown}: workdir: only a local folder path is supported"),
+    };
+    let gpus = spec
+        .resources
+        .as_ref()
+        .and_then(|r| r.accelerators.as_ref())
+        .and_then(|a| a.choices.first())
+        .map(|c| c.count)
+        .unwrap_or(0.0);
+    let run = TaskRun {
+        name: spec.name.clone(),
+        num_nodes: spec.num_nodes.unwrap_or(1),
+        setup: spec.setup.clone(),
+        run: spec.run.clone(),
+        envs,
+        workdir,
+        gpus_per_node: gpus,
+    };
+    Ok((run, spec))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_yaml() {
+        let mut spec = skycat_optimizer::parse_task_yaml(
+            "resources:\n  accelerators: V100:1\n  cpus: 4+\nnum_nodes: 1\nrun: echo hi\n",
+        )
+        .unwrap();
+        let f = ResourceFlags {
+            gpus: Some("H100:8".into()),
+            cpus: Some("8+".into()),
+            memory: Some("32".into()),
+            use_spot: true,
+            infra: Some("aws/us-east-1".into()),
+            ports: vec!["8888".into(), "10020-10040".into()],
+            num_nodes: Some(2),
+            disk_size: Some(256),
+            image_id: Some("ami-1".into()),
+            ..Default::default()
+        };
+        f.apply(&mut spec).unwrap();
+        let r = spec.resources.as_ref().unwrap();
+        assert_eq!(r.accelerators.as_ref().unwrap().choices[0].to_string(), "H100:8");
+        assert_eq!(r.cpus.unwrap().to_string(), "8+");
+        assert_eq!(r.memory.unwrap().to_string(), "32");
+        assert_eq!((r.use_spot, r.infra.as_deref(), spec.num_nodes), (Some(true), Some("aws/us-east-1"), Some(2)));
+        assert_eq!(r.ports.as_ref().unwrap().0, vec!["8888", "10020-10040"]);
+        for bad in [
+            ResourceFlags { gpus: Some("H100:x".into()), ..Default::default() },
+            ResourceFlags { cpus: Some("many".into()), ..Default::default() },
+            ResourceFlags { ports: vec!["0".into()], ..Default::default() },
+            ResourceFlags { num_nodes: Some(0), ..Default::default() },
+            ResourceFlags { infra: Some("a/b/c/d".into()), ..Default::default() },
+        ] {
+            assert!(bad.apply(&mut spec.clone()).is_err());
+        }
+    }
+
+    #[test]
+    fn envs_and_env_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join(".env");
+        std::fs::write(&f, "# c\nexport A=1\nB=\"two words\"\n\nC='x'\n").unwrap();
+        let flags = ResourceFlags {
+            env: vec!["A=3".into()],
+            env_file: Some(f.clone()),
+            secret: vec!["HF=hf_x".into()],
+            ..Default::default()
+        };
+        let (e, secrets) = flags.envs().unwrap();
+        assert_eq!(e["A"], "3");
+        assert_eq!(e["B"], "two words");
+        assert_eq!(e["C"], "x");
+        assert_eq!(e["HF"], "hf_x");
+        assert_eq!(secrets, vec!["HF"]);
+        std::fs::write(&f, "NOEQUALS\n").unwrap();
+        assert!(parse_env_file(&f).unwrap_err().to_string().contains("line 1"));
+        assert!(parse_kv("-e", "1BAD=x").is_err());
+    }
+}

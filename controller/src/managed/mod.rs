@@ -1,0 +1,618 @@
+//! Managed jobs: a job that skycat keeps running through spot preemptions.
+//!
+//! The controller runs inside `skycat serve` ([`Managed`], one tokio task per job; its state is in
+//! the server's SQLite store, tables `managed_jobs`, `managed_attempts`, `managed_blocks`). For
+//! every attempt it picks the cheapest launchable placement (SSH node pools; a pool with
+//! `spot: true` is spot), launches a cluster there, submits the task with `SKYCAT_TASK_ID` fixed
+//! for the whole job and `SKYCAT_JOB_RECOVERY_COUNT` = the number of recoveries so far, and then
+//! watches the agents' heartbeats and the provider's view of the nodes.
+//!
+//! Preemption (never a non-zero exit, which is a user failure) is either
+//! * an interruption notice reported by any node's agent (an `interruption` heartbeat, or the job
+//!   ending `INTERRUPTED`), or
+//! * a node whose heartbeats stopped for longer than the deadline while the provider reports the
+//!   node gone (for SSH pools: the host does not answer SSH).
+//!
+//! On preemption the preempted zone (the host) is blocked for the rest of the job; with
+//! `EAGER_NEXT_REGION` (default) its region (the pool) is also avoided: other pools are tried
+//! first, the preempted pool's other hosts only when nothing else is free. With `FAILOVER` the
+//! same region is retried first, then the others by price. `max_restarts_on_errors` relaunches
+//! after that many user failures. Every attempt is recorded with placement, times and the
+//! agent-metered cost of its cluster.
+//!
+//! Secret task envs are held in memory only: if `skycat serve` restarts, jobs that were running
+//! are marked `FAILED_CONTROLLER` (their clusters stay, see `skycat status`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Result};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use skycat_optimizer::TaskSpec;
+
+mod api;
+mod attempt;
+mod policy;
+
+pub use api::{api_router, parse_request, FieldError};
+pub use policy::Strategy;
+use api::field_err;
+
+use crate::lifecycle::{Controller, TaskRun};
+
+/// Managed job states (`skycat jobs queue`).
+pub mod status {
+    pub const PENDING: &str = "PENDING";
+    pub const STARTING: &str = "STARTING";
+    pub const RUNNING: &str = "RUNNING";
+    pub const RECOVERING: &str = "RECOVERING";
+    pub const SUCCEEDED: &str = "SUCCEEDED";
+    pub const FAILED: &str = "FAILED";
+    pub const FAILED_SETUP: &str = "FAILED_SETUP";
+    pub const FAILED_NO_RESOURCE: &str = "FAILED_NO_RESOURCE";
+    pub const FAILED_CONTROLLER: &str = "FAILED_CONTROLLER";
+    pub const CANCELLING: &str = "CANCELLING";
+    pub const CANCELLED: &str = "CANCELLED";
+
+    pub fn is_terminal(s: &str) -> bool {
+        matches!(s, SUCCEEDED | FAILED | FAILED_SETUP | FAILED_NO_RESOURCE | FAILED_CONTROLLER | CANCELLED)
+    }
+}
+
+/// `POST /v1/jobs` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobRequest {
+    #[serde(default)]
+    pub name: Option<String>,
+    pub task: TaskRun,
+    #[serde(default)]
+    pub use_spot: bool,
+    /// `EAGER_NEXT_REGION` (default) or `FAILOVER`.
+    #[serde(default)]
+    pub strategy: Option<String>,
+    #[serde(default)]
+    pub max_restarts_on_errors: u32,
+    /// The task as parsed (its `resources` are what each attempt plans over). Absent: a
+    /// CPU-only task with SkyPilot's defaults.
+    #[serde(default)]
+    pub spec: Option<TaskSpec>,
+}
+
+/// Where managed jobs get the catalog they plan over (the server's current catalog).
+pub type CatalogSource = Arc<dyn Fn() -> Vec<skycat_catalog::Offer> + Send + Sync>;
+
+/// Knobs of the managed-jobs controller.
+#[derive(Debug, Clone)]
+pub struct ManagedOptions {
+    /// Heartbeat receiver as the nodes reach it; `{controller_ip}` is replaced per node.
+    pub server_url: Option<String>,
+    pub heartbeat_secs: f64,
+    /// Heartbeats missing this long make the controller ask the provider about the node.
+    pub deadline: Duration,
+    pub poll: Duration,
+    /// Instance metadata URL the agents poll for interruption notices; `{controller_ip}`,
+    /// `{host}` and `{pool}` are replaced per node. None = the agents do not poll.
+    pub metadata_url: Option<String>,
+    pub metadata_poll_secs: f64,
+    pub termination_grace_secs: f64,
+    /// How long to keep retrying when no placement is free before FAILED_NO_RESOURCE.
+    pub launch_retry_for: Duration,
+    pub ssh_connect_timeout: Duration,
+}
+
+impl Default for ManagedOptions {
+    fn default() -> Self {
+        ManagedOptions {
+            server_url: None,
+            heartbeat_secs: 10.0,
+            deadline: Duration::from_secs(60),
+            poll: Duration::from_secs(2),
+            metadata_url: None,
+            metadata_poll_secs: 5.0,
+            termination_grace_secs: 30.0,
+            launch_retry_for: Duration::from_secs(600),
+            ssh_connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl ManagedOptions {
+    /// Options for `skycat serve` listening on `port`, from the environment:
+    /// `SKYCAT_MANAGED_SERVER_URL` (default `http://{controller_ip}:PORT`: the address each node
+    /// sees the controller's SSH connection come from; serve must then listen on it, e.g.
+    /// `--addr 0.0.0.0:PORT`), `SKYCAT_MANAGED_HEARTBEAT_SECS` (10), `SKYCAT_MANAGED_DEADLINE_SECS`
+    /// (60), `SKYCAT_MANAGED_POLL_SECS` (2), `SKYCAT_METADATA_URL` (none; `{controller_ip}`,
+    /// `{host}`, `{pool}` are replaced per node), `SKYCAT_TERMINATION_GRACE_SECS` (30).
+    pub fn from_env(port: u16) -> std::result::Result<ManagedOptions, FieldError> {
+        let num = |name: &str, default: f64| -> std::result::Result<f64, FieldError> {
+            match std::env::var(name) {
+                Ok(v) if !v.trim().is_empty() => v
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite() && *x > 0.0)
+                    .ok_or_else(|| field_err(name, format!("must be a positive number of seconds, got {v:?}"))),
+                _ => Ok(default),
+            }
+        };
+        let text = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let d = ManagedOptions::default();
+        Ok(ManagedOptions {
+            server_url: Some(text("SKYCAT_MANAGED_SERVER_URL").unwrap_or_else(|| format!("http://{{controller_ip}}:{port}"))),
+            heartbeat_secs: num("SKYCAT_MANAGED_HEARTBEAT_SECS", d.heartbeat_secs)?,
+            deadline: Duration::from_secs_f64(num("SKYCAT_MANAGED_DEADLINE_SECS", d.deadline.as_secs_f64())?),
+            poll: Duration::from_secs_f64(num("SKYCAT_MANAGED_POLL_SECS", d.poll.as_secs_f64())?),
+            metadata_url: text("SKYCAT_METADATA_URL"),
+            termination_grace_secs: num("SKYCAT_TERMINATION_GRACE_SECS", d.termination_grace_secs)?,
+            ..d
+        })
+    }
+}
+
+/// One attempt of a managed job.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AttemptView {
+    pub attempt: u32,
+    pub cluster: String,
+    pub cluster_id: String,
+    pub pool: String,
+    pub hosts: Vec<String>,
+    pub spot: bool,
+    pub price_per_hour: f64,
+    pub recovery_count: u32,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub duration_secs: f64,
+    /// RUNNING, SUCCEEDED, PREEMPTED, FAILED, FAILED_SETUP, CANCELLED.
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub cost_usd: f64,
+}
+
+/// A managed job as `jobs queue` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JobView {
+    pub id: i64,
+    pub name: Option<String>,
+    pub status: String,
+    pub strategy: String,
+    pub use_spot: bool,
+    pub max_restarts_on_errors: u32,
+    pub recovery_count: u32,
+    pub restarts_on_errors: u32,
+    pub task_id: String,
+    /// `ssh/POOL (hosts)` of the current (or last) attempt.
+    pub placement: Option<String>,
+    pub submitted_at: String,
+    pub ended_at: Option<String>,
+    pub failure_reason: Option<String>,
+    pub total_cost_usd: f64,
+    pub attempts: Vec<AttemptView>,
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn parse_ts(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&chrono::Utc))
+}
+
+/// What ended an attempt.
+#[derive(Debug, Clone)]
+enum Outcome {
+    Succeeded,
+    UserFailed { setup: bool, reason: String },
+    /// `pool` = `cloud/region`, `host` = the zone or pool host; `gone`: the node no longer
+    /// answers (nothing to wait for before the teardown).
+    Preempted { pool: String, host: String, reason: String, gone: bool },
+    Cancelled,
+}
+
+/// A launched attempt being watched.
+#[derive(Debug, Clone)]
+struct Attempt {
+    no: u32,
+    cluster: String,
+    cluster_id: String,
+    pool: String,
+    agent_job_id: u64,
+    started: Instant,
+    num_nodes: u32,
+}
+
+/// The managed-jobs controller. Cheap to clone.
+#[derive(Clone)]
+pub struct Managed {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    ctl: Controller,
+    opts: ManagedOptions,
+    catalog: CatalogSource,
+}
+
+impl Managed {
+    /// Creates the tables, marks jobs left running by a previous server as FAILED_CONTROLLER.
+    /// `catalog` gives the offers each attempt plans over (SSH pools come from their YAML).
+    pub async fn new(mut ctl: Controller, opts: ManagedOptions, catalog: CatalogSource) -> Result<Managed> {
+        sqlx::query(
+            "UPDATE managed_jobs SET status = 'FAILED_CONTROLLER', ended_at = ?,
+               failure_reason = 'skycat serve restarted while the job ran (task secrets are held in memory only); its cluster is kept: see `skycat status`'
+             WHERE status NOT IN ('SUCCEEDED','FAILED','FAILED_SETUP','FAILED_NO_RESOURCE','FAILED_CONTROLLER','CANCELLED')",
+        )
+        .bind(now())
+        .execute(ctl.store.db())
+        .await?;
+        ctl.ssh.connect_timeout = opts.ssh_connect_timeout;
+        Ok(Managed { inner: Arc::new(Inner { ctl, opts, catalog }) })
+    }
+
+    fn db(&self) -> &sqlx::SqlitePool {
+        self.inner.ctl.store.db()
+    }
+
+    /// Submits a managed job; it runs in the background. Returns its id.
+    pub async fn submit(&self, req: JobRequest) -> Result<i64> {
+        let strategy = match req.strategy.as_deref() {
+            None => Strategy::default(),
+            Some(s) => Strategy::parse(s).ok_or_else(|| anyhow!("strategy: unknown recovery strategy {s:?}"))?,
+        };
+        if req.task.run.as_deref().is_none_or(|r| r.trim().is_empty()) {
+            return Err(anyhow!("task.run: a managed job needs a non-empty `run` command"));
+        }
+        let r = sqlx::query(
+            "INSERT INTO managed_jobs (name, task_json, use_spot, strategy, max_restarts_on_errors, status, task_id, submitted_at)
+             VALUES (?,?,?,?,?,?,'',?)",
+        )
+        .bind(&req.name)
+        .bind(req.task.redacted_json())
+        .bind(req.use_spot as i64)
+        .bind(strategy.as_str())
+        .bind(req.max_restarts_on_errors as i64)
+        .bind(status::PENDING)
+        .bind(now())
+        .execute(self.db())
+        .await?;
+        let id = r.last_insert_rowid();
+        let task_id = format!(
+            "skycat-managed-{}-{id}",
+            req.name.as_deref().or(req.task.name.as_deref()).unwrap_or("job").replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "-")
+        );
+        sqlx::query("UPDATE managed_jobs SET task_id = ? WHERE id = ?").bind(&task_id).bind(id).execute(self.db()).await?;
+        let me = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = me.drive(id, &req, strategy, &task_id).await {
+                tracing::warn!(job = id, "managed job controller failed: {e:#}");
+                let _ = me.finish(id, status::FAILED_CONTROLLER, Some(&format!("{e:#}"))).await;
+            }
+        });
+        Ok(id)
+    }
+
+    /// Requests cancellation; the job's controller cancels the task and tears the cluster down.
+    pub async fn cancel(&self, id: i64) -> Result<JobView> {
+        let v = self.job(id).await?.ok_or_else(|| anyhow!("managed job {id} not found"))?;
+        if !status::is_terminal(&v.status) {
+            sqlx::query("UPDATE managed_jobs SET cancel_requested = 1, status = 'CANCELLING' WHERE id = ? AND status NOT IN ('SUCCEEDED','FAILED','FAILED_SETUP','FAILED_NO_RESOURCE','FAILED_CONTROLLER','CANCELLED')")
+                .bind(id)
+                .execute(self.db())
+                .await?;
+        }
+        self.job(id).await?.ok_or_else(|| anyhow!("managed job {id} not found"))
+    }
+
+    async fn cancel_requested(&self, id: i64) -> Result<bool> {
+        let v: i64 = sqlx::query_scalar("SELECT cancel_requested FROM managed_jobs WHERE id = ?").bind(id).fetch_one(self.db()).await?;
+        Ok(v != 0)
+    }
+
+    async fn set_status(&self, id: i64, s: &str) -> Result<()> {
+        // A cancel request wins over progress reports.
+        sqlx::query("UPDATE managed_jobs SET status = CASE WHEN cancel_requested = 1 THEN 'CANCELLING' ELSE ? END WHERE id = ?")
+            .bind(s)
+            .bind(id)
+            .execute(self.db())
+            .await?;
+        Ok(())
+    }
+
+    async fn finish(&self, id: i64, s: &str, reason: Option<&str>) -> Result<()> {
+        sqlx::query("UPDATE managed_jobs SET status = ?, ended_at = ?, failure_reason = COALESCE(?, failure_reason) WHERE id = ?")
+            .bind(s)
+            .bind(now())
+            .bind(reason)
+            .bind(id)
+            .execute(self.db())
+            .await?;
+        Ok(())
+    }
+
+    // ---- views ---------------------------------------------------------------------------
+
+    /// All managed jobs, newest first.
+    pub async fn jobs(&self) -> Result<Vec<JobView>> {
+        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM managed_jobs ORDER BY id DESC").fetch_all(self.db()).await?;
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(v) = self.job(id).await? {
+                out.push(v);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Agent-metered cost of one attempt's cluster: the ledger, or the nodes' running totals
+    /// when the last records have not arrived yet.
+    async fn cluster_cost(&self, cluster_id: &str) -> Result<f64> {
+        let ledger: f64 = sqlx::query_scalar("SELECT COALESCE(SUM(usd), 0.0) FROM cost_ledger WHERE cluster_id = ?")
+            .bind(cluster_id)
+            .fetch_one(self.db())
+            .await?;
+        let totals: f64 = sqlx::query_scalar("SELECT COALESCE(SUM(accrued_usd), 0.0) FROM nodes WHERE cluster_id = ?")
+            .bind(cluster_id)
+            .fetch_one(self.db())
+            .await?;
+        Ok(ledger.max(totals))
+    }
+
+    pub async fn job(&self, id: i64) -> Result<Option<JobView>> {
+        let Some(r) = sqlx::query("SELECT * FROM managed_jobs WHERE id = ?").bind(id).fetch_optional(self.db()).await? else {
+            return Ok(None);
+        };
+        let rows = sqlx::query("SELECT * FROM managed_attempts WHERE job_id = ? ORDER BY attempt").bind(id).fetch_all(self.db()).await?;
+        let mut attempts = Vec::new();
+        for a in &rows {
+            let cluster_id: String = a.get("cluster_id");
+            let started_at: String = a.get("started_at");
+            let ended_at: Option<String> = a.get("ended_at");
+            let end = ended_at.as_deref().and_then(parse_ts).unwrap_or_else(chrono::Utc::now);
+            let duration_secs =
+                parse_ts(&started_at).map(|s| (end - s).num_milliseconds() as f64 / 1000.0).unwrap_or(0.0).max(0.0);
+            attempts.push(AttemptView {
+                attempt: a.get::<i64, _>("attempt") as u32,
+                cluster: a.get("cluster_name"),
+                cost_usd: self.cluster_cost(&cluster_id).await?,
+                cluster_id,
+                pool: a.get("pool"),
+                hosts: a.get::<String, _>("hosts").split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+                spot: a.get::<i64, _>("spot") != 0,
+                price_per_hour: a.get("price_per_hour"),
+                recovery_count: a.get::<i64, _>("recovery_count") as u32,
+                started_at,
+                ended_at,
+                duration_secs,
+                outcome: a.get("outcome"),
+                reason: a.get("reason"),
+            });
+        }
+        let placement = attempts.last().map(|a| {
+            // Rows written before cloud backends hold the bare pool name.
+            let infra = if a.pool.contains('/') { a.pool.clone() } else { format!("ssh/{}", a.pool) };
+            format!("{infra} ({})", a.hosts.join(","))
+        });
+        Ok(Some(JobView {
+            id,
+            name: r.get("name"),
+            status: r.get("status"),
+            strategy: r.get("strategy"),
+            use_spot: r.get::<i64, _>("use_spot") != 0,
+            max_restarts_on_errors: r.get::<i64, _>("max_restarts_on_errors") as u32,
+            recovery_count: r.get::<i64, _>("recovery_count") as u32,
+            restarts_on_errors: r.get::<i64, _>("restarts_on_errors") as u32,
+            task_id: r.get("task_id"),
+            placement,
+            submitted_at: r.get("submitted_at"),
+            ended_at: r.get("ended_at"),
+            failure_reason: r.get("failure_reason"),
+            total_cost_usd: attempts.iter().fold(0.0, |t, a| t + a.cost_usd),
+            attempts,
+        }))
+    }
+
+    /// Zones (`pool`, `host`) and regions (`pool`, "") blocked for this job.
+    pub async fn blocks(&self, id: i64) -> Result<Vec<(String, String, String)>> {
+        let rows = sqlx::query("SELECT pool, host, scope FROM managed_blocks WHERE job_id = ? ORDER BY at").bind(id).fetch_all(self.db()).await?;
+        Ok(rows.iter().map(|r| (r.get("pool"), r.get("host"), r.get("scope"))).collect())
+    }
+
+    /// Logs of every attempt: finished attempts as saved when they ended, the running one read
+    /// from its nodes now.
+    pub async fn logs(&self, id: i64) -> Result<(JobView, Vec<(u32, String)>)> {
+        let v = self.job(id).await?.ok_or_else(|| anyhow!("managed job {id} not found"))?;
+        let rows = sqlx::query("SELECT attempt, cluster_name, agent_job_id, ended_at, log FROM managed_attempts WHERE job_id = ? ORDER BY attempt")
+            .bind(id)
+            .fetch_all(self.db())
+            .await?;
+        let mut out = Vec::new();
+        for r in rows {
+            let attempt = r.get::<i64, _>("attempt") as u32;
+            let ended: Option<String> = r.get("ended_at");
+            let saved: Option<String> = r.get("log");
+            let text = match (ended, saved) {
+                (Some(_), s) => s.unwrap_or_default(),
+                (None, _) => {
+                    let name: String = r.get("cluster_name");
+                    let job: i64 = r.get("agent_job_id");
+                    self.fetch_log(&name, job as u64).await.unwrap_or_default()
+                }
+            };
+            out.push((attempt, text));
+        }
+        Ok((v, out))
+    }
+
+    async fn fetch_log(&self, cluster: &str, job: u64) -> Result<String> {
+        let buf = Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        let b2 = buf.clone();
+        let sink: crate::lifecycle::OutputSink = Arc::new(move |bytes: &[u8]| {
+            if let Ok(mut b) = b2.lock() {
+                b.extend_from_slice(bytes);
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(10), self.inner.ctl.logs(cluster, Some(job), false, sink))
+            .await
+            .map_err(|_| anyhow!("reading the log of {cluster} timed out"))??;
+        let bytes = buf.lock().map(|b| b.clone()).unwrap_or_default();
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// Waits until the job is terminal (for tests and `--wait`-style callers).
+    pub async fn wait(&self, id: i64, timeout: Duration) -> Result<JobView> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.job(id).await?.ok_or_else(|| anyhow!("managed job {id} not found"))?;
+            if status::is_terminal(&v.status) {
+                return Ok(v);
+            }
+            if Instant::now() > deadline {
+                return Err(anyhow!("managed job {id} still {} after {timeout:?}", v.status));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    // ---- the job's controller ----------------------------------------------------------------
+
+    async fn drive(&self, id: i64, req: &JobRequest, strategy: Strategy, task_id: &str) -> Result<()> {
+        let mut recovery: u32 = 0;
+        let mut restarts: u32 = 0;
+        let mut prev_region: Option<String> = None;
+        loop {
+            if self.cancel_requested(id).await? {
+                self.finish(id, status::CANCELLED, None).await?;
+                return Ok(());
+            }
+            self.set_status(id, if recovery == 0 { status::STARTING } else { status::RECOVERING }).await?;
+            let Some(att) = self.launch_attempt(id, req, strategy, prev_region.as_deref(), recovery, task_id).await? else {
+                return Ok(());
+            };
+            self.set_status(id, status::RUNNING).await?;
+            // Keep a copy of the running attempt's log, so a node that vanishes leaves its log.
+            let cacher = {
+                let me = self.clone();
+                let att = att.clone();
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                        if let Ok(log) = me.fetch_log(&att.cluster, att.agent_job_id).await {
+                            let _ = sqlx::query(
+                                "UPDATE managed_attempts SET log = ? WHERE job_id = ? AND attempt = ? AND ended_at IS NULL",
+                            )
+                            .bind(log)
+                            .bind(id)
+                            .bind(att.no as i64)
+                            .execute(me.db())
+                            .await;
+                        }
+                    }
+                })
+            };
+            let outcome = self.watch(id, &att).await;
+            cacher.abort();
+            let outcome = outcome?;
+            tracing::info!(job = id, attempt = att.no, "attempt ended: {outcome:?}");
+            let (label, reason) = match &outcome {
+                Outcome::Succeeded => ("SUCCEEDED", None),
+                Outcome::UserFailed { setup, reason } => (if *setup { "FAILED_SETUP" } else { "FAILED" }, Some(reason.clone())),
+                Outcome::Preempted { reason, .. } => ("PREEMPTED", Some(reason.clone())),
+                Outcome::Cancelled => ("CANCELLED", None),
+            };
+            sqlx::query("UPDATE managed_attempts SET ended_at = ?, outcome = ?, reason = ? WHERE job_id = ? AND attempt = ?")
+                .bind(now())
+                .bind(label)
+                .bind(&reason)
+                .bind(id)
+                .bind(att.no as i64)
+                .execute(self.db())
+                .await?;
+            if let Outcome::Preempted { reason, .. } = &outcome {
+                self.set_status(id, status::RECOVERING).await?;
+                if reason.contains("interruption") {
+                    // The agents are stopping the job gracefully (SIGTERM, then SIGKILL after the
+                    // grace period): let it checkpoint before the teardown.
+                    self.wait_job_end(&att, Duration::from_secs_f64(self.inner.opts.termination_grace_secs + 3.0)).await;
+                }
+            }
+            if matches!(outcome, Outcome::Cancelled) {
+                let _ = tokio::time::timeout(Duration::from_secs(20), self.inner.ctl.cancel(&att.cluster, att.agent_job_id)).await;
+            }
+            let node_gone = matches!(&outcome, Outcome::Preempted { gone: true, .. });
+            // Save the attempt's log while its nodes may still answer, then tear down.
+            let log = if node_gone { None } else { self.fetch_log(&att.cluster, att.agent_job_id).await.ok() };
+            sqlx::query("UPDATE managed_attempts SET log = COALESCE(?, log) WHERE job_id = ? AND attempt = ?")
+                .bind(&log)
+                .bind(id)
+                .bind(att.no as i64)
+                .execute(self.db())
+                .await?;
+            if node_gone {
+                // Nothing to wait for on a vanished node: tear down in the background (its hosts
+                // stay reserved until then; the preempted zone is blocked for this job anyway).
+                let me = self.clone();
+                let name = att.cluster.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = me.inner.ctl.down(&name, true).await {
+                        tracing::warn!(cluster = %name, "teardown: {e:#}");
+                    }
+                });
+            } else if let Err(e) = self.inner.ctl.down(&att.cluster, true).await {
+                tracing::warn!(job = id, cluster = %att.cluster, "teardown: {e:#}");
+            }
+            match outcome {
+                Outcome::Succeeded => {
+                    self.finish(id, status::SUCCEEDED, None).await?;
+                    return Ok(());
+                }
+                Outcome::Cancelled => {
+                    self.finish(id, status::CANCELLED, None).await?;
+                    return Ok(());
+                }
+                Outcome::UserFailed { setup, reason } => {
+                    if restarts < req.max_restarts_on_errors {
+                        restarts += 1;
+                        recovery += 1;
+                        sqlx::query("UPDATE managed_jobs SET restarts_on_errors = ?, recovery_count = ? WHERE id = ?")
+                            .bind(restarts as i64)
+                            .bind(recovery as i64)
+                            .bind(id)
+                            .execute(self.db())
+                            .await?;
+                        prev_region = Some(att.pool.clone());
+                        continue;
+                    }
+                    let s = if setup { status::FAILED_SETUP } else { status::FAILED };
+                    self.finish(id, s, Some(&reason)).await?;
+                    return Ok(());
+                }
+                Outcome::Preempted { pool, host, reason, .. } => {
+                    let at = now();
+                    for (h, scope) in [(host.as_str(), "zone"), ("", "region")] {
+                        if scope == "region" && strategy == Strategy::Failover {
+                            continue;
+                        }
+                        sqlx::query("INSERT OR IGNORE INTO managed_blocks (job_id, pool, host, scope, reason, at) VALUES (?,?,?,?,?,?)")
+                            .bind(id)
+                            .bind(&pool)
+                            .bind(h)
+                            .bind(scope)
+                            .bind(&reason)
+                            .bind(&at)
+                            .execute(self.db())
+                            .await?;
+                    }
+                    recovery += 1;
+                    sqlx::query("UPDATE managed_jobs SET recovery_count = ? WHERE id = ?")
+                        .bind(recovery as i64)
+                        .bind(id)
+                        .execute(self.db())
+                        .await?;
+                    prev_region = Some(pool);
+                }
+            }
+        }
+    }
+}

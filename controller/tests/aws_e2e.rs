@@ -1,0 +1,185 @@
+//! AWS EC2 end to end, through the Backend seam: moto's server is the control plane, network
+//! namespace sshd hosts are the data plane (an instance that reaches `running` in moto gets a host
+//! at its private IP, accepting the key pair the backend imported; see common/aws_hosts.rs).
+//!
+//! * the optimizer picks AWS (the embedded catalog's real prices) and the launch walks the plan;
+//! * `RunInstances` creates the instance in moto in the planned zone (catalog zone ids mapped to
+//!   the account's zone names), tagged with the cluster, with the security group opening 22 and
+//!   the task's ports, and the root volume of `disk_size`;
+//! * the agent starts on the host and the managed job runs;
+//! * a spot preemption (the instance terminated in moto, the host cut off) is seen in the
+//!   instance state and recovered in another zone, the preempted zone blocked;
+//! * `down` terminates everything in moto and deletes the security group.
+//!
+//! Needs root, iproute2, openssh-server and moto (scripts/ci-setup-*.sh). Never skipped.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use skycat_controller::home::Home;
+use skycat_controller::lifecycle::Controller;
+use skycat_controller::managed::{api_router, JobRequest, JobView, Managed, ManagedOptions};
+
+mod common;
+use common::aws_hosts::{ec2, instances, make_vpc, InstanceHosts};
+use common::moto::start_moto;
+use common::{agent_bin, TestHosts};
+
+const NET: u32 = 150;
+
+fn aws_home(dir: &std::path::Path) {
+    std::fs::write(dir.join("config.yaml"), "aws:\n  vpc_name: skycat-e2e\n  use_internal_ips: true\n  ssh_user: root\n").unwrap();
+    // What `skycat check aws` writes when DescribeRegions answers (cli/tests cover the command).
+    let mut cache = skycat_controller::enabled::EnabledClouds::default();
+    cache.clouds.insert(
+        "aws".into(),
+        skycat_controller::enabled::CloudState {
+            launch: true,
+            status: skycat_controller::enabled::ENABLED.into(),
+            credentials: "AWS_ACCESS_KEY_ID".into(),
+            verified: true,
+            call: Some("ec2:DescribeRegions".into()),
+            error: None,
+            checked_at: chrono::Utc::now(),
+        },
+    );
+    skycat_controller::enabled::save(&Home::at(dir), &cache).unwrap();
+}
+
+fn embedded_catalog() -> Vec<skycat_catalog::Offer> {
+    let empty = tempfile::tempdir().unwrap();
+    skycat_catalog::Catalog::load(&skycat_catalog::SkycatHome::new(empty.path())).expect("embedded catalog").catalog.into_offers()
+}
+
+async fn wait_for(what: &str, timeout: Duration, m: &Managed, id: i64, mut f: impl FnMut(&JobView) -> bool) -> JobView {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let v = m.job(id).await.expect("job").expect("job exists");
+        if f(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}; job: {v:#?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_spot_job_on_ec2_recovers_in_another_zone() {
+    let moto = start_moto();
+    // The only test in this binary: the process env is not shared with another test.
+    std::env::set_var("AWS_ENDPOINT_URL_EC2", &moto.url);
+    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+    std::env::remove_var("AWS_PROFILE");
+    let east = ec2(&moto.url, "us-east-1").await;
+    make_vpc(&east, "skycat-e2e", 232).await;
+    let hosts = Arc::new(TestHosts::empty(NET, "aws"));
+    let watcher = InstanceHosts::watch(hosts.clone(), vec![east.clone()]);
+
+    let home = tempfile::tempdir().unwrap();
+    aws_home(home.path());
+    let ctl = Controller::open(Home::at(home.path())).await.expect("controller").with_agent_bin(agent_bin());
+    let store = ctl.store.clone();
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", 0)).await.expect("bind");
+    let port = listener.local_addr().unwrap().port();
+    let opts = ManagedOptions {
+        server_url: Some(format!("http://{{controller_ip}}:{port}")),
+        heartbeat_secs: 1.0,
+        deadline: Duration::from_secs(4),
+        poll: Duration::from_millis(300),
+        metadata_url: None,
+        metadata_poll_secs: 0.5,
+        termination_grace_secs: 2.0,
+        launch_retry_for: Duration::from_secs(60),
+        ssh_connect_timeout: Duration::from_secs(3),
+    };
+    let offers = Arc::new(embedded_catalog());
+    let catalog: skycat_controller::managed::CatalogSource = Arc::new(move || offers.as_ref().clone());
+    let managed = Managed::new(ctl, opts, catalog).await.expect("managed");
+    let app = skycat_controller::router(store.clone()).merge(api_router(managed.clone()));
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+
+    // A spot job pinned to us-east-1 on a small real type; the plan orders its zones by the
+    // catalog's spot prices.
+    let spec = skycat_optimizer::parse_task_yaml(
+        "resources:\n  infra: aws/us-east-1\n  instance_type: m6i.large\n  use_spot: true\n  ports: 8888\n  disk_size: 64\n  image_id: ami-785db401\n\
+         run: |\n  echo rc=$SKYCAT_JOB_RECOVERY_COUNT\n  if [ \"$SKYCAT_JOB_RECOVERY_COUNT\" = 0 ]; then sleep 300; fi\n  echo finished\n",
+    )
+    .expect("task");
+    let req = JobRequest {
+        name: Some("train".into()),
+        task: skycat_controller::TaskRun {
+            name: Some("train".into()),
+            num_nodes: 1,
+            run: spec.run.clone(),
+            ..Default::default()
+        },
+        use_spot: true,
+        strategy: Some("FAILOVER".into()),
+        max_restarts_on_errors: 0,
+        spec: Some(spec),
+    };
+    let id = managed.submit(req).await.expect("submit");
+    let v = wait_for("the first attempt running on EC2", Duration::from_secs(90), &managed, id, |v| v.status == "RUNNING").await;
+    let first = v.attempts[0].clone();
+    assert!(first.pool.starts_with("aws/us-east-1"), "{first:?}");
+    assert!(first.spot);
+
+    // The instance exists in moto, in the planned zone, tagged, with the task's port open.
+    let inst = instances(&east).await;
+    let live: Vec<_> = inst.iter().filter(|(_, v)| v.0 == "running").collect();
+    assert_eq!(live.len(), 1, "{inst:?}");
+    let (first_id, (_, first_ip, first_zone)) = live[0];
+    assert_eq!(first_ip.as_deref(), Some(first.hosts[0].as_str()));
+    let c = store.cluster(&first.cluster).await.unwrap().expect("cluster");
+    let zone_id = c.infra.split('/').nth(2).expect("zone in infra").to_string();
+    let zones = east.describe_availability_zones().zone_ids(&zone_id).send().await.unwrap();
+    assert_eq!(zones.availability_zones()[0].zone_name(), first_zone.as_deref(), "planned zone {zone_id}");
+    let d = east.describe_instances().instance_ids(first_id).send().await.unwrap();
+    let i = &d.reservations()[0].instances()[0];
+    assert!(i.tags().iter().any(|t| t.key() == Some("skycat-cluster") && t.value() == Some(first.cluster.as_str())));
+    assert_eq!(i.instance_lifecycle().map(|l| l.as_str()), Some("spot"));
+    let sg = i.security_groups()[0].group_id().unwrap().to_string();
+    let g = east.describe_security_groups().group_ids(&sg).send().await.unwrap();
+    let ports: Vec<(i32, i32)> =
+        g.security_groups()[0].ip_permissions().iter().map(|p| (p.from_port().unwrap_or(0), p.to_port().unwrap_or(0))).collect();
+    assert!(ports.contains(&(22, 22)) && ports.contains(&(8888, 8888)), "{ports:?}");
+
+    // Preemption: the instance goes away in moto and its host is cut off.
+    east.terminate_instances().instance_ids(first_id).send().await.unwrap();
+    hosts.cut(watcher.host_of(first_id).expect("host of the first instance"));
+    let v = wait_for("recovery on another zone", Duration::from_secs(120), &managed, id, |v| {
+        v.attempts.len() >= 2 && v.status == "RUNNING"
+    })
+    .await;
+    assert_eq!(v.attempts[0].outcome, "PREEMPTED", "{v:#?}");
+    assert!(v.attempts[0].reason.as_deref().unwrap_or("").contains("terminated"), "{v:#?}");
+    assert_eq!(v.recovery_count, 1);
+    let c2 = store.cluster(&v.attempts[1].cluster).await.unwrap().expect("cluster 2");
+    let zone2 = c2.infra.split('/').nth(2).unwrap_or_default().to_string();
+    assert!(c2.infra.starts_with("aws/us-east-1/") && zone2 != zone_id, "{} after {zone_id}", c2.infra);
+    let blocks = managed.blocks(id).await.unwrap();
+    assert!(blocks.iter().any(|b| b.1 == zone_id && b.2 == "zone"), "{blocks:?}");
+
+    let v = managed.wait(id, Duration::from_secs(60)).await.expect("job ends");
+    assert_eq!(v.status, "SUCCEEDED", "{v:#?}");
+    let logs = managed.logs(id).await.unwrap().1;
+    assert!(logs.iter().any(|(_, l)| l.contains("rc=1") && l.contains("finished")), "{logs:?}");
+
+    // Teardown: every instance terminated in moto, the clusters' security groups gone.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left: Vec<_> = instances(&east).await.into_iter().filter(|(_, v)| v.0 != "terminated").collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "instances left running after the job: {left:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let groups = east.describe_security_groups().send().await.unwrap();
+    let left: Vec<_> = groups.security_groups().iter().filter_map(|g| g.group_name()).filter(|n| n.starts_with("skycat-")).collect();
+    assert!(left.is_empty(), "security groups left: {left:?}");
+    server.abort();
+}
