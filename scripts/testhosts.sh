@@ -4,6 +4,7 @@
 #   scripts/testhosts.sh up N      create hosts 1..N (idempotent: an existing host is recreated)
 #   scripts/testhosts.sh up-at I IP HIP   create host I at address IP (a /32), reached from this
 #                                  machine through host-side address HIP (a cloud VM's private IP)
+#   scripts/testhosts.sh rm I      remove host I (its address can then be reused)
 #   scripts/testhosts.sh down      stop every sshd and delete the namespaces and veth pairs
 #   scripts/testhosts.sh status    list the hosts that are up
 #
@@ -210,7 +211,8 @@ cmd_status() {
 case "${1:-}" in
     up) cmd_up "${2:-}" ;;
     up-at) cmd_up_at "${2:-}" "${3:-}" "${4:-}" ;;
+    rm) case "${2:-}" in ''|*[!0-9]*) die "usage: testhosts.sh rm I";; esac; need_tools; host_down "$2" ;;
     down) cmd_down ;;
     status) cmd_status ;;
-    *) die "usage: testhosts.sh up N | up-at I IP HIP | down | status" ;;
+    *) die "usage: testhosts.sh up N | up-at I IP HIP | rm I | down | status" ;;
 esac

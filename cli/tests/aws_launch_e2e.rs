@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 #[path = "../../controller/tests/common/mod.rs"]
 mod common;
 use common::aws_hosts::{ec2, instances, make_vpc, InstanceHosts};
-use common::ec2_faults::Ec2FaultProxy;
+use common::ec2_faults::{Ec2FaultProxy, Fault};
 use common::moto::start_moto;
 use common::{agent_bin, TestHosts};
 
@@ -117,7 +117,13 @@ async fn launch_on_ec2_fails_over_runs_and_goes_down() {
     let first_row = plan.lines().skip_while(|l| !l.starts_with("Failover order")).nth(2).unwrap_or_default().to_string();
     assert!(first_row.contains("us-east-1/use1-az1") && first_row.contains("m6i.large"), "{plan}");
 
-    proxy.fail_zone("us-east-1b", "InsufficientInstanceCapacity");
+    // The zone's fault names its region too, so it is the more specific one for that zone.
+    proxy.inject(Fault {
+        region: Some("us-east-1".into()),
+        zone: Some("us-east-1b".into()),
+        code: "InsufficientInstanceCapacity".into(),
+        ..Default::default()
+    });
     proxy.fail_region("us-east-1", "VcpuLimitExceeded");
     let t0 = Instant::now();
     let out = env.skycat_async(&["launch", "-c", "web", task.to_str().unwrap(), "-y"]).await;

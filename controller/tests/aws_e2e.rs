@@ -141,7 +141,15 @@ async fn managed_spot_job_on_ec2_recovers_in_another_zone() {
     let i = &d.reservations()[0].instances()[0];
     assert!(i.tags().iter().any(|t| t.key() == Some("skycat-cluster") && t.value() == Some(first.cluster.as_str())));
     assert_eq!(i.instance_lifecycle().map(|l| l.as_str()), Some("spot"));
-    let sg = i.security_groups()[0].group_id().unwrap().to_string();
+    // The groups ride on the network interface (it also carries the no-public-IP choice).
+    let sg = i
+        .security_groups()
+        .iter()
+        .chain(i.network_interfaces().iter().flat_map(|n| n.groups()))
+        .find_map(|g| g.group_id())
+        .expect("a security group on the instance")
+        .to_string();
+    assert_eq!(i.public_ip_address(), None, "use_internal_ips: no public IP");
     let g = east.describe_security_groups().group_ids(&sg).send().await.unwrap();
     let ports: Vec<(i32, i32)> =
         g.security_groups()[0].ip_permissions().iter().map(|p| (p.from_port().unwrap_or(0), p.to_port().unwrap_or(0))).collect();
@@ -178,8 +186,17 @@ async fn managed_spot_job_on_ec2_recovers_in_another_zone() {
         assert!(Instant::now() < deadline, "instances left running after the job: {left:?}");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let groups = east.describe_security_groups().send().await.unwrap();
-    let left: Vec<_> = groups.security_groups().iter().filter_map(|g| g.group_name()).filter(|n| n.starts_with("skycat-")).collect();
-    assert!(left.is_empty(), "security groups left: {left:?}");
+    // The preempted attempt is torn down in the background (its node is gone): wait for it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let groups = east.describe_security_groups().send().await.unwrap();
+        let left: Vec<String> =
+            groups.security_groups().iter().filter_map(|g| g.group_name()).filter(|n| n.starts_with("skycat-")).map(str::to_string).collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "security groups left: {left:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     server.abort();
 }

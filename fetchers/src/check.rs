@@ -12,8 +12,8 @@
 //! | vast | `SKYCAT_VAST_API_KEY`, `VAST_API_KEY` | `GET {SKYCAT_VAST_ENDPOINT}api/v0/users/current` (Bearer), as `vastai show user` |
 //! | oci | none needed: the public price list | none |
 //!
-//! Nothing is dialed for a cloud without credentials. Each check is bounded by
-//! [`CHECK_TIMEOUT`] and uses [`check_retry_policy`] (two attempts, short timeouts). Secrets never
+//! Nothing is dialed for a cloud without credentials. Each call is bounded by
+//! [`CALL_TIMEOUT`] and uses [`check_retry_policy`] (two attempts, short timeouts). Secrets never
 //! appear in a result: only variable names and file paths do.
 //!
 //! Whether a verified cloud may launch is not decided here (that depends on the provisioning
@@ -36,8 +36,8 @@ use crate::http::RetryPolicy;
 use crate::provider::{AwsOnDemandSource, FetchContext};
 use crate::providers;
 
-/// The longest one cloud's check may take, discovery and call together.
-pub const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
+/// The longest one authenticated call may take, retries included.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Where credentials were found. Names and paths only, never secret values.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -182,39 +182,36 @@ pub fn resolve_clouds(clouds: &[String]) -> Result<Vec<String>, FetchError> {
 /// Check `cloud` (a name from [`known_clouds`]).
 pub async fn check_cloud(cx: &FetchContext, cloud: &str) -> Result<CloudCheck, FetchError> {
     let name = resolve_clouds(&[cloud.to_string()])?.into_iter().next().unwrap_or_default();
-    let check = async {
-        match name.as_str() {
-            "aws" => aws::check(cx).await,
-            "gcp" => check_gcp(cx).await,
-            "azure" => check_azure(cx).await,
-            "lambda" => check_key_cloud(cx, &LAMBDA).await,
-            "runpod" => check_key_cloud(cx, &RUNPOD).await,
-            "vast" => check_key_cloud(cx, &VAST).await,
-            "oci" => CloudCheck {
-                cloud: name.clone(),
-                credentials: vec![Found::NotNeeded { what: "public price list".into() }],
-                verification: Verification::Skipped { reason: "public price list; no credentials needed".into() },
-                prices_only: Some("public price list; no credentials needed".into()),
-            },
-            other => CloudCheck {
-                cloud: other.to_string(),
-                credentials: Vec::new(),
-                verification: Verification::Skipped { reason: "no credential check for this cloud yet".into() },
-                prices_only: None,
-            },
-        }
-    };
-    match tokio::time::timeout(CHECK_TIMEOUT, check).await {
-        Ok(c) => Ok(c),
-        Err(_) => Ok(CloudCheck {
-            cloud: name,
+    Ok(match name.as_str() {
+        "aws" => aws::check(cx).await,
+        "gcp" => check_gcp(cx).await,
+        "azure" => check_azure(cx).await,
+        "lambda" => check_key_cloud(cx, &LAMBDA).await,
+        "runpod" => check_key_cloud(cx, &RUNPOD).await,
+        "vast" => check_key_cloud(cx, &VAST).await,
+        "oci" => CloudCheck {
+            cloud: name.clone(),
+            credentials: vec![Found::NotNeeded { what: "public price list".into() }],
+            verification: Verification::Skipped { reason: "nothing to verify".into() },
+            prices_only: Some("public price list; no credentials needed".into()),
+        },
+        other => CloudCheck {
+            cloud: other.to_string(),
             credentials: Vec::new(),
-            verification: Verification::Failed {
-                call: "check".into(),
-                error: format!("timed out after {} s", CHECK_TIMEOUT.as_secs()),
-            },
+            verification: Verification::Skipped { reason: "no credential check for this cloud yet".into() },
             prices_only: None,
-        }),
+        },
+    })
+}
+
+/// `fut` (one call, named `call`), cut off after [`CALL_TIMEOUT`].
+async fn bounded(call: &str, fut: impl std::future::Future<Output = Verification>) -> Verification {
+    match tokio::time::timeout(CALL_TIMEOUT, fut).await {
+        Ok(v) => v,
+        Err(_) => Verification::Failed {
+            call: call.to_string(),
+            error: format!("timed out after {} s", CALL_TIMEOUT.as_secs()),
+        },
     }
 }
 
@@ -275,6 +272,18 @@ async fn http_verify(
     judge: impl Fn(&serde_json::Value) -> Answer,
 ) -> Verification {
     let call = format!("{method} {}", url.path());
+    bounded(&call.clone(), http_verify_unbounded(cx, call, method, url, headers, body, judge)).await
+}
+
+async fn http_verify_unbounded(
+    cx: &FetchContext,
+    call: String,
+    method: Method,
+    url: Url,
+    headers: &[(&str, String)],
+    body: Option<serde_json::Value>,
+    judge: impl Fn(&serde_json::Value) -> Answer,
+) -> Verification {
     let body = match body.map(|b| serde_json::to_vec(&b)) {
         None => None,
         Some(Ok(bytes)) => Some(("application/json", bytes)),
@@ -545,9 +554,16 @@ async fn check_azure(cx: &FetchContext) -> CloudCheck {
     };
     let token = match token {
         Some(t) => t.to_string(),
-        None => match azure_sp_token(cx).await {
-            Ok(t) => t,
-            Err(v) => return CloudCheck { cloud: "azure".into(), credentials, verification: v, prices_only: None },
+        None => match tokio::time::timeout(CALL_TIMEOUT, azure_sp_token(cx)).await {
+            Ok(Ok(t)) => t,
+            Ok(Err(v)) => return CloudCheck { cloud: "azure".into(), credentials, verification: v, prices_only: None },
+            Err(_) => {
+                let verification = Verification::Failed {
+                    call: "POST {tenant}/oauth2/v2.0/token".into(),
+                    error: format!("timed out after {} s", CALL_TIMEOUT.as_secs()),
+                };
+                return CloudCheck { cloud: "azure".into(), credentials, verification, prices_only: None };
+            }
         },
     };
     let call = "GET subscriptions/{id}";

@@ -144,7 +144,7 @@ impl HttpClient {
                         attempt += 1;
                         continue;
                     }
-                    return Err(FetchError::Transport { url: url.to_string(), message: e.to_string() });
+                    return Err(FetchError::Transport { url: url.to_string(), message: with_causes(e) });
                 }
             }
         }
@@ -197,6 +197,23 @@ impl HttpClient {
             }
         }
     }
+}
+
+/// A reqwest error with its causes (`error sending request: client error (Connect): tcp connect
+/// error: Connection refused`), without the URL, which `FetchError::Transport` already names.
+fn with_causes(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut out = e.to_string();
+    let mut cur = std::error::Error::source(&e);
+    while let Some(s) = cur {
+        let t = s.to_string();
+        if !out.contains(&t) {
+            out.push_str(": ");
+            out.push_str(&t);
+        }
+        cur = s.source();
+    }
+    out
 }
 
 enum StreamErr {

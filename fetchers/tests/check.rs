@@ -124,6 +124,8 @@ async fn lambda_right_key_verifies_wrong_key_is_rejected_closed_port_fails() {
     let c = check_cloud(&cx, "lambda").await.expect("known cloud");
     assert!(matches!(c.verification, Verification::Failed { .. }), "{:?}", c.verification);
     assert_one_line(&c.verification);
+    // The cause is named, not just "error sending request".
+    assert!(c.verification.error().is_some_and(|e| e.contains("onnection refused")), "{:?}", c.verification);
 }
 
 #[tokio::test]

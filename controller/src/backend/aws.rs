@@ -389,18 +389,18 @@ impl Backend for Aws {
         let ec2 = self.client(&Self::region_of(cluster)?).await;
         // Everything tagged with this cluster's id, not only the nodes on record: an instance
         // launched just before a crash is found by its tag.
-        let mut ids: Vec<String> = ec2
+        let tagged: Vec<Ec2Instance> = ec2
             .describe_cluster(&cluster.name)
             .await
             .map_err(|e| classify(&e))?
             .into_iter()
             .filter(|i| i.tags.iter().any(|(k, v)| k == "skycat-cluster-id" && v == &cluster.id))
-            .filter(|i| i.state != "terminated")
-            .map(|i| i.id)
             .collect();
+        let mut ids: Vec<String> = tagged.iter().filter(|i| i.state != "terminated").map(|i| i.id.clone()).collect();
+        // Nodes on record that the tag query did not find at all (tags not yet visible).
         for n in nodes {
             if let Some(id) = &n.instance_id {
-                if !ids.contains(id) {
+                if !tagged.iter().any(|i| &i.id == id) {
                     ids.push(id.clone());
                 }
             }

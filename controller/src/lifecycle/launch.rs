@@ -398,15 +398,20 @@ pub(super) fn ssh_ready_timeout() -> Duration {
         .unwrap_or(Duration::from_secs(300))
 }
 
-/// Connects, retrying unreachable hosts (a booting VM) until `wait` has passed. Key and
-/// host-key problems are not retried.
+/// Connects, retrying a node that is still booting until `wait` has passed. Host-key and local
+/// key-file problems are not retried.
 pub async fn connect_when_ready(t: &SshTarget, opts: &SshOptions, wait: Duration) -> std::result::Result<SshSession, SshError> {
     let deadline = Instant::now() + wait;
     let mut pause = Duration::from_millis(200);
     loop {
         match SshSession::connect(t, opts).await {
             Ok(s) => return Ok(s),
-            Err(e @ (SshError::Unreachable { .. } | SshError::Timeout { .. })) if Instant::now() < deadline => {
+            // A booting VM refuses, drops (sshd restarting under cloud-init) or rejects the key
+            // (not installed yet) for a while; a changed host key or an unreadable key file
+            // will not get better.
+            Err(e @ (SshError::Unreachable { .. } | SshError::Timeout { .. } | SshError::Protocol { .. } | SshError::Auth { .. }))
+                if Instant::now() < deadline =>
+            {
                 tracing::debug!("{}: {e}; retrying", t.display());
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(5));

@@ -48,7 +48,9 @@ pub(crate) fn zone_key(c: &ClusterRow, n: &NodeRow) -> String {
     if c.cloud() == "ssh" {
         n.host_key()
     } else {
-        n.zone.clone().or_else(|| c.infra.split('/').nth(2).map(str::to_string)).unwrap_or_default()
+        // The planned zone as the plan names it (AWS: the zone id), so the block matches the
+        // plan's placements; the provider's own zone name only when the plan had none.
+        c.infra.split('/').nth(2).map(str::to_string).or_else(|| n.zone.clone()).unwrap_or_default()
     }
 }
 

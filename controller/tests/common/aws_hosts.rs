@@ -91,6 +91,15 @@ impl InstanceHosts {
                         if u.lock().unwrap().contains_key(&id) {
                             continue;
                         }
+                        // moto hands a terminated instance's address to the next one: the old
+                        // host (cut off, preempted) goes first.
+                        let stale: Vec<(String, u32)> =
+                            u.lock().unwrap().iter().filter(|(_, v)| v.1 == ip).map(|(k, v)| (k.clone(), v.0)).collect();
+                        for (old_id, old_i) in stale {
+                            let hh = h.clone();
+                            tokio::task::spawn_blocking(move || hh.script(&["rm", &old_i.to_string()])).await.expect("rm");
+                            u.lock().unwrap().insert(old_id, (old_i, String::new()));
+                        }
                         authorize_key_of(c, &id, &h).await;
                         let i = next;
                         next += 1;

@@ -13,7 +13,7 @@ use aws_credential_types::provider::ProvideCredentials;
 use aws_credential_types::Credentials;
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 
-use super::{expand_home, home_path, one_line, skipped, CloudCheck, Found, Verification, ERROR_CHARS, NO_CREDENTIALS};
+use super::{bounded, expand_home, home_path, one_line, skipped, CloudCheck, Found, Verification, ERROR_CHARS, NO_CREDENTIALS};
 use crate::provider::FetchContext;
 use crate::providers::aws::ec2::ec2_client;
 
@@ -61,12 +61,13 @@ pub(super) async fn check(cx: &FetchContext) -> CloudCheck {
         Discovery::Nothing => skipped("aws", Vec::new(), NO_CREDENTIALS),
         Discovery::Unusable { found, reason } => skipped("aws", found, reason),
         Discovery::Env { vars, creds } => {
-            let verification = describe_regions(cx, &region, creds, "environment").await;
+            let verification = bounded(CALL, describe_regions(cx, &region, creds, "environment")).await;
             CloudCheck { cloud: "aws".into(), credentials: vec![Found::Env { vars }], verification, prices_only: None }
         }
         Discovery::Profile { found, profile, files } => {
             let provider = profile_provider(&profile, &files);
-            let verification = describe_regions(cx, &region, provider, &format!("profile {profile}")).await;
+            let source = format!("profile {profile}");
+            let verification = bounded(CALL, describe_regions(cx, &region, provider, &source)).await;
             CloudCheck { cloud: "aws".into(), credentials: found, verification, prices_only: None }
         }
     }
