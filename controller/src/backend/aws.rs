@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{Backend, BackendContext, ErrorClass, NodeState, ProvisionError, ProvisionRequest, ProvisionedNode};
+use super::{Backend, BackendContext, ErrorClass, NodeState, ProvisionError, ProvisionRequest, Provisioned, ProvisionedNode};
 use crate::aws_ec2::{Ec2Backend, Ec2Error, Ec2Instance, LaunchSpec, NodeGone};
 use crate::ssh::SshTarget;
 use crate::store::{ClusterRow, NodeRow};
@@ -261,7 +261,7 @@ impl Backend for Aws {
         "aws"
     }
 
-    async fn provision(&self, req: &ProvisionRequest) -> Result<Vec<ProvisionedNode>, ProvisionError> {
+    async fn provision(&self, req: &ProvisionRequest) -> Result<Provisioned, ProvisionError> {
         let cfg = self.config()?;
         let p = &req.placement;
         let ec2 = self.client(&p.region).await;
@@ -321,7 +321,7 @@ impl Backend for Aws {
         }
         .await;
         match ready {
-            Ok(nodes) => Ok(nodes),
+            Ok(nodes) => Ok(Provisioned { nodes, skipped: Vec::new() }),
             Err(e) => {
                 // Leave nothing behind that bills.
                 if let Err(t) = ec2.terminate(&ids).await {

@@ -171,6 +171,15 @@ pub struct ProvisionedNode {
     pub public_ip: Option<String>,
 }
 
+/// What a provisioning call produced: the nodes, and what it tried and skipped on the way (pool
+/// hosts that did not answer), for the user to see.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Provisioned {
+    pub nodes: Vec<ProvisionedNode>,
+    /// (what, why) per skipped candidate.
+    pub skipped: Vec<(String, String)>,
+}
+
 /// What every backend gets: the controller's home, state store and SSH settings.
 #[derive(Clone)]
 pub struct BackendContext {
@@ -198,7 +207,7 @@ pub trait Backend: Send + Sync {
 
     /// Provisions `req.num_nodes` nodes at `req.placement`, waiting until they run. On error
     /// nothing is left running.
-    async fn provision(&self, req: &ProvisionRequest) -> Result<Vec<ProvisionedNode>, ProvisionError>;
+    async fn provision(&self, req: &ProvisionRequest) -> Result<Provisioned, ProvisionError>;
 
     /// The provider's view of one node.
     async fn describe(&self, cluster: &ClusterRow, node: &NodeRow) -> Result<NodeState, ProvisionError>;

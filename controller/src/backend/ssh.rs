@@ -6,7 +6,7 @@
 
 use async_trait::async_trait;
 
-use super::{Backend, BackendContext, ErrorClass, NodeState, ProvisionError, ProvisionRequest, ProvisionedNode};
+use super::{Backend, BackendContext, ErrorClass, NodeState, ProvisionError, ProvisionRequest, Provisioned, ProvisionedNode};
 use crate::pools::Pools;
 use crate::ssh::{SshSession, SshTarget};
 use crate::store::{ClusterRow, NodeRow, StoreError};
@@ -49,13 +49,13 @@ impl Backend for SshPools {
         self.pools().map(|p| p.as_offers()).unwrap_or_default()
     }
 
-    async fn provision(&self, req: &ProvisionRequest) -> Result<Vec<ProvisionedNode>, ProvisionError> {
+    async fn provision(&self, req: &ProvisionRequest) -> Result<Provisioned, ProvisionError> {
         let pools = self.pools()?;
         let pool = pools.get(&req.placement.region).map_err(|e| ProvisionError::new(ErrorClass::Invalid, e.to_string()))?;
         let need = req.num_nodes.max(1) as usize;
         let store = &self.cx.store;
         let mut picked: Vec<ProvisionedNode> = Vec::new();
-        let mut skipped: Vec<String> = Vec::new();
+        let mut skipped: Vec<(String, String)> = Vec::new();
         for host in &pool.hosts {
             if picked.len() == need {
                 break;
@@ -76,20 +76,24 @@ impl Backend for SshPools {
                     picked.push(node_of(target));
                 }
                 Err(e) => {
-                    skipped.push(format!("{key} ({e})"));
+                    skipped.push((key.clone(), e.to_string()));
                     store.release_host(&pool.name, &key, &req.cluster_id).await.map_err(store_err)?;
                 }
             }
         }
         if picked.len() < need {
             store.release_cluster_hosts(&req.cluster_id).await.map_err(store_err)?;
-            let why = if skipped.is_empty() { String::new() } else { format!("; unusable: {}", skipped.join("; ")) };
+            let why = if skipped.is_empty() {
+                String::new()
+            } else {
+                format!("; unusable: {}", skipped.iter().map(|(h, e)| format!("{h} ({e})")).collect::<Vec<_>>().join("; "))
+            };
             return Err(ProvisionError::new(
                 ErrorClass::Capacity,
                 format!("pool {} has only {} usable free host(s), the task needs {need}{why}", pool.name, picked.len()),
             ));
         }
-        Ok(picked)
+        Ok(Provisioned { nodes: picked, skipped })
     }
 
     async fn describe(&self, _cluster: &ClusterRow, node: &NodeRow) -> Result<NodeState, ProvisionError> {

@@ -134,7 +134,7 @@ impl Controller {
             &say,
         )
         .await;
-        let (chosen, nodes, failed) = match walked {
+        let (chosen, provisioned, failed) = match walked {
             Ok(v) => v,
             Err(e) => {
                 self.store.release_cluster_hosts(&id).await?;
@@ -142,7 +142,12 @@ impl Controller {
                 return Err(e.into());
             }
         };
-        let skipped: Vec<(String, String)> = failed.iter().map(|f| (infra_of(&f.placement), f.error.to_string())).collect();
+        let nodes = provisioned.nodes;
+        for (h, e) in &provisioned.skipped {
+            self.say(&format!("  {h}: {e}; trying the next host"));
+        }
+        let mut skipped: Vec<(String, String)> = failed.iter().map(|f| (infra_of(&f.placement), f.error.to_string())).collect();
+        skipped.extend(provisioned.skipped);
         let row = self.store.cluster_by_id(&id).await?.ok_or_else(|| anyhow!("cluster {} vanished", req.cluster))?;
         self.say(&format!("Provisioned {} node(s) on {} ({}).", nodes.len(), infra_of(&chosen), chosen.instance_type));
         // Cloud nodes may still be booting sshd: wait for it (pool hosts answered already).
