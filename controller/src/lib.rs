@@ -1,22 +1,22 @@
-//! skycat's cluster lifecycle: SSH node pools, provisioning over russh, the agent bootstrap, the
-//! SQLite state store and the heartbeat endpoint. Used by the CLI and by `skycat serve`.
+//! skycat's cluster lifecycle: backends (SSH node pools, AWS EC2), placement from the optimizer,
+//! the agent bootstrap over russh, managed jobs, heartbeat acceptance and the SQLite state store.
+//! Used by the CLI and by `skycat serve` (whose HTTP routes live in `skycat-server`).
 
 pub mod agent_client;
 pub mod aws_ec2;
 pub mod backend;
 pub mod enabled;
+pub mod heartbeat;
 pub mod home;
 pub mod keys;
 pub mod lifecycle;
 pub mod managed;
 pub mod placement;
 pub mod pools;
-pub mod router;
 pub mod ssh;
 pub mod ssh_config;
 pub mod store;
 
 pub use lifecycle::{Controller, LaunchRequest, LaunchOutcome, TaskRun};
 pub use pools::pools_as_offers;
-pub use router::router;
 pub use store::Store;

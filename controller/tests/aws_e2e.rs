@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use skycat_controller::home::Home;
 use skycat_controller::lifecycle::Controller;
-use skycat_controller::managed::{api_router, JobRequest, JobView, Managed, ManagedOptions};
+use skycat_controller::managed::{JobRequest, JobView, Managed, ManagedOptions};
 
 mod common;
 use common::aws_hosts::{ec2, instances, make_vpc, InstanceHosts};
@@ -96,7 +96,7 @@ async fn managed_spot_job_on_ec2_recovers_in_another_zone() {
     let offers = Arc::new(embedded_catalog());
     let catalog: skycat_controller::managed::CatalogSource = Arc::new(move || offers.as_ref().clone());
     let managed = Managed::new(ctl, opts, catalog).await.expect("managed");
-    let app = skycat_controller::router(store.clone()).merge(api_router(managed.clone()));
+    let app = skycat_server::routes::heartbeat::router(store.clone()).merge(skycat_server::routes::jobs::router(managed.clone()));
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });

@@ -60,7 +60,7 @@ async fn receiver(store: Store, port: u16) -> (Receiver, u16) {
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await.expect("bind receiver");
     let port = listener.local_addr().expect("addr").port();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let app = skycat_controller::router(store);
+    let app = skycat_server::routes::heartbeat::router(store);
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(async move {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use skycat_controller::home::Home;
 use skycat_controller::lifecycle::Controller;
-use skycat_controller::managed::{api_router, JobView, Managed, ManagedOptions};
+use skycat_controller::managed::{JobView, Managed, ManagedOptions};
 
 mod common;
 use common::{agent_bin, TestHosts};
@@ -52,7 +52,7 @@ async fn service(pools_yaml: &str, tune: impl FnOnce(&mut ManagedOptions)) -> Se
     };
     tune(&mut opts);
     let managed = Managed::new(ctl, opts, std::sync::Arc::new(Vec::new)).await.expect("managed");
-    let app = skycat_controller::router(store).merge(api_router(managed.clone()));
+    let app = skycat_server::routes::heartbeat::router(store).merge(skycat_server::routes::jobs::router(managed.clone()));
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
@@ -114,7 +114,7 @@ async fn spot_preemption_recovers_in_the_next_region_with_cost_of_both_attempts(
 
     // API errors name the field.
     let (code, err) = http(svc.port, "POST", "/v1/jobs", Some(r#"{"task": {"run": "x"}, "strategy": "NEAREST"}"#));
-    assert_eq!((code, err["field"].as_str()), (400, Some("strategy")), "{err}");
+    assert_eq!((code, err["field"].as_str()), (422, Some("strategy")), "{err}");
     let (code, err) = http(svc.port, "GET", "/v1/jobs/abc", None);
     assert_eq!((code, err["field"].as_str()), (400, Some("id")), "{err}");
 
@@ -152,8 +152,8 @@ async fn spot_preemption_recovers_in_the_next_region_with_cost_of_both_attempts(
     assert_eq!(v.attempts[1].pool, "ssh/dear");
     assert_eq!(v.attempts[1].hosts, vec![hosts.ip(3)]);
     let blocks: BTreeSet<_> = m.blocks(id).await.expect("blocks").into_iter().collect();
-    assert!(blocks.contains(&("cheap".to_string(), format!("root@{}:22", hosts.ip(1)), "zone".to_string())), "{blocks:?}");
-    assert!(blocks.contains(&("cheap".to_string(), String::new(), "region".to_string())), "{blocks:?}");
+    assert!(blocks.contains(&("ssh/cheap".to_string(), format!("root@{}:22", hosts.ip(1)), "zone".to_string())), "{blocks:?}");
+    assert!(blocks.contains(&("ssh/cheap".to_string(), String::new(), "region".to_string())), "{blocks:?}");
 
     let v = m.wait(id, Duration::from_secs(40)).await.expect("job ends");
     assert_eq!(v.status, "SUCCEEDED", "{v:#?}");

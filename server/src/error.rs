@@ -25,7 +25,8 @@ pub struct ErrorBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub column: Option<usize>,
     /// A short machine-readable class: `bad_request`, `invalid`, `infeasible`, `too_large`,
-    /// `unsupported_media_type`, `not_found`, `method_not_allowed`, `timeout`, `internal`.
+    /// `unsupported_media_type`, `not_found`, `method_not_allowed`, `timeout`, `unauthorized`,
+    /// `unavailable`, `internal`.
     pub kind: String,
     /// Extra structured detail, e.g. the optimizer's explanation of an infeasible request
     /// (which constraint removed the candidates, and the nearest offers).

@@ -100,8 +100,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     )
     .await?;
     let extra = skycat_server::axum::Router::new()
-        .merge(skycat_controller::router(store))
-        .merge(skycat_controller::managed::api_router(managed));
+        .merge(skycat_server::routes::heartbeat::router(store))
+        .merge(skycat_server::routes::jobs::router(managed));
     skycat_server::serve(opts, extra).await?;
     Ok(())
 }

@@ -32,13 +32,30 @@ use sqlx::Row;
 
 use skycat_optimizer::TaskSpec;
 
-mod api;
 mod attempt;
 mod policy;
+mod request;
 
-pub use api::{api_router, parse_request, FieldError};
 pub use policy::Strategy;
-use api::field_err;
+pub use request::{parse_request, FieldError};
+use request::field_err;
+
+/// Why a managed-job call was refused; the HTTP routes map each kind to a status.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("managed job {0} not found")]
+    NotFound(i64),
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for JobError {
+    fn from(e: sqlx::Error) -> Self {
+        JobError::Internal(e.into())
+    }
+}
 
 use crate::lifecycle::{Controller, TaskRun};
 
@@ -256,13 +273,13 @@ impl Managed {
     }
 
     /// Submits a managed job; it runs in the background. Returns its id.
-    pub async fn submit(&self, req: JobRequest) -> Result<i64> {
+    pub async fn submit(&self, req: JobRequest) -> std::result::Result<i64, JobError> {
         let strategy = match req.strategy.as_deref() {
             None => Strategy::default(),
-            Some(s) => Strategy::parse(s).ok_or_else(|| anyhow!("strategy: unknown recovery strategy {s:?}"))?,
+            Some(s) => Strategy::parse(s).ok_or_else(|| field_err("strategy", format!("unknown recovery strategy {s:?}")))?,
         };
         if req.task.run.as_deref().is_none_or(|r| r.trim().is_empty()) {
-            return Err(anyhow!("task.run: a managed job needs a non-empty `run` command"));
+            return Err(field_err("task.run", "a managed job needs a non-empty `run` command").into());
         }
         let r = sqlx::query(
             "INSERT INTO managed_jobs (name, task_json, use_spot, strategy, max_restarts_on_errors, status, task_id, submitted_at)
@@ -294,15 +311,15 @@ impl Managed {
     }
 
     /// Requests cancellation; the job's controller cancels the task and tears the cluster down.
-    pub async fn cancel(&self, id: i64) -> Result<JobView> {
-        let v = self.job(id).await?.ok_or_else(|| anyhow!("managed job {id} not found"))?;
+    pub async fn cancel(&self, id: i64) -> std::result::Result<JobView, JobError> {
+        let v = self.job(id).await?.ok_or(JobError::NotFound(id))?;
         if !status::is_terminal(&v.status) {
             sqlx::query("UPDATE managed_jobs SET cancel_requested = 1, status = 'CANCELLING' WHERE id = ? AND status NOT IN ('SUCCEEDED','FAILED','FAILED_SETUP','FAILED_NO_RESOURCE','FAILED_CONTROLLER','CANCELLED')")
                 .bind(id)
                 .execute(self.db())
                 .await?;
         }
-        self.job(id).await?.ok_or_else(|| anyhow!("managed job {id} not found"))
+        self.job(id).await?.ok_or(JobError::NotFound(id))
     }
 
     async fn cancel_requested(&self, id: i64) -> Result<bool> {
@@ -421,8 +438,8 @@ impl Managed {
 
     /// Logs of every attempt: finished attempts as saved when they ended, the running one read
     /// from its nodes now.
-    pub async fn logs(&self, id: i64) -> Result<(JobView, Vec<(u32, String)>)> {
-        let v = self.job(id).await?.ok_or_else(|| anyhow!("managed job {id} not found"))?;
+    pub async fn logs(&self, id: i64) -> std::result::Result<(JobView, Vec<(u32, String)>), JobError> {
+        let v = self.job(id).await?.ok_or(JobError::NotFound(id))?;
         let rows = sqlx::query("SELECT attempt, cluster_name, agent_job_id, ended_at, log FROM managed_attempts WHERE job_id = ? ORDER BY attempt")
             .bind(id)
             .fetch_all(self.db())

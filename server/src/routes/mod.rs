@@ -3,3 +3,8 @@
 pub mod catalog;
 pub mod optimize;
 pub mod system;
+
+#[cfg(feature = "control")]
+pub mod heartbeat;
+#[cfg(feature = "control")]
+pub mod jobs;

@@ -1,22 +1,15 @@
-//! The managed-jobs HTTP API (`POST /v1/jobs`, `GET /v1/jobs[/{id}[/logs]]`,
-//! `POST /v1/jobs/{id}/cancel`): request validation naming the field, and the handlers.
+//! A managed-job request (the body of `POST /v1/jobs`), validated field by field. The HTTP
+//! routes are the server's (`skycat-server`, feature `control`).
 
 use std::collections::BTreeMap;
 
-use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::json;
 use skycat_optimizer::TaskSpec;
 
-use super::{status, JobRequest, Managed, Strategy};
+use super::{JobRequest, Strategy};
 use crate::lifecycle::TaskRun;
 
-/// Errors of the HTTP API, naming the offending field.
+/// A request value that is not acceptable, naming the offending field.
 #[derive(Debug, thiserror::Error)]
 #[error("{field}: {message}")]
 pub struct FieldError {
@@ -106,99 +99,10 @@ pub fn parse_request(body: &[u8]) -> std::result::Result<JobRequest, FieldError>
     })
 }
 
-fn api_error(code: StatusCode, field: &str, msg: impl Into<String>) -> Response {
-    (code, Json(json!({ "error": msg.into(), "field": field }))).into_response()
-}
-
-fn parse_id(raw: &str) -> std::result::Result<i64, Box<Response>> {
-    raw.parse::<i64>()
-        .ok()
-        .filter(|i| *i > 0)
-        .ok_or_else(|| Box::new(api_error(StatusCode::BAD_REQUEST, "id", format!("job id must be a positive integer, got {raw:?}"))))
-}
-
-/// `POST /v1/jobs`, `GET /v1/jobs`, `GET /v1/jobs/{id}`, `GET /v1/jobs/{id}/logs`,
-/// `POST /v1/jobs/{id}/cancel`. Errors are `{"error": "...", "field": "..."}`.
-pub fn api_router(m: Managed) -> Router {
-    Router::new()
-        .route("/v1/jobs", post(api_launch).get(api_list))
-        .route("/v1/jobs/{id}", get(api_get))
-        .route("/v1/jobs/{id}/logs", get(api_logs))
-        .route("/v1/jobs/{id}/cancel", post(api_cancel))
-        .with_state(m)
-}
-
-async fn api_launch(State(m): State<Managed>, body: Bytes) -> Response {
-    let req = match parse_request(&body) {
-        Ok(r) => r,
-        Err(e) => return api_error(StatusCode::BAD_REQUEST, &e.field, e.to_string()),
-    };
-    match m.submit(req).await {
-        Ok(id) => match m.job(id).await {
-            Ok(Some(v)) => (StatusCode::CREATED, Json(v)).into_response(),
-            Ok(None) => api_error(StatusCode::INTERNAL_SERVER_ERROR, "id", "job vanished"),
-            Err(e) => api_error(StatusCode::SERVICE_UNAVAILABLE, "store", format!("{e:#}")),
-        },
-        Err(e) => {
-            let msg = format!("{e:#}");
-            let field = msg.split(':').next().filter(|f| !f.contains(' ')).unwrap_or("task").to_string();
-            api_error(StatusCode::BAD_REQUEST, &field, msg)
-        }
-    }
-}
-
-async fn api_list(State(m): State<Managed>) -> Response {
-    match m.jobs().await {
-        Ok(v) => Json(v).into_response(),
-        Err(e) => api_error(StatusCode::SERVICE_UNAVAILABLE, "store", format!("{e:#}")),
-    }
-}
-
-async fn api_get(State(m): State<Managed>, UrlPath(raw): UrlPath<String>) -> Response {
-    let id = match parse_id(&raw) {
-        Ok(i) => i,
-        Err(r) => return *r,
-    };
-    match m.job(id).await {
-        Ok(Some(v)) => Json(v).into_response(),
-        Ok(None) => api_error(StatusCode::NOT_FOUND, "id", format!("managed job {id} not found")),
-        Err(e) => api_error(StatusCode::SERVICE_UNAVAILABLE, "store", format!("{e:#}")),
-    }
-}
-
-async fn api_logs(State(m): State<Managed>, UrlPath(raw): UrlPath<String>) -> Response {
-    let id = match parse_id(&raw) {
-        Ok(i) => i,
-        Err(r) => return *r,
-    };
-    match m.logs(id).await {
-        Ok((v, logs)) => Json(json!({
-            "id": id,
-            "status": v.status,
-            "terminal": status::is_terminal(&v.status),
-            "attempts": logs.into_iter().map(|(a, log)| json!({"attempt": a, "log": log})).collect::<Vec<_>>(),
-        }))
-        .into_response(),
-        Err(e) if e.to_string().contains("not found") => api_error(StatusCode::NOT_FOUND, "id", e.to_string()),
-        Err(e) => api_error(StatusCode::SERVICE_UNAVAILABLE, "store", format!("{e:#}")),
-    }
-}
-
-async fn api_cancel(State(m): State<Managed>, UrlPath(raw): UrlPath<String>) -> Response {
-    let id = match parse_id(&raw) {
-        Ok(i) => i,
-        Err(r) => return *r,
-    };
-    match m.cancel(id).await {
-        Ok(v) => Json(v).into_response(),
-        Err(e) if e.to_string().contains("not found") => api_error(StatusCode::NOT_FOUND, "id", e.to_string()),
-        Err(e) => api_error(StatusCode::SERVICE_UNAVAILABLE, "store", format!("{e:#}")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::managed::status;
 
     #[test]
     fn request_validation_names_the_field() {

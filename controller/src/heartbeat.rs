@@ -1,0 +1,90 @@
+//! Accepting an agent heartbeat: the token check, the ingest, and the autostop it may report.
+//! The HTTP route (`POST /v1/agents/heartbeat`) is the server's (`skycat-server`, feature
+//! `control`); this is what it calls.
+//!
+//! The token is the cluster's (generated at launch, stored hashed); a missing or wrong token, or
+//! a token of another cluster, is [`HeartbeatError::Unauthorized`]. Duplicates (same
+//! cluster+node+seq, as an agent replays after an outage) are accepted and change nothing.
+
+use serde::Serialize;
+use skycat_protocol::{Heartbeat, HeartbeatReason};
+
+use crate::store::{Ingested, Store};
+
+/// Why a heartbeat was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum HeartbeatError {
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("{0}")]
+    BadRequest(String),
+    /// The state store failed; the agent retries.
+    #[error("state store: {0}")]
+    Store(String),
+}
+
+/// The reply to an accepted heartbeat.
+#[derive(Debug, Clone, Serialize)]
+pub struct HeartbeatAck {
+    /// `stored`, or `duplicate` for a replay.
+    pub status: &'static str,
+    pub seq: u64,
+}
+
+/// Checks `token` against the cluster the heartbeat names, stores the heartbeat, and records an
+/// autostop it reports (tearing the cluster down when it was launched with `--down`).
+pub async fn accept(store: &Store, token: Option<&str>, body: &[u8]) -> Result<HeartbeatAck, HeartbeatError> {
+    let token = token.filter(|t| !t.is_empty()).ok_or(HeartbeatError::Unauthorized("missing bearer token"))?;
+    let cluster = store
+        .cluster_by_token(token)
+        .await
+        .map_err(|e| HeartbeatError::Store(e.to_string()))?
+        .ok_or(HeartbeatError::Unauthorized("unknown cluster token"))?;
+    let text = std::str::from_utf8(body).map_err(|_| HeartbeatError::BadRequest("heartbeat body is not UTF-8".into()))?;
+    let hb: Heartbeat =
+        skycat_protocol::from_json("heartbeat", text).map_err(|e| HeartbeatError::BadRequest(e.to_string()))?;
+    if hb.cluster != cluster.name {
+        // A valid token of one cluster must not write into another.
+        return Err(HeartbeatError::Unauthorized("token does not belong to this cluster"));
+    }
+    let ingested = store.ingest_heartbeat(&cluster, &hb).await.map_err(|e| HeartbeatError::Store(e.to_string()))?;
+    if ingested == Ingested::New {
+        record_autostop(store, &cluster, &hb).await;
+    }
+    let status = match ingested {
+        Ingested::New => "stored",
+        Ingested::Duplicate => "duplicate",
+    };
+    Ok(HeartbeatAck { status, seq: hb.seq })
+}
+
+async fn record_autostop(store: &Store, cluster: &crate::store::ClusterRow, hb: &Heartbeat) {
+    let fired = hb.reason == HeartbeatReason::Autostop || hb.autostop.as_ref().is_some_and(|a| a.fired_at.is_some());
+    let current = hb.launch_id.as_deref().is_none_or(|l| l == cluster.id);
+    if !(fired && current && hb.idle_seconds > 0.0) {
+        return;
+    }
+    let at = hb.autostop.as_ref().and_then(|a| a.fired_at).unwrap_or(hb.created_at).to_rfc3339();
+    match store.mark_autostopped(&cluster.id, &at).await {
+        Ok(true) => {
+            tracing::info!(cluster = %cluster.name, "autostop fired: cluster stopped");
+            if cluster.down_on_idle {
+                let store = store.clone();
+                let name = cluster.name.clone();
+                tokio::spawn(async move {
+                    let home = crate::home::Home::at(store.path().parent().map(|p| p.to_path_buf()).unwrap_or_default());
+                    match crate::lifecycle::Controller::with_store(home, store).await {
+                        Ok(ctl) => {
+                            if let Err(e) = ctl.down(&name, false).await {
+                                tracing::warn!(cluster = %name, "autostop --down failed: {e:#}");
+                            }
+                        }
+                        Err(e) => tracing::warn!(cluster = %name, "autostop --down failed: {e:#}"),
+                    }
+                });
+            }
+        }
+        Ok(false) => {}
+        Err(e) => tracing::warn!("recording autostop of {}: {e}", cluster.name),
+    }
+}
