@@ -32,9 +32,10 @@ struct Env {
 }
 
 impl Env {
-    fn skycat(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_skycat"))
-            .args(args)
+    /// `skycat ARGS` with this test's homes and agent, on moto's fake keys at `endpoint`.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_skycat"));
+        c.args(args)
             .env("SKYCAT_HOME", self.home.path())
             .env("HOME", self.user_home.path())
             .env("SKYCAT_AGENT_BIN", &self.agent)
@@ -43,28 +44,16 @@ impl Env {
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env_remove("AWS_PROFILE")
             .env("SKYCAT_SSH_READY_TIMEOUT_SECS", "60")
-            .env("SKYCAT_AWS_BOOT_TIMEOUT_SECS", "60")
-            .output()
-            .expect("run skycat")
+            .env("SKYCAT_AWS_BOOT_TIMEOUT_SECS", "60");
+        c
+    }
+
+    fn skycat(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run skycat")
     }
 
     async fn skycat_async(&self, args: &[&str]) -> Output {
-        let cmd = {
-            let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_skycat"));
-            c.args(args)
-                .env("SKYCAT_HOME", self.home.path())
-                .env("HOME", self.user_home.path())
-                .env("SKYCAT_AGENT_BIN", &self.agent)
-                .env("AWS_ENDPOINT_URL_EC2", &self.endpoint)
-                .env("AWS_ACCESS_KEY_ID", "testing")
-                .env("AWS_SECRET_ACCESS_KEY", "testing")
-                .env_remove("AWS_PROFILE")
-                .env("SKYCAT_SSH_READY_TIMEOUT_SECS", "60")
-                .env("SKYCAT_AWS_BOOT_TIMEOUT_SECS", "60");
-            c
-        };
-        let mut cmd = cmd;
-        cmd.output().await.expect("run skycat")
+        tokio::process::Command::from(self.command(args)).output().await.expect("run skycat")
     }
 }
 

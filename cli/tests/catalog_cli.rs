@@ -3,6 +3,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use skycat_testkit::output::{json, stderr, stdout};
+
 fn skycat(home: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_skycat"))
         .args(args)
@@ -10,19 +12,6 @@ fn skycat(home: &Path, args: &[&str]) -> Output {
         .env_remove("RUST_LOG")
         .output()
         .expect("run skycat")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn json(o: &Output) -> serde_json::Value {
-    assert!(o.status.success(), "stderr: {}", stderr(o));
-    serde_json::from_slice(&o.stdout).expect("valid JSON")
 }
 
 #[test]

@@ -7,10 +7,13 @@
 //! moto must be installed (`scripts/ci-setup-moto.sh`); without it the AWS test fails, saying so.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+
+use skycat_testkit::free_port as closed_port;
+use skycat_testkit::moto::start_moto;
+use skycat_testkit::output::{json, stderr, stdout};
 
 const CLOUDS: &[&str] = &["aws", "azure", "gcp", "lambda", "oci", "runpod", "vast"];
 
@@ -28,19 +31,6 @@ fn skycat(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.output().expect("run skycat")
 }
 
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn json(o: &Output) -> serde_json::Value {
-    assert!(o.status.success(), "stderr: {}", stderr(o));
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(o)))
-}
-
 fn cache(dir: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(dir.join("skycat/enabled_clouds.json")).expect("cache written");
     serde_json::from_str(&text).expect("cache is JSON")
@@ -52,10 +42,6 @@ fn line<'a>(table: &'a str, cloud: &str) -> &'a str {
         .lines()
         .find(|l| l.split_whitespace().next() == Some(cloud))
         .unwrap_or_else(|| panic!("no row for {cloud} in:\n{table}"))
-}
-
-fn closed_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 #[test]
@@ -123,44 +109,6 @@ fn a_corrupt_cache_is_reported_and_rewritten() {
 }
 
 // ---- AWS against moto
-
-struct Moto {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_moto() -> Moto {
-    let port = closed_port();
-    let p = port.to_string();
-    let spawn = |prog: &str, args: &[&str]| Command::new(prog).args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn();
-    let child = spawn("python3", &["-m", "moto.server", "-H", "127.0.0.1", "-p", &p])
-        .or_else(|_| spawn("moto_server", &["-H", "127.0.0.1", "-p", &p]))
-        .unwrap_or_else(|e| panic!("cannot start moto ({e}): run scripts/ci-setup-moto.sh to install moto[server]"));
-    let mut moto = Moto { child, url: format!("http://127.0.0.1:{port}") };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return moto;
-        }
-        if let Ok(Some(status)) = moto.child.try_wait() {
-            let mut err = String::new();
-            if let Some(mut e) = moto.child.stderr.take() {
-                use std::io::Read;
-                let _ = e.read_to_string(&mut err);
-            }
-            panic!("moto server exited ({status}): {} — run scripts/ci-setup-moto.sh", err.lines().last().unwrap_or(""));
-        }
-        assert!(Instant::now() < deadline, "moto did not listen on port {port} within 60 s: run scripts/ci-setup-moto.sh");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 #[test]
 fn aws_verified_against_moto_enables_launch_and_a_closed_port_does_not() {

@@ -22,7 +22,7 @@ use skycat_controller::managed::{JobRequest, JobView, Managed, ManagedOptions};
 
 mod common;
 use common::aws_hosts::{ec2, instances, make_vpc, InstanceHosts};
-use common::moto::start_moto;
+use common::moto::{start_moto, use_fake_aws};
 use common::{agent_bin, TestHosts};
 
 const NET: u32 = 150;
@@ -51,26 +51,15 @@ fn embedded_catalog() -> Vec<skycat_catalog::Offer> {
     skycat_catalog::Catalog::load(&skycat_catalog::SkycatHome::new(empty.path())).expect("embedded catalog").catalog.into_offers()
 }
 
-async fn wait_for(what: &str, timeout: Duration, m: &Managed, id: i64, mut f: impl FnMut(&JobView) -> bool) -> JobView {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let v = m.job(id).await.expect("job").expect("job exists");
-        if f(&v) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}; job: {v:#?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+async fn wait_for(what: &str, timeout: Duration, m: &Managed, id: i64, f: impl FnMut(&JobView) -> bool) -> JobView {
+    common::wait_for_job(m, id, what, timeout, f).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn managed_spot_job_on_ec2_recovers_in_another_zone() {
     let moto = start_moto();
     // The only test in this binary: the process env is not shared with another test.
-    std::env::set_var("AWS_ENDPOINT_URL_EC2", &moto.url);
-    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-    std::env::remove_var("AWS_PROFILE");
+    use_fake_aws(&moto.url);
     let east = ec2(&moto.url, "us-east-1").await;
     make_vpc(&east, "skycat-e2e", 232).await;
     let hosts = Arc::new(TestHosts::empty(NET, "aws"));

@@ -12,7 +12,7 @@ use std::process::Command;
 use skycat_controller::aws_ec2::{Ec2Backend, Ec2Error, LaunchSpec, NodeGone, CLUSTER_TAG};
 
 mod common;
-use common::moto::start_moto;
+use common::moto::{start_moto, use_fake_aws};
 
 /// A fresh ed25519 public key in OpenSSH format (ssh-keygen ships with openssh-client).
 fn public_key(dir: &std::path::Path) -> String {
@@ -30,10 +30,7 @@ fn public_key(dir: &std::path::Path) -> String {
 async fn ec2_backend_every_call_against_moto() {
     let moto = start_moto();
     // The only test in this binary: setting the process env is not racing another test.
-    std::env::set_var("AWS_ENDPOINT_URL_EC2", &moto.url);
-    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-    std::env::remove_var("AWS_PROFILE");
+    use_fake_aws(&moto.url);
     let ec2 = Ec2Backend::from_env("us-east-1").await;
 
     // Key pair: imported once, idempotent.

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use common::ec2_faults::{error_status, sigv4_region, start_moto, Ec2FaultProxy, Fault, Market, SeenRun};
+use common::moto::use_fake_aws;
 use skycat_controller::aws_ec2::{Ec2Backend, Ec2Error, LaunchSpec};
 
 fn code(err: &Ec2Error) -> Option<&str> {
@@ -31,10 +32,7 @@ async fn run_instances_faults_through_the_ec2_backend() {
     let proxy = Ec2FaultProxy::start(&moto.url).await;
     assert!(proxy.url.starts_with("http://127.0.0.1:"), "{}", proxy.url);
     // The only test in this binary that sets the process env.
-    std::env::set_var("AWS_ENDPOINT_URL_EC2", &proxy.url);
-    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-    std::env::remove_var("AWS_PROFILE");
+    use_fake_aws(&proxy.url);
     let east1 = Ec2Backend::from_env("us-east-1").await;
     let east2 = Ec2Backend::from_env("us-east-2").await;
 

@@ -75,16 +75,8 @@ fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> (u16, serde_
     (code, json)
 }
 
-async fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut(&JobView) -> bool, m: &Managed, id: i64) -> JobView {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let v = m.job(id).await.expect("job").expect("job exists");
-        if f(&v) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}; job: {v:#?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+async fn wait_for(what: &str, timeout: Duration, f: impl FnMut(&JobView) -> bool, m: &Managed, id: i64) -> JobView {
+    common::wait_for_job(m, id, what, timeout, f).await
 }
 
 fn pools(hosts: &TestHosts, pools: &[(&str, bool, f64, &[u32])]) -> String {

@@ -272,43 +272,34 @@ async fn http_verify(
     judge: impl Fn(&serde_json::Value) -> Answer,
 ) -> Verification {
     let call = format!("{method} {}", url.path());
-    bounded(&call.clone(), http_verify_unbounded(cx, call, method, url, headers, body, judge)).await
-}
-
-async fn http_verify_unbounded(
-    cx: &FetchContext,
-    call: String,
-    method: Method,
-    url: Url,
-    headers: &[(&str, String)],
-    body: Option<serde_json::Value>,
-    judge: impl Fn(&serde_json::Value) -> Answer,
-) -> Verification {
-    let body = match body.map(|b| serde_json::to_vec(&b)) {
-        None => None,
-        Some(Ok(bytes)) => Some(("application/json", bytes)),
-        Some(Err(e)) => return Verification::Failed { call, error: e.to_string() },
-    };
-    let resp = match cx.http.send(method, &url, headers, body).await {
-        Ok(r) => r,
-        Err(e) => return from_fetch_error(call, e),
-    };
-    let text = match resp.text().await {
-        Ok(t) => t,
-        Err(e) => return Verification::Failed { call, error: one_line(&e.to_string(), ERROR_CHARS) },
-    };
-    let json: serde_json::Value = match serde_json::from_str(&text) {
-        Ok(j) => j,
-        Err(e) => {
-            let error = one_line(&format!("the answer is not JSON ({e}): {text}"), ERROR_CHARS);
-            return Verification::Failed { call, error };
+    bounded(&call.clone(), async move {
+        let body = match body.map(|b| serde_json::to_vec(&b)) {
+            None => None,
+            Some(Ok(bytes)) => Some(("application/json", bytes)),
+            Some(Err(e)) => return Verification::Failed { call, error: e.to_string() },
+        };
+        let resp = match cx.http.send(method, &url, headers, body).await {
+            Ok(r) => r,
+            Err(e) => return from_fetch_error(call, e),
+        };
+        let text = match resp.text().await {
+            Ok(t) => t,
+            Err(e) => return Verification::Failed { call, error: one_line(&e.to_string(), ERROR_CHARS) },
+        };
+        let json: serde_json::Value = match serde_json::from_str(&text) {
+            Ok(j) => j,
+            Err(e) => {
+                let error = one_line(&format!("the answer is not JSON ({e}): {text}"), ERROR_CHARS);
+                return Verification::Failed { call, error };
+            }
+        };
+        match judge(&json) {
+            Answer::Ok => Verification::Verified { call },
+            Answer::Rejected(m) => Verification::Rejected { call, error: one_line(&m, ERROR_CHARS) },
+            Answer::Unexpected(m) => Verification::Failed { call, error: one_line(&m, ERROR_CHARS) },
         }
-    };
-    match judge(&json) {
-        Answer::Ok => Verification::Verified { call },
-        Answer::Rejected(m) => Verification::Rejected { call, error: one_line(&m, ERROR_CHARS) },
-        Answer::Unexpected(m) => Verification::Failed { call, error: one_line(&m, ERROR_CHARS) },
-    }
+    })
+    .await
 }
 
 fn from_fetch_error(call: String, e: FetchError) -> Verification {
@@ -335,12 +326,14 @@ fn bearer(token: &str) -> [(&'static str, String); 1] {
 
 /// A JSON object with a non-null `field`, else "unexpected answer".
 fn has_field(field: &'static str) -> impl Fn(&serde_json::Value) -> Answer {
-    move |j| {
-        if j.get(field).is_some_and(|v| !v.is_null()) {
-            Answer::Ok
-        } else {
-            Answer::Unexpected(format!("unexpected answer: no `{field}` in {j}"))
-        }
+    move |j| field_is(j, field, |v| !v.is_null(), &format!("`{field}`"))
+}
+
+/// `Ok` when the JSON object's `field` passes `ok`, else "unexpected answer: no {what} in …".
+fn field_is(j: &serde_json::Value, field: &str, ok: fn(&serde_json::Value) -> bool, what: &str) -> Answer {
+    match j.get(field) {
+        Some(v) if ok(v) => Answer::Ok,
+        _ => Answer::Unexpected(format!("unexpected answer: no {what} in {j}")),
     }
 }
 
@@ -357,37 +350,58 @@ const NO_CREDENTIALS: &str = "no credentials";
 
 // ---- key clouds: Lambda, RunPod, Vast.ai
 
+/// A cloud whose API key (the first of `key_vars` set) is the whole credential: sent as a Bearer
+/// token on `call` to the cloud's endpoint, whose JSON answer `judge` reads.
 struct KeyCloud {
     cloud: &'static str,
     key_vars: &'static [&'static str],
     endpoint: &'static str,
-    method: Method,
-    path: &'static str,
-    /// A GraphQL query to POST, if the call is one.
-    graphql: Option<&'static str>,
+    call: KeyCall,
     judge: fn(&serde_json::Value) -> Answer,
+}
+
+enum KeyCall {
+    /// `GET path`.
+    Get(&'static str),
+    /// `POST path` with a GraphQL query.
+    GraphQl { path: &'static str, query: &'static str },
+}
+
+impl KeyCall {
+    fn method(&self) -> Method {
+        match self {
+            KeyCall::Get(_) => Method::GET,
+            KeyCall::GraphQl { .. } => Method::POST,
+        }
+    }
+
+    fn path(&self) -> &'static str {
+        match self {
+            KeyCall::Get(path) | KeyCall::GraphQl { path, .. } => path,
+        }
+    }
+
+    fn body(&self) -> Option<serde_json::Value> {
+        match self {
+            KeyCall::Get(_) => None,
+            KeyCall::GraphQl { query, .. } => Some(serde_json::json!({ "query": query })),
+        }
+    }
 }
 
 static LAMBDA: KeyCloud = KeyCloud {
     cloud: "lambda",
     key_vars: &["SKYCAT_LAMBDA_API_KEY", "LAMBDA_API_KEY"],
     endpoint: providers::lambda::DEFAULT_ENDPOINT,
-    method: Method::GET,
-    path: "api/v1/instance-types",
-    graphql: None,
-    judge: |j| match j.get("data") {
-        Some(d) if d.is_object() => Answer::Ok,
-        _ => Answer::Unexpected(format!("unexpected answer: no `data` object in {j}")),
-    },
+    call: KeyCall::Get("api/v1/instance-types"),
+    judge: |j| field_is(j, "data", serde_json::Value::is_object, "`data` object"),
 };
 
 static RUNPOD: KeyCloud = KeyCloud {
     cloud: "runpod",
     key_vars: &["SKYCAT_RUNPOD_API_KEY", "RUNPOD_API_KEY"],
     endpoint: providers::runpod::DEFAULT_ENDPOINT,
-    method: Method::POST,
-    path: "graphql",
-    graphql: Some("query { myself { id } }"),
+    call: KeyCall::GraphQl { path: "graphql", query: "query { myself { id } }" },
     judge: runpod_answer,
 };
 
@@ -395,13 +409,8 @@ static VAST: KeyCloud = KeyCloud {
     cloud: "vast",
     key_vars: &["SKYCAT_VAST_API_KEY", "VAST_API_KEY"],
     endpoint: providers::vast::DEFAULT_ENDPOINT,
-    method: Method::GET,
-    path: "api/v0/users/current",
-    graphql: None,
-    judge: |j| match j.get("id") {
-        Some(id) if !id.is_null() => Answer::Ok,
-        _ => Answer::Unexpected(format!("unexpected answer: no user `id` in {j}")),
-    },
+    call: KeyCall::Get("api/v0/users/current"),
+    judge: |j| field_is(j, "id", |v| !v.is_null(), "user `id`"),
 };
 
 /// GraphQL answers errors with HTTP 200: an auth-looking error or a null `myself` is a
@@ -430,16 +439,14 @@ async fn check_key_cloud(cx: &FetchContext, kc: &KeyCloud) -> CloudCheck {
         return skipped(kc.cloud, Vec::new(), NO_CREDENTIALS);
     };
     let credentials = vec![Found::Env { vars: vec![var.to_string()] }];
+    let (method, path) = (kc.call.method(), kc.call.path());
     let url = cx
         .endpoint(kc.cloud, kc.endpoint)
         .map_err(|e| e.to_string())
-        .and_then(|b| b.join(kc.path).map_err(|e| format!("{} endpoint {b}: {e}", kc.cloud)));
+        .and_then(|b| b.join(path).map_err(|e| format!("{} endpoint {b}: {e}", kc.cloud)));
     let verification = match url {
-        Ok(url) => {
-            let body = kc.graphql.map(|q| serde_json::json!({ "query": q }));
-            http_verify(cx, kc.method.clone(), url, &bearer(key), body, kc.judge).await
-        }
-        Err(error) => Verification::Failed { call: format!("{} {}", kc.method, kc.path), error },
+        Ok(url) => http_verify(cx, method, url, &bearer(key), kc.call.body(), kc.judge).await,
+        Err(error) => Verification::Failed { call: format!("{method} {path}"), error },
     };
     CloudCheck { cloud: kc.cloud.into(), credentials, verification, prices_only: None }
 }
@@ -643,6 +650,24 @@ mod tests {
         assert!(matches!(runpod_answer(&unauth), Answer::Rejected(_)));
         let other = serde_json::json!({"errors": [{"message": "Syntax Error"}]});
         assert!(matches!(runpod_answer(&other), Answer::Unexpected(_)));
+    }
+
+    #[test]
+    fn key_cloud_and_field_answers() {
+        use serde_json::json;
+        assert!(matches!((LAMBDA.judge)(&json!({"data": {}})), Answer::Ok));
+        let m = |a: Answer| match a {
+            Answer::Unexpected(m) => m,
+            _ => panic!("not unexpected"),
+        };
+        assert_eq!(m((LAMBDA.judge)(&json!({"data": []}))), r#"unexpected answer: no `data` object in {"data":[]}"#);
+        assert!(matches!((VAST.judge)(&json!({"id": 7})), Answer::Ok));
+        assert_eq!(m((VAST.judge)(&json!({"id": null}))), r#"unexpected answer: no user `id` in {"id":null}"#);
+        assert!(matches!(has_field("name")(&json!({"name": "p"})), Answer::Ok));
+        assert_eq!(m(has_field("name")(&json!({"name": null}))), r#"unexpected answer: no `name` in {"name":null}"#);
+        assert_eq!((RUNPOD.call.method(), RUNPOD.call.path()), (Method::POST, "graphql"));
+        assert_eq!(RUNPOD.call.body(), Some(json!({"query": "query { myself { id } }"})));
+        assert_eq!((VAST.call.method(), VAST.call.body()), (Method::GET, None));
     }
 
     #[test]

@@ -7,58 +7,10 @@
 
 mod support;
 
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use skycat_fetchers::providers::aws::Aws;
 use skycat_fetchers::{AwsOnDemandSource, FetchContext, Provider};
-use support::{free_port, ReplayServer, Reply};
-
-struct Moto {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_moto() -> Moto {
-    let port = free_port();
-    let spawn = |prog: &str, args: &[&str]| {
-        Command::new(prog).args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn()
-    };
-    let p = port.to_string();
-    let child = spawn("python3", &["-m", "moto.server", "-H", "127.0.0.1", "-p", &p])
-        .or_else(|_| spawn("moto_server", &["-H", "127.0.0.1", "-p", &p]))
-        .unwrap_or_else(|e| panic!("cannot start moto ({e}): run scripts/ci-setup-moto.sh to install moto[server]"));
-    let mut moto = Moto { child, url: format!("http://127.0.0.1:{port}") };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return moto;
-        }
-        if let Ok(Some(status)) = moto.child.try_wait() {
-            let mut err = String::new();
-            if let Some(mut e) = moto.child.stderr.take() {
-                use std::io::Read;
-                let _ = e.read_to_string(&mut err);
-            }
-            panic!(
-                "moto server exited ({status}): {}\nmoto is not installed or broken: run scripts/ci-setup-moto.sh",
-                err.lines().last().unwrap_or("")
-            );
-        }
-        if Instant::now() > deadline {
-            panic!("moto server did not listen on port {port} within 60 s: run scripts/ci-setup-moto.sh");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use skycat_testkit::moto::start_moto;
+use support::{ReplayServer, Reply};
 
 const IDX: &str = "/offers/v1.0/aws/AmazonEC2/current/region_index.json";
 

@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use skycat_fetchers::check::{check_cloud, check_clouds, Found, Verification};
 use skycat_fetchers::FetchContext;
+use skycat_testkit::free_port as closed_port;
 
 const GOOD: &str = "good-key";
 const LAMBDA_TYPES: &str = include_str!("fixtures/lambda/instance-types.json");
@@ -82,12 +83,6 @@ async fn start() -> String {
         let _ = axum::serve(listener, app).await;
     });
     format!("http://{addr}/")
-}
-
-/// A loopback port with nothing listening.
-fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
 }
 
 fn assert_one_line(v: &Verification) {

@@ -1,15 +1,19 @@
 //! Test hosts shared by the end-to-end suites: network namespaces running Debian's sshd
 //! (scripts/testhosts.sh), serialized across test binaries on one file lock and removed on drop,
-//! and the workspace's `skycat-agent` binary.
+//! the workspace's `skycat-agent` binary, and waiting on a managed job. moto comes from the
+//! workspace's skycat-testkit.
 #![allow(dead_code)] // each suite uses a subset
 
 pub mod aws_hosts;
 pub mod ec2_faults;
-pub mod moto;
+pub use skycat_testkit::moto;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use skycat_controller::managed::{JobView, Managed};
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
@@ -43,17 +47,7 @@ pub struct TestHosts {
 impl TestHosts {
     /// Brings up hosts 1..=n on networks 10.231.<net+i>.0/30, named `skycat-test-<tag>…`.
     pub fn up(n: u32, net: u32, tag: &str) -> TestHosts {
-        preflight();
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open("/tmp/skycat-controller-e2e.lock")
-            .expect("open lock file");
-        lock.lock().expect("lock");
-        let prefix = format!("skycat-test-{tag}{}-{}-", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst));
-        let dir = tempfile::Builder::new().prefix("skycat-testhosts").tempdir().expect("tempdir");
-        let hosts = TestHosts { prefix, net, dir, _lock: lock };
+        let hosts = TestHosts::empty(net, tag);
         hosts.script(&["up", &n.to_string()]);
         hosts
     }
@@ -165,4 +159,17 @@ pub fn agent_bin() -> PathBuf {
     assert!(st.success(), "building skycat-agent failed");
     assert!(bin.is_file(), "{} missing after build", bin.display());
     bin
+}
+
+/// Managed job `id` once `f` accepts it, read every 100 ms; fails after `timeout`, naming `what`.
+pub async fn wait_for_job(m: &Managed, id: i64, what: &str, timeout: Duration, mut f: impl FnMut(&JobView) -> bool) -> JobView {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let v = m.job(id).await.expect("job").expect("job exists");
+        if f(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}; job: {v:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

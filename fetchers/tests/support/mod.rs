@@ -288,8 +288,3 @@ impl Drop for ReplayServer {
         }
     }
 }
-
-/// A free loopback TCP port (for servers started as child processes, e.g. moto).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback").local_addr().expect("addr").port()
-}

@@ -1,0 +1,15 @@
+//! Test support shared by the workspace's test suites (a dev-dependency only):
+//!
+//! * [`moto`]: moto's EC2 server on a free loopback port, killed on drop, and [`moto::use_fake_aws`]
+//!   to point this process's AWS SDK at it (or at a proxy in front of it);
+//! * [`output`]: what a child process (the `skycat` binary) printed;
+//! * [`free_port`]: a loopback port nothing listens on.
+
+pub mod moto;
+pub mod output;
+
+/// A free loopback TCP port: bound, read and released, so nothing listens on it (for a server
+/// started as a child process, e.g. moto, or for a call that must find the port closed).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback").local_addr().expect("addr").port()
+}
