@@ -488,21 +488,25 @@ impl Daemon {
         }
     }
 
-    /// Stores secret envs in a 0600 file and returns the envs with secrets redacted.
+    /// Stores secret envs (names that look secret, and `named` ones) in a 0600 file and returns
+    /// the envs with secrets redacted.
     fn split_secrets(
         &self,
         name: &str,
         envs: &BTreeMap<String, String>,
+        named: &[String],
     ) -> Result<BTreeMap<String, String>> {
-        let secrets: BTreeMap<&String, &String> =
-            envs.iter().filter(|(k, _)| is_secret_env(k)).collect();
+        let secrets: BTreeMap<&String, &String> = envs
+            .iter()
+            .filter(|(k, _)| is_secret_env(k) || named.contains(k))
+            .collect();
         let path = self.paths.secret_envs(name);
         if secrets.is_empty() {
             let _ = fs::remove_file(&path);
         } else {
             util::write_atomic(&path, &serde_json::to_vec(&secrets)?, 0o600)?;
         }
-        Ok(skycat_protocol::redact_envs(envs))
+        Ok(skycat_protocol::redact_secrets(envs, named))
     }
 
     fn submit(&mut self, mut spec: JobSpec) -> Result<Value> {
@@ -529,7 +533,7 @@ impl Daemon {
             );
         }
         let id = self.store.state.next_job_id;
-        spec.envs = self.split_secrets(&id.to_string(), &spec.envs)?;
+        spec.envs = self.split_secrets(&id.to_string(), &spec.envs, &spec.secret_envs)?;
         let task_id = spec.task_id.clone().or_else(|| self.cfg.task_id.clone());
         let record = JobRecord {
             status: JobStatus {
@@ -572,7 +576,7 @@ impl Daemon {
         {
             return Ok(json!({"launch_id": launch, "state": st.state, "already_done": true}));
         }
-        spec.envs = self.split_secrets("setup", &spec.envs)?;
+        spec.envs = self.split_secrets("setup", &spec.envs, &spec.secret_envs)?;
         self.store.commit(Entry::SetupSubmitted {
             spec,
             launch_id: launch.clone(),
@@ -774,6 +778,15 @@ impl Daemon {
         Ok(())
     }
 
+    /// Names of the envs stored in `name`'s secrets file.
+    fn secret_names(&self, name: &str) -> std::collections::BTreeSet<String> {
+        fs::read_to_string(self.paths.secret_envs(name))
+            .ok()
+            .and_then(|t| serde_json::from_str::<BTreeMap<String, String>>(&t).ok())
+            .map(|m| m.into_keys().collect())
+            .unwrap_or_default()
+    }
+
     fn base_env(
         &self,
         extra: &BTreeMap<String, String>,
@@ -876,10 +889,12 @@ impl Daemon {
         env.push(("SKYCAT_NUM_GPUS_PER_NODE".into(), g.clone()));
         env.push(("SKYPILOT_NUM_GPUS_PER_NODE".into(), g));
 
-        // Secret values for the log filter: every secret the process can see.
+        // Secret values for the log filter: every secret the process can see (by name, or
+        // stored as a secret because the submitter named it one).
+        let named = self.secret_names(&name);
         let values: Vec<&String> = env
             .iter()
-            .filter(|(k, v)| is_secret_env(k) && v.len() >= 3 && v.as_str() != REDACTED)
+            .filter(|(k, v)| (is_secret_env(k) || named.contains(k)) && v.len() >= 3 && v.as_str() != REDACTED)
             .map(|(_, v)| v)
             .collect();
         let values_path = self.paths.secret_values(&name);

@@ -56,13 +56,13 @@ fn setup_once_then_fifo_jobs_with_env_logs_and_no_secret_leaks() {
         SKYCAT_JOB_RECOVERY_COUNT SKYPILOT_NUM_GPUS_PER_NODE SKYPILOT_NODE_RANK SKYPILOT_NUM_NODES \
         SKYPILOT_TASK_ID SKYPILOT_JOB_RECOVERY_COUNT MODEL JOBVAR; do echo \"$v=${!v}\"; done; \
         echo \"IPS=[$SKYCAT_NODE_IPS]\"; echo \"SPIPS=[$SKYPILOT_NODE_IPS]\"; \
-        echo \"token is $HF_TOKEN\"; echo \"api $MY_API_KEY\"; \
+        echo \"token is $HF_TOKEN\"; echo \"api $MY_API_KEY\"; echo \"priv $MYPRIV\"; \
         echo \"lens ${#HF_TOKEN} ${#MY_API_KEY}\"";
     let mut ids = Vec::new();
     for i in 0..3 {
         let run = format!("echo {i} >> {}; {env_dump}", order.display());
-        ids.push(agent.submit(json!({"run": run, "gpus": 1, "envs": {"JOBVAR": format!("v{i}"), "MY_API_KEY": "key-xyz-789"},
-                                     "recovery_count": i})));
+        ids.push(agent.submit(json!({"run": run, "gpus": 1, "envs": {"JOBVAR": format!("v{i}"), "MY_API_KEY": "key-xyz-789", "MYPRIV": "priv-value-555"},
+                                     "secret_envs": ["MYPRIV"], "recovery_count": i})));
     }
     assert_eq!(ids, vec![1, 2, 3]);
     for id in &ids {
@@ -93,6 +93,8 @@ fn setup_once_then_fifo_jobs_with_env_logs_and_no_secret_leaks() {
         // The job saw the secrets (the filter replaced them in the log).
         "token is <redacted>",
         "api <redacted>",
+        // A secret by the submitter's word (`--secret MYPRIV`), whatever its name.
+        "priv <redacted>",
         // …and saw the real values, not the redaction marker (lengths 19 and 11).
         "lens 19 11",
     ] {
@@ -113,7 +115,7 @@ fn setup_once_then_fifo_jobs_with_env_logs_and_no_secret_leaks() {
     });
     let status = agent.cmd(&["--json", "status"], None).stdout;
     let queue = agent.cmd(&["queue"], None).stdout;
-    for secret in [SECRET, "pw-hunter2", "key-xyz-789"] {
+    for secret in [SECRET, "pw-hunter2", "key-xyz-789", "priv-value-555"] {
         assert!(!String::from_utf8_lossy(&status).contains(secret));
         assert!(!String::from_utf8_lossy(&queue).contains(secret));
         for f in agent.public_files() {

@@ -10,7 +10,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::de::DeserializeOwned;
 use skycat_protocol::{AgentConfig, AgentStatus, CancelReply, CostRecord, JobSpec, JobStatus, SetupSpec, SubmitReply, VersionInfo};
 
-use crate::ssh::{shell_quote, SshSession};
+use crate::ssh::shell_quote;
+use crate::transport::NodeSession;
 use crate::store::NodeRow;
 
 pub(crate) const AGENT_ROOT: &str = ".skycat-agent";
@@ -23,14 +24,14 @@ fn q(s: &str) -> String {
 
 /// Typed calls of the agent CLI on one node (`skycat-agent CMD --state-dir DIR --json`).
 pub struct AgentClient<'a> {
-    s: &'a SshSession,
+    s: &'a dyn NodeSession,
     bin: String,
     dir: String,
     shown: String,
 }
 
 impl<'a> AgentClient<'a> {
-    pub fn new(s: &'a SshSession, n: &NodeRow) -> AgentClient<'a> {
+    pub fn new(s: &'a dyn NodeSession, n: &NodeRow) -> AgentClient<'a> {
         AgentClient { s, bin: q(&n.agent_bin), dir: q(&n.state_dir), shown: n.host_key() }
     }
 
@@ -98,7 +99,7 @@ pub(crate) struct Probe {
 
 /// One exec: the node's $HOME, the controller address it sees, the installed agent's hash, and
 /// the agent's status for this cluster (if installed).
-pub(crate) async fn probe(s: &SshSession, cluster: &str) -> Result<Probe> {
+pub(crate) async fn probe(s: &dyn NodeSession, cluster: &str) -> Result<Probe> {
     let script = format!(
         "echo \"HOME=$HOME\"; echo \"CONN=$SSH_CONNECTION\"; \
          echo \"SHA=$(cat \"$HOME/{AGENT_ROOT}/bin/skycat-agent.sha256\" 2>/dev/null)\"; \
@@ -126,7 +127,7 @@ pub(crate) async fn probe(s: &SshSession, cluster: &str) -> Result<Probe> {
         }
     }
     let home = home.filter(|h| h.starts_with('/')).ok_or_else(|| {
-        anyhow!("{}: cannot determine $HOME (got {out:?})", s.target().display())
+        anyhow!("{}: cannot determine $HOME (got {out:?})", s.peer())
     })?;
     Ok(Probe { home, controller_ip: conn, bin_sha: sha, status })
 }
@@ -134,14 +135,14 @@ pub(crate) async fn probe(s: &SshSession, cluster: &str) -> Result<Probe> {
 /// Installs/updates the agent binary, writes the config (new clusters), starts the daemon and
 /// checks it answers. Returns true when a healthy agent of the same version was reused as is.
 pub(crate) async fn ensure_agent(
-    s: &SshSession,
+    s: &dyn NodeSession,
     n: &NodeRow,
     agent: &LocalAgent,
     probe: &Probe,
     config: Option<&AgentConfig>,
     progress: &Progress,
 ) -> Result<bool> {
-    let shown = s.target().display();
+    let shown = s.peer();
     let same_binary = probe.bin_sha.as_deref() == Some(agent.sha256.as_str());
     let running = probe.status.as_ref().is_some_and(|st| st.daemon_running);
     if same_binary
@@ -157,7 +158,7 @@ pub(crate) async fn ensure_agent(
             s.exec(&format!("{} stop --state-dir {}", q(&n.agent_bin), q(&n.state_dir)), None).await?;
         }
         progress(&format!("  {shown}: uploading agent {} ...", agent.version));
-        let file = tokio::fs::File::open(&agent.path)
+        let mut file = tokio::fs::File::open(&agent.path)
             .await
             .with_context(|| format!("opening {}", agent.path.display()))?;
         let bin = q(&n.agent_bin);
@@ -166,7 +167,7 @@ pub(crate) async fn ensure_agent(
              printf %s {sha} > {bin}.sha256",
             sha = agent.sha256
         );
-        let out = s.exec_reader(&cmd, Some(file)).await?;
+        let out = s.exec_input(&cmd, Some(&mut file)).await?;
         if !out.ok() {
             bail!("{shown}: uploading the agent failed: {}", out.stderr_str().trim());
         }
@@ -207,7 +208,7 @@ pub(crate) async fn ensure_agent(
 }
 
 /// Streams `tar` of the local folder into `<state dir>/workdir` on the node.
-pub(crate) async fn sync_workdir(s: &SshSession, local: &Path, state_dir: &str) -> Result<()> {
+pub(crate) async fn sync_workdir(s: &dyn NodeSession, local: &Path, state_dir: &str) -> Result<()> {
     if !local.is_dir() {
         bail!("workdir {} is not a folder", local.display());
     }
@@ -219,17 +220,17 @@ pub(crate) async fn sync_workdir(s: &SshSession, local: &Path, state_dir: &str) 
         .stderr(std::process::Stdio::piped())
         .spawn()
         .context("running tar for the workdir")?;
-    let stdout = child.stdout.take().ok_or_else(|| anyhow!("tar: no stdout"))?;
+    let mut stdout = child.stdout.take().ok_or_else(|| anyhow!("tar: no stdout"))?;
     let d = q(state_dir);
     let out = s
-        .exec_reader(&format!("mkdir -p {d}/workdir && tar -xf - -C {d}/workdir"), Some(stdout))
+        .exec_input(&format!("mkdir -p {d}/workdir && tar -xf - -C {d}/workdir"), Some(&mut stdout))
         .await?;
     let status = child.wait().await?;
     if !status.success() {
         bail!("tar of {} failed", local.display());
     }
     if !out.ok() {
-        bail!("{}: unpacking the workdir failed: {}", s.target().display(), out.stderr_str().trim());
+        bail!("{}: unpacking the workdir failed: {}", s.peer(), out.stderr_str().trim());
     }
     Ok(())
 }

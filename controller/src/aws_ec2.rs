@@ -124,24 +124,6 @@ impl Ec2Instance {
     }
 }
 
-/// Parses a task's `ports` entries ("8080", "8000-8010") into inclusive ranges.
-pub fn parse_ports(ports: &[String]) -> Result<Vec<(u16, u16)>, Ec2Error> {
-    let bad = |p: &str| Ec2Error::Invalid { field: "ports", message: format!("{p:?} is not a port or a range like 8000-8010") };
-    ports
-        .iter()
-        .map(|p| {
-            let p = p.trim();
-            let (a, b) = p.split_once('-').unwrap_or((p, p));
-            let a: u16 = a.trim().parse().map_err(|_| bad(p))?;
-            let b: u16 = b.trim().parse().map_err(|_| bad(p))?;
-            if a == 0 || b < a {
-                return Err(bad(p));
-            }
-            Ok((a, b))
-        })
-        .collect()
-}
-
 /// An EC2 client for one region.
 #[derive(Clone, Debug)]
 pub struct Ec2Backend {
@@ -581,13 +563,5 @@ mod tests {
             inst(InstanceStateName::ShuttingDown, None, Some("Server.SpotInstanceTermination")).preemption(),
             Some(NodeGone::Ended { .. })
         ));
-    }
-
-    #[test]
-    fn ports() {
-        assert_eq!(parse_ports(&["8080".into(), "8000-8010".into()]).unwrap(), vec![(8080, 8080), (8000, 8010)]);
-        for bad in ["0", "x", "9-8", "70000"] {
-            assert!(parse_ports(&[bad.into()]).is_err(), "{bad}");
-        }
     }
 }

@@ -16,6 +16,7 @@ pub mod pools;
 pub mod ssh;
 pub mod ssh_config;
 pub mod store;
+pub mod transport;
 
 pub use lifecycle::{Controller, LaunchRequest, LaunchOutcome, TaskRun};
 pub use pools::pools_as_offers;

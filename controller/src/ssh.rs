@@ -274,15 +274,8 @@ impl SshSession {
         SshError::Protocol { target: self.target.display(), msg: e.to_string() }
     }
 
-    /// Runs `cmd` (through the user's login shell, as sshd does), feeding `stdin` when given.
-    pub async fn exec(&self, cmd: &str, stdin: Option<&[u8]>) -> Result<ExecOutput, SshError> {
-        match stdin {
-            Some(bytes) => self.exec_reader(cmd, Some(bytes)).await,
-            None => self.exec_reader::<&[u8]>(cmd, None).await,
-        }
-    }
-
-    /// Like [`exec`](Self::exec) with stdin streamed from a reader (agent binary, workdir tar).
+    /// Runs `cmd` (through the user's login shell, as sshd does) with stdin streamed from a
+    /// reader when given (agent binary, workdir tar).
     pub async fn exec_reader<R: AsyncRead + Unpin>(&self, cmd: &str, stdin: Option<R>) -> Result<ExecOutput, SshError> {
         let mut out = Vec::new();
         let mut err = Vec::new();
@@ -318,26 +311,7 @@ impl SshSession {
         Ok(code)
     }
 
-    /// Runs `cmd` and fails with its stderr unless it exits 0.
-    pub async fn run_ok(&self, cmd: &str, stdin: Option<&[u8]>) -> Result<String, SshError> {
-        let out = self.exec(cmd, stdin).await?;
-        if out.ok() {
-            Ok(out.stdout_str())
-        } else {
-            let mut why = out.stderr_str().trim().to_string();
-            if why.is_empty() {
-                why = out.stdout_str().trim().to_string();
-            }
-            let shown: String = cmd.chars().take(80).collect();
-            Err(self.proto(format!(
-                "`{shown}` exited {}: {}",
-                out.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "by signal".into()),
-                why.lines().last().unwrap_or("")
-            )))
-        }
-    }
-
-    pub async fn close(self) {
+    pub async fn disconnect(&self) {
         let _ = self.handle.disconnect(Disconnect::ByApplication, "", "en").await;
     }
 }

@@ -40,7 +40,7 @@ async fn ec2_backend_every_call_against_moto() {
     ec2.ensure_key_pair("skycat-test", &pk).await.expect("key pair exists: no second import");
 
     // Security group with SSH + the task's ports; the second call finds it and adds nothing.
-    let ports = skycat_controller::aws_ec2::parse_ports(&["8080".into(), "8000-8010".into()]).expect("ports");
+    let ports = skycat_controller::backend::parse_ports(&["8080".into(), "8000-8010".into()]).expect("ports");
     let sg = ec2.ensure_security_group("skycat-test-sg", None, &ports, "0.0.0.0/0").await.expect("CreateSecurityGroup");
     assert!(sg.starts_with("sg-"), "{sg}");
     let again = ec2.ensure_security_group("skycat-test-sg", None, &ports, "0.0.0.0/0").await.expect("idempotent");

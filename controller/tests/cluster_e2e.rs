@@ -41,12 +41,12 @@ async fn controller(pools_yaml: &str) -> Env {
     std::fs::write(home_path.join("ssh_node_pools.yaml"), pools_yaml).expect("write pools");
     let lines = Arc::new(Mutex::new(Vec::new()));
     let l2 = lines.clone();
-    let mut ctl = Controller::open(Home::at(&home_path))
+    let ctl = Controller::open(Home::at(&home_path))
         .await
         .expect("open controller")
         .with_agent_bin(agent_bin())
+        .with_ssh_connect_timeout(Duration::from_secs(5))
         .with_progress(Arc::new(move |s: &str| l2.lock().unwrap().push(s.to_string())));
-    ctl.ssh.connect_timeout = Duration::from_secs(5);
     Env { _home: home, home_path, ctl, lines }
 }
 
@@ -122,7 +122,7 @@ async fn agent_status(env: &Env, cluster: &str, rank: u32) -> AgentStatus {
     let c = env.ctl.store.require_cluster(cluster).await.expect("cluster");
     let nodes = env.ctl.store.nodes(&c.id).await.expect("nodes");
     let n = &nodes[rank as usize];
-    let s = skycat_controller::ssh::SshSession::connect(&n.target(), &env.ctl.ssh).await.expect("ssh");
+    let s = env.ctl.connect(&c, n).await.expect("ssh");
     let out = s
         .run_ok(&format!("{} status --state-dir {} --json", n.agent_bin, n.state_dir), None)
         .await
@@ -132,6 +132,7 @@ async fn agent_status(env: &Env, cluster: &str, rank: u32) -> AgentStatus {
 }
 
 const SECRET: &str = "hf_SuperSecret_8675309";
+const NAMED_SECRET: &str = "acme-entity-4471";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_node_launch_setup_env_logs_heartbeats_cost_autostop_down() {
@@ -147,13 +148,19 @@ async fn two_node_launch_setup_env_logs_heartbeats_cost_autostop_down() {
         setup: Some("echo setup-ran >> \"$HOME/setup-count\"; echo SETUP rank=$SKYCAT_NODE_RANK".into()),
         run: Some(
             "echo RANK=$SKYCAT_NODE_RANK NUM=$SKYCAT_NUM_NODES SP=$SKYPILOT_NODE_RANK SPNUM=$SKYPILOT_NUM_NODES \
-             IPS=$(echo $SKYCAT_NODE_IPS | tr ' ' ,) TASK=${SKYCAT_TASK_ID:+set}; echo tok=$HF_TOKEN model=$MODEL; \
+             IPS=$(echo $SKYCAT_NODE_IPS | tr ' ' ,) TASK=${SKYCAT_TASK_ID:+set}; echo tok=$HF_TOKEN model=$MODEL ent=$WANDB_ENTITY; \
              cat data.txt; sleep 1"
                 .into(),
         ),
-        envs: BTreeMap::from([("HF_TOKEN".into(), SECRET.into()), ("MODEL".into(), "tiny".into())]),
+        envs: BTreeMap::from([
+            ("HF_TOKEN".into(), SECRET.into()),
+            ("MODEL".into(), "tiny".into()),
+            ("WANDB_ENTITY".into(), NAMED_SECRET.into()),
+        ]),
         workdir: Some(workdir.path().to_path_buf()),
         gpus_per_node: 0.0,
+        // `--secret WANDB_ENTITY`: a secret by the user's word, not by its name.
+        secret_envs: vec!["WANDB_ENTITY".into()],
     };
     let mut req = LaunchRequest::new("e2e", task.clone());
     on_pool(&env.ctl, &mut req, "testpool");
@@ -186,8 +193,8 @@ async fn two_node_launch_setup_env_logs_heartbeats_cost_autostop_down() {
         assert!(logs.contains(&want), "missing {want:?} in logs:\n{logs}");
     }
     assert!(logs.contains("(rank 1) workdir-synced"), "{logs}");
-    assert!(logs.contains("tok=<redacted> model=tiny"), "{logs}");
-    assert!(!logs.contains(SECRET), "secret leaked into logs:\n{logs}");
+    assert!(logs.contains("tok=<redacted> model=tiny ent=<redacted>"), "{logs}");
+    assert!(!logs.contains(SECRET) && !logs.contains(NAMED_SECRET), "secret leaked into logs:\n{logs}");
 
     // Relaunch on the same cluster: agents reused, setup not run again, next job id.
     let mut again = req.clone();
@@ -261,7 +268,7 @@ async fn two_node_launch_setup_env_logs_heartbeats_cost_autostop_down() {
 
     // Secrets never reach the state DB (nor status) in clear.
     let views = env.ctl.status(true).await.expect("status");
-    assert!(!format!("{views:?}").contains(SECRET));
+    assert!(!format!("{views:?}").contains(SECRET) && !format!("{views:?}").contains(NAMED_SECRET));
     let report = env.ctl.store.cost_report().await.expect("cost report");
     let line = report.iter().find(|l| l.name == "e2e").expect("e2e in report");
     assert!(line.usd > 0.0 && line.records > 0, "{line:?}");
@@ -285,6 +292,7 @@ async fn two_node_launch_setup_env_logs_heartbeats_cost_autostop_down() {
     }
     assert!(!db.is_empty());
     assert!(!String::from_utf8_lossy(&db).contains(SECRET), "secret stored in clear in the state DB");
+    assert!(!String::from_utf8_lossy(&db).contains(NAMED_SECRET), "--secret value stored in clear in the state DB");
     assert!(!String::from_utf8_lossy(&db).contains(&token), "cluster token stored in clear in the state DB");
 }
 

@@ -103,7 +103,7 @@ async fn system_ssh_reaches_cluster_by_name_and_forwards_ports() {
     let mut opts = SshOptions::new(home.known_hosts());
     opts.connect_timeout = Duration::from_secs(5);
     let session = SshSession::connect(&target, &opts).await.expect("skycat connects and pins the host key");
-    session.close().await;
+    session.disconnect().await;
     let pinned = std::fs::read_to_string(home.known_hosts()).expect("known_hosts written");
     assert!(pinned.starts_with(&format!("{} ssh-ed25519 ", hosts.ip(1))), "{pinned}");
 

@@ -94,9 +94,15 @@ pub fn is_secret_env(name: &str) -> bool {
 
 /// Copy of `envs` with secret values replaced by [`REDACTED`].
 pub fn redact_envs(envs: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    redact_secrets(envs, &[])
+}
+
+/// Copy of `envs` with the values of secrets replaced by [`REDACTED`]: names that look secret
+/// ([`is_secret_env`]) and the names in `secret_names` (`--secret KEY`).
+pub fn redact_secrets(envs: &BTreeMap<String, String>, secret_names: &[String]) -> BTreeMap<String, String> {
     envs.iter()
         .map(|(k, v)| {
-            let v = if is_secret_env(k) {
+            let v = if is_secret_env(k) || secret_names.contains(k) {
                 REDACTED.to_string()
             } else {
                 v.clone()
@@ -320,6 +326,10 @@ pub struct SetupSpec {
     pub setup: String,
     #[serde(default)]
     pub envs: BTreeMap<String, String>,
+    /// Env names that are secrets whatever they are called (`--secret KEY`): kept out of the
+    /// stored spec and masked in logs, as names matching [`is_secret_env`] are.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_envs: Vec<String>,
     /// Working directory (default: the agent's state dir `workdir/` if it exists, else $HOME).
     #[serde(default)]
     pub workdir: Option<String>,
@@ -342,6 +352,9 @@ pub struct JobSpec {
     pub run: String,
     #[serde(default)]
     pub envs: BTreeMap<String, String>,
+    /// Env names that are secrets whatever they are called (`--secret KEY`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_envs: Vec<String>,
     /// GPUs this job needs on this node (0 = none; it may share the node with others).
     #[serde(default)]
     pub gpus: f64,
@@ -693,6 +706,8 @@ mod tests {
         let r = redact_envs(&envs);
         assert_eq!(r["HF_TOKEN"], REDACTED);
         assert_eq!(r["MODEL"], "llama");
+        let r = redact_secrets(&envs, &["MODEL".to_string()]);
+        assert_eq!((r["HF_TOKEN"].as_str(), r["MODEL"].as_str()), (REDACTED, REDACTED));
     }
 
     #[test]

@@ -197,8 +197,38 @@ pub fn load_task(path: Option<&Path>, flags: &ResourceFlags) -> Result<(TaskRun,
     for (k, v) in spec.envs.clone().unwrap_or_default() {
         envs.insert(k, v.0.unwrap_or_default());
     }
-    let (flag_envs, _secret_names) = flags.envs()?;
+    // The YAML's `secrets:` (SkyPilot's): envs whose values are never shown; a null value must
+    // come from --secret.
+    let mut secret_envs = Vec::new();
+    match &spec.secrets {
+        None | Some(serde_json::Value::Null) => {}
+        Some(serde_json::Value::Object(m)) => {
+            for (k, v) in m {
+                match v {
+                    serde_json::Value::Null => {}
+                    serde_json::Value::String(s) => {
+                        envs.insert(k.clone(), s.clone());
+                    }
+                    serde_json::Value::Number(_) | serde_json::Value::Bool(_) => {
+                        envs.insert(k.clone(), v.to_string());
+                    }
+                    _ => bail!("{shown}: secrets.{k}: must be a string (or null, to pass it with --secret {k})"),
+                }
+                secret_envs.push(k.clone());
+            }
+        }
+        Some(_) => bail!("{shown}: secrets: must be a mapping of NAME: value"),
+    }
+    let (flag_envs, flag_secrets) = flags.envs()?;
     envs.extend(flag_envs);
+    for k in flag_secrets {
+        if !secret_envs.contains(&k) {
+            secret_envs.push(k);
+        }
+    }
+    if let Some(k) = secret_envs.iter().find(|k| !envs.get(*k).is_some_and(|v| !v.is_empty())) {
+        bail!("{shown}: secret {k} has no value; pass it with --secret {k}=VALUE (or --secret {k} to take it from this environment)");
+    }
     if let Some(missing) = spec.envs.iter().flatten().find(|(k, v)| v.0.is_none() && !envs.get(*k).is_some_and(|x| !x.is_empty())) {
         bail!("{shown}: env {} has no value in the YAML; pass it with -e {}=VALUE or --secret {}", missing.0, missing.0, missing.0);
     }
@@ -226,6 +256,7 @@ pub fn load_task(path: Option<&Path>, flags: &ResourceFlags) -> Result<(TaskRun,
         envs,
         workdir,
         gpus_per_node: gpus,
+        secret_envs,
     };
     Ok((run, spec))
 }
@@ -290,5 +321,29 @@ mod tests {
         std::fs::write(&f, "NOEQUALS\n").unwrap();
         assert!(parse_env_file(&f).unwrap_err().to_string().contains("line 1"));
         assert!(parse_kv("-e", "1BAD=x").is_err());
+    }
+
+    #[test]
+    fn secrets_from_yaml_and_flags_are_redacted_in_the_stored_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = dir.path().join("task.yaml");
+        std::fs::write(&yaml, "run: echo hi\nenvs:\n  MODEL: llama\nsecrets:\n  WANDB_ENTITY: acme-team\n  HF_HUB: null\n").unwrap();
+        // HF_HUB has no value in the YAML: --secret must give it.
+        let err = load_task(Some(&yaml), &ResourceFlags::default()).unwrap_err().to_string();
+        assert!(err.contains("HF_HUB") && err.contains("--secret"), "{err}");
+        let flags = ResourceFlags { secret: vec!["HF_HUB=hub-value-42".into(), "PLAIN=plain-value-7".into()], ..Default::default() };
+        let (run, _) = load_task(Some(&yaml), &flags).unwrap();
+        assert_eq!(run.envs["HF_HUB"], "hub-value-42");
+        assert_eq!(run.envs["WANDB_ENTITY"], "acme-team");
+        let mut names = run.secret_envs.clone();
+        names.sort();
+        assert_eq!(names, vec!["HF_HUB", "PLAIN", "WANDB_ENTITY"]);
+        let stored = run.redacted_json();
+        for clear in ["hub-value-42", "plain-value-7", "acme-team"] {
+            assert!(!stored.contains(clear), "{clear} in {stored}");
+        }
+        assert!(stored.contains("llama"), "{stored}");
+        std::fs::write(&yaml, "run: echo hi\nsecrets: [A]\n").unwrap();
+        assert!(load_task(Some(&yaml), &ResourceFlags::default()).unwrap_err().to_string().contains("secrets"));
     }
 }

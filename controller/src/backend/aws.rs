@@ -261,6 +261,10 @@ impl Backend for Aws {
         "aws"
     }
 
+    fn context(&self) -> &BackendContext {
+        &self.cx
+    }
+
     async fn provision(&self, req: &ProvisionRequest) -> Result<Provisioned, ProvisionError> {
         let cfg = self.config()?;
         let p = &req.placement;

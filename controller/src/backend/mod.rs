@@ -19,6 +19,7 @@ use skycat_optimizer::Placement;
 use crate::home::Home;
 use crate::ssh::{SshOptions, SshTarget};
 use crate::store::{ClusterRow, NodeRow, Store};
+use crate::transport::{NodeTransport, SshTransport};
 
 /// What kind of failure a provider reported, which decides what the failover walk blocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,13 +119,6 @@ fn with_reason(s: &str, r: Option<&str>) -> String {
     }
 }
 
-/// How the controller reaches a backend's nodes to bootstrap and drive the agent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    /// SSH (russh) to the node's address: VMs and SSH pools.
-    Ssh,
-}
-
 /// What to provision: one placement of the plan, for one cluster.
 #[derive(Debug, Clone)]
 pub struct ProvisionRequest {
@@ -194,10 +188,13 @@ pub trait Backend: Send + Sync {
     /// The infra prefix (`ssh`, `aws`): the `cloud` of the offers it serves.
     fn infra(&self) -> &'static str;
 
-    /// How the controller reaches this backend's nodes.
-    fn transport(&self) -> Transport {
-        Transport::Ssh
+    /// How the controller reaches this backend's nodes (SSH for VMs and pool hosts).
+    fn transport(&self) -> Arc<dyn NodeTransport> {
+        Arc::new(SshTransport { opts: self.context().ssh.clone() })
     }
+
+    /// The controller's home, store and SSH settings the backend was made with.
+    fn context(&self) -> &BackendContext;
 
     /// The offers this backend can serve, from the catalog's rows (clouds) or its own
     /// configuration (SSH pools, which are not in the catalog).

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 
 use super::{Backend, BackendContext, ErrorClass, NodeState, ProvisionError, ProvisionRequest, Provisioned, ProvisionedNode};
 use crate::pools::Pools;
-use crate::ssh::{SshSession, SshTarget};
+use crate::ssh::SshTarget;
 use crate::store::{ClusterRow, NodeRow, StoreError};
 
 pub struct SshPools {
@@ -45,6 +45,10 @@ impl Backend for SshPools {
         "ssh"
     }
 
+    fn context(&self) -> &BackendContext {
+        &self.cx
+    }
+
     fn offers(&self, _catalog: &[skycat_catalog::Offer]) -> Vec<skycat_catalog::Offer> {
         self.pools().map(|p| p.as_offers()).unwrap_or_default()
     }
@@ -70,7 +74,7 @@ impl Backend for SshPools {
                 Err(e) => return Err(store_err(e)),
             }
             let target = SshTarget::from(host);
-            match SshSession::connect(&target, &self.cx.ssh).await {
+            match self.transport().connect(&target).await {
                 Ok(s) => {
                     s.close().await;
                     picked.push(node_of(target));
@@ -97,7 +101,7 @@ impl Backend for SshPools {
     }
 
     async fn describe(&self, _cluster: &ClusterRow, node: &NodeRow) -> Result<NodeState, ProvisionError> {
-        match SshSession::connect(&node.target(), &self.cx.ssh).await {
+        match self.transport().connect(&node.target()).await {
             Ok(s) => {
                 s.close().await;
                 Ok(NodeState::Running)

@@ -13,7 +13,8 @@ use super::*;
 use crate::agent_client::{ensure_agent, probe, sync_workdir, AgentClient, LocalAgent, AGENT_ROOT};
 use crate::backend::{ErrorClass, ProvisionError, ProvisionRequest, ProvisionedNode};
 use crate::placement::{self, infra_of};
-use crate::ssh::{shell_quote, SshError, SshOptions, SshSession, SshTarget};
+use crate::ssh::shell_quote;
+use crate::transport::NodeSession;
 use crate::store::{self, ClusterRow, NodeRow};
 
 impl Controller {
@@ -35,7 +36,7 @@ impl Controller {
                 }
                 self.say(&format!("Reusing cluster {} ({} node(s), {}).", c.name, c.num_nodes, c.status));
                 let nodes = self.store.nodes(&c.id).await?;
-                let sessions = self.connect_nodes(&nodes).await?;
+                let sessions = self.connect_nodes(&c, &nodes).await?;
                 (c, sessions.into_iter().map(|(n, s)| (Some(n), s)).collect::<Vec<_>>(), Vec::new(), Vec::new(), None)
             }
             None => {
@@ -70,7 +71,7 @@ impl Controller {
 
     /// Inserts the cluster, then walks the plan's failover order through the backends until one
     /// provisions the nodes; connects to them. Every try is reported on one line.
-    pub(super) async fn provision(&self, req: &LaunchRequest) -> Result<(ClusterRow, Vec<SshSession>, Vec<ProvisionedNode>, Vec<(String, String)>, String)> {
+    pub(super) async fn provision(&self, req: &LaunchRequest) -> Result<(ClusterRow, Vec<Arc<dyn NodeSession>>, Vec<ProvisionedNode>, Vec<(String, String)>, String)> {
         if req.placements.is_empty() {
             bail!("no placement to launch {} on (the plan is empty)", req.cluster);
         }
@@ -152,9 +153,11 @@ impl Controller {
         self.say(&format!("Provisioned {} node(s) on {} ({}).", nodes.len(), infra_of(&chosen), chosen.instance_type));
         // Cloud nodes may still be booting sshd: wait for it (pool hosts answered already).
         let wait = if chosen.cloud == "ssh" { Duration::ZERO } else { ssh_ready_timeout() };
+        let transport = self.transport_for(&row);
+        let waited = Instant::now();
         let mut sessions = Vec::new();
         for n in &nodes {
-            match connect_when_ready(&n.target, &self.ssh, wait).await {
+            match transport.connect_when_ready(&n.target, wait).await {
                 Ok(s) => sessions.push(s),
                 Err(e) => {
                     for s in sessions {
@@ -173,21 +176,26 @@ impl Controller {
                 }
             }
         }
+        if !wait.is_zero() {
+            // The boot wait, reported apart: launch time without it is skycat's own.
+            self.say(&format!("Node(s) answer SSH after {:.1}s.", waited.elapsed().as_secs_f64()));
+        }
         Ok((row, sessions, nodes, skipped, token))
     }
 
-    pub(super) async fn connect_nodes(&self, nodes: &[NodeRow]) -> Result<Vec<(NodeRow, SshSession)>> {
+    pub(super) async fn connect_nodes(&self, c: &ClusterRow, nodes: &[NodeRow]) -> Result<Vec<(NodeRow, Arc<dyn NodeSession>)>> {
+        let transport = self.transport_for(c);
         let mut set = tokio::task::JoinSet::new();
         for n in nodes.iter().cloned() {
-            let opts = self.ssh.clone();
+            let transport = transport.clone();
             set.spawn(async move {
-                let r = SshSession::connect(&n.target(), &opts).await;
+                let r = transport.connect(&n.target()).await;
                 (n, r)
             });
         }
         let mut out = Vec::new();
         while let Some(j) = set.join_next().await {
-            let (n, r) = j.map_err(|e| anyhow!("ssh task: {e}"))?;
+            let (n, r) = j.map_err(|e| anyhow!("connect task: {e}"))?;
             out.push((n.clone(), r.with_context(|| format!("node {} of cluster", n.rank))?));
         }
         out.sort_by_key(|(n, _)| n.rank);
@@ -198,20 +206,18 @@ impl Controller {
         &self,
         req: &LaunchRequest,
         cluster: &ClusterRow,
-        sessions: Vec<(Option<NodeRow>, SshSession)>,
+        sessions: Vec<(Option<NodeRow>, Arc<dyn NodeSession>)>,
         provisioned: &[ProvisionedNode],
         token: Option<String>,
         agent: Arc<LocalAgent>,
         t0: Instant,
     ) -> Result<LaunchOutcome> {
-        let sessions: Vec<(Option<NodeRow>, Arc<SshSession>)> =
-            sessions.into_iter().map(|(n, s)| (n, Arc::new(s))).collect();
         // Probe every node (home, controller address, installed agent).
         let mut probes = Vec::new();
         for (_, s) in &sessions {
-            probes.push(probe(s, &cluster.name).await?);
+            probes.push(probe(s.as_ref(), &cluster.name).await?);
         }
-        let node_ips: Vec<String> = sessions.iter().map(|(_, s)| s.target().host.clone()).collect();
+        let node_ips: Vec<String> = sessions.iter().map(|(_, s)| s.host().to_string()).collect();
         let fresh = token.is_some();
         let pools = self.pools().ok();
         let gpus_per_node = pools
@@ -227,7 +233,10 @@ impl Controller {
             let node_row = match node {
                 Some(n) => n.clone(),
                 None => {
-                    let t = sess.target();
+                    let t = &provisioned
+                        .get(rank as usize)
+                        .ok_or_else(|| anyhow!("node {rank} of {} has neither a row nor a provisioned address", cluster.name))?
+                        .target;
                     let dir = format!("{}/{AGENT_ROOT}/clusters/{}", probe.home, cluster.name);
                     let n = NodeRow {
                         cluster_id: cluster.id.clone(),
@@ -298,10 +307,10 @@ impl Controller {
             let workdir = req.task.workdir.clone();
             let progress = self.progress.clone();
             set.spawn(async move {
-                let reused = ensure_agent(&sess, &node_row, &agent, &probe, config.as_ref(), &progress).await?;
+                let reused = ensure_agent(sess.as_ref(), &node_row, &agent, &probe, config.as_ref(), &progress).await?;
                 if let Some(w) = &workdir {
-                    progress(&format!("  {}: syncing workdir {} ...", sess.target().display(), w.display()));
-                    sync_workdir(&sess, w, &node_row.state_dir).await?;
+                    progress(&format!("  {}: syncing workdir {} ...", sess.peer(), w.display()));
+                    sync_workdir(sess.as_ref(), w, &node_row.state_dir).await?;
                 }
                 Ok::<_, anyhow::Error>((rank, reused))
             });
@@ -323,10 +332,11 @@ impl Controller {
                     protocol_version: PROTOCOL_VERSION,
                     setup: setup.clone(),
                     envs: req.task.envs.clone(),
+                    secret_envs: req.task.secret_envs.clone(),
                     workdir: None,
                 };
                 for ((_, sess), n) in sessions.iter().zip(&nodes) {
-                    AgentClient::new(sess, n).setup(&spec).await.with_context(|| format!("setup on rank {}", n.rank))?;
+                    AgentClient::new(sess.as_ref(), n).setup(&spec).await.with_context(|| format!("setup on rank {}", n.rank))?;
                 }
                 self.say("Setup submitted (runs once per node, before the job).");
             }
@@ -340,9 +350,7 @@ impl Controller {
             None => None,
         };
         for (_, s) in sessions {
-            if let Ok(s) = Arc::try_unwrap(s) {
-                s.close().await;
-            }
+            s.close().await;
         }
         Ok(LaunchOutcome {
             cluster: cluster.name.clone(),
@@ -355,12 +363,13 @@ impl Controller {
     }
 
     /// Submits the task's run on every node (same order everywhere, so ids agree).
-    pub(super) async fn submit_on(&self, sessions: &[Arc<SshSession>], nodes: &[NodeRow], task: &TaskRun) -> Result<u64> {
+    pub(super) async fn submit_on(&self, sessions: &[Arc<dyn NodeSession>], nodes: &[NodeRow], task: &TaskRun) -> Result<u64> {
         let spec = JobSpec {
             protocol_version: PROTOCOL_VERSION,
             name: task.name.clone(),
             run: task.run.clone().unwrap_or_default(),
             envs: task.envs.clone(),
+            secret_envs: task.secret_envs.clone(),
             gpus: task.gpus_per_node,
             workdir: None,
             task_id: None,
@@ -374,7 +383,7 @@ impl Controller {
             let n = n.clone();
             let spec = spec.clone();
             set.spawn(async move {
-                let id = AgentClient::new(&s, &n).submit(&spec).await.with_context(|| format!("submitting on rank {}", n.rank))?;
+                let id = AgentClient::new(s.as_ref(), &n).submit(&spec).await.with_context(|| format!("submitting on rank {}", n.rank))?;
                 Ok::<_, anyhow::Error>((n.rank, id))
             });
         }
@@ -401,29 +410,6 @@ pub(super) fn ssh_ready_timeout() -> Duration {
         .filter(|s| s.is_finite() && *s >= 0.0 && *s < 86_400.0)
         .map(Duration::from_secs_f64)
         .unwrap_or(Duration::from_secs(300))
-}
-
-/// Connects, retrying a node that is still booting until `wait` has passed. Host-key and local
-/// key-file problems are not retried.
-pub async fn connect_when_ready(t: &SshTarget, opts: &SshOptions, wait: Duration) -> std::result::Result<SshSession, SshError> {
-    let deadline = Instant::now() + wait;
-    let mut pause = Duration::from_millis(200);
-    loop {
-        match SshSession::connect(t, opts).await {
-            Ok(s) => return Ok(s),
-            // A booting VM refuses, drops (sshd restarting under cloud-init) or rejects the key
-            // (not installed yet) for a while; a changed host key or an unreadable key file
-            // will not get better.
-            Err(e @ (SshError::Unreachable { .. } | SshError::Timeout { .. } | SshError::Protocol { .. } | SshError::Auth { .. }))
-                if Instant::now() < deadline =>
-            {
-                tracing::debug!("{}: {e}; retrying", t.display());
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(5));
-            }
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 /// A node row for a provisioned node that has no row yet (for a teardown after a failure).

@@ -30,12 +30,12 @@ use crate::home::Home;
 use crate::placement::{self, LaunchPlan, PlacementError};
 use crate::pools::{PoolHost, Pools};
 use crate::ssh::{shell_quote, SshOptions};
+use crate::transport::{NodeSession, NodeTransport, SshTransport, TransportError};
 use crate::store::{self, ClusterRow, NodeRow, Store};
 
 mod launch;
 mod ops;
 
-pub use launch::connect_when_ready;
 
 /// What to run: the part of a task (SkyPilot YAML) that the lifecycle needs.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -49,6 +49,10 @@ pub struct TaskRun {
     pub workdir: Option<PathBuf>,
     /// GPUs each node's job needs (the task's accelerator count).
     pub gpus_per_node: f64,
+    /// Names in `envs` that are secrets whatever they are called (`--secret KEY`, the YAML's
+    /// `secrets:`): redacted in the state DB and in the agents' stored specs and logs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_envs: Vec<String>,
 }
 
 impl TaskRun {
@@ -60,7 +64,7 @@ impl TaskRun {
     /// The task as stored in the state DB: secret env values redacted.
     pub fn redacted_json(&self) -> String {
         let mut t = self.clone();
-        t.envs = skycat_protocol::redact_envs(&self.envs);
+        t.envs = skycat_protocol::redact_secrets(&self.envs, &self.secret_envs);
         serde_json::to_string(&t).unwrap_or_default()
     }
 }
@@ -187,7 +191,7 @@ pub fn stderr_progress() -> Progress {
 pub struct Controller {
     pub home: Home,
     pub store: Store,
-    pub ssh: SshOptions,
+    ssh: SshOptions,
     pub backends: Backends,
     agent_bin: Option<PathBuf>,
     progress: Progress,
@@ -227,6 +231,27 @@ impl Controller {
             agent_bin: None,
             progress: Arc::new(|_: &str| {}),
         })
+    }
+
+    /// How long an SSH connection attempt may take before the node counts as not answering.
+    pub fn with_ssh_connect_timeout(mut self, d: Duration) -> Controller {
+        self.ssh.connect_timeout = d;
+        self.backends = Backends::registry(&BackendContext { home: self.home.clone(), store: self.store.clone(), ssh: self.ssh.clone() });
+        self
+    }
+
+    /// The transport to a cluster's nodes: its backend's, or SSH for a cluster whose backend is
+    /// gone from the registry (its hosts may still answer).
+    pub fn transport_for(&self, c: &ClusterRow) -> Arc<dyn NodeTransport> {
+        match self.backends.for_cluster(c) {
+            Ok(b) => b.transport(),
+            Err(_) => Arc::new(SshTransport { opts: self.ssh.clone() }),
+        }
+    }
+
+    /// One session to a node of `c`.
+    pub async fn connect(&self, c: &ClusterRow, n: &NodeRow) -> std::result::Result<Arc<dyn NodeSession>, TransportError> {
+        self.transport_for(c).connect(&n.target()).await
     }
 
     pub fn with_progress(mut self, p: Progress) -> Controller {

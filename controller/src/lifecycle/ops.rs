@@ -1,5 +1,5 @@
 //! The verbs on a running cluster: exec, status (reconciled with the provider), queue, logs,
-//! cancel, stop, start, down, and pulling agents' reports over SSH.
+//! cancel, stop, start, down, and pulling agents' reports through the nodes' transport.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,10 +10,11 @@ use skycat_protocol::{AgentStatus, JobStatus};
 
 use super::*;
 use crate::agent_client::{sync_workdir, AgentClient};
-use crate::ssh::{SshSession, SshTarget};
+use crate::ssh::SshTarget;
+use crate::transport::NodeSession;
 use crate::store::{self, ClusterRow, NodeRow};
 
-use super::launch::{connect_when_ready, ssh_ready_timeout};
+use super::launch::ssh_ready_timeout;
 
 impl Controller {
     /// `Host CLUSTER` (and `CLUSTER-workerN`) in `$SKYCAT_HOME/ssh/config`, so `ssh CLUSTER`
@@ -38,26 +39,24 @@ impl Controller {
         if c.status != store::status::UP {
             bail!("cluster {name} is {}; `skycat start {name}` first", c.status);
         }
-        let sessions = self.connect_nodes(&nodes).await?;
-        let sessions: Vec<(NodeRow, Arc<SshSession>)> =
-            sessions.into_iter().map(|(n, s)| (n, Arc::new(s))).collect();
+        let sessions = self.connect_nodes(&c, &nodes).await?;
         for (n, s) in &sessions {
             // Brings back an agent that died (idempotent when it runs).
-            AgentClient::new(s, n).start_daemon().await?;
+            AgentClient::new(s.as_ref(), n).start_daemon().await?;
         }
         if let Some(w) = &task.workdir {
             for (n, s) in &sessions {
-                sync_workdir(s, w, &n.state_dir).await?;
+                sync_workdir(s.as_ref(), w, &n.state_dir).await?;
             }
         }
         // Every node gets the job (so job ids stay equal across nodes); SKYCAT_NUM_NODES is the
         // cluster's.
-        let (ns, ss): (Vec<NodeRow>, Vec<Arc<SshSession>>) = sessions.into_iter().unzip();
+        let (ns, ss): (Vec<NodeRow>, Vec<Arc<dyn NodeSession>>) = sessions.into_iter().unzip();
         self.submit_on(&ss, &ns, task).await
     }
 
-    /// Pulls one node's status, jobs and ledger over SSH into the state DB.
-    pub(super) async fn pull_node(&self, c: &ClusterRow, n: &NodeRow, s: &SshSession) -> Result<AgentStatus> {
+    /// Pulls one node's status, jobs and ledger through its transport into the state DB.
+    pub(super) async fn pull_node(&self, c: &ClusterRow, n: &NodeRow, s: &dyn NodeSession) -> Result<AgentStatus> {
         let agent = AgentClient::new(s, n);
         let st = agent.status().await?;
         self.store
@@ -108,9 +107,9 @@ impl Controller {
             if refresh && !fresh_hb && c.status == store::status::UP {
                 source = "ssh";
                 for n in &nodes {
-                    let r = match SshSession::connect(&n.target(), &self.ssh).await {
+                    let r = match self.connect(&c, n).await {
                         Ok(s) => {
-                            let r = self.pull_node(&c, n, &s).await.map_err(|e| format!("{e:#}"));
+                            let r = self.pull_node(&c, n, s.as_ref()).await.map_err(|e| format!("{e:#}"));
                             s.close().await;
                             r
                         }
@@ -170,10 +169,10 @@ impl Controller {
     /// `skycat queue`: the cluster's jobs, pulled from every node over SSH.
     pub async fn queue(&self, name: &str) -> Result<Vec<ClusterJob>> {
         let (c, nodes) = self.live(name).await?;
-        let sessions = self.connect_nodes(&nodes).await?;
+        let sessions = self.connect_nodes(&c, &nodes).await?;
         let mut by_id: BTreeMap<u64, Vec<(u32, JobStatus)>> = BTreeMap::new();
         for (n, s) in &sessions {
-            let jobs = AgentClient::new(s, n).queue().await?;
+            let jobs = AgentClient::new(s.as_ref(), n).queue().await?;
             self.store.upsert_jobs(&c.id, n.rank, &jobs).await?;
             for j in jobs {
                 by_id.entry(j.id).or_default().push((n.rank, j));
@@ -202,13 +201,13 @@ impl Controller {
         follow: bool,
         out: OutputSink,
     ) -> Result<u64> {
-        let (_, nodes) = self.live(name).await?;
-        let sessions = self.connect_nodes(&nodes).await?;
+        let (c, nodes) = self.live(name).await?;
+        let sessions = self.connect_nodes(&c, &nodes).await?;
         let job = match job {
             Some(j) => j,
             None => {
                 let (n, s) = sessions.first().ok_or_else(|| anyhow!("cluster {name} has no nodes"))?;
-                let jobs = AgentClient::new(s, n).queue().await?;
+                let jobs = AgentClient::new(s.as_ref(), n).queue().await?;
                 jobs.iter().map(|j| j.id).max().ok_or_else(|| anyhow!("cluster {name} has no jobs yet"))?
             }
         };
@@ -227,10 +226,9 @@ impl Controller {
                 let mut pending: Vec<u8> = Vec::new();
                 let mut err = Vec::new();
                 let code = s
-                    .exec_stream::<&[u8]>(
+                    .exec_stream(
                         &cmd,
-                        None,
-                        |chunk| {
+                        &mut |chunk: &[u8]| {
                             pending.extend_from_slice(chunk);
                             while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
                                 let line: Vec<u8> = pending.drain(..=pos).collect();
@@ -239,7 +237,7 @@ impl Controller {
                                 out(&buf);
                             }
                         },
-                        |chunk| err.extend_from_slice(chunk),
+                        &mut |chunk: &[u8]| err.extend_from_slice(chunk),
                     )
                     .await?;
                 if !pending.is_empty() {
@@ -263,15 +261,15 @@ impl Controller {
 
     /// `skycat cancel`: cancels the job on every node.
     pub async fn cancel(&self, name: &str, job: u64) -> Result<()> {
-        let (_, nodes) = self.live(name).await?;
-        for (n, s) in self.connect_nodes(&nodes).await? {
-            AgentClient::new(&s, &n).cancel(job).await?;
+        let (c, nodes) = self.live(name).await?;
+        for (n, s) in self.connect_nodes(&c, &nodes).await? {
+            AgentClient::new(s.as_ref(), &n).cancel(job).await?;
             s.close().await;
         }
         Ok(())
     }
 
-    pub(super) async fn cancel_all(&self, n: &NodeRow, s: &SshSession) -> Result<()> {
+    pub(super) async fn cancel_all(&self, n: &NodeRow, s: &dyn NodeSession) -> Result<()> {
         let agent = AgentClient::new(s, n);
         let jobs = match agent.queue().await {
             Ok(j) => j,
@@ -291,11 +289,11 @@ impl Controller {
         if c.spot && c.cloud() != "ssh" {
             bail!("cluster {name} runs on spot instances, which cannot be stopped; `skycat down {name}` instead");
         }
-        for (n, s) in self.connect_nodes(&nodes).await? {
+        for (n, s) in self.connect_nodes(&c, &nodes).await? {
             self.say(&format!("Stopping {} ...", n.host_key()));
-            self.cancel_all(&n, &s).await?;
-            AgentClient::new(&s, &n).stop().await?;
-            let _ = self.pull_node(&c, &n, &s).await;
+            self.cancel_all(&n, s.as_ref()).await?;
+            AgentClient::new(s.as_ref(), &n).stop().await?;
+            let _ = self.pull_node(&c, &n, s.as_ref()).await;
             s.close().await;
         }
         backend.stop(&c, &nodes).await?;
@@ -316,10 +314,11 @@ impl Controller {
         }
         let nodes = self.store.nodes(&c.id).await?;
         let wait = if c.cloud() == "ssh" { Duration::ZERO } else { ssh_ready_timeout() };
+        let transport = self.transport_for(&c);
         for n in &nodes {
-            let s = connect_when_ready(&n.target(), &self.ssh, wait).await?;
+            let s = transport.connect_when_ready(&n.target(), wait).await?;
             self.say(&format!("Starting the agent on {} ...", n.host_key()));
-            AgentClient::new(&s, n).start_daemon().await?;
+            AgentClient::new(s.as_ref(), n).start_daemon().await?;
             s.close().await;
         }
         self.write_ssh_config(&c.name, &nodes);
@@ -339,9 +338,9 @@ impl Controller {
         for n in &nodes {
             self.say(&format!("Tearing down {} ...", n.host_key()));
             let r: Result<()> = async {
-                let s = SshSession::connect(&n.target(), &self.ssh).await?;
-                self.cancel_all(n, &s).await?;
-                let _ = self.pull_node(&c, n, &s).await;
+                let s = self.connect(&c, n).await?;
+                self.cancel_all(n, s.as_ref()).await?;
+                let _ = self.pull_node(&c, n, s.as_ref()).await;
                 let script = format!(
                     "A={a}; D={d}; \"$A\" stop --state-dir \"$D\" >/dev/null 2>&1; \
                      if [ -f \"$D/agent.pid\" ]; then kill -9 \"$(cat \"$D/agent.pid\")\" 2>/dev/null; fi; \
@@ -378,8 +377,8 @@ impl Controller {
     pub async fn refresh_costs(&self) -> Result<()> {
         for c in self.store.clusters().await? {
             for n in self.store.nodes(&c.id).await? {
-                if let Ok(s) = SshSession::connect(&n.target(), &self.ssh).await {
-                    let _ = self.pull_node(&c, &n, &s).await;
+                if let Ok(s) = self.connect(&c, &n).await {
+                    let _ = self.pull_node(&c, &n, s.as_ref()).await;
                     s.close().await;
                 }
             }

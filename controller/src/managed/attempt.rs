@@ -13,7 +13,7 @@ use super::policy::{order_for_recovery, region_key, set_market, zone_key, JobBlo
 use super::{now, parse_ts, status, Attempt, JobRequest, Managed, Outcome, Strategy};
 use crate::agent_client::AgentClient;
 use crate::lifecycle::{aggregate, LaunchRequest, LaunchResources};
-use crate::ssh::{shell_quote, SshSession};
+use crate::ssh::shell_quote;
 use crate::store::{self, ClusterRow, NodeRow};
 
 impl Managed {
@@ -96,7 +96,7 @@ impl Managed {
             let c = ctl.store.cluster_by_id(&out.cluster_id).await?.ok_or_else(|| anyhow!("cluster {cluster} vanished"))?;
             let nodes = ctl.store.nodes(&c.id).await?;
             let region_key = region_key(&c);
-            let submitted = self.prepare_and_submit(&nodes, req, recovery, task_id).await;
+            let submitted = self.prepare_and_submit(&c, &nodes, req, recovery, task_id).await;
             let agent_job_id = match submitted {
                 Ok(j) => j,
                 Err(e) => {
@@ -162,14 +162,14 @@ impl Managed {
 
     /// Points the agents at the metadata URL (when configured) and submits the job on every
     /// node, with the job's task id and recovery count.
-    pub(super) async fn prepare_and_submit(&self, nodes: &[NodeRow], req: &JobRequest, recovery: u32, task_id: &str) -> Result<u64> {
+    pub(super) async fn prepare_and_submit(&self, c: &ClusterRow, nodes: &[NodeRow], req: &JobRequest, recovery: u32, task_id: &str) -> Result<u64> {
         let opts = &self.inner.opts;
-        let ssh = &self.inner.ctl.ssh;
         let spec = JobSpec {
             protocol_version: PROTOCOL_VERSION,
             name: req.name.clone().or(req.task.name.clone()),
             run: req.task.run.clone().unwrap_or_default(),
             envs: req.task.envs.clone(),
+            secret_envs: req.task.secret_envs.clone(),
             gpus: req.task.gpus_per_node,
             workdir: None,
             task_id: Some(task_id.to_string()),
@@ -178,7 +178,7 @@ impl Managed {
         };
         let mut ids = BTreeMap::new();
         for n in nodes {
-            let s = SshSession::connect(&n.target(), ssh).await?;
+            let s = self.inner.ctl.connect(c, n).await?;
             let b = shell_quote(&n.agent_bin);
             let d = shell_quote(&n.state_dir);
             if let Some(tpl) = &opts.metadata_url {
@@ -201,7 +201,7 @@ impl Managed {
                 .await
                 .with_context(|| format!("{}: restarting the agent with the metadata URL", n.host_key()))?;
             }
-            let jid = AgentClient::new(&s, n).submit(&spec).await;
+            let jid = AgentClient::new(s.as_ref(), n).submit(&spec).await;
             s.close().await;
             ids.insert(n.rank, jid?);
         }
@@ -344,7 +344,7 @@ impl Managed {
                 Err(e) => tracing::warn!(node = %n.node_id, "describe: {e}"),
             }
         }
-        let s = match SshSession::connect(&n.target(), &self.inner.ctl.ssh).await {
+        let s = match self.inner.ctl.connect(c, n).await {
             Ok(s) => s,
             Err(e) => return NodeView::Gone(format!("the host does not answer SSH ({e})")),
         };

@@ -255,7 +255,7 @@ struct Inner {
 impl Managed {
     /// Creates the tables, marks jobs left running by a previous server as FAILED_CONTROLLER.
     /// `catalog` gives the offers each attempt plans over (SSH pools come from their YAML).
-    pub async fn new(mut ctl: Controller, opts: ManagedOptions, catalog: CatalogSource) -> Result<Managed> {
+    pub async fn new(ctl: Controller, opts: ManagedOptions, catalog: CatalogSource) -> Result<Managed> {
         sqlx::query(
             "UPDATE managed_jobs SET status = 'FAILED_CONTROLLER', ended_at = ?,
                failure_reason = 'skycat serve restarted while the job ran (task secrets are held in memory only); its cluster is kept: see `skycat status`'
@@ -264,7 +264,7 @@ impl Managed {
         .bind(now())
         .execute(ctl.store.db())
         .await?;
-        ctl.ssh.connect_timeout = opts.ssh_connect_timeout;
+        let ctl = ctl.with_ssh_connect_timeout(opts.ssh_connect_timeout);
         Ok(Managed { inner: Arc::new(Inner { ctl, opts, catalog }) })
     }
 

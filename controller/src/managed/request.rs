@@ -31,6 +31,7 @@ struct TaskIn {
     envs: BTreeMap<String, String>,
     workdir: Option<std::path::PathBuf>,
     gpus_per_node: f64,
+    secret_envs: Vec<String>,
 }
 
 /// Validates a `POST /v1/jobs` body; errors name the field.
@@ -84,6 +85,7 @@ pub fn parse_request(body: &[u8]) -> std::result::Result<JobRequest, FieldError>
             envs: t.envs,
             workdir: t.workdir,
             gpus_per_node: t.gpus_per_node,
+            secret_envs: t.secret_envs,
         },
         use_spot: obj.get("use_spot").and_then(|b| b.as_bool()).unwrap_or(false),
         strategy: obj.get("strategy").and_then(|s| s.as_str()).map(str::to_string),

@@ -1,0 +1,155 @@
+//! Benchmark: `skycat launch` to the job running, through the real binary.
+//!
+//! * SSH pool: one network-namespace sshd host; a fresh cluster (the agent is uploaded and
+//!   started) and a relaunch on the UP cluster (agent reused).
+//! * AWS: moto's server is EC2, and a namespace host comes up at each instance's private IP (the
+//!   "boot"). The launch prints how long the node took to answer SSH; that boot wait is taken out,
+//!   the rest (key pair, security group, RunInstances, describe, connect, agent, submit) is
+//!   skycat's own.
+//!
+//! "Running" is when the job's first command runs: it writes `date +%s.%N` into the host's home,
+//! which this machine reads (namespace hosts share the filesystem).
+//!
+//!   scripts/bench-launch.sh [ROUNDS]     (root; scripts/ci-setup-sshd.sh and ci-setup-moto.sh)
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+#[path = "../../controller/tests/common/mod.rs"]
+mod common;
+use common::aws_hosts::{ec2, make_vpc, InstanceHosts};
+use common::moto::start_moto;
+use common::{agent_bin, TestHosts};
+
+const SSH_NET: u32 = 210;
+const AWS_NET: u32 = 215;
+
+struct Env {
+    home: tempfile::TempDir,
+    user_home: tempfile::TempDir,
+    agent: PathBuf,
+}
+
+impl Env {
+    fn new(agent: &Path) -> Env {
+        Env { home: tempfile::tempdir().unwrap(), user_home: tempfile::tempdir().unwrap(), agent: agent.to_path_buf() }
+    }
+
+    fn skycat(&self, args: &[&str]) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_skycat"));
+        c.args(args).env("SKYCAT_HOME", self.home.path()).env("HOME", self.user_home.path()).env("SKYCAT_AGENT_BIN", &self.agent);
+        let out = c.output().expect("run skycat");
+        assert!(out.status.success(), "skycat {args:?} failed:\n{}", text(&out));
+        out
+    }
+
+    fn write(&self, name: &str, body: &str) -> PathBuf {
+        let p = self.home.path().join(name);
+        std::fs::write(&p, body).expect("write");
+        p
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
+/// Seconds from `t0` until one of `homes` holds `started.<job>` (the job's first command).
+fn started_after(homes: &[PathBuf], job: u64, t0: f64) -> f64 {
+    for _ in 0..6000 {
+        for h in homes {
+            if let Some(t) = std::fs::read_to_string(h.join(format!("started.{job}"))).ok().and_then(|s| s.trim().parse::<f64>().ok()) {
+                return t - t0;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("job {job} never started");
+}
+
+const TASK: &str = "name: bench\nrun: |\n  date +%s.%N > \"$HOME/started.$SKYCAT_JOB_ID\"\n  sleep 600\n";
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn bench_ssh(rounds: usize, agent: &Path) {
+    let hosts = TestHosts::up(1, SSH_NET, "bench");
+    let env = Env::new(agent);
+    env.write(
+        "ssh_node_pools.yaml",
+        &format!("bench:\n  hosts: [{}]\n  user: root\n  identity_file: {}\n", hosts.ip(1), hosts.key().display()),
+    );
+    let task = env.write("task.yaml", TASK);
+    let homes = [hosts.home(1)];
+    let (mut fresh, mut again) = (Vec::new(), Vec::new());
+    for r in 1..=rounds {
+        let t0 = now();
+        env.skycat(&["launch", "-c", "bench", task.to_str().unwrap(), "--infra", "ssh/bench", "-y"]);
+        let f = started_after(&homes, 1, t0);
+        let t0 = now();
+        env.skycat(&["launch", "-c", "bench", task.to_str().unwrap(), "--infra", "ssh/bench", "-y"]);
+        let a = started_after(&homes, 2, t0);
+        println!("ssh round {r}: fresh cluster (upload + start agent) launch->running {f:.3}s; relaunch on the UP cluster {a:.3}s");
+        fresh.push(f);
+        again.push(a);
+        env.skycat(&["down", "bench"]);
+        for j in [1, 2] {
+            let _ = std::fs::remove_file(hosts.home(1).join(format!("started.{j}")));
+        }
+    }
+    println!("ssh median of {rounds}: fresh {:.3}s, relaunch {:.3}s", median(&mut fresh), median(&mut again));
+}
+
+async fn bench_aws(rounds: usize, agent: &Path) {
+    let moto = start_moto();
+    let east = ec2(&moto.url, "us-east-1").await;
+    make_vpc(&east, "skycat-bench", 235).await;
+    let hosts = Arc::new(TestHosts::empty(AWS_NET, "bencha"));
+    let _watcher = InstanceHosts::watch(hosts.clone(), vec![east.clone()]);
+    // The launches (children) inherit moto's endpoint and fake keys.
+    skycat_testkit::moto::use_fake_aws(&moto.url);
+    let env = Env::new(agent);
+    env.write("config.yaml", "aws:\n  vpc_name: skycat-bench\n  use_internal_ips: true\n  ssh_user: root\n");
+    let task = env.write(
+        "task.yaml",
+        &format!("{TASK}resources:\n  instance_type: m6i.large\n  image_id: ami-785db401\n  infra: aws/us-east-1\n"),
+    );
+    env.skycat(&["check", "aws"]);
+    let (mut total, mut own) = (Vec::new(), Vec::new());
+    for r in 1..=rounds {
+        let t0 = now();
+        let out = env.skycat(&["launch", "-c", "benchaws", task.to_str().unwrap(), "-y"]);
+        let log = text(&out);
+        let boot: f64 = log
+            .lines()
+            .find_map(|l| l.strip_prefix("Node(s) answer SSH after ").and_then(|r| r.strip_suffix("s.")).and_then(|s| s.parse().ok()))
+            .unwrap_or_else(|| panic!("no boot-wait line in the launch output:\n{log}"));
+        // Every host this run brought up (one per instance so far).
+        let homes: Vec<PathBuf> = (1..=r as u32).map(|i| hosts.home(i)).collect();
+        let t = started_after(&homes, 1, t0);
+        println!("aws round {r}: launch->running {t:.3}s, of which boot wait (node answers SSH) {boot:.1}s; skycat's own {:.3}s", t - boot);
+        total.push(t);
+        own.push(t - boot);
+        env.skycat(&["down", "benchaws"]);
+    }
+    println!("aws median of {rounds}: launch->running {:.3}s, without the boot wait {:.3}s", median(&mut total), median(&mut own));
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a plain `cargo test` of benches passes nothing we need.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let rounds: usize = std::env::var("SKYCAT_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3).max(1);
+    let agent = agent_bin();
+    bench_ssh(rounds, &agent);
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap().block_on(bench_aws(rounds, &agent));
+}
