@@ -119,10 +119,10 @@ pub fn fingerprint(key: &PublicKey) -> String {
 
 static PIN_LOCK: Mutex<()> = Mutex::new(());
 
-/// Checks `key` for host `name` against `known_hosts`; pins it when the host is not listed.
-pub fn check_or_pin(known_hosts: &Path, name: &str, key: &PublicKey) -> Result<(), SshError> {
-    let _guard = PIN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    // Other skycat processes may pin at the same time: hold a file lock while reading+appending.
+/// Holds the pin lock of `known_hosts`: this process's mutex and, since other skycat processes
+/// may pin at the same time, a file lock (released when the file is dropped).
+fn lock_known_hosts(known_hosts: &Path) -> (std::sync::MutexGuard<'static, ()>, Option<std::fs::File>) {
+    let guard = PIN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(dir) = known_hosts.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
@@ -131,6 +131,39 @@ pub fn check_or_pin(known_hosts: &Path, name: &str, key: &PublicKey) -> Result<(
     if let Some(f) = &lock_file {
         let _ = f.lock();
     }
+    (guard, lock_file)
+}
+
+/// Removes the pins of host `name`: a new cloud instance may get the address of a terminated
+/// one, with a new host key, and must be trusted on its first use like any new host.
+pub fn forget_host(known_hosts: &Path, name: &str) -> Result<(), SshError> {
+    let _locks = lock_known_hosts(known_hosts);
+    let text = match std::fs::read_to_string(known_hosts) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(SshError::HostKeyRefused { host: name.to_string(), msg: format!("cannot read {}: {e}", known_hosts.display()) }),
+    };
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            let hosts = l.trim().split(char::is_whitespace).next().unwrap_or("");
+            l.trim().starts_with('#') || !hosts.split(',').any(|h| h == name)
+        })
+        .collect();
+    if kept.len() == text.lines().count() {
+        return Ok(());
+    }
+    let mut out = kept.join("\n");
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    crate::home::write_atomic(known_hosts, out.as_bytes())
+        .map_err(|e| SshError::HostKeyRefused { host: name.to_string(), msg: format!("cannot write {}: {e}", known_hosts.display()) })
+}
+
+/// Checks `key` for host `name` against `known_hosts`; pins it when the host is not listed.
+pub fn check_or_pin(known_hosts: &Path, name: &str, key: &PublicKey) -> Result<(), SshError> {
+    let _locks = lock_known_hosts(known_hosts);
     let text = match std::fs::read_to_string(known_hosts) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -355,5 +388,13 @@ mod tests {
         assert!(msg.contains("[10.0.0.1]:2222") && msg.contains(&fingerprint(&k1)) && msg.contains(&fingerprint(&k2)), "{msg}");
         let text = std::fs::read_to_string(&kh).unwrap();
         assert_eq!(text.lines().count(), 2, "{text}");
+        // A new instance at the reused address: forgotten, then trusted on first use; the other
+        // host's pin stays.
+        forget_host(&kh, "[10.0.0.1]:2222").unwrap();
+        check_or_pin(&kh, "[10.0.0.1]:2222", &k2).unwrap();
+        check_or_pin(&kh, "10.0.0.1", &k2).unwrap();
+        assert!(check_or_pin(&kh, "10.0.0.1", &k1).is_err());
+        forget_host(&kh, "10.9.9.9").unwrap();
+        assert_eq!(std::fs::read_to_string(&kh).unwrap().lines().count(), 2);
     }
 }

@@ -90,6 +90,10 @@ pub trait NodeTransport: Send + Sync {
     /// Connects once.
     async fn connect(&self, node: &SshTarget) -> Result<Arc<dyn NodeSession>, TransportError>;
 
+    /// Forgets what was learnt about the node at this address (SSH: its pinned host key), for a
+    /// brand-new node that the provider may have put at a reused address.
+    fn forget(&self, node: &SshTarget) -> Result<(), TransportError>;
+
     /// Connects, retrying a node that is still booting until `wait` has passed.
     async fn connect_when_ready(&self, node: &SshTarget, wait: Duration) -> Result<Arc<dyn NodeSession>, TransportError> {
         let deadline = Instant::now() + wait;
@@ -117,6 +121,10 @@ pub struct SshTransport {
 impl NodeTransport for SshTransport {
     async fn connect(&self, node: &SshTarget) -> Result<Arc<dyn NodeSession>, TransportError> {
         Ok(Arc::new(SshSession::connect(node, &self.opts).await?))
+    }
+
+    fn forget(&self, node: &SshTarget) -> Result<(), TransportError> {
+        Ok(crate::ssh::forget_host(&self.opts.known_hosts, &node.known_hosts_name())?)
     }
 }
 

@@ -157,6 +157,10 @@ impl Controller {
         let waited = Instant::now();
         let mut sessions = Vec::new();
         for n in &nodes {
+            if chosen.cloud != "ssh" {
+                // A new instance: an old pin for its (reused) address belongs to another machine.
+                transport.forget(&n.target)?;
+            }
             match transport.connect_when_ready(&n.target, wait).await {
                 Ok(s) => sessions.push(s),
                 Err(e) => {

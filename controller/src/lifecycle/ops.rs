@@ -365,6 +365,15 @@ impl Controller {
             self.say(&format!("  (unreachable nodes are terminated anyway: {})", failures.join("; ")));
         }
         backend.terminate(&c, &nodes).await?;
+        if cloud {
+            // The addresses go back to the provider; their next owner has other host keys.
+            let transport = self.transport_for(&c);
+            for n in &nodes {
+                if let Err(e) = transport.forget(&n.target()) {
+                    self.say(&format!("  could not forget the host key of {}: {e}", n.host_key()));
+                }
+            }
+        }
         if let Err(e) = crate::ssh_config::remove_cluster(&self.home, &c.name) {
             self.say(&format!("  could not remove {name} from the SSH config: {e}"));
         }
