@@ -4,6 +4,7 @@ mod daemon;
 mod facts;
 mod http;
 mod store;
+mod unpack;
 mod util;
 
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -77,6 +78,16 @@ enum Cmd {
     },
     /// Stop the daemon cleanly (running jobs keep running).
     Stop,
+    /// Unpack a tar (or gzip'd tar) from stdin into `<state dir>/<dest>`; refuses entries that
+    /// would land or point outside it. No daemon needed.
+    Unpack {
+        /// Folder under the state dir (relative, no `..`).
+        #[arg(long, default_value = "workdir")]
+        dest: String,
+        /// Refuse the archive once its files add up to more than this many bytes.
+        #[arg(long, default_value_t = skycat_archive::DEFAULT_LIMIT_BYTES)]
+        limit: u64,
+    },
     /// (internal) Copy stdin to stdout, replacing secret values; used by the job wrapper.
     #[command(hide = true)]
     LogFilter {
@@ -320,6 +331,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             print(j, &json!({"stopped": true}), || "stopped".into());
         }
         Cmd::LogFilter { values } => log_filter(&values)?,
+        Cmd::Unpack { dest, limit } => {
+            let (target, st) = unpack::unpack_stdin(&root, &dest, limit)?;
+            let v = json!({"files": st.files, "bytes": st.bytes});
+            print(j, &v, || {
+                format!(
+                    "unpacked {} files ({}) into {}",
+                    st.files,
+                    skycat_archive::human_bytes(st.bytes),
+                    target.display()
+                )
+            });
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
