@@ -23,6 +23,7 @@ use tokio::net::UnixListener;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::store::{self, Entry, JobRecord, Paths, Pin, Store};
+use crate::util::secs;
 use crate::{facts, http, util};
 
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -106,10 +107,6 @@ pub struct Daemon {
     agent_bin: PathBuf,
     stopping: bool,
     _lock: File,
-}
-
-fn secs(d: f64) -> Duration {
-    Duration::from_secs_f64(d.max(0.0))
 }
 
 fn elapsed_secs(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {

@@ -53,7 +53,7 @@ enum Cmd {
         /// Wait until setup ends (exit 1 if it failed).
         #[arg(long)]
         wait: bool,
-        #[arg(long, default_value_t = 3600.0)]
+        #[arg(long, default_value_t = 3600.0, value_parser = util::parse_timeout_secs)]
         timeout: f64,
     },
     /// Queue a job (JSON JobSpec on stdin); prints its id.
@@ -73,7 +73,7 @@ enum Cmd {
     /// Wait until a job ends; prints its final status.
     Wait {
         job: u64,
-        #[arg(long, default_value_t = 3600.0)]
+        #[arg(long, default_value_t = 3600.0, value_parser = util::parse_timeout_secs)]
         timeout: f64,
     },
     /// Stop the daemon cleanly (running jobs keep running).
@@ -215,7 +215,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let spec: SetupSpec = skycat_protocol::from_json("setup spec", &text)?;
             let v = call(&paths, &Request::Setup { spec })?;
             if wait {
-                let deadline = Instant::now() + Duration::from_secs_f64(timeout);
+                let deadline = Instant::now() + util::secs(timeout);
                 loop {
                     let st = status(&paths)?.setup;
                     match st.state {
@@ -300,7 +300,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Logs { job, follow } => logs(&paths, &job, follow)?,
         Cmd::Wait { job, timeout } => {
-            let deadline = Instant::now() + Duration::from_secs_f64(timeout);
+            let deadline = Instant::now() + util::secs(timeout);
             loop {
                 let st = job_status(&paths, job)?;
                 if st.state.is_terminal() {

@@ -7,6 +7,28 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+/// Longest timer the agent ever sets, ~31 years: past it `Instant + Duration` can overflow.
+/// The config's own limits ([`skycat_protocol::MAX_INTERVAL_SECS`]) are far below.
+pub const MAX_TIMER_SECS: f64 = 1e9;
+
+/// Seconds as a `Duration`, without panicking: negative and NaN are zero, anything past
+/// [`MAX_TIMER_SECS`] (infinity included) is `MAX_TIMER_SECS`.
+pub fn secs(d: f64) -> std::time::Duration {
+    if d.is_nan() {
+        return std::time::Duration::ZERO;
+    }
+    std::time::Duration::from_secs_f64(d.clamp(0.0, MAX_TIMER_SECS))
+}
+
+/// clap parser for a `--timeout` in seconds: a number >= 0. `inf` and anything past
+/// [`MAX_TIMER_SECS`] wait that long, in effect without end.
+pub fn parse_timeout_secs(s: &str) -> std::result::Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v >= 0.0 => Ok(v),
+        _ => Err(format!("must be a number of seconds >= 0, not `{s}`")),
+    }
+}
+
 /// Writes `bytes` to `path` atomically (temp file in the same dir + fsync + rename).
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -125,4 +147,35 @@ pub fn boot_time() -> Option<chrono::DateTime<chrono::Utc>> {
         .parse()
         .ok()?;
     chrono::DateTime::from_timestamp(secs, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn secs_never_panics_and_clamps() {
+        assert_eq!(secs(1.5), Duration::from_millis(1500));
+        assert_eq!(secs(-1.0), Duration::ZERO);
+        assert_eq!(secs(f64::NAN), Duration::ZERO);
+        assert_eq!(secs(1e20), Duration::from_secs(1_000_000_000));
+        assert_eq!(secs(f64::INFINITY), Duration::from_secs(1_000_000_000));
+        assert_eq!(secs(f64::NEG_INFINITY), Duration::ZERO);
+        // The clamp keeps deadlines representable.
+        assert!(std::time::Instant::now()
+            .checked_add(secs(f64::MAX))
+            .is_some());
+    }
+
+    #[test]
+    fn timeout_parser() {
+        assert_eq!(parse_timeout_secs("2.5"), Ok(2.5));
+        assert_eq!(parse_timeout_secs("1e20"), Ok(1e20));
+        assert_eq!(parse_timeout_secs("inf"), Ok(f64::INFINITY));
+        for bad in ["-1", "NaN", "soon", ""] {
+            let e = parse_timeout_secs(bad).unwrap_err();
+            assert!(e.contains(">= 0"), "{bad}: {e}");
+        }
+    }
 }

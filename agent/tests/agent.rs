@@ -533,3 +533,53 @@ fn sigterm_ignoring_job_is_killed_after_the_grace_period() {
     let r = &metadata.requests()[0];
     assert_eq!(r.header("metadata-flavor"), Some("Google"));
 }
+
+#[test]
+fn out_of_range_timer_settings_are_refused_naming_the_field_without_panicking() {
+    for (field, value) in [
+        ("heartbeat_interval_secs", json!(1e20)),
+        ("heartbeat_interval_secs", json!(1.7e308)),
+        ("heartbeat_interval_secs", json!(604_801)),
+        ("metadata_poll_secs", json!(1e20)),
+        ("termination_grace_secs", json!(1e20)),
+        ("idle_seconds", json!(1e20)),
+    ] {
+        let mut cfg = base_config();
+        cfg[field] = value.clone();
+        let agent = Agent::new(cfg);
+        let out = agent.cmd(&["daemon", "--detach"], None);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{field}={value}: {err}");
+        assert!(
+            err.contains(&format!("field `{field}`")) && err.contains("at most"),
+            "{field}={value}: {err}"
+        );
+        assert!(err.contains("config.json"), "names the file: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(
+            agent.daemon_pid().is_none(),
+            "{field}={value}: no daemon started"
+        );
+    }
+
+    // The longest allowed interval runs (the clock arithmetic does not overflow), and waits
+    // with a huge or infinite --timeout work; a negative one is refused by the parser.
+    let mut cfg = base_config();
+    cfg["heartbeat_interval_secs"] = json!(604_800);
+    cfg["termination_grace_secs"] = json!(604_800);
+    let agent = Agent::new(cfg);
+    agent.start();
+    let id = agent.submit(json!({"run": "true"}));
+    for timeout in ["1e20", "inf"] {
+        let j = agent.json(&["wait", &id.to_string(), "--timeout", timeout], None);
+        assert_eq!(j["state"], "SUCCEEDED", "{timeout}: {j}");
+    }
+    let out = agent.cmd(&["wait", &id.to_string(), "--timeout=-1"], None);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--timeout") && err.contains(">= 0") && !err.contains("panicked"),
+        "{err}"
+    );
+}

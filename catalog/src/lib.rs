@@ -14,6 +14,8 @@ pub mod offer;
 #[cfg(feature = "parquet")]
 pub mod parquet;
 pub mod query;
+#[cfg(feature = "parquet")]
+mod quiet_panic;
 pub mod skypilot;
 
 pub use catalog::{Catalog, CloudSource, Origin};

@@ -103,11 +103,24 @@ pub fn read_offers_bytes(bytes: &[u8]) -> Result<Vec<Offer>> {
     read_offers_bytes_named(Path::new("<embedded>"), bytes)
 }
 
+/// Decodes offers. polars can panic on a corrupt file instead of returning an error
+/// (pola-rs/polars#15020): such a panic is caught, kept off stderr, and reported as the same
+/// one-line "not a readable Parquet file" error as any other undecodable file.
 fn read_offers_bytes_named(path: &Path, bytes: &[u8]) -> Result<Vec<Offer>> {
-    let df = ParquetReader::new(Cursor::new(bytes))
-        .finish()
-        .map_err(|e| CatalogError::file(path, format!("not a readable Parquet file: {e}")))?;
-    frame_to_offers(path, &df)
+    crate::quiet_panic::catch_quietly(|| {
+        let df = ParquetReader::new(Cursor::new(bytes)).finish().map_err(|e| {
+            CatalogError::file(path, format!("not a readable Parquet file: {}", one_line(&e.to_string())))
+        })?;
+        frame_to_offers(path, &df)
+    })
+    .unwrap_or_else(|panic| {
+        Err(CatalogError::file(path, format!("not a readable Parquet file: the decoder failed ({panic})")))
+    })
+}
+
+/// polars errors can span lines (a context chain); warnings are one line.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 struct Reader<'a> {

@@ -107,6 +107,78 @@ fn corrupt_user_catalog_falls_back_to_the_shipped_one() {
     assert_eq!(aws["origin"], "shipped default");
 }
 
+/// Corrupt copies of the shipped `cloud.parquet` that make polars panic rather than fail
+/// (pola-rs/polars#15020), found by a deterministic search over byte flips; empty if this polars
+/// panics on none of them.
+fn panicking_corruptions(cloud: &str, want: usize) -> Vec<Vec<u8>> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../catalog-data").join(format!("{cloud}.parquet"));
+    let original = std::fs::read(&path).expect("shipped catalog file");
+    let mut state = 0x0BAD_CA7A_1065_u64;
+    let mut next = move || {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    };
+    let mut found = Vec::new();
+    for _ in 0..3_000 {
+        let mut bytes = original.clone();
+        for _ in 0..1 + next() % 3 {
+            let at = (next() % bytes.len() as u64) as usize;
+            bytes[at] ^= (next() as u8).max(1);
+        }
+        if let Err(e) = skycat_catalog::parquet::read_offers_bytes(&bytes) {
+            if e.to_string().contains("the decoder failed") {
+                found.push(bytes);
+                if found.len() == want {
+                    break;
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_user_catalog_that_crashes_the_decoder_falls_back_with_one_warning_line() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let dir = home.path().join("catalogs");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    // lambda and do: files that make polars panic (if this polars still does); vast: truncated.
+    let mut corrupt = vec![];
+    for cloud in ["lambda", "do"] {
+        if let Some(bytes) = panicking_corruptions(cloud, 1).pop() {
+            std::fs::write(dir.join(format!("{cloud}.parquet")), bytes).expect("write");
+            corrupt.push(cloud);
+        }
+    }
+    let vast = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../catalog-data/vast.parquet")).expect("vast");
+    std::fs::write(dir.join("vast.parquet"), &vast[..vast.len() / 3]).expect("write");
+    corrupt.push("vast");
+
+    let out = skycat(home.path(), &["catalog", "info", "--json"]);
+    assert!(out.status.success(), "exit {:?}: {}", out.status, stderr(&out));
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), corrupt.len(), "one warning line per corrupt file, nothing else: {err}");
+    for cloud in &corrupt {
+        let line = lines
+            .iter()
+            .find(|l| l.contains(&format!("{cloud}.parquet: not a readable Parquet file")))
+            .unwrap_or_else(|| panic!("no warning for {cloud}: {err}"));
+        assert!(line.starts_with("warning: "), "{line}");
+        assert!(line.ends_with(&format!("; using the shipped catalog for {cloud}")), "{line}");
+    }
+    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{err}");
+
+    let info = json(&out);
+    for cloud in &corrupt {
+        let row = info.as_array().and_then(|a| a.iter().find(|r| r["cloud"] == *cloud).cloned()).expect("cloud row");
+        assert_eq!(row["origin"], "shipped default", "{cloud}");
+        assert!(row["rows"].as_u64().is_some_and(|n| n > 0), "{cloud}");
+    }
+}
+
 #[test]
 fn user_catalog_takes_precedence_per_cloud() {
     let home = tempfile::tempdir().expect("tempdir");

@@ -71,16 +71,49 @@ fn is_retryable_status(s: StatusCode) -> bool {
     s == StatusCode::TOO_MANY_REQUESTS || s == StatusCode::REQUEST_TIMEOUT || s.is_server_error()
 }
 
-fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+fn retry_after(resp: &reqwest::Response, cap: Duration) -> Option<Duration> {
     let v = resp.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    if let Ok(secs) = v.trim().parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
-            return Some(Duration::from_secs_f64(secs));
-        }
+    parse_retry_after(v, chrono::Utc::now(), cap)
+}
+
+/// A `Retry-After` value as a wait of at most `cap`: delay-seconds (an integer, or a float as
+/// some servers send) or an HTTP-date (IMF-fixdate, RFC 850 or asctime). The value is capped
+/// before it becomes a `Duration`, so `1e20` waits `cap` instead of overflowing; a date in the
+/// past waits nothing. Negative, NaN, infinite and unparsable values give `None` (the caller's
+/// own backoff applies).
+fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>, cap: Duration) -> Option<Duration> {
+    let v = value.trim();
+    if v.is_empty() {
+        return None;
     }
-    let when = chrono::DateTime::parse_from_rfc2822(v.trim()).ok()?;
-    let d = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    d.to_std().ok().or(Some(Duration::ZERO))
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs).min(cap));
+    }
+    if let Ok(secs) = v.parse::<f64>() {
+        if !(secs.is_finite() && secs >= 0.0) {
+            return None;
+        }
+        // Capped in f64 first: `Duration::from_secs_f64` panics past u64::MAX seconds.
+        let capped = secs.min(cap.as_secs_f64());
+        return Some(Duration::try_from_secs_f64(capped).map_or(cap, |d| d.min(cap)));
+    }
+    let when = parse_http_date(v)?;
+    // In the past: retry now. Further ahead than `cap` (or than chrono can represent): `cap`.
+    let ahead = when - now;
+    Some(ahead.to_std().map_or(Duration::ZERO, |d| d.min(cap)))
+}
+
+/// An HTTP-date (RFC 9110 §5.6.7): IMF-fixdate `Sun, 06 Nov 1994 08:49:37 GMT`, and the
+/// obsolete RFC 850 `Sunday, 06-Nov-94 08:49:37 GMT` and asctime `Sun Nov  6 08:49:37 1994`.
+fn parse_http_date(v: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    use chrono::{NaiveDateTime, TimeZone, Utc};
+    if let Ok(d) = chrono::DateTime::parse_from_rfc2822(v) {
+        return Some(d.with_timezone(&Utc));
+    }
+    let naive = NaiveDateTime::parse_from_str(v, "%A, %d-%b-%y %H:%M:%S GMT")
+        .or_else(|_| NaiveDateTime::parse_from_str(v, "%a %b %e %H:%M:%S %Y"))
+        .ok()?;
+    Utc.from_local_datetime(&naive).single()
 }
 
 impl HttpClient {
@@ -123,8 +156,8 @@ impl HttpClient {
                 Ok(resp) => {
                     let status = resp.status();
                     if is_retryable_status(status) && !last {
-                        let wait = match retry_after(&resp) {
-                            Some(d) => d.min(self.policy.max_retry_after),
+                        let wait = match retry_after(&resp, self.policy.max_retry_after) {
+                            Some(d) => d,
                             None => self.policy.backoff(attempt),
                         };
                         tracing::debug!(%url, %status, ?wait, attempt, "retrying");
@@ -232,4 +265,64 @@ async fn stream_to(resp: reqwest::Response, path: &Path) -> Result<u64, StreamEr
     }
     file.flush().await.map_err(StreamErr::Io)?;
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    const CAP: Duration = Duration::from_secs(60);
+
+    fn now() -> chrono::DateTime<Utc> {
+        Utc.with_ymd_and_hms(2025, 11, 24, 12, 0, 0).single().expect("valid time")
+    }
+
+    fn parse(v: &str) -> Option<Duration> {
+        parse_retry_after(v, now(), CAP)
+    }
+
+    #[test]
+    fn delay_seconds_are_capped_before_becoming_a_duration() {
+        assert_eq!(parse("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse(" 0 "), Some(Duration::ZERO));
+        assert_eq!(parse("1.5"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse("3600"), Some(CAP));
+        assert_eq!(parse("18446744073709551615"), Some(CAP), "u64::MAX seconds");
+        assert_eq!(parse("99999999999999999999999"), Some(CAP), "past u64: parsed as a float");
+        assert_eq!(parse("1e20"), Some(CAP));
+        assert_eq!(parse("1.7e308"), Some(CAP));
+        assert_eq!(parse("1e400"), None, "overflows f64 to inf");
+    }
+
+    #[test]
+    fn negative_nan_infinite_and_garbage_are_ignored() {
+        for v in ["-1", "-0.5", "NaN", "nan", "inf", "-inf", "infinity", "garbage", "", "   ", "1 2", "0x10"] {
+            assert_eq!(parse(v), None, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn http_dates_wait_until_then_capped() {
+        // 30 s ahead, in each of the three HTTP-date forms.
+        assert_eq!(parse("Mon, 24 Nov 2025 12:00:30 GMT"), Some(Duration::from_secs(30)));
+        assert_eq!(parse("Monday, 24-Nov-25 12:00:30 GMT"), Some(Duration::from_secs(30)));
+        assert_eq!(parse("Mon Nov 24 12:00:30 2025"), Some(Duration::from_secs(30)));
+        // Far future: the cap. Past: retry at once.
+        assert_eq!(parse("Fri, 31 Dec 9999 23:59:59 GMT"), Some(CAP));
+        assert_eq!(parse("Sun, 06 Nov 1994 08:49:37 GMT"), Some(Duration::ZERO));
+        assert_eq!(parse("Mon, 24 Nov 2025 11:59:59 GMT"), Some(Duration::ZERO));
+        // Not a date.
+        assert_eq!(parse("Mon, 99 Nov 2025 12:00:30 GMT"), None);
+    }
+
+    #[test]
+    fn the_cap_itself_can_be_anything() {
+        assert_eq!(parse_retry_after("1e20", now(), Duration::MAX), Some(Duration::MAX));
+        assert_eq!(parse_retry_after("5", now(), Duration::ZERO), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now(), Duration::MAX).map(|d| d > CAP),
+            Some(true)
+        );
+    }
 }

@@ -222,6 +222,32 @@ pub struct AgentConfig {
     pub envs: BTreeMap<String, String>,
 }
 
+/// Longest interval the agent accepts for its timers (`heartbeat_interval_secs`,
+/// `metadata_poll_secs`, `termination_grace_secs`): one week. Longer values are surely a
+/// mistake, and huge ones would overflow the agent's clock arithmetic.
+pub const MAX_INTERVAL_SECS: f64 = 7.0 * 86_400.0;
+
+/// Longest autostop idle limit (`idle_minutes` / `idle_seconds`): one year.
+pub const MAX_IDLE_SECS: f64 = 365.0 * 86_400.0;
+
+/// Checks a number of seconds for one of the agent's timers: finite, `> 0` (or `>= 0` with
+/// `allow_zero`), at most `max`. The error is the message for a field error, e.g.
+/// `must be > 0 and at most 604800 seconds (got 1e20)`.
+pub fn check_secs(value: f64, allow_zero: bool, max: f64) -> Result<(), String> {
+    let (low_ok, low) = if allow_zero {
+        (value >= 0.0, ">= 0")
+    } else {
+        (value > 0.0, "> 0")
+    };
+    if value.is_finite() && low_ok && value <= max {
+        Ok(())
+    } else {
+        Err(format!(
+            "must be {low} and at most {max} seconds (got {value})"
+        ))
+    }
+}
+
 fn one() -> u32 {
     1
 }
@@ -279,22 +305,30 @@ impl Versioned for AgentConfig {
         if !(self.gpus_per_node.is_finite() && self.gpus_per_node >= 0.0) {
             return bad("gpus_per_node", "must be a number >= 0");
         }
-        if !(self.heartbeat_interval_secs.is_finite() && self.heartbeat_interval_secs > 0.0) {
-            return bad("heartbeat_interval_secs", "must be > 0");
+        if let Err(m) = check_secs(self.heartbeat_interval_secs, false, MAX_INTERVAL_SECS) {
+            return bad("heartbeat_interval_secs", &m);
         }
         if !(self.price_per_hour.is_finite() && self.price_per_hour >= 0.0) {
             return bad("price_per_hour", "must be a number >= 0");
         }
-        if let Some(s) = self.idle_limit_secs() {
-            if !(s.is_finite() && s >= 0.0) {
-                return bad("idle_minutes", "must be >= 0");
+        if let Some(s) = self.idle_seconds {
+            if let Err(m) = check_secs(s, true, MAX_IDLE_SECS) {
+                return bad("idle_seconds", &m);
+            }
+        } else if let Some(m) = self.idle_minutes {
+            if check_secs(m * 60.0, true, MAX_IDLE_SECS).is_err() {
+                let max = MAX_IDLE_SECS / 60.0;
+                return bad(
+                    "idle_minutes",
+                    &format!("must be >= 0 and at most {max} minutes (got {m})"),
+                );
             }
         }
-        if !(self.metadata_poll_secs.is_finite() && self.metadata_poll_secs > 0.0) {
-            return bad("metadata_poll_secs", "must be > 0");
+        if let Err(m) = check_secs(self.metadata_poll_secs, false, MAX_INTERVAL_SECS) {
+            return bad("metadata_poll_secs", &m);
         }
-        if !(self.termination_grace_secs.is_finite() && self.termination_grace_secs >= 0.0) {
-            return bad("termination_grace_secs", "must be >= 0");
+        if let Err(m) = check_secs(self.termination_grace_secs, true, MAX_INTERVAL_SECS) {
+            return bad("termination_grace_secs", &m);
         }
         if let Some(url) = &self.server_url {
             if !url.starts_with("http://") {
@@ -745,6 +779,54 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("server_url"), "{e}");
+    }
+
+    #[test]
+    fn timer_fields_out_of_range_name_the_field() {
+        let cfg = |field: &str, value: &str| format!(r#"{{"cluster_name":"c","{field}":{value}}}"#);
+        for (field, value) in [
+            ("heartbeat_interval_secs", "1e20"),
+            ("heartbeat_interval_secs", "1.7e308"),
+            ("heartbeat_interval_secs", "604801"),
+            ("heartbeat_interval_secs", "0"),
+            ("heartbeat_interval_secs", "-1"),
+            ("metadata_poll_secs", "1e300"),
+            ("termination_grace_secs", "1e20"),
+            ("termination_grace_secs", "-0.5"),
+            ("idle_seconds", "1e20"),
+            ("idle_minutes", "1e18"),
+            ("idle_minutes", "-1"),
+        ] {
+            let e = from_json::<AgentConfig>("agent config", &cfg(field, value))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(&format!("field `{field}`")) && e.contains("at most"),
+                "{field}={value}: {e}"
+            );
+            assert!(!e.contains('\n'), "one line: {e}");
+        }
+        // serde_json refuses numbers past f64 and non-numbers itself, naming the position.
+        assert!(
+            from_json::<AgentConfig>("agent config", &cfg("heartbeat_interval_secs", "1e400"))
+                .is_err()
+        );
+        assert!(from_json::<AgentConfig>(
+            "agent config",
+            &cfg("heartbeat_interval_secs", "\"NaN\"")
+        )
+        .is_err());
+        // The limits themselves are accepted.
+        let ok = from_json::<AgentConfig>(
+            "agent config",
+            r#"{"cluster_name":"c","heartbeat_interval_secs":604800,"termination_grace_secs":0,
+                "metadata_poll_secs":0.05,"idle_minutes":525600}"#,
+        );
+        assert!(ok.is_ok(), "{ok:?}");
+        assert_eq!(
+            check_secs(f64::NAN, true, 1.0).unwrap_err(),
+            "must be >= 0 and at most 1 seconds (got NaN)"
+        );
     }
 
     #[test]

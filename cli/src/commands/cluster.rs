@@ -59,7 +59,7 @@ pub struct LaunchArgs {
     #[arg(long)]
     pub no_setup: bool,
     /// Autostop after this many idle minutes.
-    #[arg(short = 'i', long = "idle-minutes-to-autostop")]
+    #[arg(short = 'i', long = "idle-minutes-to-autostop", value_parser = parse_idle_minutes)]
     pub idle_minutes: Option<f64>,
     /// With -i: tear the cluster down instead of stopping it.
     #[arg(long)]
@@ -77,9 +77,26 @@ pub struct LaunchArgs {
     /// (`{controller_ip}` = the address a node sees the SSH connection come from).
     #[arg(long, env = "SKYCAT_SERVER_URL")]
     pub server_url: Option<String>,
-    /// Seconds between heartbeats (default 10).
-    #[arg(long)]
+    /// Seconds between heartbeats (default 10, at most 604800: one week).
+    #[arg(long, value_parser = parse_heartbeat_secs)]
     pub heartbeat_secs: Option<f64>,
+}
+
+/// `--heartbeat-secs`: the agent's `heartbeat_interval_secs`, checked here with the agent's own
+/// rule so that a bad value fails before any node is launched, not in the agent afterwards.
+pub(crate) fn parse_heartbeat_secs(s: &str) -> Result<f64, String> {
+    let v: f64 = s.trim().parse().map_err(|_| format!("must be a number of seconds, not `{s}`"))?;
+    skycat_protocol::check_secs(v, false, skycat_protocol::MAX_INTERVAL_SECS)?;
+    Ok(v)
+}
+
+/// `-i/--idle-minutes-to-autostop`: the agent's `idle_minutes`, checked with the agent's rule.
+pub(crate) fn parse_idle_minutes(s: &str) -> Result<f64, String> {
+    let max = skycat_protocol::MAX_IDLE_SECS / 60.0;
+    match s.trim().parse::<f64>() {
+        Ok(m) if skycat_protocol::check_secs(m * 60.0, true, skycat_protocol::MAX_IDLE_SECS).is_ok() => Ok(m),
+        _ => Err(format!("must be a number of minutes >= 0 and at most {max}, not `{s}`")),
+    }
 }
 
 #[derive(Args)]

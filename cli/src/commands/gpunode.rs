@@ -47,7 +47,7 @@ pub struct NodeArgs {
     #[arg(short = 'p', long = "port-forward")]
     pub port_forward: Vec<u16>,
     /// Autostop after this many idle minutes.
-    #[arg(short = 'i', long = "idle-minutes-to-autostop")]
+    #[arg(short = 'i', long = "idle-minutes-to-autostop", value_parser = crate::commands::cluster::parse_idle_minutes)]
     pub idle_minutes: Option<f64>,
     /// With -i: tear the node down instead of stopping it.
     #[arg(long)]
