@@ -3,7 +3,8 @@
 //! `control`); this is what it calls.
 //!
 //! The token is the cluster's (generated at launch, stored hashed); a missing or wrong token, or
-//! a token of another cluster, is [`HeartbeatError::Unauthorized`]. Duplicates (same
+//! a token of another cluster, is refused ([`HeartbeatError::Unauthorized`],
+//! [`HeartbeatError::Forbidden`]). Duplicates (same
 //! cluster+node+seq, as an agent replays after an outage) are accepted and change nothing.
 
 use serde::Serialize;
@@ -16,6 +17,9 @@ use crate::store::{Ingested, Store};
 pub enum HeartbeatError {
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// A valid token of another cluster.
+    #[error("{0}")]
+    Forbidden(&'static str),
     #[error("{0}")]
     BadRequest(String),
     /// The state store failed; the agent retries.
@@ -45,7 +49,7 @@ pub async fn accept(store: &Store, token: Option<&str>, body: &[u8]) -> Result<H
         skycat_protocol::from_json("heartbeat", text).map_err(|e| HeartbeatError::BadRequest(e.to_string()))?;
     if hb.cluster != cluster.name {
         // A valid token of one cluster must not write into another.
-        return Err(HeartbeatError::Unauthorized("token does not belong to this cluster"));
+        return Err(HeartbeatError::Forbidden("this cluster token belongs to another cluster"));
     }
     let ingested = store.ingest_heartbeat(&cluster, &hb).await.map_err(|e| HeartbeatError::Store(e.to_string()))?;
     if ingested == Ingested::New {

@@ -34,9 +34,25 @@ impl Home {
         self.root.join("ssh_node_pools.yaml")
     }
 
+    /// Creates the home, owner-only (0700), if it does not exist.
     pub fn ensure(&self) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.root)
+        create_private_dir(&self.root)
     }
+}
+
+/// Creates `dir` (and missing parents) with mode 0700 on Unix; an existing folder is left as is.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
 }
 
 /// Expands a leading `~/` with `$HOME`.

@@ -3,6 +3,7 @@
 //! Used by the CLI and by `skycat serve` (whose HTTP routes live in `skycat-server`).
 
 pub mod agent_client;
+pub mod api_tokens;
 pub mod aws_ec2;
 pub mod backend;
 pub mod enabled;

@@ -22,6 +22,8 @@ pub enum StoreError {
     ClusterExists(String),
     #[error("host {host} of pool {pool} is already used by cluster {cluster}")]
     HostTaken { pool: String, host: String, cluster: String },
+    #[error("the operating system's random generator failed; refusing to make ids or tokens without it")]
+    Random,
 }
 
 /// Cluster lifecycle states, as shown by `skycat status`.
@@ -172,20 +174,13 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// `n` random bytes as hex, from the OS generator.
-pub fn random_hex(n: usize) -> String {
+/// `n` random bytes as hex, from the OS generator. There is no fallback: ids and tokens made
+/// from guessable entropy would be worse than failing.
+pub fn random_hex(n: usize) -> Result<String, StoreError> {
     use ring::rand::SecureRandom;
     let mut buf = vec![0u8; n];
-    // The OS generator does not fail on Linux; fall back to time+pid entropy through SHA-256 if
-    // it ever does, rather than panic.
-    if ring::rand::SystemRandom::new().fill(&mut buf).is_err() {
-        let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
-        let d = Sha256::digest(seed.as_bytes());
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = d[i % d.len()];
-        }
-    }
-    hex(&buf)
+    ring::rand::SystemRandom::new().fill(&mut buf).map_err(|_| StoreError::Random)?;
+    Ok(hex(&buf))
 }
 
 impl Store {
@@ -193,8 +188,20 @@ impl Store {
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
         let shown = path.display().to_string();
         let db = |source| StoreError::Db { path: shown.clone(), source };
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = crate::home::create_private_dir(dir);
+        }
+        // The database holds host addresses, token hashes and redacted tasks: owner only, from the
+        // moment it exists. SQLite gives its -wal and -shm files the database file's mode.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            let _ = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path);
+            for p in [path.to_path_buf(), path.with_extension("db-wal"), path.with_extension("db-shm")] {
+                if p.exists() {
+                    let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
+                }
+            }
         }
         let opts = SqliteConnectOptions::from_str("sqlite://")
             .map_err(db)?
@@ -204,12 +211,6 @@ impl Store {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await.map_err(db)?;
         MIGRATOR.run(&pool).await.map_err(|e| db(e.into()))?;
-        // The database holds host addresses and token hashes: owner only.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-        }
         Ok(Store { pool, path: path.to_path_buf() })
     }
 
@@ -767,10 +768,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn home_is_0700_and_the_database_files_0600_from_creation() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("skyhome");
+        let s = Store::open(&home.join("state.db")).await.unwrap();
+        s.create_api_token("t", crate::api_tokens::Role::User).await.unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&home), 0o700);
+        for f in ["state.db", "state.db-wal", "state.db-shm"] {
+            let p = home.join(f);
+            assert!(p.exists(), "{f} (WAL mode)");
+            assert_eq!(mode(&p), 0o600, "{f}");
+        }
+    }
+
+    #[tokio::test]
     async fn clusters_tokens_reservations_and_ledger() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("state.db")).await.unwrap();
-        let token = random_hex(32);
+        let token = random_hex(32).unwrap();
         assert_eq!(token.len(), 64);
         s.insert_cluster(&cluster("a", "id1"), &hash_token(&token)).await.unwrap();
         assert!(matches!(s.insert_cluster(&cluster("a", "id2"), "x").await, Err(StoreError::ClusterExists(_))));

@@ -85,7 +85,10 @@ async fn managed_spot_job_on_ec2_recovers_in_another_zone() {
     let offers = Arc::new(embedded_catalog());
     let catalog: skycat_controller::managed::CatalogSource = Arc::new(move || offers.as_ref().clone());
     let managed = Managed::new(ctl, opts, catalog).await.expect("managed");
-    let app = skycat_server::routes::heartbeat::router(store.clone()).merge(skycat_server::routes::jobs::router(managed.clone()));
+    let app = skycat_server::routes::heartbeat::router(store.clone()).merge(skycat_server::routes::jobs::router(
+        managed.clone(),
+        skycat_server::Auth { verifier: std::sync::Arc::new(store.clone()) },
+    ));
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });

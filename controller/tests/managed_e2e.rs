@@ -23,6 +23,8 @@ struct Service {
     _home: tempfile::TempDir,
     managed: Managed,
     port: u16,
+    /// An admin API token of this service.
+    token: String,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -37,6 +39,8 @@ async fn service(pools_yaml: &str, tune: impl FnOnce(&mut ManagedOptions)) -> Se
     std::fs::write(home.path().join("ssh_node_pools.yaml"), pools_yaml).expect("write pools");
     let ctl = Controller::open(Home::at(home.path())).await.expect("open controller").with_agent_bin(agent_bin());
     let store = ctl.store.clone();
+    let token = store.create_api_token("tester", skycat_controller::api_tokens::Role::Admin).await.expect("token");
+    let auth = skycat_server::Auth { verifier: std::sync::Arc::new(store.clone()) };
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", 0)).await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let mut opts = ManagedOptions {
@@ -52,19 +56,27 @@ async fn service(pools_yaml: &str, tune: impl FnOnce(&mut ManagedOptions)) -> Se
     };
     tune(&mut opts);
     let managed = Managed::new(ctl, opts, std::sync::Arc::new(Vec::new)).await.expect("managed");
-    let app = skycat_server::routes::heartbeat::router(store).merge(skycat_server::routes::jobs::router(managed.clone()));
+    let app = skycat_server::routes::heartbeat::router(store).merge(skycat_server::routes::jobs::router(managed.clone(), auth));
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    Service { _home: home, managed, port, task }
+    Service { _home: home, managed, port, token, task }
 }
 
-/// Raw HTTP/1.1 against the service; returns (status, JSON body).
-fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
+impl Service {
+    /// Raw HTTP/1.1 against the service with its admin token; returns (status, JSON body).
+    fn http(&self, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
+        http_as(self.port, Some(&self.token), method, path, body)
+    }
+}
+
+/// Raw HTTP/1.1 against the service, with `token` when given; returns (status, JSON body).
+fn http_as(port: u16, token: Option<&str>, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect service");
     let body = body.unwrap_or("");
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).expect("write");
@@ -105,14 +117,14 @@ async fn spot_preemption_recovers_in_the_next_region_with_cost_of_both_attempts(
     let svc = service(&pools(&hosts, &[("cheap", true, 1.8, &[1, 2]), ("dear", true, 3.6, &[3])]), |_| {}).await;
 
     // API errors name the field.
-    let (code, err) = http(svc.port, "POST", "/v1/jobs", Some(r#"{"task": {"run": "x"}, "strategy": "NEAREST"}"#));
+    let (code, err) = svc.http("POST", "/v1/jobs", Some(r#"{"task": {"run": "x"}, "strategy": "NEAREST"}"#));
     assert_eq!((code, err["field"].as_str()), (422, Some("strategy")), "{err}");
-    let (code, err) = http(svc.port, "GET", "/v1/jobs/abc", None);
+    let (code, err) = svc.http("GET", "/v1/jobs/abc", None);
     assert_eq!((code, err["field"].as_str()), (400, Some("id")), "{err}");
 
     let run = "echo \"attempt rc=$SKYCAT_JOB_RECOVERY_COUNT task=$SKYCAT_TASK_ID\"; \
                if [ \"$SKYCAT_JOB_RECOVERY_COUNT\" = 0 ]; then sleep 120; fi; sleep 2; echo finished";
-    let (code, created) = http(svc.port, "POST", "/v1/jobs", Some(&job_body(run, "")));
+    let (code, created) = svc.http("POST", "/v1/jobs", Some(&job_body(run, "")));
     assert_eq!(code, 201, "{created}");
     let id = created["id"].as_i64().expect("id");
     assert_eq!(created["strategy"], "EAGER_NEXT_REGION");
@@ -154,7 +166,7 @@ async fn spot_preemption_recovers_in_the_next_region_with_cost_of_both_attempts(
     assert!(v.attempts.iter().all(|a| a.cost_usd > 0.0 && a.ended_at.is_some()), "{v:#?}");
     assert!((v.total_cost_usd - v.attempts.iter().map(|a| a.cost_usd).sum::<f64>()).abs() < 1e-12);
     // Second attempt: same task id, recovery count 1.
-    let (code, logs) = http(svc.port, "GET", &format!("/v1/jobs/{id}/logs"), None);
+    let (code, logs) = svc.http("GET", &format!("/v1/jobs/{id}/logs"), None);
     assert_eq!(code, 200, "{logs}");
     let first = logs["attempts"][0]["log"].as_str().unwrap_or("").to_string();
     assert!(first.contains(&format!("attempt rc=0 task={}", v.task_id)), "the vanished node's log was kept: {first:?}");
@@ -162,7 +174,7 @@ async fn spot_preemption_recovers_in_the_next_region_with_cost_of_both_attempts(
     assert!(last.contains(&format!("attempt rc=1 task={}", v.task_id)) && last.contains("finished"), "{last}");
 
     // `jobs queue` over HTTP: status, recovery count, placement, total cost.
-    let (code, list) = http(svc.port, "GET", "/v1/jobs", None);
+    let (code, list) = svc.http("GET", "/v1/jobs", None);
     assert_eq!(code, 200);
     let j = &list[0];
     assert_eq!((j["status"].as_str(), j["recovery_count"].as_u64()), (Some("SUCCEEDED"), Some(1)));
@@ -204,7 +216,7 @@ async fn interruption_notice_sigterms_and_recovers_before_heartbeats_are_lost_fa
     let m = &svc.managed;
     let run = "trap 'echo got-sigterm; exit 143' TERM; echo \"attempt rc=$SKYCAT_JOB_RECOVERY_COUNT\"; \
                if [ \"$SKYCAT_JOB_RECOVERY_COUNT\" = 0 ]; then sleep 120 & wait; fi; echo finished";
-    let (code, created) = http(svc.port, "POST", "/v1/jobs", Some(&job_body(run, r#", "strategy": "FAILOVER""#)));
+    let (code, created) = svc.http("POST", "/v1/jobs", Some(&job_body(run, r#", "strategy": "FAILOVER""#)));
     assert_eq!(code, 201, "{created}");
     let id = created["id"].as_i64().expect("id");
     let v = wait_for("the first attempt running", Duration::from_secs(40), |v| v.status == "RUNNING" && !v.attempts.is_empty(), m, id).await;
@@ -242,7 +254,7 @@ async fn user_failure_is_not_a_preemption_restarts_on_errors_and_cancel() {
     let body = |run: &str, extra: &str| job_body(run, extra).replace(r#""use_spot": true"#, r#""use_spot": false"#);
 
     // exit 1: FAILED, not recovered.
-    let (code, created) = http(svc.port, "POST", "/v1/jobs", Some(&body("echo working; exit 1", "")));
+    let (code, created) = svc.http("POST", "/v1/jobs", Some(&body("echo working; exit 1", "")));
     assert_eq!(code, 201, "{created}");
     let v = m.wait(created["id"].as_i64().unwrap(), Duration::from_secs(40)).await.expect("ends");
     assert_eq!(v.status, "FAILED", "{v:#?}");
@@ -253,7 +265,7 @@ async fn user_failure_is_not_a_preemption_restarts_on_errors_and_cancel() {
 
     // max_restarts_on_errors: 1 → the failure is retried once, then it succeeds.
     let run = "echo \"rc=$SKYCAT_JOB_RECOVERY_COUNT\"; [ \"$SKYCAT_JOB_RECOVERY_COUNT\" != 0 ] || exit 3; echo ok";
-    let (code, created) = http(svc.port, "POST", "/v1/jobs", Some(&body(run, r#", "max_restarts_on_errors": 1"#)));
+    let (code, created) = svc.http("POST", "/v1/jobs", Some(&body(run, r#", "max_restarts_on_errors": 1"#)));
     assert_eq!(code, 201, "{created}");
     let v = m.wait(created["id"].as_i64().unwrap(), Duration::from_secs(40)).await.expect("ends");
     assert_eq!(v.status, "SUCCEEDED", "{v:#?}");
@@ -261,14 +273,14 @@ async fn user_failure_is_not_a_preemption_restarts_on_errors_and_cancel() {
     assert_eq!(v.attempts[0].outcome, "FAILED");
 
     // Cancel a running job.
-    let (_, created) = http(svc.port, "POST", "/v1/jobs", Some(&body("sleep 120", "")));
+    let (_, created) = svc.http("POST", "/v1/jobs", Some(&body("sleep 120", "")));
     let id = created["id"].as_i64().unwrap();
     wait_for("running", Duration::from_secs(30), |v| v.status == "RUNNING", m, id).await;
-    let (code, c) = http(svc.port, "POST", &format!("/v1/jobs/{id}/cancel"), None);
+    let (code, c) = svc.http("POST", &format!("/v1/jobs/{id}/cancel"), None);
     assert_eq!(code, 200, "{c}");
     let v = m.wait(id, Duration::from_secs(40)).await.expect("ends");
     assert_eq!(v.status, "CANCELLED");
     assert_eq!(v.attempts[0].outcome, "CANCELLED");
-    let (code, e) = http(svc.port, "POST", "/v1/jobs/999/cancel", None);
+    let (code, e) = svc.http("POST", "/v1/jobs/999/cancel", None);
     assert_eq!((code, e["field"].as_str()), (404, Some("id")));
 }

@@ -26,7 +26,7 @@ pub struct ErrorBody {
     pub column: Option<usize>,
     /// A short machine-readable class: `bad_request`, `invalid`, `infeasible`, `too_large`,
     /// `unsupported_media_type`, `not_found`, `method_not_allowed`, `timeout`, `unauthorized`,
-    /// `unavailable`, `internal`.
+    /// `forbidden`, `unavailable`, `internal`.
     pub kind: String,
     /// Extra structured detail, e.g. the optimizer's explanation of an infeasible request
     /// (which constraint removed the candidates, and the nearest offers).
@@ -79,6 +79,16 @@ impl ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
     }
 
+    /// 401: no credentials, or unknown ones. Answered with `WWW-Authenticate: Bearer`.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// 403: valid credentials that may not do this.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
@@ -117,6 +127,8 @@ impl ApiError {
     pub fn kind_for_status(status: StatusCode) -> &'static str {
         match status {
             StatusCode::NOT_FOUND => "not_found",
+            StatusCode::UNAUTHORIZED => "unauthorized",
+            StatusCode::FORBIDDEN => "forbidden",
             StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
             StatusCode::PAYLOAD_TOO_LARGE => "too_large",
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
@@ -133,7 +145,11 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::error!(status = %self.status, error = %self.body.error, "request failed");
         }
-        (self.status, axum::Json(self.body)).into_response()
+        let mut resp = (self.status, axum::Json(self.body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+        }
+        resp
     }
 }
 

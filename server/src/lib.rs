@@ -5,12 +5,15 @@
 //!   `GET /openapi.json`.
 //! - The catalog in service is an immutable [`state::CatalogSnapshot`] behind an `ArcSwap`; a
 //!   cron-scheduled [`refresh::Refresher`] builds the next one and swaps it in.
-//! - Other crates add routes (agent heartbeats, clusters) with [`AppBuilder::merge`] or the
-//!   `extra` router of [`serve`].
+//! - Other crates add routes with [`AppBuilder::merge`] or the `extra` router of [`serve`]; with
+//!   the `control` feature, [`routes::jobs`] (managed jobs) and [`routes::heartbeat`] (agents).
+//! - Every control-plane route needs a bearer token ([`auth`]); the read routes too unless
+//!   [`ServerConfig::public_read`].
 //!
 //! Errors are one type, [`error::ApiError`], rendered as JSON `{"error", "field", …}`. User input
 //! maps to 400/413/415/422 only.
 
+pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod metrics;
@@ -39,6 +42,7 @@ use tower_http::timeout::TimeoutLayer;
 /// Re-exported so that callers build the extra routers of [`AppBuilder::merge`] / [`serve`] with
 /// the same axum version.
 pub use axum;
+pub use auth::{Auth, Principal, Role, TokenVerifier};
 pub use error::{ApiError, ErrorBody};
 pub use refresh::{RefreshAction, RefreshError, Refresher};
 pub use state::{AppState, CatalogData, CatalogSnapshot, CloudSource, RefreshOutcome, ServerConfig};
@@ -115,15 +119,18 @@ fn build_router(state: Arc<AppState>, extra: Vec<Router>) -> Router {
         request_timeout: cfg.request_timeout,
         timeout_status,
     };
-    let mut app = Router::new()
+    let mut read = Router::new()
         .route("/optimize", post(routes::optimize::optimize))
         .route("/catalog/gpus", get(routes::catalog::gpus))
         .route("/catalog/offers", get(routes::catalog::offers))
         .route("/catalog/status", get(routes::catalog::status))
-        .route("/healthz", get(routes::system::healthz))
         .route("/metrics", get(routes::system::metrics))
         .route("/openapi.json", get(routes::system::openapi))
         .with_state(state.clone());
+    if let (Some(auth), false) = (cfg.auth.clone(), cfg.public_read) {
+        read = read.route_layer(axum::middleware::from_fn_with_state(auth, auth::require_token));
+    }
+    let mut app = Router::new().route("/healthz", get(routes::system::healthz)).with_state(state.clone()).merge(read);
     for r in extra {
         app = app.merge(r);
     }

@@ -273,6 +273,11 @@ pub struct ServerConfig {
     pub stale_after: Duration,
     /// Largest `limit` accepted by `/catalog/offers`.
     pub max_offers_limit: usize,
+    /// The API token checker; None = no tokens exist (only for embedding the read routes).
+    pub auth: Option<crate::auth::Auth>,
+    /// Whether `/optimize`, `/catalog/*`, `/metrics` and `/openapi.json` answer without a token.
+    /// Without [`auth`](Self::auth) they always do.
+    pub public_read: bool,
 }
 
 impl Default for ServerConfig {
@@ -282,6 +287,8 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(30),
             stale_after: Duration::from_secs(24 * 3600),
             max_offers_limit: 10_000,
+            auth: None,
+            public_read: true,
         }
     }
 }

@@ -73,8 +73,17 @@ pub struct IdArg {
     pub id: i64,
 }
 
+/// The HTTP client, sending the API token (`$SKYCAT_API_TOKEN` or `$SKYCAT_HOME/credentials`).
 fn client() -> Result<reqwest::Client> {
-    reqwest::Client::builder().timeout(Duration::from_secs(60)).build().context("building the HTTP client")
+    let home = skycat_controller::home::Home::from_env();
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = crate::commands::credentials::api_token(&home.root)? {
+        let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| anyhow!("the API token has characters that cannot go in a header"))?;
+        v.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, v);
+    }
+    reqwest::Client::builder().timeout(Duration::from_secs(60)).default_headers(headers).build().context("building the HTTP client")
 }
 
 fn url(base: &str, path: &str) -> String {
@@ -90,6 +99,9 @@ async fn call(req: reqwest::RequestBuilder, base: &str) -> Result<serde_json::Va
     let body: serde_json::Value = resp.json().await.unwrap_or_default();
     if !code.is_success() {
         let msg = body["error"].as_str().map(str::to_string).unwrap_or_else(|| format!("HTTP {code}"));
+        if code == reqwest::StatusCode::UNAUTHORIZED {
+            bail!("{base}: {msg}");
+        }
         bail!("{msg}");
     }
     Ok(body)

@@ -3,6 +3,7 @@
 pub mod catalog;
 pub mod check;
 pub mod cluster;
+pub mod credentials;
 pub mod fetch;
 pub mod gpunode;
 pub mod jobs;

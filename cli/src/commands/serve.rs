@@ -1,5 +1,6 @@
-//! `skycat serve`: the HTTP service (`POST /optimize`, catalog endpoints, metrics, OpenAPI) with
-//! an optional cron-driven catalog refresh.
+//! `skycat serve`: the HTTP service (`POST /optimize`, catalog endpoints, metrics, OpenAPI,
+//! managed jobs, agent heartbeats) with an optional cron-driven catalog refresh, and
+//! `skycat serve token create|list|revoke` for its API tokens.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -15,7 +16,10 @@ fn split_list(v: &[String]) -> Vec<String> {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct ServeArgs {
+    #[command(subcommand)]
+    pub command: Option<ServeCommand>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080", env = "SKYCAT_SERVE_ADDR")]
     pub addr: SocketAddr,
@@ -47,9 +51,120 @@ pub struct ServeArgs {
     /// Report a cloud's prices as stale in /catalog/status after this many hours.
     #[arg(long, default_value_t = 24.0)]
     pub stale_after_hours: f64,
+    /// Whether /optimize, /catalog/*, /metrics and /openapi.json answer without an API token:
+    /// `auto` = only when listening on a loopback address. /v1/* always needs one.
+    #[arg(long, value_enum, default_value_t = PublicRead::Auto)]
+    pub public_read: PublicRead,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PublicRead {
+    Auto,
+    Yes,
+    No,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum ServeCommand {
+    /// API tokens: create (shown once, stored hashed), list, revoke.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create a token and print it (the only time it is shown).
+    Create {
+        /// Who holds it: jobs submitted with it are theirs.
+        #[arg(long)]
+        name: String,
+        /// `user` sees and cancels its own jobs; `admin` all.
+        #[arg(long, default_value = "user")]
+        role: String,
+        /// Also save it as this machine's CLI credentials ($SKYCAT_HOME/credentials, 0600).
+        #[arg(long)]
+        save: bool,
+    },
+    /// List tokens (names, roles, dates; never the values).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token: it stops working at once.
+    Revoke { name: String },
+}
+
+async fn token_command(cmd: TokenCommand) -> anyhow::Result<()> {
+    use skycat_controller::api_tokens::Role;
+    let home = skycat_controller::home::Home::from_env();
+    home.ensure().with_context(|| format!("creating {}", home.root.display()))?;
+    let store = skycat_controller::Store::open(&home.state_db()).await?;
+    match cmd {
+        TokenCommand::Create { name, role, save } => {
+            let role = Role::parse(&role).ok_or_else(|| anyhow::anyhow!("--role: {role:?} is not admin or user"))?;
+            let token = store.create_api_token(&name, role).await?;
+            println!("{token}");
+            if save {
+                let p = crate::commands::credentials::save(&home.root, &token)?;
+                eprintln!("Saved as this machine's CLI credentials: {}", p.display());
+            } else {
+                eprintln!("API token {name:?} ({}) created. It is shown only now: give it to its holder (SKYCAT_API_TOKEN, or $SKYCAT_HOME/credentials with `token: …`, mode 0600).", role.as_str());
+            }
+        }
+        TokenCommand::List { json } => {
+            let list = store.api_tokens().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                let mut t = comfy_table::Table::new();
+                t.load_preset(comfy_table::presets::NOTHING);
+                t.set_header(["NAME", "ROLE", "CREATED", "LAST USED", "REVOKED"]);
+                for k in list {
+                    t.add_row([k.name, k.role.as_str().to_string(), k.created_at, k.last_used_at.unwrap_or_else(|| "-".into()), k.revoked_at.unwrap_or_else(|| "-".into())]);
+                }
+                println!("{t}");
+            }
+        }
+        TokenCommand::Revoke { name } => {
+            store.revoke_api_token(&name).await?;
+            eprintln!("API token {name:?} revoked.");
+        }
+    }
+    Ok(())
+}
+
+/// With no live token, the first start creates an admin token and saves it as this machine's
+/// CLI credentials (when it has none), so that the local CLI keeps working.
+async fn bootstrap_admin_token(store: &skycat_controller::Store, home: &std::path::Path) -> anyhow::Result<()> {
+    if store.has_live_api_token().await? {
+        return Ok(());
+    }
+    let mut name = "admin".to_string();
+    let mut n = 1;
+    let token = loop {
+        match store.create_api_token(&name, skycat_controller::api_tokens::Role::Admin).await {
+            Ok(t) => break t,
+            Err(skycat_controller::api_tokens::TokenError::Exists(_)) if n < 100 => {
+                n += 1;
+                name = format!("admin-{n}");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let cred = crate::commands::credentials::path(home);
+    if cred.exists() {
+        eprintln!("No API token existed: created admin token {name:?} (shown once): {token}");
+    } else {
+        let p = crate::commands::credentials::save(home, &token)?;
+        eprintln!("No API token existed: created admin token {name:?}, saved to {} (0600). More: `skycat serve token create --name NAME`.", p.display());
+    }
+    Ok(())
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    if let Some(ServeCommand::Token(cmd)) = args.command {
+        return token_command(cmd).await;
+    }
     if !(args.request_timeout.is_finite() && args.request_timeout > 0.0) {
         anyhow::bail!("--request-timeout must be a positive number of seconds, got {}", args.request_timeout);
     }
@@ -74,6 +189,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         f.aws_ondemand_source = configured_aws_ondemand_source(&home)?.unwrap_or_default();
         RefreshMode::Fetch(f)
     };
+    let request_timeout = Duration::try_from_secs_f64(args.request_timeout)
+        .map_err(|_| anyhow::anyhow!("--request-timeout: {} seconds is out of range", args.request_timeout))?;
+    let stale_after = Duration::try_from_secs_f64(args.stale_after_hours * 3600.0)
+        .map_err(|_| anyhow::anyhow!("--stale-after-hours: {} is out of range", args.stale_after_hours))?;
+    let ctl_home = skycat_controller::home::Home::from_env();
+    ctl_home.ensure().with_context(|| format!("creating {}", ctl_home.root.display()))?;
+    let store = skycat_controller::Store::open(&ctl_home.state_db()).await?;
+    bootstrap_admin_token(&store, &ctl_home.root).await?;
+    let auth = skycat_server::Auth { verifier: std::sync::Arc::new(store.clone()) };
+    let public_read = match args.public_read {
+        PublicRead::Yes => true,
+        PublicRead::No => false,
+        PublicRead::Auto => args.addr.ip().is_loopback(),
+    };
     let opts = ServeOptions {
         addr: args.addr,
         home,
@@ -81,14 +210,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         refresh_mode,
         config: ServerConfig {
             body_limit: args.body_limit,
-            request_timeout: Duration::from_secs_f64(args.request_timeout),
-            stale_after: Duration::from_secs_f64(args.stale_after_hours * 3600.0),
+            request_timeout,
+            stale_after,
+            auth: Some(auth.clone()),
+            public_read,
             ..ServerConfig::default()
         },
     };
-    // Extra routes (agent heartbeats, clusters) mount here.
-    let ctl_home = skycat_controller::home::Home::from_env();
-    let store = skycat_controller::Store::open(&ctl_home.state_db()).await?;
     let managed_opts = skycat_controller::managed::ManagedOptions::from_env(args.addr.port())?;
     // Managed jobs plan over the catalog as loaded at start (embedded default + user catalogs).
     let offers = std::sync::Arc::new(crate::commands::load_catalog()?.1.into_offers());
@@ -99,9 +227,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         catalog,
     )
     .await?;
+    // The control plane: agents' heartbeats (cluster tokens) and managed jobs (API tokens).
     let extra = skycat_server::axum::Router::new()
         .merge(skycat_server::routes::heartbeat::router(store))
-        .merge(skycat_server::routes::jobs::router(managed));
+        .merge(skycat_server::routes::jobs::router(managed, auth));
     skycat_server::serve(opts, extra).await?;
     Ok(())
 }

@@ -76,8 +76,8 @@ impl Controller {
             bail!("no placement to launch {} on (the plan is empty)", req.cluster);
         }
         let need = req.task.num_nodes.max(1);
-        let id = store::random_hex(8);
-        let token = store::random_hex(32);
+        let id = store::random_hex(8)?;
+        let token = store::random_hex(32)?;
         let now = now_rfc();
         let first = &req.placements[0];
         let row = ClusterRow {
@@ -378,7 +378,7 @@ impl Controller {
             workdir: None,
             task_id: None,
             recovery_count: 0,
-            submission_id: Some(store::random_hex(8)),
+            submission_id: Some(store::random_hex(8)?),
         };
         let mut ids = Vec::new();
         let mut set = tokio::task::JoinSet::new();

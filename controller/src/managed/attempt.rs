@@ -174,7 +174,7 @@ impl Managed {
             workdir: None,
             task_id: Some(task_id.to_string()),
             recovery_count: recovery,
-            submission_id: Some(store::random_hex(8)),
+            submission_id: Some(store::random_hex(8)?),
         };
         let mut ids = BTreeMap::new();
         for n in nodes {

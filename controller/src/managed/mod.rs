@@ -193,6 +193,9 @@ pub struct AttemptView {
 pub struct JobView {
     pub id: i64,
     pub name: Option<String>,
+    /// The API token (its name) that submitted the job; empty for jobs submitted in-process.
+    #[serde(default)]
+    pub owner: String,
     pub status: String,
     pub strategy: String,
     pub use_spot: bool,
@@ -272,8 +275,14 @@ impl Managed {
         self.inner.ctl.store.db()
     }
 
-    /// Submits a managed job; it runs in the background. Returns its id.
+    /// Submits a managed job owned by nobody (in-process callers); see [`Managed::submit_as`].
     pub async fn submit(&self, req: JobRequest) -> std::result::Result<i64, JobError> {
+        self.submit_as(req, "").await
+    }
+
+    /// Submits a managed job owned by the API token `owner`; it runs in the background. Returns
+    /// its id.
+    pub async fn submit_as(&self, req: JobRequest, owner: &str) -> std::result::Result<i64, JobError> {
         let strategy = match req.strategy.as_deref() {
             None => Strategy::default(),
             Some(s) => Strategy::parse(s).ok_or_else(|| field_err("strategy", format!("unknown recovery strategy {s:?}")))?,
@@ -282,8 +291,8 @@ impl Managed {
             return Err(field_err("task.run", "a managed job needs a non-empty `run` command").into());
         }
         let r = sqlx::query(
-            "INSERT INTO managed_jobs (name, task_json, use_spot, strategy, max_restarts_on_errors, status, task_id, submitted_at)
-             VALUES (?,?,?,?,?,?,'',?)",
+            "INSERT INTO managed_jobs (name, task_json, use_spot, strategy, max_restarts_on_errors, status, task_id, submitted_at, owner)
+             VALUES (?,?,?,?,?,?,'',?,?)",
         )
         .bind(&req.name)
         .bind(req.task.redacted_json())
@@ -292,6 +301,7 @@ impl Managed {
         .bind(req.max_restarts_on_errors as i64)
         .bind(status::PENDING)
         .bind(now())
+        .bind(owner)
         .execute(self.db())
         .await?;
         let id = r.last_insert_rowid();
@@ -352,7 +362,16 @@ impl Managed {
 
     /// All managed jobs, newest first.
     pub async fn jobs(&self) -> Result<Vec<JobView>> {
-        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM managed_jobs ORDER BY id DESC").fetch_all(self.db()).await?;
+        self.jobs_of(None).await
+    }
+
+    /// The managed jobs of `owner` (all with None), newest first.
+    pub async fn jobs_of(&self, owner: Option<&str>) -> Result<Vec<JobView>> {
+        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM managed_jobs WHERE ? IS NULL OR owner = ? ORDER BY id DESC")
+            .bind(owner)
+            .bind(owner)
+            .fetch_all(self.db())
+            .await?;
         let mut out = Vec::new();
         for id in ids {
             if let Some(v) = self.job(id).await? {
@@ -414,6 +433,7 @@ impl Managed {
         Ok(Some(JobView {
             id,
             name: r.get("name"),
+            owner: r.get("owner"),
             status: r.get("status"),
             strategy: r.get("strategy"),
             use_spot: r.get::<i64, _>("use_spot") != 0,

@@ -10,7 +10,8 @@ use skycat_controller::heartbeat::{accept, HeartbeatAck, HeartbeatError};
 use skycat_controller::Store;
 use skycat_protocol::HEARTBEAT_PATH;
 
-use crate::error::ApiError;
+use crate::auth::bearer;
+use crate::error::{ApiError, ErrorBody};
 
 /// The route, backed by `store`.
 pub fn router(store: Store) -> Router {
@@ -20,7 +21,8 @@ pub fn router(store: Store) -> Router {
 impl From<HeartbeatError> for ApiError {
     fn from(e: HeartbeatError) -> Self {
         match e {
-            HeartbeatError::Unauthorized(_) => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()),
+            HeartbeatError::Unauthorized(_) => ApiError::unauthorized(e.to_string()),
+            HeartbeatError::Forbidden(_) => ApiError::forbidden(e.to_string()),
             HeartbeatError::BadRequest(_) => ApiError::bad_request(e.to_string()),
             // The agent keeps the heartbeat and retries.
             HeartbeatError::Store(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
@@ -28,13 +30,16 @@ impl From<HeartbeatError> for ApiError {
     }
 }
 
-/// The bearer token of the request, if any.
-pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let v = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
-    let t = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer "))?.trim();
-    (!t.is_empty()).then_some(t)
-}
-
-async fn heartbeat(State(store): State<Store>, headers: HeaderMap, body: Bytes) -> Result<Json<HeartbeatAck>, ApiError> {
+/// An agent's heartbeat: node status, jobs, metered cost, autostop.
+#[utoipa::path(post, path = "/v1/agents/heartbeat", tag = "agents", security(("cluster_token" = [])),
+    request_body(description = "skycat_protocol::Heartbeat", content_type = "application/json"),
+    responses(
+        (status = 200, description = "`{status: stored | duplicate, seq}`", content_type = "application/json"),
+        (status = 400, description = "Not a heartbeat", body = ErrorBody),
+        (status = 401, description = "No or an unknown cluster token", body = ErrorBody),
+        (status = 403, description = "Another cluster's token", body = ErrorBody),
+        (status = 503, description = "The state store is unavailable; the agent retries", body = ErrorBody),
+    ))]
+pub(crate) async fn heartbeat(State(store): State<Store>, headers: HeaderMap, body: Bytes) -> Result<Json<HeartbeatAck>, ApiError> {
     Ok(Json(accept(&store, bearer(&headers), &body).await?))
 }

@@ -1,9 +1,11 @@
 //! The managed-jobs API: `POST /v1/jobs`, `GET /v1/jobs`, `GET /v1/jobs/{id}`,
-//! `GET /v1/jobs/{id}/logs`, `POST /v1/jobs/{id}/cancel`. The controller validates and runs the
-//! jobs; these handlers only map its typed errors onto [`ApiError`].
+//! `GET /v1/jobs/{id}/logs`, `POST /v1/jobs/{id}/cancel`. Every route needs an API token; a user
+//! sees and cancels only the jobs its token submitted (another's job is 404, as if absent), an
+//! admin all. The controller validates and runs the jobs; these handlers map its typed errors
+//! onto [`ApiError`].
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -11,16 +13,41 @@ use axum::{Json, Router};
 use serde_json::json;
 use skycat_controller::managed::{parse_request, status, FieldError, JobError, JobView, Managed};
 
-use crate::error::ApiError;
+use crate::auth::{require_token, Auth, Principal, Role, TokenVerifier};
+use crate::error::{ApiError, ErrorBody};
 
-/// The routes, over `managed`.
-pub fn router(managed: Managed) -> Router {
+/// The routes, over `managed`, behind `auth`.
+pub fn router(managed: Managed, auth: Auth) -> Router {
     Router::new()
         .route("/v1/jobs", post(launch).get(list))
         .route("/v1/jobs/{id}", get(one))
         .route("/v1/jobs/{id}/logs", get(logs))
         .route("/v1/jobs/{id}/cancel", post(cancel))
+        .route_layer(axum::middleware::from_fn_with_state(auth, require_token))
         .with_state(managed)
+}
+
+/// The controller's state DB checks API tokens.
+#[async_trait::async_trait]
+impl TokenVerifier for skycat_controller::Store {
+    async fn verify(&self, token: &str) -> Result<Option<Principal>, String> {
+        let p = self.verify_api_token(token).await.map_err(|e| e.to_string())?;
+        Ok(p.map(|p| Principal {
+            name: p.name,
+            role: match p.role {
+                skycat_controller::api_tokens::Role::Admin => Role::Admin,
+                skycat_controller::api_tokens::Role::User => Role::User,
+            },
+        }))
+    }
+}
+
+/// Job `id` if the caller may see it; another user's job is reported absent.
+async fn visible(m: &Managed, who: &Principal, id: i64) -> Result<JobView, ApiError> {
+    match m.job(id).await.map_err(internal)? {
+        Some(v) if who.may_see(&v.owner) => Ok(v),
+        _ => Err(JobError::NotFound(id).into()),
+    }
 }
 
 impl From<FieldError> for ApiError {
@@ -41,6 +68,11 @@ impl From<JobError> for ApiError {
     }
 }
 
+/// The `/v1/*` part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(launch, list, one, logs, cancel, crate::routes::heartbeat::heartbeat))]
+pub struct JobsDoc;
+
 fn internal(e: anyhow::Error) -> ApiError {
     ApiError::internal(format!("{e:#}"))
 }
@@ -53,23 +85,59 @@ fn job_id(raw: &str) -> Result<i64, ApiError> {
         .ok_or_else(|| ApiError::bad_request(format!("job id must be a positive integer, got {raw:?}")).field("id"))
 }
 
-async fn launch(State(m): State<Managed>, body: Bytes) -> Result<Response, ApiError> {
-    let id = m.submit(parse_request(&body)?).await?;
+/// Submits a managed job, owned by the caller's token. The body: `{"task": {"run": …, "setup",
+/// "envs", "num_nodes", "workdir"}, "spec": <the task YAML as parsed>, "use_spot", "strategy":
+/// "EAGER_NEXT_REGION" | "FAILOVER", "max_restarts_on_errors", "name"}`.
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
+    request_body(description = "The managed job", content_type = "application/json"),
+    responses(
+        (status = 201, description = "The job as submitted (as GET /v1/jobs/{id})", content_type = "application/json"),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "No or an unknown API token", body = ErrorBody),
+        (status = 422, description = "A field is not acceptable (named in `field`)", body = ErrorBody),
+    ))]
+async fn launch(State(m): State<Managed>, Extension(who): Extension<Principal>, body: Bytes) -> Result<Response, ApiError> {
+    let id = m.submit_as(parse_request(&body)?, &who.name).await?;
     let view = m.job(id).await.map_err(internal)?.ok_or(JobError::NotFound(id))?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
-async fn list(State(m): State<Managed>) -> Result<Json<Vec<JobView>>, ApiError> {
-    Ok(Json(m.jobs().await.map_err(internal)?))
+/// The caller's managed jobs (an admin: all), newest first.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs",
+    responses(
+        (status = 200, description = "The jobs", content_type = "application/json"),
+        (status = 401, description = "No or an unknown API token", body = ErrorBody),
+    ))]
+async fn list(State(m): State<Managed>, Extension(who): Extension<Principal>) -> Result<Json<Vec<JobView>>, ApiError> {
+    let owner = (who.role != Role::Admin).then_some(who.name.as_str());
+    Ok(Json(m.jobs_of(owner).await.map_err(internal)?))
 }
 
-async fn one(State(m): State<Managed>, Path(raw): Path<String>) -> Result<Json<JobView>, ApiError> {
-    let id = job_id(&raw)?;
-    Ok(Json(m.job(id).await.map_err(internal)?.ok_or(JobError::NotFound(id))?))
+/// One managed job with its attempts and metered cost.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = i64, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The job", content_type = "application/json"),
+        (status = 401, description = "No or an unknown API token", body = ErrorBody),
+        (status = 404, description = "No such job, or another user's", body = ErrorBody),
+    ))]
+async fn one(State(m): State<Managed>, Extension(who): Extension<Principal>, Path(raw): Path<String>) -> Result<Json<JobView>, ApiError> {
+    Ok(Json(visible(&m, &who, job_id(&raw)?).await?))
 }
 
-async fn logs(State(m): State<Managed>, Path(raw): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+/// The log of every attempt of a managed job.
+#[utoipa::path(get, path = "/v1/jobs/{id}/logs", tag = "jobs", params(("id" = i64, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "`{id, status, terminal, attempts: [{attempt, log}]}`", content_type = "application/json"),
+        (status = 401, description = "No or an unknown API token", body = ErrorBody),
+        (status = 404, description = "No such job, or another user's", body = ErrorBody),
+    ))]
+async fn logs(
+    State(m): State<Managed>,
+    Extension(who): Extension<Principal>,
+    Path(raw): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let id = job_id(&raw)?;
+    visible(&m, &who, id).await?;
     let (v, logs) = m.logs(id).await?;
     Ok(Json(json!({
         "id": id,
@@ -79,7 +147,15 @@ async fn logs(State(m): State<Managed>, Path(raw): Path<String>) -> Result<Json<
     })))
 }
 
-async fn cancel(State(m): State<Managed>, Path(raw): Path<String>) -> Result<Json<JobView>, ApiError> {
+/// Cancels a managed job (its cluster is torn down).
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = i64, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The job, CANCELLING or already ended", content_type = "application/json"),
+        (status = 401, description = "No or an unknown API token", body = ErrorBody),
+        (status = 404, description = "No such job, or another user's", body = ErrorBody),
+    ))]
+async fn cancel(State(m): State<Managed>, Extension(who): Extension<Principal>, Path(raw): Path<String>) -> Result<Json<JobView>, ApiError> {
     let id = job_id(&raw)?;
+    visible(&m, &who, id).await?;
     Ok(Json(m.cancel(id).await?))
 }
