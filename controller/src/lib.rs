@@ -14,6 +14,7 @@ pub mod lifecycle;
 pub mod managed;
 pub mod placement;
 pub mod pools;
+pub mod secret_box;
 pub mod ssh;
 pub mod ssh_config;
 pub mod store;

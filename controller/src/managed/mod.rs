@@ -20,15 +20,21 @@
 //! after that many user failures. Every attempt is recorded with placement, times and the
 //! agent-metered cost of its cluster.
 //!
-//! Secret task envs are held in memory only: if `skycat serve` restarts, jobs that were running
-//! are marked `FAILED_CONTROLLER` (their clusters stay, see `skycat status`).
+//! Restarts: the whole request of a job (secret envs included) is stored sealed
+//! ([`crate::secret_box`], column `managed_jobs.request_sealed`, bound to the job's id). When
+//! `skycat serve` starts again ([`Managed::new`]) every job that was not terminal is resumed from
+//! the DB: a running attempt is re-adopted (watched again, same cluster and agent job), otherwise
+//! the next attempt is launched. A job whose request cannot be opened (key changed, or a job from
+//! before sealing) is marked `FAILED_CONTROLLER` naming why (its cluster stays, see `skycat status`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
+
+use crate::secret_box::SecretBox;
 
 use skycat_optimizer::TaskSpec;
 
@@ -243,6 +249,34 @@ struct Attempt {
     num_nodes: u32,
 }
 
+/// Where a job's controller starts: a new job starts from zero; a job resumed after a restart
+/// of `skycat serve` from its counters in the DB and, when its last attempt was running, that
+/// attempt (re-adopted: watched again).
+#[derive(Debug, Default)]
+struct DriveState {
+    recovery: u32,
+    restarts: u32,
+    prev_region: Option<String>,
+    live: Option<Attempt>,
+    /// Clusters of ended attempts (or of a launch cut short) still up: torn down first.
+    leftovers: Vec<String>,
+}
+
+/// Aborts a helper task when the job's controller ends or is aborted.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The associated data a job's sealed request is bound to: a blob copied to another row does not
+/// open.
+fn request_purpose(id: i64) -> String {
+    format!("managed_job:{id}")
+}
+
 /// The managed-jobs controller. Cheap to clone.
 #[derive(Clone)]
 pub struct Managed {
@@ -253,22 +287,235 @@ struct Inner {
     ctl: Controller,
     opts: ManagedOptions,
     catalog: CatalogSource,
+    secrets: SecretBox,
+    /// The jobs' controller tasks (and their background teardowns), for [`Managed::shutdown`].
+    tasks: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 impl Managed {
-    /// Creates the tables, marks jobs left running by a previous server as FAILED_CONTROLLER.
-    /// `catalog` gives the offers each attempt plans over (SSH pools come from their YAML).
+    /// Loads the sealing key ([`SecretBox::load`]) and resumes the jobs a previous server left
+    /// unfinished (see the module docs); a job that cannot be resumed is marked
+    /// FAILED_CONTROLLER with the reason. `catalog` gives the offers each attempt plans over (SSH
+    /// pools come from their YAML).
     pub async fn new(ctl: Controller, opts: ManagedOptions, catalog: CatalogSource) -> Result<Managed> {
-        sqlx::query(
-            "UPDATE managed_jobs SET status = 'FAILED_CONTROLLER', ended_at = ?,
-               failure_reason = 'skycat serve restarted while the job ran (task secrets are held in memory only); its cluster is kept: see `skycat status`'
-             WHERE status NOT IN ('SUCCEEDED','FAILED','FAILED_SETUP','FAILED_NO_RESOURCE','FAILED_CONTROLLER','CANCELLED')",
-        )
-        .bind(now())
-        .execute(ctl.store.db())
-        .await?;
+        let secrets = SecretBox::load(&ctl.home).context("managed jobs: the key that seals job requests")?;
         let ctl = ctl.with_ssh_connect_timeout(opts.ssh_connect_timeout);
-        Ok(Managed { inner: Arc::new(Inner { ctl, opts, catalog }) })
+        let m = Managed { inner: Arc::new(Inner { ctl, opts, catalog, secrets, tasks: std::sync::Mutex::new(Vec::new()) }) };
+        m.resume_all().await?;
+        Ok(m)
+    }
+
+    /// Stops every job controller of this instance (their jobs stay as they are in the DB, their
+    /// clusters keep running): what a stopped `skycat serve` leaves for the next one to resume.
+    pub fn shutdown(&self) {
+        if let Ok(mut tasks) = self.inner.tasks.lock() {
+            for t in tasks.drain(..) {
+                t.abort();
+            }
+        }
+    }
+
+    fn track(&self, h: &tokio::task::JoinHandle<()>) {
+        if let Ok(mut tasks) = self.inner.tasks.lock() {
+            tasks.retain(|t| !t.is_finished());
+            tasks.push(h.abort_handle());
+        }
+    }
+
+    fn spawn_drive(&self, id: i64, req: JobRequest, strategy: Strategy, task_id: String, st: DriveState) {
+        let me = self.clone();
+        let h = tokio::spawn(async move {
+            if let Err(e) = me.drive(id, &req, strategy, &task_id, st).await {
+                tracing::warn!(job = id, "managed job controller failed: {e:#}");
+                let _ = me.finish(id, status::FAILED_CONTROLLER, Some(&format!("{e:#}"))).await;
+            }
+        });
+        self.track(&h);
+    }
+
+    /// Tears a cluster down in the background (tracked like the controllers).
+    fn spawn_down(&self, name: String) {
+        let me = self.clone();
+        let h = tokio::spawn(async move {
+            if let Err(e) = me.inner.ctl.down(&name, true).await {
+                tracing::warn!(cluster = %name, "teardown: {e:#}");
+            }
+        });
+        self.track(&h);
+    }
+
+    fn seal_request(&self, id: i64, req: &JobRequest) -> Result<Vec<u8>> {
+        let plain = serde_json::to_vec(req)?;
+        Ok(self.inner.secrets.seal(&plain, &request_purpose(id))?)
+    }
+
+    fn open_request(&self, id: i64, sealed: &[u8]) -> Result<JobRequest> {
+        let plain = self.inner.secrets.open(sealed, &request_purpose(id))?;
+        serde_json::from_slice(&plain).context("the stored request is not a job request")
+    }
+
+    /// Resumes every job that is not terminal (called once, by [`Managed::new`]).
+    async fn resume_all(&self) -> Result<()> {
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM managed_jobs
+             WHERE status NOT IN ('SUCCEEDED','FAILED','FAILED_SETUP','FAILED_NO_RESOURCE','FAILED_CONTROLLER','CANCELLED') ORDER BY id",
+        )
+        .fetch_all(self.db())
+        .await?;
+        for id in ids {
+            match self.resume_state(id).await {
+                Ok(Some((req, strategy, task_id, st))) => {
+                    tracing::info!(
+                        job = id,
+                        readopted = st.live.as_ref().map(|a| a.cluster.as_str()).unwrap_or("-"),
+                        "resuming managed job (recovery {}, restarts {})",
+                        st.recovery,
+                        st.restarts
+                    );
+                    self.spawn_drive(id, req, strategy, task_id, st);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(job = id, "cannot resume managed job: {e:#}");
+                    let why = format!("skycat serve restarted and the job could not be resumed: {e:#}; its cluster is kept: see `skycat status`");
+                    self.finish(id, status::FAILED_CONTROLLER, Some(&why)).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The state a job's controller resumes from, rebuilt from the DB; `None` when the job turned
+    /// out to be finished (its last attempt ended and nothing follows).
+    async fn resume_state(&self, id: i64) -> Result<Option<(JobRequest, Strategy, String, DriveState)>> {
+        let r = sqlx::query("SELECT strategy, task_id, recovery_count, restarts_on_errors, request_sealed FROM managed_jobs WHERE id = ?")
+            .bind(id)
+            .fetch_one(self.db())
+            .await?;
+        let sealed: Option<Vec<u8>> = r.try_get("request_sealed")?;
+        let sealed = sealed.ok_or_else(|| anyhow!("it was submitted before job requests were kept (sealed) in the state DB"))?;
+        let req = self.open_request(id, &sealed).context("its sealed request")?;
+        let s: String = r.get("strategy");
+        let strategy = Strategy::parse(&s).ok_or_else(|| anyhow!("unknown recovery strategy {s:?}"))?;
+        let task_id: String = r.get("task_id");
+        let mut st = DriveState {
+            recovery: r.get::<i64, _>("recovery_count") as u32,
+            restarts: r.get::<i64, _>("restarts_on_errors") as u32,
+            ..DriveState::default()
+        };
+        let attempts = sqlx::query("SELECT * FROM managed_attempts WHERE job_id = ? ORDER BY attempt").bind(id).fetch_all(self.db()).await?;
+        // Clusters of ended attempts whose teardown did not finish.
+        for a in &attempts {
+            if a.get::<Option<String>, _>("ended_at").is_some() {
+                let cid: String = a.get("cluster_id");
+                if let Some(c) = self.inner.ctl.store.cluster_by_id(&cid).await? {
+                    if c.status != "TERMINATED" {
+                        st.leftovers.push(c.name);
+                    }
+                }
+            }
+        }
+        let Some(a) = attempts.last() else {
+            self.leftover_launch(id, 0, &mut st).await?;
+            return Ok(Some((req, strategy, task_id, st)));
+        };
+        let no = a.get::<i64, _>("attempt") as u32;
+        let pool: String = a.get("pool");
+        let cluster_id: String = a.get("cluster_id");
+        st.prev_region = Some(pool.clone());
+        if a.get::<Option<String>, _>("ended_at").is_none() {
+            // The attempt was running: re-adopt it if its cluster is still there.
+            match self.inner.ctl.store.cluster_by_id(&cluster_id).await? {
+                Some(c) if c.status != "TERMINATED" => {
+                    st.live = Some(Attempt {
+                        no,
+                        cluster: a.get("cluster_name"),
+                        cluster_id,
+                        pool,
+                        agent_job_id: a.get::<i64, _>("agent_job_id") as u64,
+                        started: Instant::now(),
+                        num_nodes: c.num_nodes,
+                    });
+                }
+                _ => {
+                    let why = "its cluster was gone when skycat serve restarted";
+                    self.end_attempt(id, no, "PREEMPTED", Some(why)).await?;
+                    st.recovery += 1;
+                    self.save_counters(id, &st).await?;
+                    self.leftover_launch(id, attempts.len() as u32, &mut st).await?;
+                }
+            }
+            return Ok(Some((req, strategy, task_id, st)));
+        }
+        // The attempt had ended: finish what the controller did after it (the counters of the
+        // next attempt are saved once; they are ahead of the attempt's when that happened).
+        let outcome: String = a.get("outcome");
+        let reason: Option<String> = a.get("reason");
+        let counted = st.recovery > a.get::<i64, _>("recovery_count") as u32;
+        match outcome.as_str() {
+            "SUCCEEDED" | "CANCELLED" => {
+                let s = if outcome == "SUCCEEDED" { status::SUCCEEDED } else { status::CANCELLED };
+                for name in std::mem::take(&mut st.leftovers) {
+                    self.spawn_down(name);
+                }
+                self.finish(id, s, None).await?;
+                return Ok(None);
+            }
+            "FAILED" | "FAILED_SETUP" if !counted => {
+                if st.restarts < req.max_restarts_on_errors {
+                    st.restarts += 1;
+                    st.recovery += 1;
+                    self.save_counters(id, &st).await?;
+                } else {
+                    for name in std::mem::take(&mut st.leftovers) {
+                        self.spawn_down(name);
+                    }
+                    let s = if outcome == "FAILED" { status::FAILED } else { status::FAILED_SETUP };
+                    self.finish(id, s, reason.as_deref()).await?;
+                    return Ok(None);
+                }
+            }
+            "PREEMPTED" if !counted => {
+                st.recovery += 1;
+                self.save_counters(id, &st).await?;
+            }
+            _ => {}
+        }
+        self.leftover_launch(id, attempts.len() as u32, &mut st).await?;
+        Ok(Some((req, strategy, task_id, st)))
+    }
+
+    /// A launch cut short by the restart may have left the next attempt's cluster (named as
+    /// `launch_attempt` names it) without an attempt row; it is torn down, not reused, since its
+    /// node may already run the task from a submit that was never recorded.
+    async fn leftover_launch(&self, id: i64, no: u32, st: &mut DriveState) -> Result<()> {
+        let name = format!("mj-{id}-{no}");
+        if self.inner.ctl.store.cluster(&name).await?.is_some() && !st.leftovers.contains(&name) {
+            st.leftovers.push(name);
+        }
+        Ok(())
+    }
+
+    async fn save_counters(&self, id: i64, st: &DriveState) -> Result<()> {
+        sqlx::query("UPDATE managed_jobs SET restarts_on_errors = ?, recovery_count = ? WHERE id = ?")
+            .bind(st.restarts as i64)
+            .bind(st.recovery as i64)
+            .bind(id)
+            .execute(self.db())
+            .await?;
+        Ok(())
+    }
+
+    async fn end_attempt(&self, id: i64, no: u32, label: &str, reason: Option<&str>) -> Result<()> {
+        sqlx::query("UPDATE managed_attempts SET ended_at = ?, outcome = ?, reason = ? WHERE job_id = ? AND attempt = ?")
+            .bind(now())
+            .bind(label)
+            .bind(reason)
+            .bind(id)
+            .bind(no as i64)
+            .execute(self.db())
+            .await?;
+        Ok(())
     }
 
     fn db(&self) -> &sqlx::SqlitePool {
@@ -290,6 +537,8 @@ impl Managed {
         if req.task.run.as_deref().is_none_or(|r| r.trim().is_empty()) {
             return Err(field_err("task.run", "a managed job needs a non-empty `run` command").into());
         }
+        // The row and its sealed request (bound to the row's id) appear together.
+        let mut tx = self.db().begin().await?;
         let r = sqlx::query(
             "INSERT INTO managed_jobs (name, task_json, use_spot, strategy, max_restarts_on_errors, status, task_id, submitted_at, owner)
              VALUES (?,?,?,?,?,?,'',?,?)",
@@ -302,21 +551,22 @@ impl Managed {
         .bind(status::PENDING)
         .bind(now())
         .bind(owner)
-        .execute(self.db())
+        .execute(&mut *tx)
         .await?;
         let id = r.last_insert_rowid();
         let task_id = format!(
             "skycat-managed-{}-{id}",
             req.name.as_deref().or(req.task.name.as_deref()).unwrap_or("job").replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "-")
         );
-        sqlx::query("UPDATE managed_jobs SET task_id = ? WHERE id = ?").bind(&task_id).bind(id).execute(self.db()).await?;
-        let me = self.clone();
-        tokio::spawn(async move {
-            if let Err(e) = me.drive(id, &req, strategy, &task_id).await {
-                tracing::warn!(job = id, "managed job controller failed: {e:#}");
-                let _ = me.finish(id, status::FAILED_CONTROLLER, Some(&format!("{e:#}"))).await;
-            }
-        });
+        let sealed = self.seal_request(id, &req)?;
+        sqlx::query("UPDATE managed_jobs SET task_id = ?, request_sealed = ? WHERE id = ?")
+            .bind(&task_id)
+            .bind(sealed)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.spawn_drive(id, req, strategy, task_id, DriveState::default());
         Ok(id)
     }
 
@@ -514,25 +764,33 @@ impl Managed {
 
     // ---- the job's controller ----------------------------------------------------------------
 
-    async fn drive(&self, id: i64, req: &JobRequest, strategy: Strategy, task_id: &str) -> Result<()> {
-        let mut recovery: u32 = 0;
-        let mut restarts: u32 = 0;
-        let mut prev_region: Option<String> = None;
+    /// The job's controller, from `st` (a new job: zero; a resumed one: see `resume_state`).
+    async fn drive(&self, id: i64, req: &JobRequest, strategy: Strategy, task_id: &str, mut st: DriveState) -> Result<()> {
+        for name in std::mem::take(&mut st.leftovers) {
+            self.spawn_down(name);
+        }
         loop {
-            if self.cancel_requested(id).await? {
-                self.finish(id, status::CANCELLED, None).await?;
-                return Ok(());
-            }
-            self.set_status(id, if recovery == 0 { status::STARTING } else { status::RECOVERING }).await?;
-            let Some(att) = self.launch_attempt(id, req, strategy, prev_region.as_deref(), recovery, task_id).await? else {
-                return Ok(());
+            let att = match st.live.take() {
+                Some(att) => att,
+                None => {
+                    if self.cancel_requested(id).await? {
+                        self.finish(id, status::CANCELLED, None).await?;
+                        return Ok(());
+                    }
+                    self.set_status(id, if st.recovery == 0 { status::STARTING } else { status::RECOVERING }).await?;
+                    let launched = self.launch_attempt(id, req, strategy, st.prev_region.as_deref(), st.recovery, task_id).await?;
+                    let Some(att) = launched else {
+                        return Ok(());
+                    };
+                    att
+                }
             };
             self.set_status(id, status::RUNNING).await?;
             // Keep a copy of the running attempt's log, so a node that vanishes leaves its log.
             let cacher = {
                 let me = self.clone();
                 let att = att.clone();
-                tokio::spawn(async move {
+                AbortOnDrop(tokio::spawn(async move {
                     loop {
                         tokio::time::sleep(Duration::from_secs(2)).await;
                         if let Ok(log) = me.fetch_log(&att.cluster, att.agent_job_id).await {
@@ -546,10 +804,10 @@ impl Managed {
                             .await;
                         }
                     }
-                })
+                }))
             };
             let outcome = self.watch(id, &att).await;
-            cacher.abort();
+            drop(cacher);
             let outcome = outcome?;
             tracing::info!(job = id, attempt = att.no, "attempt ended: {outcome:?}");
             let (label, reason) = match &outcome {
@@ -558,14 +816,7 @@ impl Managed {
                 Outcome::Preempted { reason, .. } => ("PREEMPTED", Some(reason.clone())),
                 Outcome::Cancelled => ("CANCELLED", None),
             };
-            sqlx::query("UPDATE managed_attempts SET ended_at = ?, outcome = ?, reason = ? WHERE job_id = ? AND attempt = ?")
-                .bind(now())
-                .bind(label)
-                .bind(&reason)
-                .bind(id)
-                .bind(att.no as i64)
-                .execute(self.db())
-                .await?;
+            self.end_attempt(id, att.no, label, reason.as_deref()).await?;
             if let Outcome::Preempted { reason, .. } = &outcome {
                 self.set_status(id, status::RECOVERING).await?;
                 if reason.contains("interruption") {
@@ -589,13 +840,7 @@ impl Managed {
             if node_gone {
                 // Nothing to wait for on a vanished node: tear down in the background (its hosts
                 // stay reserved until then; the preempted zone is blocked for this job anyway).
-                let me = self.clone();
-                let name = att.cluster.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = me.inner.ctl.down(&name, true).await {
-                        tracing::warn!(cluster = %name, "teardown: {e:#}");
-                    }
-                });
+                self.spawn_down(att.cluster.clone());
             } else if let Err(e) = self.inner.ctl.down(&att.cluster, true).await {
                 tracing::warn!(job = id, cluster = %att.cluster, "teardown: {e:#}");
             }
@@ -609,16 +854,11 @@ impl Managed {
                     return Ok(());
                 }
                 Outcome::UserFailed { setup, reason } => {
-                    if restarts < req.max_restarts_on_errors {
-                        restarts += 1;
-                        recovery += 1;
-                        sqlx::query("UPDATE managed_jobs SET restarts_on_errors = ?, recovery_count = ? WHERE id = ?")
-                            .bind(restarts as i64)
-                            .bind(recovery as i64)
-                            .bind(id)
-                            .execute(self.db())
-                            .await?;
-                        prev_region = Some(att.pool.clone());
+                    if st.restarts < req.max_restarts_on_errors {
+                        st.restarts += 1;
+                        st.recovery += 1;
+                        self.save_counters(id, &st).await?;
+                        st.prev_region = Some(att.pool.clone());
                         continue;
                     }
                     let s = if setup { status::FAILED_SETUP } else { status::FAILED };
@@ -641,15 +881,152 @@ impl Managed {
                             .execute(self.db())
                             .await?;
                     }
-                    recovery += 1;
-                    sqlx::query("UPDATE managed_jobs SET recovery_count = ? WHERE id = ?")
-                        .bind(recovery as i64)
-                        .bind(id)
-                        .execute(self.db())
-                        .await?;
-                    prev_region = Some(pool);
+                    st.recovery += 1;
+                    self.save_counters(id, &st).await?;
+                    st.prev_region = Some(pool);
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::home::Home;
+
+    const TOKEN: &str = "hf_unitSeCrEt_7c1e9a";
+    const DATASET: &str = "s3://private-bucket-91f3";
+
+    fn request(run: &str) -> JobRequest {
+        let mut task = TaskRun::command(run);
+        task.envs.insert("HF_TOKEN".into(), TOKEN.into());
+        task.envs.insert("DATASET".into(), DATASET.into());
+        task.envs.insert("PLAIN".into(), "visible".into());
+        task.secret_envs = vec!["DATASET".into()];
+        JobRequest { name: Some("t".into()), task, use_spot: false, strategy: None, max_restarts_on_errors: 0, spec: None }
+    }
+
+    async fn managed(home: &std::path::Path) -> Managed {
+        let ctl = Controller::open(Home::at(home)).await.unwrap();
+        let opts = ManagedOptions { launch_retry_for: Duration::from_secs(1), poll: Duration::from_millis(100), ..ManagedOptions::default() };
+        Managed::new(ctl, opts, Arc::new(Vec::new)).await.unwrap()
+    }
+
+    fn db_bytes(home: &std::path::Path) -> Vec<u8> {
+        let mut all = Vec::new();
+        for f in ["state.db", "state.db-wal"] {
+            all.extend(std::fs::read(Home::at(home).state_db().with_file_name(f)).unwrap_or_default());
+        }
+        all
+    }
+
+    fn contains(hay: &[u8], needle: &str) -> bool {
+        hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+    }
+
+    async fn sealed_of(m: &Managed, id: i64) -> Option<Vec<u8>> {
+        sqlx::query_scalar("SELECT request_sealed FROM managed_jobs WHERE id = ?").bind(id).fetch_one(m.db()).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_request_is_sealed_bound_to_its_job_and_never_stored_in_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = managed(dir.path()).await;
+        let id = m.submit(request("echo hi")).await.unwrap();
+        let other = m.submit(request("echo other")).await.unwrap();
+        // No pools: nothing to launch on.
+        assert_eq!(m.wait(id, Duration::from_secs(20)).await.unwrap().status, status::FAILED_NO_RESOURCE);
+        m.wait(other, Duration::from_secs(20)).await.unwrap();
+
+        let sealed = sealed_of(&m, id).await.expect("a sealed request");
+        let back = m.open_request(id, &sealed).unwrap();
+        assert_eq!(back.task.envs, request("echo hi").task.envs, "the secrets come back");
+        assert_eq!(back.task.secret_envs, vec!["DATASET".to_string()]);
+        assert_eq!(back.task.run.as_deref(), Some("echo hi"));
+        // Bound to the job's id: copied into another row it does not open.
+        assert!(m.open_request(other, &sealed).is_err());
+        sqlx::query("UPDATE managed_jobs SET request_sealed = ? WHERE id = ?").bind(&sealed).bind(other).execute(m.db()).await.unwrap();
+        let copied = sealed_of(&m, other).await.unwrap();
+        assert!(m.open_request(other, &copied).is_err());
+
+        let task_json: String = sqlx::query_scalar("SELECT task_json FROM managed_jobs WHERE id = ?").bind(id).fetch_one(m.db()).await.unwrap();
+        assert!(!task_json.contains(TOKEN) && !task_json.contains(DATASET) && task_json.contains("visible"), "{task_json}");
+        let bytes = db_bytes(dir.path());
+        assert!(contains(&bytes, "visible"), "the check reads the DB files");
+        assert!(!contains(&bytes, TOKEN) && !contains(&bytes, DATASET), "a secret is in clear in state.db or its WAL");
+        // The key file is private.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("keys/secret.key")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    async fn insert_job(m: &Managed, status_: &str, sealed: Option<Vec<u8>>) -> i64 {
+        let r = sqlx::query(
+            "INSERT INTO managed_jobs (name, task_json, use_spot, strategy, max_restarts_on_errors, status, task_id, submitted_at, request_sealed)
+             VALUES ('t', '{}', 0, 'EAGER_NEXT_REGION', 0, ?, 'skycat-managed-t', ?, ?)",
+        )
+        .bind(status_)
+        .bind(now())
+        .bind(sealed)
+        .execute(m.db())
+        .await
+        .unwrap();
+        r.last_insert_rowid()
+    }
+
+    #[tokio::test]
+    async fn a_restart_resumes_jobs_it_can_open_and_fails_the_others_naming_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = managed(dir.path()).await;
+        // Before sealing existed: no request stored.
+        let legacy = insert_job(&m, status::RUNNING, None).await;
+        // A blob sealed for another job.
+        let foreign = m.seal_request(999, &request("x")).unwrap();
+        let moved = insert_job(&m, status::RUNNING, Some(foreign)).await;
+        // Openable, no attempt yet: resumed (and, with no pools, ends FAILED_NO_RESOURCE).
+        let pending = insert_job(&m, status::PENDING, None).await;
+        let blob = m.seal_request(pending, &request("echo resumed")).unwrap();
+        sqlx::query("UPDATE managed_jobs SET request_sealed = ? WHERE id = ?").bind(blob).bind(pending).execute(m.db()).await.unwrap();
+        // Its attempt had succeeded when the server stopped, before the job was marked.
+        let done = insert_job(&m, status::RUNNING, None).await;
+        let blob = m.seal_request(done, &request("echo done")).unwrap();
+        sqlx::query("UPDATE managed_jobs SET request_sealed = ? WHERE id = ?").bind(blob).bind(done).execute(m.db()).await.unwrap();
+        sqlx::query(
+            "INSERT INTO managed_attempts (job_id, attempt, cluster_name, cluster_id, pool, hosts, spot, price_per_hour, recovery_count,
+               agent_job_id, started_at, ended_at, outcome) VALUES (?, 0, 'mj-x-0', 'gone', 'ssh/p', '10.0.0.1', 0, 1.0, 0, 1, ?, ?, 'SUCCEEDED')",
+        )
+        .bind(done)
+        .bind(now())
+        .bind(now())
+        .execute(m.db())
+        .await
+        .unwrap();
+        m.shutdown();
+        drop(m);
+
+        let m = managed(dir.path()).await;
+        let v = m.job(legacy).await.unwrap().unwrap();
+        assert_eq!(v.status, status::FAILED_CONTROLLER);
+        assert!(v.failure_reason.as_deref().unwrap_or("").contains("before job requests were kept"), "{:?}", v.failure_reason);
+        let v = m.job(moved).await.unwrap().unwrap();
+        assert_eq!(v.status, status::FAILED_CONTROLLER);
+        assert!(v.failure_reason.as_deref().unwrap_or("").contains("does not open"), "{:?}", v.failure_reason);
+        assert_eq!(m.job(done).await.unwrap().unwrap().status, status::SUCCEEDED);
+        let v = m.wait(pending, Duration::from_secs(20)).await.unwrap();
+        assert_eq!(v.status, status::FAILED_NO_RESOURCE, "{v:?}");
+
+        // A changed key: nothing opens, the job fails naming the key.
+        let again = insert_job(&m, status::PENDING, None).await;
+        let blob = m.seal_request(again, &request("echo again")).unwrap();
+        sqlx::query("UPDATE managed_jobs SET request_sealed = ? WHERE id = ?").bind(blob).bind(again).execute(m.db()).await.unwrap();
+        m.shutdown();
+        drop(m);
+        let key = dir.path().join("keys/secret.key");
+        std::fs::remove_file(&key).unwrap();
+        let m = managed(dir.path()).await;
+        let v = m.job(again).await.unwrap().unwrap();
+        assert_eq!(v.status, status::FAILED_CONTROLLER);
+        assert!(v.failure_reason.as_deref().unwrap_or("").contains("secret.key changed"), "{:?}", v.failure_reason);
     }
 }
