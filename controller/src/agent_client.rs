@@ -207,31 +207,47 @@ pub(crate) async fn ensure_agent(
     Ok(false)
 }
 
-/// Streams `tar` of the local folder into `<state dir>/workdir` on the node.
-pub(crate) async fn sync_workdir(s: &dyn NodeSession, local: &Path, state_dir: &str) -> Result<()> {
-    if !local.is_dir() {
-        bail!("workdir {} is not a folder", local.display());
+/// A workdir as an archive file ready to stream to the nodes: a client's upload kept by the
+/// server, or a local folder packed here (honouring `.skyignore`/`.gitignore`, at most
+/// [`skycat_archive::DEFAULT_LIMIT_BYTES`]).
+pub(crate) enum WorkdirArchive {
+    Stored(PathBuf),
+    Packed(tempfile::NamedTempFile),
+}
+
+impl WorkdirArchive {
+    /// Packs the local folder `dir` (the CLI's own disk: `skycat launch` and `exec` run there).
+    pub(crate) async fn pack(dir: &Path) -> Result<WorkdirArchive> {
+        let dir = dir.to_path_buf();
+        tokio::task::spawn_blocking(move || -> Result<WorkdirArchive> {
+            let f = tempfile::NamedTempFile::new().context("creating a temporary file for the workdir archive")?;
+            skycat_archive::pack_gz(&dir, skycat_archive::DEFAULT_LIMIT_BYTES, std::io::BufWriter::new(f.as_file()))
+                .map_err(|e| anyhow!("workdir: {e}"))?;
+            Ok(WorkdirArchive::Packed(f))
+        })
+        .await
+        .map_err(|e| anyhow!("packing the workdir: {e}"))?
     }
-    let mut child = tokio::process::Command::new("tar")
-        .arg("-C")
-        .arg(local)
-        .args(["--exclude=.git", "-cf", "-", "."])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .context("running tar for the workdir")?;
-    let mut stdout = child.stdout.take().ok_or_else(|| anyhow!("tar: no stdout"))?;
-    let d = q(state_dir);
-    let out = s
-        .exec_input(&format!("mkdir -p {d}/workdir && tar -xf - -C {d}/workdir"), Some(&mut stdout))
-        .await?;
-    let status = child.wait().await?;
-    if !status.success() {
-        bail!("tar of {} failed", local.display());
+
+    pub(crate) fn path(&self) -> &Path {
+        match self {
+            WorkdirArchive::Stored(p) => p,
+            WorkdirArchive::Packed(f) => f.path(),
+        }
     }
+}
+
+/// Streams the archive to the node's agent, which unpacks it into `<state dir>/workdir`,
+/// refusing entries that would land outside it.
+pub(crate) async fn sync_workdir(s: &dyn NodeSession, archive: &WorkdirArchive, n: &NodeRow) -> Result<()> {
+    let mut file = tokio::fs::File::open(archive.path())
+        .await
+        .with_context(|| format!("opening the workdir archive {}", archive.path().display()))?;
+    let cmd = format!("{} unpack --state-dir {} --dest workdir --json", q(&n.agent_bin), q(&n.state_dir));
+    let out = s.exec_input(&cmd, Some(&mut file)).await?;
     if !out.ok() {
-        bail!("{}: unpacking the workdir failed: {}", s.peer(), out.stderr_str().trim());
+        let why = out.stderr_str();
+        bail!("{}: unpacking the workdir failed: {}", s.peer(), why.trim().lines().last().unwrap_or(""));
     }
     Ok(())
 }
-

@@ -91,7 +91,8 @@ async fn every_documented_route_needs_a_token_and_jobs_belong_to_their_owner() {
     let app = AppBuilder::new(CatalogData::from_offers(embedded_catalog()))
         .config(config)
         .merge(skycat_server::routes::heartbeat::router(store.clone()))
-        .merge(skycat_server::routes::jobs::router(managed.clone(), auth))
+        .merge(skycat_server::routes::jobs::router(managed.clone(), auth.clone()))
+        .merge_streaming(skycat_server::routes::uploads::router(managed.clone(), auth, 64 * 1024))
         .build();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
     let api = Api { base: format!("http://{}", listener.local_addr().unwrap()), http: reqwest::Client::new() };
@@ -112,7 +113,7 @@ async fn every_documented_route_needs_a_token_and_jobs_belong_to_their_owner() {
     assert_eq!(schemes["api_token"]["scheme"], "bearer", "{schemes}");
     assert_eq!(schemes["cluster_token"]["scheme"], "bearer", "{schemes}");
     let paths = doc["paths"].as_object().expect("paths");
-    for p in ["/v1/jobs", "/v1/jobs/{id}", "/v1/jobs/{id}/logs", "/v1/jobs/{id}/cancel", "/v1/agents/heartbeat"] {
+    for p in ["/v1/jobs", "/v1/jobs/{id}", "/v1/jobs/{id}/logs", "/v1/jobs/{id}/cancel", "/v1/agents/heartbeat", "/v1/uploads"] {
         assert!(paths.contains_key(p), "{p} is not documented");
     }
 
@@ -153,7 +154,43 @@ async fn every_documented_route_needs_a_token_and_jobs_belong_to_their_owner() {
             checked += 1;
         }
     }
-    assert!(checked >= 11, "only {checked} operations checked");
+    assert!(checked >= 12, "only {checked} operations checked");
+
+    // Workdirs come from the client as uploads, never from a path on the server.
+    let (code, err, _) =
+        api.call("post", "/v1/jobs", Some(&alice), Some(json!({"task": {"run": "ls", "workdir": "/etc"}}))).await;
+    assert_eq!((code, err["field"].as_str()), (422, Some("task.workdir")), "{err}");
+    let tar = {
+        let src = tempfile::tempdir().unwrap();
+        std::fs::write(src.path().join("data.txt"), "hello").unwrap();
+        let mut buf = Vec::new();
+        skycat_archive::pack(src.path(), 1 << 20, &mut buf).unwrap();
+        buf
+    };
+    let up = |token: String, body: Vec<u8>| {
+        let http = api.http.clone();
+        let url = format!("{}/v1/uploads", api.base);
+        async move {
+            let r = http.post(url).bearer_auth(token).body(body).send().await.expect("upload");
+            (r.status().as_u16(), r.json::<Value>().await.unwrap_or_default())
+        }
+    };
+    let (code, v) = up(alice.clone(), tar.clone()).await;
+    assert_eq!(code, 201, "{v}");
+    let upload = v["id"].as_str().expect("upload id").to_string();
+    assert_eq!(v["bytes"].as_u64(), Some(tar.len() as u64));
+    let stored: Vec<_> = walk(&home.path().join("uploads/alice"));
+    assert!(stored.iter().any(|p| p.ends_with(format!("{upload}.tar"))), "{stored:?}");
+    let with_upload = json!({"task": {"run": "cat data.txt"}, "workdir_upload": upload});
+    let (code, v, _) = api.call("post", "/v1/jobs", Some(&alice), Some(with_upload.clone())).await;
+    assert_eq!(code, 201, "{v}");
+    // Bob cannot name Alice's upload.
+    let (code, v, _) = api.call("post", "/v1/jobs", Some(&bob), Some(with_upload)).await;
+    assert_eq!((code, v["field"].as_str()), (422, Some("workdir_upload")), "{v}");
+    // Over the server's upload limit: 413, and nothing is kept.
+    let (code, v) = up(bob.clone(), vec![0u8; 100 * 1024]).await;
+    assert_eq!(code, 413, "{v}");
+    assert!(walk(&home.path().join("uploads/bob")).iter().all(|p| !p.to_string_lossy().ends_with(".part")));
 
     // The list shows each user their own jobs; the admin all.
     let (_, bobs, _) = api.call("post", "/v1/jobs", Some(&bob), body_for("post", "/v1/jobs")).await;
@@ -184,6 +221,10 @@ async fn every_documented_route_needs_a_token_and_jobs_belong_to_their_owner() {
 
     let _ = tx.send(());
     let _ = server.await;
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir).map(|r| r.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default()
 }
 
 fn test_cluster(name: &str, id: &str) -> skycat_controller::store::ClusterRow {

@@ -142,6 +142,9 @@ async fn two_node_launch_setup_env_logs_heartbeats_cost_autostop_down() {
 
     let workdir = tempfile::tempdir().expect("workdir");
     std::fs::write(workdir.path().join("data.txt"), "workdir-synced\n").expect("write");
+    // Packed as SkyPilot does: .gitignore'd files stay behind.
+    std::fs::write(workdir.path().join(".gitignore"), "local-only.bin\n").expect("write");
+    std::fs::write(workdir.path().join("local-only.bin"), "not-uploaded\n").expect("write");
     let task = TaskRun {
         name: Some("e2e".into()),
         num_nodes: 2,
@@ -149,7 +152,7 @@ async fn two_node_launch_setup_env_logs_heartbeats_cost_autostop_down() {
         run: Some(
             "echo RANK=$SKYCAT_NODE_RANK NUM=$SKYCAT_NUM_NODES SP=$SKYPILOT_NODE_RANK SPNUM=$SKYPILOT_NUM_NODES \
              IPS=$(echo $SKYCAT_NODE_IPS | tr ' ' ,) TASK=${SKYCAT_TASK_ID:+set}; echo tok=$HF_TOKEN model=$MODEL ent=$WANDB_ENTITY; \
-             cat data.txt; sleep 1"
+             cat data.txt; test -e local-only.bin || echo IGNORED-STAYED-LOCAL; sleep 1"
                 .into(),
         ),
         envs: BTreeMap::from([
@@ -158,6 +161,7 @@ async fn two_node_launch_setup_env_logs_heartbeats_cost_autostop_down() {
             ("WANDB_ENTITY".into(), NAMED_SECRET.into()),
         ]),
         workdir: Some(workdir.path().to_path_buf()),
+        workdir_archive: None,
         gpus_per_node: 0.0,
         // `--secret WANDB_ENTITY`: a secret by the user's word, not by its name.
         secret_envs: vec!["WANDB_ENTITY".into()],
@@ -193,6 +197,7 @@ async fn two_node_launch_setup_env_logs_heartbeats_cost_autostop_down() {
         assert!(logs.contains(&want), "missing {want:?} in logs:\n{logs}");
     }
     assert!(logs.contains("(rank 1) workdir-synced"), "{logs}");
+    assert!(logs.contains("(rank 1) IGNORED-STAYED-LOCAL"), "{logs}");
     assert!(logs.contains("tok=<redacted> model=tiny ent=<redacted>"), "{logs}");
     assert!(!logs.contains(SECRET) && !logs.contains(NAMED_SECRET), "secret leaked into logs:\n{logs}");
 

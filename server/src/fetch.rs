@@ -80,6 +80,8 @@ pub struct ServeOptions {
     /// What a scheduled refresh does.
     pub refresh_mode: RefreshMode,
     pub config: ServerConfig,
+    /// Routes with large streamed bodies (see [`AppBuilder::merge_streaming`]).
+    pub streaming: Vec<Router>,
 }
 
 /// What a scheduled refresh does.
@@ -190,6 +192,9 @@ pub async fn serve(opts: ServeOptions, extra: Router) -> Result<(), ServeError> 
         .map_err(|e| ServeError::Load { home: home_str.clone(), message: crate::refresh::error_chain(e.as_ref()) })?;
     let rows = data.offers.len();
     let mut builder = AppBuilder::new(data).config(opts.config.clone()).merge(extra);
+    for r in opts.streaming.iter().cloned() {
+        builder = builder.merge_streaming(r);
+    }
     if let Some(schedule) = schedule {
         builder = builder.refresh_action(refresh_action(&opts)).schedule(schedule);
     }

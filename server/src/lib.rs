@@ -58,12 +58,21 @@ pub struct AppBuilder {
     action: Option<Arc<dyn RefreshAction>>,
     schedule: Option<cron::Schedule>,
     extra: Vec<Router>,
+    streaming: Vec<Router>,
 }
 
 impl AppBuilder {
     /// Start from the catalog to serve first.
     pub fn new(data: CatalogData) -> Self {
-        AppBuilder { data, config: ServerConfig::default(), egress: None, action: None, schedule: None, extra: Vec::new() }
+        AppBuilder {
+            data,
+            config: ServerConfig::default(),
+            egress: None,
+            action: None,
+            schedule: None,
+            extra: Vec::new(),
+            streaming: Vec::new(),
+        }
     }
 
     pub fn config(mut self, config: ServerConfig) -> Self {
@@ -98,6 +107,14 @@ impl AppBuilder {
         self
     }
 
+    /// Add routes that take large streamed bodies (uploads): they get JSON errors and metrics but
+    /// neither the body limit nor the request timeout of the others, and must bound their bodies
+    /// themselves.
+    pub fn merge_streaming(mut self, router: Router) -> Self {
+        self.streaming.push(router);
+        self
+    }
+
     /// Build the index of the first catalog (CPU-bound; run from a blocking context or accept a
     /// short stall at start-up) and the router.
     pub fn build(self) -> App {
@@ -106,12 +123,12 @@ impl AppBuilder {
         let schedule = if self.action.is_some() { self.schedule } else { None };
         let state = Arc::new(AppState::new(snapshot, egress, self.config, schedule.clone()));
         let refresher = self.action.map(|a| Arc::new(Refresher::new(state.clone(), a)));
-        let router = build_router(state.clone(), self.extra);
+        let router = build_router(state.clone(), self.extra, self.streaming);
         App { state, router, refresher, schedule }
     }
 }
 
-fn build_router(state: Arc<AppState>, extra: Vec<Router>) -> Router {
+fn build_router(state: Arc<AppState>, extra: Vec<Router>, streaming: Vec<Router>) -> Router {
     let cfg = state.config.clone();
     let timeout_status = StatusCode::SERVICE_UNAVAILABLE;
     let limits = middleware::Limits {
@@ -134,11 +151,16 @@ fn build_router(state: Arc<AppState>, extra: Vec<Router>) -> Router {
     for r in extra {
         app = app.merge(r);
     }
-    app.fallback(middleware::fallback)
+    // Layers apply to the routes present when added: the streaming ones join after the limits.
+    let mut app = app
+        .fallback(middleware::fallback)
         .layer(DefaultBodyLimit::max(cfg.body_limit))
-        .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(RequestBodyLimitLayer::new(cfg.body_limit))
-        .layer(TimeoutLayer::with_status_code(timeout_status, cfg.request_timeout))
+        .layer(TimeoutLayer::with_status_code(timeout_status, cfg.request_timeout));
+    for r in streaming {
+        app = app.merge(r);
+    }
+    app.layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(axum::middleware::from_fn_with_state(limits, middleware::json_errors))
         .layer(axum::middleware::from_fn_with_state(state, middleware::track))
 }

@@ -76,6 +76,7 @@ pub fn document_json() -> String {
         #[cfg(feature = "control")]
         {
             doc.merge(routes::jobs::JobsDoc::openapi());
+            doc.merge(routes::uploads::UploadsDoc::openapi());
         }
         doc.to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     })

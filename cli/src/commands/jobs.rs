@@ -131,14 +131,15 @@ fn recovery_from_yaml(v: &serde_json::Value) -> Result<(Option<String>, Option<u
     }
 }
 
-fn load_request(a: &LaunchArgs) -> Result<serde_json::Value> {
+/// The job's body, and the local workdir to upload for it.
+fn load_request(a: &LaunchArgs) -> Result<(serde_json::Value, Option<PathBuf>)> {
     let path: &Path = &a.task;
     let (task, spec) = load_task(Some(path), &a.resources)?;
     let Some(run) = task.run.clone().filter(|r| !r.trim().is_empty()) else {
         bail!("{}: run: a managed job needs a `run` command", path.display())
     };
+    // Uploaded from here (the server never reads a folder of its own for a client).
     let workdir = match &task.workdir {
-        // Absolute: the controller (`skycat serve`) syncs it from its own working directory.
         Some(w) => Some(std::fs::canonicalize(w).with_context(|| format!("{}: workdir {}", path.display(), w.display()))?),
         None => None,
     };
@@ -152,7 +153,7 @@ fn load_request(a: &LaunchArgs) -> Result<serde_json::Value> {
         }
     }
     let use_spot = res.and_then(|r| r.use_spot).unwrap_or(false);
-    Ok(serde_json::json!({
+    let body = serde_json::json!({
         "name": a.name.clone().or(spec.name.clone()),
         "use_spot": use_spot,
         "strategy": strategy,
@@ -163,11 +164,37 @@ fn load_request(a: &LaunchArgs) -> Result<serde_json::Value> {
             "setup": task.setup,
             "run": run,
             "envs": task.envs,
-            "workdir": workdir,
+            "secret_envs": task.secret_envs,
             "gpus_per_node": task.gpus_per_node,
         },
         "spec": spec,
-    }))
+    });
+    Ok((body, workdir))
+}
+
+/// Packs `dir` (honouring .skyignore/.gitignore) and streams it to `POST /v1/uploads`; the id.
+async fn upload_workdir(http: &reqwest::Client, base: &str, dir: &Path) -> Result<String> {
+    let d = dir.to_path_buf();
+    let (file, stats) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let f = tempfile::NamedTempFile::new().context("creating a temporary file for the workdir archive")?;
+        let stats = skycat_archive::pack_gz(&d, skycat_archive::DEFAULT_LIMIT_BYTES, std::io::BufWriter::new(f.as_file()))
+            .map_err(|e| anyhow!("workdir: {e}"))?;
+        Ok((f, stats))
+    })
+    .await
+    .map_err(|e| anyhow!("packing the workdir: {e}"))??;
+    let reader = tokio::fs::File::open(file.path()).await.context("reading the workdir archive")?;
+    let len = reader.metadata().await.map(|m| m.len()).unwrap_or(0);
+    eprintln!(
+        "Uploading workdir {} ({} files, {} packed) ...",
+        dir.display(),
+        stats.files,
+        skycat_archive::human_bytes(len)
+    );
+    let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(reader));
+    let req = http.post(url(base, "/v1/uploads")).header(reqwest::header::CONTENT_TYPE, "application/octet-stream").body(body);
+    let v = call(req, base).await?;
+    v["id"].as_str().map(str::to_string).ok_or_else(|| anyhow!("unexpected answer to the upload: {v}"))
 }
 
 pub async fn run(args: JobsArgs) -> Result<()> {
@@ -178,7 +205,10 @@ pub async fn run(args: JobsArgs) -> Result<()> {
     let http = client()?;
     match args.cmd {
         JobsCommand::Launch(a) => {
-            let body = load_request(&a)?;
+            let (mut body, workdir) = load_request(&a)?;
+            if let Some(dir) = workdir {
+                body["workdir_upload"] = serde_json::Value::String(upload_workdir(&http, &base, &dir).await?);
+            }
             let v = call(http.post(url(&base, "/v1/jobs")).json(&body), &base).await?;
             let job: JobView = serde_json::from_value(v).context("unexpected answer from the controller")?;
             println!(

@@ -55,6 +55,9 @@ pub struct ServeArgs {
     /// `auto` = only when listening on a loopback address. /v1/* always needs one.
     #[arg(long, value_enum, default_value_t = PublicRead::Auto)]
     pub public_read: PublicRead,
+    /// Largest workdir upload (`POST /v1/uploads`), bytes.
+    #[arg(long, default_value_t = 1 << 30)]
+    pub upload_limit: u64,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -208,6 +211,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         home,
         refresh: args.refresh,
         refresh_mode,
+        streaming: Vec::new(),
         config: ServerConfig {
             body_limit: args.body_limit,
             request_timeout,
@@ -228,6 +232,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     )
     .await?;
     // The control plane: agents' heartbeats (cluster tokens) and managed jobs (API tokens).
+    let mut opts = opts;
+    opts.streaming.push(skycat_server::routes::uploads::router(managed.clone(), auth.clone(), args.upload_limit));
     let extra = skycat_server::axum::Router::new()
         .merge(skycat_server::routes::heartbeat::router(store))
         .merge(skycat_server::routes::jobs::router(managed, auth));

@@ -255,6 +255,7 @@ pub fn load_task(path: Option<&Path>, flags: &ResourceFlags) -> Result<(TaskRun,
         run: spec.run.clone(),
         envs,
         workdir,
+        workdir_archive: None,
         gpus_per_node: gpus,
         secret_envs,
     };

@@ -10,7 +10,7 @@ use skycat_protocol::{AgentConfig, JobSpec, SetupSpec, StopAction, PROTOCOL_VERS
 use skycat_optimizer::Placement;
 
 use super::*;
-use crate::agent_client::{ensure_agent, probe, sync_workdir, AgentClient, LocalAgent, AGENT_ROOT};
+use crate::agent_client::{ensure_agent, probe, sync_workdir, AgentClient, LocalAgent, WorkdirArchive, AGENT_ROOT};
 use crate::backend::{ErrorClass, ProvisionError, ProvisionRequest, ProvisionedNode};
 use crate::placement::{self, infra_of};
 use crate::ssh::shell_quote;
@@ -231,6 +231,7 @@ impl Controller {
             .unwrap_or(req.task.gpus_per_node);
         // Bootstrap the agents in parallel.
         self.say(&format!("Starting the agent on {} node(s) ...", sessions.len()));
+        let workdir = self.workdir_archive(&req.task).await?.map(Arc::new);
         let mut set = tokio::task::JoinSet::new();
         for (rank, ((node, sess), probe)) in sessions.iter().zip(probes).enumerate() {
             let rank = rank as u32;
@@ -308,13 +309,13 @@ impl Controller {
             };
             let sess = sess.clone();
             let agent = agent.clone();
-            let workdir = req.task.workdir.clone();
+            let workdir = workdir.clone();
             let progress = self.progress.clone();
             set.spawn(async move {
                 let reused = ensure_agent(sess.as_ref(), &node_row, &agent, &probe, config.as_ref(), &progress).await?;
                 if let Some(w) = &workdir {
-                    progress(&format!("  {}: syncing workdir {} ...", sess.peer(), w.display()));
-                    sync_workdir(sess.as_ref(), w, &node_row.state_dir).await?;
+                    progress(&format!("  {}: syncing the workdir ...", sess.peer()));
+                    sync_workdir(sess.as_ref(), w, &node_row).await?;
                 }
                 Ok::<_, anyhow::Error>((rank, reused))
             });
@@ -364,6 +365,18 @@ impl Controller {
             skipped: Vec::new(),
             reused_agents,
         })
+    }
+
+    /// The task's workdir as an archive: the upload the server stored, or the local folder
+    /// packed now.
+    pub(super) async fn workdir_archive(&self, task: &TaskRun) -> Result<Option<WorkdirArchive>> {
+        if let Some(p) = &task.workdir_archive {
+            return Ok(Some(WorkdirArchive::Stored(p.clone())));
+        }
+        match &task.workdir {
+            Some(w) => Ok(Some(WorkdirArchive::pack(w).await?)),
+            None => Ok(None),
+        }
     }
 
     /// Submits the task's run on every node (same order everywhere, so ids agree).

@@ -45,8 +45,13 @@ pub struct TaskRun {
     pub setup: Option<String>,
     pub run: Option<String>,
     pub envs: BTreeMap<String, String>,
-    /// Local folder synced to every node's `<state dir>/workdir` (the jobs' cwd).
+    /// Local folder synced to every node's `<state dir>/workdir` (the jobs' cwd), for the CLI
+    /// on the machine that has it. The server never takes one from a request.
     pub workdir: Option<PathBuf>,
+    /// A workdir a client uploaded to `skycat serve` (`POST /v1/uploads`): the archive the server
+    /// stored, set by the server only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir_archive: Option<PathBuf>,
     /// GPUs each node's job needs (the task's accelerator count).
     pub gpus_per_node: f64,
     /// Names in `envs` that are secrets whatever they are called (`--secret KEY`, the YAML's

@@ -44,9 +44,9 @@ impl Controller {
             // Brings back an agent that died (idempotent when it runs).
             AgentClient::new(s.as_ref(), n).start_daemon().await?;
         }
-        if let Some(w) = &task.workdir {
+        if let Some(w) = self.workdir_archive(task).await? {
             for (n, s) in &sessions {
-                sync_workdir(s.as_ref(), w, &n.state_dir).await?;
+                sync_workdir(s.as_ref(), &w, n).await?;
             }
         }
         // Every node gets the job (so job ids stay equal across nodes); SKYCAT_NUM_NODES is the

@@ -29,13 +29,27 @@ struct TaskIn {
     setup: Option<String>,
     run: Option<String>,
     envs: BTreeMap<String, String>,
-    workdir: Option<std::path::PathBuf>,
     gpus_per_node: f64,
     secret_envs: Vec<String>,
 }
 
-/// Validates a `POST /v1/jobs` body; errors name the field.
-pub fn parse_request(body: &[u8]) -> std::result::Result<JobRequest, FieldError> {
+/// A validated `POST /v1/jobs` body.
+#[derive(Debug)]
+pub struct ParsedRequest {
+    pub request: JobRequest,
+    /// `workdir_upload`: the id `POST /v1/uploads` gave the caller's workdir archive.
+    pub workdir_upload: Option<String>,
+}
+
+/// Whether `id` has the shape of an upload id (the server resolves it under the caller's own
+/// uploads, so no other value can name a path).
+pub fn is_upload_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+/// Validates a `POST /v1/jobs` body; errors name the field. A `task.workdir` (a path on the
+/// server) is refused: the server never reads its own disk for a client.
+pub fn parse_request(body: &[u8]) -> std::result::Result<ParsedRequest, FieldError> {
     let v: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| field_err("body", format!("not valid JSON: {e}")))?;
     let obj = v.as_object().ok_or_else(|| field_err("body", "must be a JSON object"))?;
@@ -52,6 +66,17 @@ pub fn parse_request(body: &[u8]) -> std::result::Result<JobRequest, FieldError>
             return Err(field_err("task.num_nodes", "must be an integer between 1 and 1024"));
         }
     }
+    if task.get("workdir").is_some_and(|w| !w.is_null()) {
+        return Err(field_err(
+            "task.workdir",
+            "the server does not read folders from its own disk: upload the workdir (POST /v1/uploads; `skycat jobs launch` does) and pass its id as `workdir_upload`",
+        ));
+    }
+    let workdir_upload = match obj.get("workdir_upload").filter(|s| !s.is_null()) {
+        None => None,
+        Some(serde_json::Value::String(id)) if is_upload_id(id) => Some(id.clone()),
+        Some(other) => return Err(field_err("workdir_upload", format!("{other} is not an upload id (32 hex characters from POST /v1/uploads)"))),
+    };
     if let Some(s) = obj.get("strategy").filter(|s| !s.is_null()) {
         let ok = s.as_str().and_then(Strategy::parse).is_some();
         if !ok {
@@ -75,7 +100,7 @@ pub fn parse_request(body: &[u8]) -> std::result::Result<JobRequest, FieldError>
         }
     }
     let t: TaskIn = serde_json::from_value(task.clone()).map_err(|e| field_err("task", e.to_string()))?;
-    Ok(JobRequest {
+    let request = JobRequest {
         name: obj.get("name").and_then(|n| n.as_str()).map(str::to_string),
         task: TaskRun {
             name: t.name,
@@ -83,7 +108,8 @@ pub fn parse_request(body: &[u8]) -> std::result::Result<JobRequest, FieldError>
             setup: t.setup,
             run: t.run,
             envs: t.envs,
-            workdir: t.workdir,
+            workdir: None,
+            workdir_archive: None,
             gpus_per_node: t.gpus_per_node,
             secret_envs: t.secret_envs,
         },
@@ -98,7 +124,8 @@ pub fn parse_request(body: &[u8]) -> std::result::Result<JobRequest, FieldError>
             }
             None => None,
         },
-    })
+    };
+    Ok(ParsedRequest { request, workdir_upload })
 }
 
 #[cfg(test)]
@@ -120,7 +147,17 @@ mod tests {
         assert_eq!(e.field, "max_restarts_on_errors");
         let e = parse_request(br#"{"task": {"run": "x", "num_nodes": 0}}"#).unwrap_err();
         assert_eq!(e.field, "task.num_nodes");
-        let ok = parse_request(br#"{"task": {"run": "echo hi"}, "strategy": "failover", "use_spot": true}"#).unwrap();
+        // The server never reads a folder of its own for a client; uploads are named by id only.
+        let e = parse_request(br#"{"task": {"run": "x", "workdir": "/etc"}}"#).unwrap_err();
+        assert_eq!(e.field, "task.workdir");
+        for bad in [r#""../../etc""#, r#""/etc/passwd""#, r#""ABCDEF0123456789ABCDEF0123456789""#, "7"] {
+            let body = format!(r#"{{"task": {{"run": "x"}}, "workdir_upload": {bad}}}"#);
+            assert_eq!(parse_request(body.as_bytes()).unwrap_err().field, "workdir_upload", "{bad}");
+        }
+        let up = parse_request(br#"{"task": {"run": "x"}, "workdir_upload": "0123456789abcdef0123456789abcdef"}"#).unwrap();
+        assert_eq!(up.workdir_upload.as_deref(), Some("0123456789abcdef0123456789abcdef"));
+        assert!(up.request.task.workdir.is_none() && up.request.task.workdir_archive.is_none());
+        let ok = parse_request(br#"{"task": {"run": "echo hi"}, "strategy": "failover", "use_spot": true}"#).unwrap().request;
         assert_eq!(ok.task.num_nodes, 1);
         assert_eq!(Strategy::parse(ok.strategy.as_deref().unwrap()), Some(Strategy::Failover));
         assert_eq!(Strategy::parse("EAGER_NEXT_REGION"), Some(Strategy::EagerNextRegion));

@@ -97,7 +97,16 @@ fn job_id(raw: &str) -> Result<i64, ApiError> {
         (status = 422, description = "A field is not acceptable (named in `field`)", body = ErrorBody),
     ))]
 async fn launch(State(m): State<Managed>, Extension(who): Extension<Principal>, body: Bytes) -> Result<Response, ApiError> {
-    let id = m.submit_as(parse_request(&body)?, &who.name).await?;
+    let parsed = parse_request(&body)?;
+    let mut req = parsed.request;
+    if let Some(up) = parsed.workdir_upload {
+        // Only the caller's own uploads can be named.
+        let path = m.uploads(&who.name).find(&up).ok_or_else(|| {
+            ApiError::invalid(format!("no upload {up} of yours (POST /v1/uploads first)")).field("workdir_upload")
+        })?;
+        req.task.workdir_archive = Some(path);
+    }
+    let id = m.submit_as(req, &who.name).await?;
     let view = m.job(id).await.map_err(internal)?.ok_or(JobError::NotFound(id))?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }

@@ -8,3 +8,5 @@ pub mod system;
 pub mod heartbeat;
 #[cfg(feature = "control")]
 pub mod jobs;
+#[cfg(feature = "control")]
+pub mod uploads;
