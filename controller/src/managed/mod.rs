@@ -258,8 +258,11 @@ struct DriveState {
     restarts: u32,
     prev_region: Option<String>,
     live: Option<Attempt>,
-    /// Clusters of ended attempts (or of a launch cut short) still up: torn down first.
+    /// Clusters of ended attempts still up: torn down in the background.
     leftovers: Vec<String>,
+    /// The cluster of a launch cut short (no attempt row): torn down before the next launch,
+    /// which takes its name.
+    orphan: Option<String>,
 }
 
 /// Aborts a helper task when the job's controller ends or is aborted.
@@ -490,8 +493,9 @@ impl Managed {
     /// node may already run the task from a submit that was never recorded.
     async fn leftover_launch(&self, id: i64, no: u32, st: &mut DriveState) -> Result<()> {
         let name = format!("mj-{id}-{no}");
-        if self.inner.ctl.store.cluster(&name).await?.is_some() && !st.leftovers.contains(&name) {
-            st.leftovers.push(name);
+        if self.inner.ctl.store.cluster(&name).await?.is_some() {
+            st.leftovers.retain(|n| *n != name);
+            st.orphan = Some(name);
         }
         Ok(())
     }
@@ -768,6 +772,12 @@ impl Managed {
     async fn drive(&self, id: i64, req: &JobRequest, strategy: Strategy, task_id: &str, mut st: DriveState) -> Result<()> {
         for name in std::mem::take(&mut st.leftovers) {
             self.spawn_down(name);
+        }
+        if let Some(name) = st.orphan.take() {
+            tracing::info!(job = id, cluster = %name, "tearing down the cluster of a launch cut short by the restart");
+            if let Err(e) = self.inner.ctl.down(&name, true).await {
+                tracing::warn!(job = id, cluster = %name, "teardown: {e:#}");
+            }
         }
         loop {
             let att = match st.live.take() {
