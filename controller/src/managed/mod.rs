@@ -41,9 +41,11 @@ use skycat_optimizer::TaskSpec;
 mod attempt;
 mod policy;
 mod request;
+mod uploads;
 
 pub use policy::Strategy;
-pub use request::{parse_request, FieldError};
+pub use request::{is_upload_id, parse_request, FieldError, ParsedRequest};
+pub use uploads::Uploads;
 use request::field_err;
 
 /// Why a managed-job call was refused; the HTTP routes map each kind to a status.
