@@ -22,6 +22,8 @@ pub enum ServeError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// Convert a loaded catalog into the server's form, with provenance per cloud.
@@ -82,6 +84,8 @@ pub struct ServeOptions {
     pub config: ServerConfig,
     /// Routes with large streamed bodies (see [`AppBuilder::merge_streaming`]).
     pub streaming: Vec<Router>,
+    /// HTTPS with this certificate and key; None = plain HTTP.
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 /// What a scheduled refresh does.
@@ -206,8 +210,18 @@ pub async fn serve(opts: ServeOptions, extra: Router) -> Result<(), ServeError> 
         .map_err(|source| ServeError::Bind { addr: opts.addr, source })?;
     let local = listener.local_addr()?;
     tracing::info!(%local, rows, refresh = ?opts.refresh, "skycat serve listening");
-    eprintln!("skycat serve: listening on http://{local} ({rows} offers)");
-    app.serve(listener, shutdown_signal()).await?;
+    match &opts.tls {
+        Some(files) => {
+            let config = crate::tls::server_config(files).map_err(|e| ServeError::Tls(e.to_string()))?;
+            let fp = crate::tls::fingerprint(files).map_err(|e| ServeError::Tls(e.to_string()))?;
+            eprintln!("skycat serve: listening on https://{local} ({rows} offers); certificate SHA-256 {fp}");
+            app.serve_tls(listener, config, shutdown_signal()).await?;
+        }
+        None => {
+            eprintln!("skycat serve: listening on http://{local} ({rows} offers)");
+            app.serve(listener, shutdown_signal()).await?;
+        }
+    }
     Ok(())
 }
 

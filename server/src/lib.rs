@@ -22,6 +22,7 @@ pub mod openapi;
 pub mod refresh;
 pub mod routes;
 pub mod state;
+pub mod tls;
 
 #[cfg(feature = "fetch")]
 pub mod fetch;
@@ -197,6 +198,22 @@ impl App {
     ) -> std::io::Result<()> {
         let cron = self.start_refresh();
         let result = axum::serve(listener, self.router).with_graceful_shutdown(shutdown).await;
+        if let Some(task) = cron {
+            task.abort();
+        }
+        result
+    }
+
+    /// Like [`serve`](Self::serve), over TLS with `config`.
+    pub async fn serve_tls(
+        self,
+        listener: TcpListener,
+        config: Arc<rustls::ServerConfig>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let cron = self.start_refresh();
+        let drain = self.state.config.request_timeout + std::time::Duration::from_secs(1);
+        let result = tls::serve_tls(listener, self.router, config, shutdown, drain).await;
         if let Some(task) = cron {
             task.abort();
         }

@@ -58,6 +58,16 @@ pub struct ServeArgs {
     /// Largest workdir upload (`POST /v1/uploads`), bytes.
     #[arg(long, default_value_t = 1 << 30)]
     pub upload_limit: u64,
+    /// HTTPS certificate chain (PEM). Without it, HTTPS uses a self-signed certificate made on
+    /// first start and kept in $SKYCAT_HOME/tls/; clients pin its SHA-256 fingerprint.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// HTTPS on a loopback address too (off loopback it is always on).
+    #[arg(long)]
+    pub tls: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,6 +146,27 @@ async fn token_command(cmd: TokenCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The certificate to serve HTTPS with: the operator's, else a self-signed one (made once) when
+/// HTTPS is on; None for plain HTTP, which only a loopback address may use.
+fn tls_files(args: &ServeArgs) -> anyhow::Result<Option<skycat_server::tls::TlsFiles>> {
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        return Ok(Some(skycat_server::tls::TlsFiles { cert: cert.clone(), key: key.clone() }));
+    }
+    if args.addr.ip().is_loopback() && !args.tls {
+        return Ok(None);
+    }
+    let home = skycat_controller::home::Home::from_env();
+    let mut names = vec![args.addr.ip().to_string()];
+    if let Ok(h) = std::fs::read_to_string("/etc/hostname") {
+        let h = h.trim().to_string();
+        if !h.is_empty() {
+            names.push(h);
+        }
+    }
+    names.retain(|n| n != "0.0.0.0" && n != "::");
+    Ok(Some(skycat_server::tls::self_signed(&home.root.join("tls"), &names)?))
+}
+
 /// With no live token, the first start creates an admin token and saves it as this machine's
 /// CLI credentials (when it has none), so that the local CLI keeps working.
 async fn bootstrap_admin_token(store: &skycat_controller::Store, home: &std::path::Path) -> anyhow::Result<()> {
@@ -196,6 +227,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .map_err(|_| anyhow::anyhow!("--request-timeout: {} seconds is out of range", args.request_timeout))?;
     let stale_after = Duration::try_from_secs_f64(args.stale_after_hours * 3600.0)
         .map_err(|_| anyhow::anyhow!("--stale-after-hours: {} is out of range", args.stale_after_hours))?;
+    let tls = tls_files(&args)?;
     let ctl_home = skycat_controller::home::Home::from_env();
     ctl_home.ensure().with_context(|| format!("creating {}", ctl_home.root.display()))?;
     let store = skycat_controller::Store::open(&ctl_home.state_db()).await?;
@@ -212,6 +244,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         refresh: args.refresh,
         refresh_mode,
         streaming: Vec::new(),
+        tls: tls.clone(),
         config: ServerConfig {
             body_limit: args.body_limit,
             request_timeout,
@@ -221,16 +254,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             ..ServerConfig::default()
         },
     };
-    let managed_opts = skycat_controller::managed::ManagedOptions::from_env(args.addr.port())?;
+    let mut managed_opts = skycat_controller::managed::ManagedOptions::from_env(args.addr.port())?;
+    let mut ctl = skycat_controller::Controller::with_store(ctl_home, store.clone()).await?;
+    if let Some(files) = &tls {
+        // The agents of managed jobs report over HTTPS and pin this certificate.
+        if let Some(u) = managed_opts.server_url.as_mut() {
+            if let Some(rest) = u.strip_prefix("http://") {
+                *u = format!("https://{rest}");
+            }
+        }
+        ctl = ctl.with_server_cert_sha256(skycat_server::tls::fingerprint(files)?);
+    }
     // Managed jobs plan over the catalog as loaded at start (embedded default + user catalogs).
     let offers = std::sync::Arc::new(crate::commands::load_catalog()?.1.into_offers());
     let catalog: skycat_controller::managed::CatalogSource = std::sync::Arc::new(move || offers.as_ref().clone());
-    let managed = skycat_controller::managed::Managed::new(
-        skycat_controller::Controller::with_store(ctl_home, store.clone()).await?,
-        managed_opts,
-        catalog,
-    )
-    .await?;
+    let managed = skycat_controller::managed::Managed::new(ctl, managed_opts, catalog).await?;
     // The control plane: agents' heartbeats (cluster tokens) and managed jobs (API tokens).
     let mut opts = opts;
     opts.streaming.push(skycat_server::routes::uploads::router(managed.clone(), auth.clone(), args.upload_limit));

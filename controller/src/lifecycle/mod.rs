@@ -198,6 +198,8 @@ pub struct Controller {
     pub store: Store,
     ssh: SshOptions,
     pub backends: Backends,
+    /// The SHA-256 of `skycat serve`'s TLS certificate, which the agents pin.
+    server_cert_sha256: Option<String>,
     agent_bin: Option<PathBuf>,
     progress: Progress,
 }
@@ -234,6 +236,7 @@ impl Controller {
             home,
             store,
             agent_bin: None,
+            server_cert_sha256: None,
             progress: Arc::new(|_: &str| {}),
         })
     }
@@ -257,6 +260,17 @@ impl Controller {
     /// One session to a node of `c`.
     pub async fn connect(&self, c: &ClusterRow, n: &NodeRow) -> std::result::Result<Arc<dyn NodeSession>, TransportError> {
         self.transport_for(c).connect(&n.target()).await
+    }
+
+    /// Agents of clusters launched from here report to an HTTPS server with this certificate
+    /// (lowercase hex SHA-256 of its DER) and refuse any other.
+    pub fn with_server_cert_sha256(mut self, fingerprint: String) -> Controller {
+        self.server_cert_sha256 = Some(fingerprint);
+        self
+    }
+
+    pub fn server_cert_sha256(&self) -> Option<&str> {
+        self.server_cert_sha256.as_deref()
     }
 
     pub fn with_progress(mut self, p: Progress) -> Controller {
