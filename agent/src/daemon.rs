@@ -116,8 +116,16 @@ fn elapsed_secs(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
 pub fn load_config(paths: &Paths) -> Result<AgentConfig> {
     let text = fs::read_to_string(paths.config())
         .with_context(|| format!("cannot read {}", paths.config().display()))?;
-    skycat_protocol::from_json("agent config", &text)
-        .map_err(|e| anyhow!("{}: {e}", paths.config().display()))
+    let mut cfg: AgentConfig = skycat_protocol::from_json("agent config", &text)
+        .map_err(|e| anyhow!("{}: {e}", paths.config().display()))?;
+    // Validated above; stored as 64 lowercase hex digits from here on.
+    if let Some(pin) = cfg.server_cert_sha256.take() {
+        cfg.server_cert_sha256 = Some(
+            skycat_protocol::normalize_cert_sha256(&pin)
+                .map_err(|m| anyhow!("{}: server_cert_sha256 {m}", paths.config().display()))?,
+        );
+    }
+    Ok(cfg)
 }
 
 /// Format a GPU count the way SkyPilot does for SKYPILOT_NUM_GPUS_PER_NODE (rounded up).
@@ -410,6 +418,7 @@ impl Daemon {
                 skycat_protocol::HEARTBEAT_PATH
             );
             let token = self.cfg.token.clone().unwrap_or_default();
+            let pin = self.cfg.server_cert_sha256.clone();
             let acked = self.acked.clone();
             let acked_path = self.paths.outbox_acked();
             let retry = secs(self.cfg.heartbeat_interval_secs.min(5.0));
@@ -419,7 +428,9 @@ impl Daemon {
                     pending.len()
                 );
             }
-            std::thread::spawn(move || sender(url, token, hrx, acked, acked_path, pending, retry));
+            std::thread::spawn(move || {
+                sender(url, token, pin, hrx, acked, acked_path, pending, retry)
+            });
         }
 
         // Interruption notices.
@@ -1353,9 +1364,11 @@ async fn serve_connection(stream: tokio::net::UnixStream, tx: mpsc::UnboundedSen
 }
 
 /// Heartbeat delivery thread: strictly in seq order, retries until the server answers 2xx.
+#[allow(clippy::too_many_arguments)]
 fn sender(
     url: String,
     token: String,
+    pin: Option<String>,
     rx: stdmpsc::Receiver<(u64, String)>,
     acked: Arc<AtomicU64>,
     acked_path: PathBuf,
@@ -1391,7 +1404,7 @@ fn sender(
         }
         let mut delivered = 0u64;
         while let Some((seq, body)) = pending.front() {
-            let res = http::request(
+            let res = http::request_pinned(
                 "POST",
                 &url,
                 &[
@@ -1400,6 +1413,7 @@ fn sender(
                 ],
                 Some(body.as_bytes()),
                 Duration::from_secs(5),
+                pin.as_deref(),
             );
             match res {
                 Ok(r) if (200..300).contains(&r.status) => {

@@ -184,7 +184,8 @@ pub struct AgentConfig {
     /// Default SKYCAT_TASK_ID for jobs that do not set `task_id`.
     #[serde(default)]
     pub task_id: Option<String>,
-    /// Base URL of the server, e.g. `http://10.0.0.1:8080` (http only: private network).
+    /// Base URL of the server, e.g. `https://10.0.0.1:8443` (needs `server_cert_sha256`) or
+    /// `http://127.0.0.1:8080` (plain http carries the token only to a loopback host).
     /// None = no heartbeats are sent (they are still journaled).
     #[serde(default)]
     pub server_url: Option<String>,
@@ -220,6 +221,37 @@ pub struct AgentConfig {
     /// Task envs, given to setup and every job (job envs override).
     #[serde(default)]
     pub envs: BTreeMap<String, String>,
+    /// Pin of the server's TLS certificate, received at bootstrap: lowercase hex SHA-256 of the
+    /// end-entity certificate's DER (64 hex digits; `AB:CD:…` is accepted, see
+    /// [`normalize_cert_sha256`]). Required for an `https://` `server_url`; it replaces CA and
+    /// hostname checks (self-signed servers).
+    #[serde(default)]
+    pub server_cert_sha256: Option<String>,
+}
+
+/// Normalises a certificate SHA-256 fingerprint to 64 lowercase hex digits: accepts any case
+/// and the `AB:CD:…` colon form. The error is the message for a field error.
+pub fn normalize_cert_sha256(value: &str) -> Result<String, String> {
+    let v = value.trim();
+    let hex: String = if v.contains(':') {
+        let parts: Vec<&str> = v.split(':').collect();
+        if parts.len() != 32 || parts.iter().any(|p| p.len() != 2) {
+            return Err(format!(
+                "must be a SHA-256 fingerprint: 64 hex digits or 32 colon-separated pairs (got {} characters)",
+                value.len()
+            ));
+        }
+        parts.concat()
+    } else {
+        v.to_string()
+    };
+    if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(format!(
+            "must be a SHA-256 fingerprint: 64 hex digits or 32 colon-separated pairs (got {} characters)",
+            value.len()
+        ));
+    }
+    Ok(hex.to_ascii_lowercase())
 }
 
 /// Longest interval the agent accepts for its timers (`heartbeat_interval_secs`,
@@ -330,12 +362,21 @@ impl Versioned for AgentConfig {
         if let Err(m) = check_secs(self.termination_grace_secs, true, MAX_INTERVAL_SECS) {
             return bad("termination_grace_secs", &m);
         }
+        if let Some(pin) = &self.server_cert_sha256 {
+            if let Err(m) = normalize_cert_sha256(pin) {
+                return bad("server_cert_sha256", &m);
+            }
+        }
         if let Some(url) = &self.server_url {
-            if !url.starts_with("http://") {
-                return bad(
-                    "server_url",
-                    "must start with http:// (https is not supported)",
-                );
+            if url.starts_with("https://") {
+                if self.server_cert_sha256.is_none() {
+                    return bad(
+                        "server_cert_sha256",
+                        "is required with an https:// server_url (the agent pins the server certificate; no unverified TLS)",
+                    );
+                }
+            } else if !url.starts_with("http://") {
+                return bad("server_url", "must start with https:// or http://");
             }
         }
         if let Some(url) = &self.metadata_url {
@@ -718,6 +759,32 @@ pub struct AgentStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_cert_pin_is_normalised_and_checked() {
+        let hex = "ab".repeat(32);
+        assert_eq!(normalize_cert_sha256(&hex.to_uppercase()).unwrap(), hex);
+        assert_eq!(normalize_cert_sha256(&vec!["AB"; 32].join(":")).unwrap(), hex);
+        assert!(normalize_cert_sha256("abcd").is_err());
+        assert!(normalize_cert_sha256(&"g".repeat(64)).is_err());
+        assert!(normalize_cert_sha256(&vec!["ABC"; 32].join(":")).is_err());
+
+        let cfg = |url: &str, pin: Option<&str>| {
+            let mut v = serde_json::json!({"cluster_name": "c", "server_url": url});
+            if let Some(p) = pin {
+                v["server_cert_sha256"] = p.into();
+            }
+            from_json::<AgentConfig>("agent config", &v.to_string())
+        };
+        assert!(cfg("http://127.0.0.1:1", None).is_ok());
+        assert!(cfg("https://10.0.0.1:1", Some(&hex)).is_ok());
+        let e = cfg("https://10.0.0.1:1", None).unwrap_err().to_string();
+        assert!(e.contains("server_cert_sha256"), "{e}");
+        let e = cfg("http://127.0.0.1:1", Some("nothex")).unwrap_err().to_string();
+        assert!(e.contains("server_cert_sha256"), "{e}");
+        let e = cfg("ftp://x", None).unwrap_err().to_string();
+        assert!(e.contains("server_url"), "{e}");
+    }
 
     #[test]
     fn secret_names() {
