@@ -281,6 +281,7 @@ impl Controller {
                     gpus_per_node,
                     task_id: Some(format!("{}-{}", cluster.name, cluster.id)),
                     server_url,
+                    server_cert_sha256: self.server_cert_sha256.clone(),
                     token: token.clone(),
                     heartbeat_interval_secs: req.heartbeat_interval_secs.unwrap_or(10.0),
                     price_per_hour: cluster.price_per_hour,
