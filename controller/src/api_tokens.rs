@@ -36,20 +36,6 @@ impl Role {
     }
 }
 
-/// The holder of a valid token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    pub name: String,
-    pub role: Role,
-}
-
-impl Principal {
-    /// Whether this caller may see a job owned by `owner`.
-    pub fn may_see(&self, owner: &str) -> bool {
-        self.role == Role::Admin || self.name == owner
-    }
-}
-
 /// A token as listed (never its value).
 #[derive(Debug, Clone, Serialize)]
 pub struct ApiToken {
@@ -148,9 +134,9 @@ impl Store {
         Ok(())
     }
 
-    /// The holder of `token`, if it is a live API token. Records the use (at most once a minute,
-    /// so that a busy client does not write on every request).
-    pub async fn verify_api_token(&self, token: &str) -> Result<Option<Principal>, TokenError> {
+    /// The holder of `token` (its name and role), if it is a live API token. Records the use (at
+    /// most once a minute, so that a busy client does not write on every request).
+    pub async fn verify_api_token(&self, token: &str) -> Result<Option<(String, Role)>, TokenError> {
         if !token.starts_with(TOKEN_PREFIX) {
             return Ok(None);
         }
@@ -170,10 +156,7 @@ impl Store {
             .execute(self.db())
             .await
             .map_err(|e| db_err(self, e))?;
-        Ok(Some(Principal {
-            name: row.get("name"),
-            role: Role::parse(row.get::<String, _>("role").as_str()).unwrap_or(Role::User),
-        }))
+        Ok(Some((row.get("name"), Role::parse(row.get::<String, _>("role").as_str()).unwrap_or(Role::User))))
     }
 }
 
@@ -191,10 +174,8 @@ mod tests {
         assert!(alice.starts_with(TOKEN_PREFIX) && alice.len() == TOKEN_PREFIX.len() + 64 && alice != root);
         assert!(matches!(s.create_api_token("alice", Role::Admin).await, Err(TokenError::Exists(_))));
         assert!(matches!(s.create_api_token("a b", Role::User).await, Err(TokenError::BadName(_))));
-        let p = s.verify_api_token(&alice).await.unwrap().unwrap();
-        assert_eq!((p.name.as_str(), p.role), ("alice", Role::User));
-        assert!(p.may_see("alice") && !p.may_see("bob"));
-        assert!(s.verify_api_token(&root).await.unwrap().unwrap().may_see("bob"));
+        assert_eq!(s.verify_api_token(&alice).await.unwrap(), Some(("alice".to_string(), Role::User)));
+        assert_eq!(s.verify_api_token(&root).await.unwrap(), Some(("root".to_string(), Role::Admin)));
         assert!(s.verify_api_token("skycat_0000").await.unwrap().is_none());
         assert!(s.verify_api_token("nope").await.unwrap().is_none());
         // Only hashes are stored.

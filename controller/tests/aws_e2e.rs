@@ -67,12 +67,13 @@ async fn managed_spot_job_on_ec2_recovers_in_another_zone() {
 
     let home = tempfile::tempdir().unwrap();
     aws_home(home.path());
-    let ctl = Controller::open(Home::at(home.path())).await.expect("controller").with_agent_bin(agent_bin());
+    let (tls, pin) = common::agent_cert(home.path());
+    let ctl = Controller::open(Home::at(home.path())).await.expect("controller").with_agent_bin(agent_bin()).with_server_cert_sha256(pin);
     let store = ctl.store.clone();
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", 0)).await.expect("bind");
     let port = listener.local_addr().unwrap().port();
     let opts = ManagedOptions {
-        server_url: Some(format!("http://{{controller_ip}}:{port}")),
+        server_url: Some(format!("https://{{controller_ip}}:{port}")),
         heartbeat_secs: 1.0,
         deadline: Duration::from_secs(4),
         poll: Duration::from_millis(300),
@@ -89,9 +90,7 @@ async fn managed_spot_job_on_ec2_recovers_in_another_zone() {
         managed.clone(),
         skycat_server::Auth { verifier: std::sync::Arc::new(store.clone()) },
     ));
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let server = common::spawn_tls(listener, app, &tls, std::future::pending());
 
     // A spot job pinned to us-east-1 on a small real type; the plan orders its zones by the
     // catalog's spot prices.

@@ -41,34 +41,42 @@ async fn controller(pools_yaml: &str) -> Env {
     std::fs::write(home_path.join("ssh_node_pools.yaml"), pools_yaml).expect("write pools");
     let lines = Arc::new(Mutex::new(Vec::new()));
     let l2 = lines.clone();
+    // Agents report over HTTPS and pin the receiver's certificate.
+    let (_, pin) = common::agent_cert(&home_path);
     let ctl = Controller::open(Home::at(&home_path))
         .await
         .expect("open controller")
         .with_agent_bin(agent_bin())
+        .with_server_cert_sha256(pin)
         .with_ssh_connect_timeout(Duration::from_secs(5))
         .with_progress(Arc::new(move |s: &str| l2.lock().unwrap().push(s.to_string())));
     Env { _home: home, home_path, ctl, lines }
 }
 
-/// The heartbeat receiver (the controller's router) on 0.0.0.0:port, stoppable.
+/// The heartbeat receiver (the server's route), stoppable: over HTTPS on 0.0.0.0:port for the
+/// agents (with the certificate in `home/tls`, which the controller pins), and over plain HTTP on
+/// loopback for the test's own posts.
 struct Receiver {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
+    plain: tokio::task::JoinHandle<()>,
 }
 
-async fn receiver(store: Store, port: u16) -> (Receiver, u16) {
+async fn receiver(store: Store, home: &std::path::Path, port: u16) -> (Receiver, u16, u16) {
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await.expect("bind receiver");
     let port = listener.local_addr().expect("addr").port();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let app = skycat_server::routes::heartbeat::router(store);
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await;
+    let (tls, _) = common::agent_cert(home);
+    let task = common::spawn_tls(listener, app.clone(), &tls, async move {
+        let _ = rx.await;
     });
-    (Receiver { stop: Some(tx), task }, port)
+    let loopback = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.expect("bind receiver");
+    let plain_port = loopback.local_addr().expect("addr").port();
+    let plain = tokio::spawn(async move {
+        let _ = axum::serve(loopback, app).await;
+    });
+    (Receiver { stop: Some(tx), task, plain }, port, plain_port)
 }
 
 impl Receiver {
@@ -78,6 +86,7 @@ impl Receiver {
         }
         let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
         self.task.abort();
+        self.plain.abort();
     }
 }
 
@@ -138,7 +147,7 @@ const NAMED_SECRET: &str = "acme-entity-4471";
 async fn two_node_launch_setup_env_logs_heartbeats_cost_autostop_down() {
     let hosts = TestHosts::up(2, NET, "");
     let env = controller(&pool_yaml(&hosts, &[hosts.ip(1), hosts.ip(2)], 36.0)).await;
-    let (rx, port) = receiver(env.ctl.store.clone(), 0).await;
+    let (rx, port, plain_port) = receiver(env.ctl.store.clone(), &env.home_path, 0).await;
 
     let workdir = tempfile::tempdir().expect("workdir");
     std::fs::write(workdir.path().join("data.txt"), "workdir-synced\n").expect("write");
@@ -168,7 +177,7 @@ async fn two_node_launch_setup_env_logs_heartbeats_cost_autostop_down() {
     };
     let mut req = LaunchRequest::new("e2e", task.clone());
     on_pool(&env.ctl, &mut req, "testpool");
-    req.server_url = Some(format!("http://{{controller_ip}}:{port}"));
+    req.server_url = Some(format!("https://{{controller_ip}}:{port}"));
     req.heartbeat_interval_secs = Some(0.5);
     req.idle_seconds = Some(6.0);
     let out = env.ctl.launch(&req).await.expect("launch");
@@ -248,10 +257,10 @@ async fn two_node_launch_setup_env_logs_heartbeats_cost_autostop_down() {
     let (b2, t2) = (body.clone(), token.clone());
     let codes = tokio::task::spawn_blocking(move || {
         (
-            post_heartbeat(port, Some("not-the-token"), &b2),
-            post_heartbeat(port, None, &b2),
-            post_heartbeat(port, Some(&t2), "{not json"),
-            post_heartbeat(port, Some(&t2), &b2),
+            post_heartbeat(plain_port, Some("not-the-token"), &b2),
+            post_heartbeat(plain_port, None, &b2),
+            post_heartbeat(plain_port, Some(&t2), "{not json"),
+            post_heartbeat(plain_port, Some(&t2), &b2),
         )
     })
     .await
@@ -362,10 +371,10 @@ async fn agent_killed_mid_job_comes_back_and_reports_truthfully() {
 async fn heartbeats_survive_server_outage_without_loss() {
     let hosts = TestHosts::up(1, NET, "");
     let env = controller(&pool_yaml(&hosts, &[hosts.ip(1)], 3.6)).await;
-    let (rx, port) = receiver(env.ctl.store.clone(), 0).await;
+    let (rx, port, _) = receiver(env.ctl.store.clone(), &env.home_path, 0).await;
     let mut req = LaunchRequest::new("hb", TaskRun { num_nodes: 1, run: Some("sleep 1".into()), ..Default::default() });
     on_pool(&env.ctl, &mut req, "testpool");
-    req.server_url = Some(format!("http://{{controller_ip}}:{port}"));
+    req.server_url = Some(format!("https://{{controller_ip}}:{port}"));
     req.heartbeat_interval_secs = Some(0.3);
     env.ctl.launch(&req).await.expect("launch");
     let c = env.ctl.store.require_cluster("hb").await.unwrap();
@@ -379,7 +388,7 @@ async fn heartbeats_survive_server_outage_without_loss() {
     let made = agent_status(&env, "hb", 0).await;
     assert!(made.heartbeat_seq > made.heartbeat_acked_seq + 3, "agent should be journaling: {} made, {} acked", made.heartbeat_seq, made.heartbeat_acked_seq);
     assert_eq!(env.ctl.store.heartbeat_count(&c.id).await.unwrap(), during, "server was down");
-    let (rx, _) = receiver(env.ctl.store.clone(), port).await;
+    let (rx, _, _) = receiver(env.ctl.store.clone(), &env.home_path, port).await;
     let target = made.heartbeat_seq;
     wait_until("replay after the outage", Duration::from_secs(30), || async {
         let seqs = env.ctl.store.heartbeat_seqs(&c.id).await.unwrap();
@@ -399,10 +408,10 @@ async fn heartbeats_survive_server_outage_without_loss() {
 async fn autostop_with_down_tears_the_cluster_down() {
     let hosts = TestHosts::up(1, NET, "");
     let env = controller(&pool_yaml(&hosts, &[hosts.ip(1)], 0.0)).await;
-    let (rx, port) = receiver(env.ctl.store.clone(), 0).await;
+    let (rx, port, _) = receiver(env.ctl.store.clone(), &env.home_path, 0).await;
     let mut req = LaunchRequest::new("ad", TaskRun { num_nodes: 1, run: Some("echo quick".into()), ..Default::default() });
     on_pool(&env.ctl, &mut req, "testpool");
-    req.server_url = Some(format!("http://{{controller_ip}}:{port}"));
+    req.server_url = Some(format!("https://{{controller_ip}}:{port}"));
     req.heartbeat_interval_secs = Some(0.5);
     req.idle_seconds = Some(2.0);
     req.down_on_idle = true;

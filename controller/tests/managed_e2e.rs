@@ -26,25 +26,31 @@ struct Service {
     /// An admin API token of this service.
     token: String,
     task: tokio::task::JoinHandle<()>,
+    /// The same routes over HTTPS on 0.0.0.0, for the agents.
+    tls_task: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Service {
     fn drop(&mut self) {
         self.task.abort();
+        self.tls_task.abort();
     }
 }
 
 async fn service(pools_yaml: &str, tune: impl FnOnce(&mut ManagedOptions)) -> Service {
     let home = tempfile::tempdir().expect("tempdir");
     std::fs::write(home.path().join("ssh_node_pools.yaml"), pools_yaml).expect("write pools");
-    let ctl = Controller::open(Home::at(home.path())).await.expect("open controller").with_agent_bin(agent_bin());
+    let (tls, pin) = common::agent_cert(home.path());
+    let ctl = Controller::open(Home::at(home.path())).await.expect("open controller").with_agent_bin(agent_bin()).with_server_cert_sha256(pin);
     let store = ctl.store.clone();
     let token = store.create_api_token("tester", skycat_controller::api_tokens::Role::Admin).await.expect("token");
     let auth = skycat_server::Auth { verifier: std::sync::Arc::new(store.clone()) };
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", 0)).await.expect("bind");
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
+    let agents = tokio::net::TcpListener::bind(("0.0.0.0", 0)).await.expect("bind");
+    let agents_port = agents.local_addr().expect("addr").port();
     let mut opts = ManagedOptions {
-        server_url: Some(format!("http://{{controller_ip}}:{port}")),
+        server_url: Some(format!("https://{{controller_ip}}:{agents_port}")),
         heartbeat_secs: 1.0,
         deadline: Duration::from_secs(3),
         poll: Duration::from_millis(300),
@@ -57,10 +63,11 @@ async fn service(pools_yaml: &str, tune: impl FnOnce(&mut ManagedOptions)) -> Se
     tune(&mut opts);
     let managed = Managed::new(ctl, opts, std::sync::Arc::new(Vec::new)).await.expect("managed");
     let app = skycat_server::routes::heartbeat::router(store).merge(skycat_server::routes::jobs::router(managed.clone(), auth));
+    let tls_task = common::spawn_tls(agents, app.clone(), &tls, std::future::pending());
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    Service { _home: home, managed, port, token, task }
+    Service { _home: home, managed, port, token, task, tls_task }
 }
 
 impl Service {

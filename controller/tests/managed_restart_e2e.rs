@@ -31,12 +31,13 @@ struct Service {
 }
 
 async fn start(home: &Path, port: u16) -> Service {
-    let ctl = Controller::open(Home::at(home)).await.expect("open controller").with_agent_bin(agent_bin());
+    let (tls, pin) = common::agent_cert(home);
+    let ctl = Controller::open(Home::at(home)).await.expect("open controller").with_agent_bin(agent_bin()).with_server_cert_sha256(pin);
     let store = ctl.store.clone();
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let opts = ManagedOptions {
-        server_url: Some(format!("http://{{controller_ip}}:{port}")),
+        server_url: Some(format!("https://{{controller_ip}}:{port}")),
         heartbeat_secs: 1.0,
         deadline: Duration::from_secs(3),
         poll: Duration::from_millis(300),
@@ -48,9 +49,7 @@ async fn start(home: &Path, port: u16) -> Service {
     };
     let managed = Managed::new(ctl, opts, std::sync::Arc::new(Vec::new)).await.expect("managed");
     let app = skycat_server::routes::heartbeat::router(store);
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let task = common::spawn_tls(listener, app, &tls, std::future::pending());
     Service { managed, port, task }
 }
 

@@ -173,3 +173,25 @@ pub async fn wait_for_job(m: &Managed, id: i64, what: &str, timeout: Duration, m
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The certificate agents pin, as `skycat serve` makes it off loopback: self-signed, kept in
+/// `home/tls` (made once). Returns the files and the pin.
+pub fn agent_cert(home: &Path) -> (skycat_server::tls::TlsFiles, String) {
+    let files = skycat_server::tls::self_signed(&home.join("tls"), &[]).expect("self-signed certificate");
+    let pin = skycat_server::tls::fingerprint(&files).expect("certificate fingerprint");
+    (files, pin)
+}
+
+/// Serves `app` over HTTPS with `files` on `listener` until `stop` resolves (agents refuse to send
+/// their token over plain HTTP off loopback).
+pub fn spawn_tls(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    files: &skycat_server::tls::TlsFiles,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let cfg = skycat_server::tls::server_config(files).expect("TLS configuration");
+    tokio::spawn(async move {
+        let _ = skycat_server::tls::serve_tls(listener, app, cfg, stop, Duration::from_secs(2)).await;
+    })
+}

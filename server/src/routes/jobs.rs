@@ -31,10 +31,10 @@ pub fn router(managed: Managed, auth: Auth) -> Router {
 #[async_trait::async_trait]
 impl TokenVerifier for skycat_controller::Store {
     async fn verify(&self, token: &str) -> Result<Option<Principal>, String> {
-        let p = self.verify_api_token(token).await.map_err(|e| e.to_string())?;
-        Ok(p.map(|p| Principal {
-            name: p.name,
-            role: match p.role {
+        let holder = self.verify_api_token(token).await.map_err(|e| e.to_string())?;
+        Ok(holder.map(|(name, role)| Principal {
+            name,
+            role: match role {
                 skycat_controller::api_tokens::Role::Admin => Role::Admin,
                 skycat_controller::api_tokens::Role::User => Role::User,
             },
