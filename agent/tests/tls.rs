@@ -124,48 +124,7 @@ fn serve_tls(s: TcpStream, config: Arc<ServerConfig>) -> Option<Req> {
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let conn = ServerConnection::new(config).ok()?;
     let mut tls = StreamOwned::new(conn, s);
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        let n = tls.read(&mut chunk).ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next()?.split_whitespace();
-    let method = first.next()?.to_string();
-    let path = first.next()?.to_string();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| {
-            l.split_once(':')
-                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        })
-        .collect();
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = buf[head_end + 4..].to_vec();
-    while body.len() < len {
-        let n = tls.read(&mut chunk).ok()?;
-        if n == 0 {
-            break;
-        }
-        body.extend_from_slice(&chunk[..n]);
-    }
-    let req = Req {
-        method,
-        path,
-        headers,
-        body,
-    };
+    let req = common::read_request(&mut tls)?;
     let ok = req.method == "POST"
         && req.path == "/v1/agents/heartbeat"
         && req.header("authorization") == Some(&format!("Bearer {TOKEN}"));

@@ -1,17 +1,12 @@
 //! `skycat show-gpus` and `skycat catalog` against the real shipped catalog, through the binary.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use skycat_testkit::output::{json, stderr, stdout};
 
 fn skycat(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_skycat"))
-        .args(args)
-        .env("SKYCAT_HOME", home)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run skycat")
+    skycat_testkit::output::run_in(env!("CARGO_BIN_EXE_skycat"), home, args)
 }
 
 #[test]

@@ -6,19 +6,40 @@
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use skycat_testkit::output::{json, stderr, stdout};
 
 fn skycat(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_skycat"))
-        .args(args)
+    skycat_testkit::output::run_in(env!("CARGO_BIN_EXE_skycat"), home, args)
+}
+
+/// Starts `skycat serve --addr ARGS…` on `home`; returns it once its stderr shows `ready`
+/// (within 2 minutes), with what it printed so far.
+fn start_serve(home: &Path, addr_and_flags: &[&str], ready: &str) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_skycat"))
+        .arg("serve")
+        .arg("--addr")
+        .args(addr_and_flags)
         .env("SKYCAT_HOME", home)
         .env_remove("SKYCAT_API_TOKEN")
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run skycat")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start skycat serve");
+    let mut err = BufReader::new(child.stderr.take().expect("stderr"));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (mut seen, mut line) = (String::new(), String::new());
+    while Instant::now() < deadline && !seen.contains(ready) {
+        line.clear();
+        if err.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        seen.push_str(&line);
+    }
+    (child, seen)
 }
 
 #[test]
@@ -51,26 +72,7 @@ fn tokens_are_shown_once_listed_without_values_and_revoked() {
 fn first_start_saves_an_admin_token_and_serves_https_with_a_kept_certificate() {
     let home = tempfile::tempdir().unwrap();
     let port = skycat_testkit::free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_skycat"))
-        .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--tls"])
-        .env("SKYCAT_HOME", home.path())
-        .env_remove("SKYCAT_API_TOKEN")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start skycat serve");
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut seen = String::new();
-    let mut line = String::new();
-    while Instant::now() < deadline && !seen.contains("listening on https://") {
-        line.clear();
-        if err.read_line(&mut line).unwrap_or(0) == 0 {
-            break;
-        }
-        seen.push_str(&line);
-    }
+    let (mut child, seen) = start_serve(home.path(), &[&format!("127.0.0.1:{port}"), "--tls"], "listening on https://");
     assert!(seen.contains("listening on https://") && seen.contains("certificate SHA-256"), "{seen}");
     // The admin token went to the credentials file, 0600, and is not printed.
     let cred = home.path().join("credentials");
@@ -96,24 +98,7 @@ fn first_start_saves_an_admin_token_and_serves_https_with_a_kept_certificate() {
     // Restarted on plain loopback HTTP: the same certificate stays for later, no second admin
     // token is made, and `skycat jobs` authenticates with the saved credentials.
     let port2 = skycat_testkit::free_port();
-    let mut again = Command::new(env!("CARGO_BIN_EXE_skycat"))
-        .args(["serve", "--addr", &format!("127.0.0.1:{port2}")])
-        .env("SKYCAT_HOME", home.path())
-        .env_remove("SKYCAT_API_TOKEN")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("restart skycat serve");
-    let mut err = BufReader::new(again.stderr.take().unwrap());
-    let mut seen = String::new();
-    while !seen.contains("listening on http://") {
-        line.clear();
-        if err.read_line(&mut line).unwrap_or(0) == 0 {
-            break;
-        }
-        seen.push_str(&line);
-    }
+    let (mut again, seen) = start_serve(home.path(), &[&format!("127.0.0.1:{port2}")], "listening on http://");
     assert!(seen.contains("listening on http://"), "{seen}");
     let url = format!("http://127.0.0.1:{port2}");
     let out = skycat(home.path(), &["jobs", "--server-url", &url, "queue"]);

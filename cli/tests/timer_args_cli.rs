@@ -3,17 +3,12 @@
 //! `heartbeat_interval_secs` / `idle_minutes`, which the agent would refuse after the launch).
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use skycat_testkit::output::stderr;
 
 fn skycat(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_skycat"))
-        .args(args)
-        .env("SKYCAT_HOME", home)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run skycat")
+    skycat_testkit::output::run_in(env!("CARGO_BIN_EXE_skycat"), home, args)
 }
 
 #[test]

@@ -49,17 +49,7 @@ async fn service(pools_yaml: &str, tune: impl FnOnce(&mut ManagedOptions)) -> Se
     let port = listener.local_addr().expect("addr").port();
     let agents = tokio::net::TcpListener::bind(("0.0.0.0", 0)).await.expect("bind");
     let agents_port = agents.local_addr().expect("addr").port();
-    let mut opts = ManagedOptions {
-        server_url: Some(format!("https://{{controller_ip}}:{agents_port}")),
-        heartbeat_secs: 1.0,
-        deadline: Duration::from_secs(3),
-        poll: Duration::from_millis(300),
-        metadata_url: None,
-        metadata_poll_secs: 0.5,
-        termination_grace_secs: 2.0,
-        launch_retry_for: Duration::from_secs(20),
-        ssh_connect_timeout: Duration::from_secs(3),
-    };
+    let mut opts = common::fast_managed_options(format!("https://{{controller_ip}}:{agents_port}"));
     tune(&mut opts);
     let managed = Managed::new(ctl, opts, std::sync::Arc::new(Vec::new)).await.expect("managed");
     let app = skycat_server::routes::heartbeat::router(store).merge(skycat_server::routes::jobs::router(managed.clone(), auth));
@@ -99,18 +89,7 @@ async fn wait_for(what: &str, timeout: Duration, f: impl FnMut(&JobView) -> bool
 }
 
 fn pools(hosts: &TestHosts, pools: &[(&str, bool, f64, &[u32])]) -> String {
-    let mut y = String::new();
-    for (name, spot, price, ids) in pools {
-        y.push_str(&format!("{name}:\n  hosts:\n"));
-        for i in *ids {
-            y.push_str(&format!("    - {}\n", hosts.ip(*i)));
-        }
-        y.push_str(&format!(
-            "  user: root\n  identity_file: {}\n  price_per_hour: {price}\n  spot: {spot}\n",
-            hosts.key().display()
-        ));
-    }
-    y
+    common::pools_yaml(hosts, pools)
 }
 
 fn job_body(run: &str, extra: &str) -> String {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use skycat_controller::home::Home;
 use skycat_controller::lifecycle::{Controller, TaskRun};
-use skycat_controller::managed::{JobRequest, JobView, Managed, ManagedOptions};
+use skycat_controller::managed::{JobRequest, JobView, Managed};
 
 mod common;
 use common::{agent_bin, TestHosts};
@@ -36,17 +36,7 @@ async fn start(home: &Path, port: u16) -> Service {
     let store = ctl.store.clone();
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
-    let opts = ManagedOptions {
-        server_url: Some(format!("https://{{controller_ip}}:{port}")),
-        heartbeat_secs: 1.0,
-        deadline: Duration::from_secs(3),
-        poll: Duration::from_millis(300),
-        metadata_url: None,
-        metadata_poll_secs: 0.5,
-        termination_grace_secs: 2.0,
-        launch_retry_for: Duration::from_secs(20),
-        ssh_connect_timeout: Duration::from_secs(3),
-    };
+    let opts = common::fast_managed_options(format!("https://{{controller_ip}}:{port}"));
     let managed = Managed::new(ctl, opts, std::sync::Arc::new(Vec::new)).await.expect("managed");
     let app = skycat_server::routes::heartbeat::router(store);
     let task = common::spawn_tls(listener, app, &tls, std::future::pending());
@@ -68,18 +58,7 @@ impl Service {
 }
 
 fn pools(hosts: &TestHosts, pools: &[(&str, bool, f64, &[u32])]) -> String {
-    let mut y = String::new();
-    for (name, spot, price, ids) in pools {
-        y.push_str(&format!("{name}:\n  hosts:\n"));
-        for i in *ids {
-            y.push_str(&format!("    - {}\n", hosts.ip(*i)));
-        }
-        y.push_str(&format!(
-            "  user: root\n  identity_file: {}\n  price_per_hour: {price}\n  spot: {spot}\n",
-            hosts.key().display()
-        ));
-    }
-    y
+    common::pools_yaml(hosts, pools)
 }
 
 /// A job whose secrets are `HF_TOKEN` (secret by its name) and `DATASET_URI` (declared secret).

@@ -256,6 +256,45 @@ impl Drop for Server {
 fn serve(mut s: TcpStream, handler: &Handler) -> Option<Req> {
     s.set_nonblocking(false).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let req = read_request(&mut s)?;
+    let (status, text) = handler(&req);
+    let resp = format!(
+        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{text}",
+        text.len()
+    );
+    let _ = s.write_all(resp.as_bytes());
+    Some(req)
+}
+
+/// A heartbeat receiver that checks the bearer token (401 otherwise) and records heartbeats.
+pub fn heartbeat_server(port: u16, token: &'static str, reqs: Arc<Mutex<Vec<Req>>>) -> Server {
+    Server::start_recording(
+        port,
+        Arc::new(move |r: &Req| {
+            if r.method != "POST" || r.path != "/v1/agents/heartbeat" {
+                return (404, "{}".into());
+            }
+            if r.header("authorization") != Some(&format!("Bearer {token}")) {
+                return (401, r#"{"error":"bad token"}"#.into());
+            }
+            (200, "{}".into())
+        }),
+        reqs,
+    )
+}
+
+/// Heartbeats accepted (2xx) so far, parsed, in arrival order.
+pub fn heartbeats(reqs: &Arc<Mutex<Vec<Req>>>, token: &str) -> Vec<skycat_protocol::Heartbeat> {
+    reqs.lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.header("authorization") == Some(&format!("Bearer {token}")))
+        .map(|r| serde_json::from_slice(&r.body).expect("heartbeat body is a protocol::Heartbeat"))
+        .collect()
+}
+
+/// Reads one HTTP/1.1 request (head and `Content-Length` body) from `s`; None when it breaks off.
+pub fn read_request<S: Read>(s: &mut S) -> Option<Req> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     let head_end = loop {
@@ -298,38 +337,5 @@ fn serve(mut s: TcpStream, handler: &Handler) -> Option<Req> {
         headers,
         body,
     };
-    let (status, text) = handler(&req);
-    let resp = format!(
-        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{text}",
-        text.len()
-    );
-    let _ = s.write_all(resp.as_bytes());
     Some(req)
-}
-
-/// A heartbeat receiver that checks the bearer token (401 otherwise) and records heartbeats.
-pub fn heartbeat_server(port: u16, token: &'static str, reqs: Arc<Mutex<Vec<Req>>>) -> Server {
-    Server::start_recording(
-        port,
-        Arc::new(move |r: &Req| {
-            if r.method != "POST" || r.path != "/v1/agents/heartbeat" {
-                return (404, "{}".into());
-            }
-            if r.header("authorization") != Some(&format!("Bearer {token}")) {
-                return (401, r#"{"error":"bad token"}"#.into());
-            }
-            (200, "{}".into())
-        }),
-        reqs,
-    )
-}
-
-/// Heartbeats accepted (2xx) so far, parsed, in arrival order.
-pub fn heartbeats(reqs: &Arc<Mutex<Vec<Req>>>, token: &str) -> Vec<skycat_protocol::Heartbeat> {
-    reqs.lock()
-        .unwrap()
-        .iter()
-        .filter(|r| r.header("authorization") == Some(&format!("Bearer {token}")))
-        .map(|r| serde_json::from_slice(&r.body).expect("heartbeat body is a protocol::Heartbeat"))
-        .collect()
 }

@@ -195,3 +195,35 @@ pub fn spawn_tls(
         let _ = skycat_server::tls::serve_tls(listener, app, cfg, stop, Duration::from_secs(2)).await;
     })
 }
+
+/// `ssh_node_pools.yaml` for pools (name, spot, $/h, host indexes) of `hosts`.
+pub fn pools_yaml(hosts: &TestHosts, pools: &[(&str, bool, f64, &[u32])]) -> String {
+    let mut y = String::new();
+    for (name, spot, price, ids) in pools {
+        y.push_str(&format!("{name}:\n  hosts:\n"));
+        for i in *ids {
+            y.push_str(&format!("    - {}\n", hosts.ip(*i)));
+        }
+        y.push_str(&format!(
+            "  user: root\n  identity_file: {}\n  price_per_hour: {price}\n  spot: {spot}\n",
+            hosts.key().display()
+        ));
+    }
+    y
+}
+
+/// Managed-job settings for the namespace suites: 1 s heartbeats, a 3 s deadline, agents
+/// reporting to `server_url`.
+pub fn fast_managed_options(server_url: String) -> skycat_controller::managed::ManagedOptions {
+    skycat_controller::managed::ManagedOptions {
+        server_url: Some(server_url),
+        heartbeat_secs: 1.0,
+        deadline: Duration::from_secs(3),
+        poll: Duration::from_millis(300),
+        metadata_url: None,
+        metadata_poll_secs: 0.5,
+        termination_grace_secs: 2.0,
+        launch_retry_for: Duration::from_secs(20),
+        ssh_connect_timeout: Duration::from_secs(3),
+    }
+}
