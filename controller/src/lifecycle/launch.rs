@@ -434,22 +434,10 @@ pub(super) fn ssh_ready_timeout() -> Duration {
 pub(super) fn provisioned_row(c: &ClusterRow, n: &ProvisionedNode) -> NodeRow {
     NodeRow {
         cluster_id: c.id.clone(),
-        rank: 0,
         node_id: n.instance_id.clone(),
-        pool: c.pool.clone(),
-        ip: n.target.host.clone(),
-        port: n.target.port,
-        user: n.target.user.clone(),
-        identity_file: n.target.identity_file.display().to_string(),
-        state_dir: String::new(),
-        agent_bin: String::new(),
-        last_heartbeat_at: None,
-        last_seq: 0,
-        accrued_usd: 0.0,
-        metered_seconds: 0.0,
-        idle_seconds: None,
         instance_id: Some(n.instance_id.clone()),
         zone: n.zone.clone(),
+        ..super::node_at(&c.pool, &n.target)
     }
 }
 

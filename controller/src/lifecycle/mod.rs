@@ -406,25 +406,30 @@ pub async fn wait_job_state(
 
 impl From<&PoolHost> for crate::store::NodeRow {
     fn from(h: &PoolHost) -> NodeRow {
-        NodeRow {
-            cluster_id: String::new(),
-            rank: 0,
-            node_id: String::new(),
-            pool: h.pool.clone(),
-            ip: h.ip.clone(),
-            port: h.port,
-            user: h.user.clone(),
-            identity_file: h.identity_file.display().to_string(),
-            state_dir: String::new(),
-            agent_bin: String::new(),
-            last_heartbeat_at: None,
-            last_seq: 0,
-            accrued_usd: 0.0,
-            metered_seconds: 0.0,
-            idle_seconds: None,
-            instance_id: None,
-            zone: None,
-        }
+        node_at(&h.pool, &crate::ssh::SshTarget::from(h))
+    }
+}
+
+/// A node row at `target` with nothing known yet (no cluster, agent, meter or instance).
+pub(crate) fn node_at(pool: &str, target: &crate::ssh::SshTarget) -> NodeRow {
+    NodeRow {
+        cluster_id: String::new(),
+        rank: 0,
+        node_id: String::new(),
+        pool: pool.to_string(),
+        ip: target.host.clone(),
+        port: target.port,
+        user: target.user.clone(),
+        identity_file: target.identity_file.display().to_string(),
+        state_dir: String::new(),
+        agent_bin: String::new(),
+        last_heartbeat_at: None,
+        last_seq: 0,
+        accrued_usd: 0.0,
+        metered_seconds: 0.0,
+        idle_seconds: None,
+        instance_id: None,
+        zone: None,
     }
 }
 
