@@ -13,14 +13,13 @@
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{IpAddr, TcpStream, ToSocketAddrs};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConnection, StreamOwned};
+use skycat_tls_pin::{Fingerprint, PinVerifier};
 
 pub struct Response {
     pub status: u16,
@@ -82,123 +81,15 @@ fn is_loopback(host: &str) -> bool {
         || h.parse::<IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
 }
 
-/// Parses a certificate pin: 64 hex digits, optionally `AB:CD:…` colon-separated, any case.
-pub fn parse_pin(pin: &str) -> Result<[u8; 32]> {
-    let hex: String = pin.trim().chars().filter(|c| *c != ':').collect();
-    if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        bail!("the server certificate pin must be a SHA-256 fingerprint: 64 hex digits (got {} characters)", pin.len());
-    }
-    let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
-            .map_err(|_| anyhow!("bad hex in the server certificate pin"))?;
-    }
-    Ok(out)
-}
-
-fn to_hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// SHA-256 of a certificate's DER, lowercase hex.
-#[cfg(test)]
-fn cert_sha256(der: &[u8]) -> String {
-    to_hex(ring::digest::digest(&ring::digest::SHA256, der).as_ref())
-}
-
-/// Accepts exactly the server whose end-entity certificate hashes to the pin. Handshake
-/// signatures are verified with the ring provider; hostname, validity dates and CA chain are
-/// not checked (the pin, delivered out of band, is the trust anchor).
-#[derive(Debug)]
-struct PinVerifier {
-    pin: [u8; 32],
-    provider: Arc<CryptoProvider>,
-    /// Set when the presented certificate did not match, for a clear error after the handshake.
-    mismatch: Mutex<Option<String>>,
-}
-
-impl ServerCertVerifier for PinVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let got = ring::digest::digest(&ring::digest::SHA256, end_entity.as_ref());
-        if got.as_ref() == self.pin.as_slice() {
-            return Ok(ServerCertVerified::assertion());
-        }
-        let msg = format!(
-            "server certificate pin mismatch: the server presented SHA-256 {}, the agent pins {}",
-            to_hex(got.as_ref()),
-            to_hex(&self.pin)
-        );
-        if let Ok(mut m) = self.mismatch.lock() {
-            *m = Some(msg);
-        }
-        Err(rustls::Error::InvalidCertificate(
-            rustls::CertificateError::ApplicationVerificationFailure,
-        ))
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
 /// Opens a TLS session to `host:port` over `sock`, pinned, and completes the handshake.
 fn tls_connect(
     sock: TcpStream,
     host: &str,
     port: u16,
-    pin: [u8; 32],
+    pin: Fingerprint,
 ) -> Result<StreamOwned<ClientConnection, TcpStream>> {
-    // Explicit provider: the workspace may also compile aws-lc-rs into rustls (other crates'
-    // features), and the process-wide default would then be ambiguous.
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Arc::new(PinVerifier {
-        pin,
-        provider: provider.clone(),
-        mismatch: Mutex::new(None),
-    });
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("TLS setup")?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier.clone())
-        .with_no_client_auth();
+    let verifier = PinVerifier::pinned(pin);
+    let config = verifier.client_config().context("TLS setup")?;
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     // SNI only for names; an IP address becomes an IpAddress server name (no SNI is sent).
     let name = ServerName::try_from(bare.to_string())
@@ -207,7 +98,7 @@ fn tls_connect(
     let mut stream = StreamOwned::new(conn, sock);
     while stream.conn.is_handshaking() {
         if let Err(e) = stream.conn.complete_io(&mut stream.sock) {
-            if let Some(m) = verifier.mismatch.lock().ok().and_then(|m| m.clone()) {
+            if let Some(m) = verifier.mismatch() {
                 bail!("TLS to {host}:{port}: {m}");
             }
             return Err(e).with_context(|| format!("TLS handshake with {host}:{port} failed"));
@@ -227,7 +118,7 @@ pub fn request(
     request_pinned(method, url, headers, body, timeout, None)
 }
 
-/// One request. `https://` needs `pin` (SHA-256 of the server certificate, see [`parse_pin`]);
+/// One request. `https://` needs `pin` (SHA-256 of the server certificate, see [`Fingerprint`]);
 /// an `Authorization` header is refused over plain `http://` unless the host is loopback.
 pub fn request_pinned(
     method: &str,
@@ -243,7 +134,7 @@ pub fn request_pinned(
             "refusing {url}: https needs the server certificate SHA-256 pin (server_cert_sha256); \
              unverified TLS is not supported"
         ),
-        (Scheme::Https, Some(p)) => Some(parse_pin(p)?),
+        (Scheme::Https, Some(p)) => Some(p.parse::<Fingerprint>().map_err(|e| anyhow!("server_cert_sha256: {e}"))?),
         (Scheme::Http, _) => {
             if !is_loopback(&u.host)
                 && headers
@@ -381,17 +272,7 @@ mod tests {
     }
 
     #[test]
-    fn pins_and_loopback() {
-        let hex = "ab".repeat(32);
-        let colon = vec!["AB"; 32].join(":");
-        assert_eq!(parse_pin(&hex).unwrap(), [0xab; 32]);
-        assert_eq!(parse_pin(&colon).unwrap(), [0xab; 32]);
-        assert!(parse_pin("abcd").is_err());
-        assert!(parse_pin(&"zz".repeat(32)).is_err());
-        assert_eq!(
-            cert_sha256(b"abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+    fn loopback_hosts() {
         for h in ["127.0.0.1", "127.1.2.3", "localhost", "[::1]"] {
             assert!(is_loopback(h), "{h}");
         }

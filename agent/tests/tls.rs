@@ -30,11 +30,7 @@ fn base_config() -> Value {
 }
 
 fn sha256_hex(der: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, der)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    skycat_tls_pin::Fingerprint::of_der(der).to_string()
 }
 
 /// A self-signed certificate (rcgen) and its pin.
