@@ -29,6 +29,8 @@ enum Command {
     Optimize(commands::optimize::OptimizeArgs),
     /// Serve /optimize, the catalog, metrics and OpenAPI over HTTP, with an optional cron refresh.
     Serve(commands::serve::ServeArgs),
+    /// Save an API token for a `skycat serve` and pin its TLS certificate.
+    Login(commands::login::LoginArgs),
     /// Managed jobs: launch, queue, logs, cancel (recovered from spot preemptions).
     Jobs(commands::jobs::JobsArgs),
     /// Which clouds' credentials work: launch-enabled or prices only, cached for launches.
@@ -54,6 +56,7 @@ async fn main() -> std::process::ExitCode {
         Command::Cluster(cmd) => commands::cluster::run(cmd).await,
         Command::Optimize(args) => commands::optimize::run(args),
         Command::Serve(args) => commands::serve::run(args).await,
+        Command::Login(args) => commands::login::run(args).await,
         Command::Jobs(args) => commands::jobs::run(args).await,
         Command::Check(args) => commands::check::run(args).await,
         Command::Gpunode(a) => commands::gpunode::run(commands::gpunode::NodeKind::Gpu, a).await,

@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use comfy_table::{presets::NOTHING, Table};
 use skycat_controller::home::Home;
@@ -321,6 +321,22 @@ pub fn confirm(question: &str) -> Result<bool> {
     Ok(matches!(line.trim().to_ascii_lowercase().as_str(), "" | "y" | "yes"))
 }
 
+/// The certificate the agents pin when they report to an `https://` server: the
+/// `$SKYCAT_SERVER_CERT_SHA256`, else the one saved at `skycat login`.
+fn agent_pin(server_url: Option<&str>) -> Result<Option<String>> {
+    let Some(url) = server_url.filter(|u| u.starts_with("https://")) else { return Ok(None) };
+    if let Ok(v) = std::env::var("SKYCAT_SERVER_CERT_SHA256") {
+        let fp: skycat_tls_pin::Fingerprint = v.parse().context("SKYCAT_SERVER_CERT_SHA256")?;
+        return Ok(Some(fp.to_string()));
+    }
+    let home = Home::from_env();
+    let saved = crate::commands::credentials::load(&home.root)?;
+    match saved.as_ref().and_then(|c| c.server_cert_sha256.clone()) {
+        Some(p) => Ok(Some(p)),
+        None => bail!("--server-url {url}: the agents need the server's certificate fingerprint; run `skycat login` or set SKYCAT_SERVER_CERT_SHA256"),
+    }
+}
+
 /// Builds the launch request for a task: its plan's failover order and its resources.
 pub fn launch_request(cluster: &str, task: TaskRun, spec: &skycat_optimizer::TaskSpec, lp: Option<&LaunchPlan>) -> Result<LaunchRequest> {
     let mut req = LaunchRequest::new(cluster, task);
@@ -342,7 +358,10 @@ async fn launch(a: LaunchArgs) -> Result<()> {
             bail!("-i {m}: idle minutes must be a number >= 0");
         }
     }
-    let ctl = controller().await?;
+    let mut ctl = controller().await?;
+    if let Some(pin) = agent_pin(a.server_url.as_deref())? {
+        ctl = ctl.with_server_cert_sha256(pin);
+    }
     let existing = ctl.store.cluster(&a.cluster).await?;
     let lp = if existing.is_none() || a.dryrun { Some(plan_for(&ctl, &spec, &a.blocked)?) } else { None };
     if a.dryrun {

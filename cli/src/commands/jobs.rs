@@ -1,6 +1,7 @@
 //! `skycat jobs`: managed jobs (launch, queue, logs, cancel), like SkyPilot's `sky jobs`. The
-//! controller runs inside `skycat serve`; this command talks to it over HTTP
-//! (`--server-url`, `$SKYCAT_SERVER_URL`, default http://127.0.0.1:8080).
+//! controller runs inside `skycat serve`; this command talks to it over HTTP(S) (see
+//! `server_client`: `--server-url`, `$SKYCAT_SERVER_URL`, the server saved at `skycat login`,
+//! default http://127.0.0.1:8080).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -12,15 +13,17 @@ use clap::{Args, Subcommand};
 use comfy_table::{presets::NOTHING, Table};
 use skycat_controller::managed::{JobView, Strategy};
 
+use crate::commands::server_client::{Client, Target};
 use crate::commands::task_args::{load_task, ResourceFlags};
 
 #[derive(Args)]
 pub struct JobsArgs {
     #[command(subcommand)]
     pub cmd: JobsCommand,
-    /// The `skycat serve` running the managed-jobs controller.
-    #[arg(long, global = true, env = "SKYCAT_SERVER_URL", default_value = "http://127.0.0.1:8080")]
-    pub server_url: String,
+    /// The `skycat serve` running the managed-jobs controller (default: the server of
+    /// `skycat login`, else http://127.0.0.1:8080).
+    #[arg(long, global = true, env = "SKYCAT_SERVER_URL")]
+    pub server_url: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -71,40 +74,6 @@ pub struct LogsArgs {
 #[derive(Args)]
 pub struct IdArg {
     pub id: i64,
-}
-
-/// The HTTP client, sending the API token (`$SKYCAT_API_TOKEN` or `$SKYCAT_HOME/credentials`).
-fn client() -> Result<reqwest::Client> {
-    let home = skycat_controller::home::Home::from_env();
-    let mut headers = reqwest::header::HeaderMap::new();
-    if let Some(token) = crate::commands::credentials::api_token(&home.root)? {
-        let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
-            .map_err(|_| anyhow!("the API token has characters that cannot go in a header"))?;
-        v.set_sensitive(true);
-        headers.insert(reqwest::header::AUTHORIZATION, v);
-    }
-    reqwest::Client::builder().timeout(Duration::from_secs(60)).default_headers(headers).build().context("building the HTTP client")
-}
-
-fn url(base: &str, path: &str) -> String {
-    format!("{}{path}", base.trim_end_matches('/'))
-}
-
-/// Sends the request; a non-2xx answer becomes its `error` (the server names the field).
-async fn call(req: reqwest::RequestBuilder, base: &str) -> Result<serde_json::Value> {
-    let resp = req.send().await.map_err(|e| {
-        anyhow!("cannot reach the managed-jobs controller at {base} ({e}); start it with `skycat serve` or pass --server-url")
-    })?;
-    let code = resp.status();
-    let body: serde_json::Value = resp.json().await.unwrap_or_default();
-    if !code.is_success() {
-        let msg = body["error"].as_str().map(str::to_string).unwrap_or_else(|| format!("HTTP {code}"));
-        if code == reqwest::StatusCode::UNAUTHORIZED {
-            bail!("{base}: {msg}");
-        }
-        bail!("{msg}");
-    }
-    Ok(body)
 }
 
 fn recovery_from_yaml(v: &serde_json::Value) -> Result<(Option<String>, Option<u32>)> {
@@ -173,7 +142,7 @@ fn load_request(a: &LaunchArgs) -> Result<(serde_json::Value, Option<PathBuf>)> 
 }
 
 /// Packs `dir` (honouring .skyignore/.gitignore) and streams it to `POST /v1/uploads`; the id.
-async fn upload_workdir(http: &reqwest::Client, base: &str, dir: &Path) -> Result<String> {
+async fn upload_workdir(server: &Client, dir: &Path) -> Result<String> {
     let d = dir.to_path_buf();
     let (file, stats) = tokio::task::spawn_blocking(move || -> Result<_> {
         let f = tempfile::NamedTempFile::new().context("creating a temporary file for the workdir archive")?;
@@ -192,24 +161,21 @@ async fn upload_workdir(http: &reqwest::Client, base: &str, dir: &Path) -> Resul
         skycat_archive::human_bytes(len)
     );
     let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(reader));
-    let req = http.post(url(base, "/v1/uploads")).header(reqwest::header::CONTENT_TYPE, "application/octet-stream").body(body);
-    let v = call(req, base).await?;
+    let req = server.post("/v1/uploads").header(reqwest::header::CONTENT_TYPE, "application/octet-stream").body(body);
+    let v = server.call(req).await?;
     v["id"].as_str().map(str::to_string).ok_or_else(|| anyhow!("unexpected answer to the upload: {v}"))
 }
 
 pub async fn run(args: JobsArgs) -> Result<()> {
-    let base = args.server_url.clone();
-    if !(base.starts_with("http://") || base.starts_with("https://")) {
-        bail!("--server-url: expected an http:// or https:// URL, got {base:?}");
-    }
-    let http = client()?;
+    let home = skycat_controller::home::Home::from_env();
+    let server = Target::resolve(&home.root, args.server_url.as_deref())?.client()?;
     match args.cmd {
         JobsCommand::Launch(a) => {
             let (mut body, workdir) = load_request(&a)?;
             if let Some(dir) = workdir {
-                body["workdir_upload"] = serde_json::Value::String(upload_workdir(&http, &base, &dir).await?);
+                body["workdir_upload"] = serde_json::Value::String(upload_workdir(&server, &dir).await?);
             }
-            let v = call(http.post(url(&base, "/v1/jobs")).json(&body), &base).await?;
+            let v = server.call(server.post("/v1/jobs").json(&body)).await?;
             let job: JobView = serde_json::from_value(v).context("unexpected answer from the controller")?;
             println!(
                 "Managed job {} submitted ({}, strategy {}). Watch it with `skycat jobs queue` and `skycat jobs logs {} -f`.",
@@ -220,7 +186,7 @@ pub async fn run(args: JobsArgs) -> Result<()> {
             );
         }
         JobsCommand::Queue(a) => {
-            let v = call(http.get(url(&base, "/v1/jobs")), &base).await?;
+            let v = server.call(server.get("/v1/jobs")).await?;
             let jobs: Vec<JobView> = serde_json::from_value(v).context("unexpected answer from the controller")?;
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&jobs)?);
@@ -252,7 +218,7 @@ pub async fn run(args: JobsArgs) -> Result<()> {
         JobsCommand::Logs(a) => {
             let mut printed: BTreeMap<u64, usize> = BTreeMap::new();
             loop {
-                let v = call(http.get(url(&base, &format!("/v1/jobs/{}/logs", a.id))), &base).await?;
+                let v = server.call(server.get(&format!("/v1/jobs/{}/logs", a.id))).await?;
                 let mut out = std::io::stdout().lock();
                 for att in v["attempts"].as_array().cloned().unwrap_or_default() {
                     let n = att["attempt"].as_u64().unwrap_or(0);
@@ -278,7 +244,7 @@ pub async fn run(args: JobsArgs) -> Result<()> {
             }
         }
         JobsCommand::Cancel(a) => {
-            let v = call(http.post(url(&base, &format!("/v1/jobs/{}/cancel", a.id))), &base).await?;
+            let v = server.call(server.post(&format!("/v1/jobs/{}/cancel", a.id))).await?;
             println!("Managed job {}: {}", a.id, v["status"].as_str().unwrap_or("?"));
         }
     }

@@ -7,9 +7,11 @@ pub mod credentials;
 pub mod fetch;
 pub mod gpunode;
 pub mod jobs;
+pub mod login;
 pub mod optimize;
 pub mod price_history;
 pub mod serve;
+pub mod server_client;
 pub mod show_gpus;
 pub mod task_args;
 

@@ -118,7 +118,10 @@ async fn token_command(cmd: TokenCommand) -> anyhow::Result<()> {
             let token = store.create_api_token(&name, role).await?;
             println!("{token}");
             if save {
-                let p = crate::commands::credentials::save(&home.root, &token)?;
+                // Keeps the server (and its pin) the credentials were saved for, if any.
+                let mut creds = crate::commands::credentials::load(&home.root)?.unwrap_or_default();
+                creds.token = token;
+                let p = crate::commands::credentials::save(&home.root, &creds)?;
                 eprintln!("Saved as this machine's CLI credentials: {}", p.display());
             } else {
                 eprintln!("API token {name:?} ({}) created. It is shown only now: give it to its holder (SKYCAT_API_TOKEN, or $SKYCAT_HOME/credentials with `token: …`, mode 0600).", role.as_str());
@@ -167,30 +170,71 @@ fn tls_files(args: &ServeArgs) -> anyhow::Result<Option<skycat_server::tls::TlsF
     Ok(Some(skycat_server::tls::self_signed(&home.root.join("tls"), &names)?))
 }
 
-/// With no live token, the first start creates an admin token and saves it as this machine's
-/// CLI credentials (when it has none), so that the local CLI keeps working.
-async fn bootstrap_admin_token(store: &skycat_controller::Store, home: &std::path::Path) -> anyhow::Result<()> {
+/// With no live token, the first start creates an admin token for this machine's CLI.
+async fn bootstrap_admin_token(store: &skycat_controller::Store) -> anyhow::Result<Option<(String, String)>> {
     if store.has_live_api_token().await? {
-        return Ok(());
+        return Ok(None);
     }
     let mut name = "admin".to_string();
     let mut n = 1;
-    let token = loop {
+    loop {
         match store.create_api_token(&name, skycat_controller::api_tokens::Role::Admin).await {
-            Ok(t) => break t,
+            Ok(t) => return Ok(Some((name, t))),
             Err(skycat_controller::api_tokens::TokenError::Exists(_)) if n < 100 => {
                 n += 1;
                 name = format!("admin-{n}");
             }
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+/// This server as the local CLI reaches it: loopback when listening on every address.
+fn local_url(addr: SocketAddr, tls: bool) -> Option<String> {
+    if addr.port() == 0 {
+        return None;
+    }
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
     };
-    let cred = crate::commands::credentials::path(home);
-    if cred.exists() {
-        eprintln!("No API token existed: created admin token {name:?} (shown once): {token}");
-    } else {
-        let p = crate::commands::credentials::save(home, &token)?;
-        eprintln!("No API token existed: created admin token {name:?}, saved to {} (0600). More: `skycat serve token create --name NAME`.", p.display());
+    Some(format!("{}://{}", if tls { "https" } else { "http" }, SocketAddr::new(ip, addr.port())))
+}
+
+/// Keeps this machine's CLI working with this server: a new admin token is saved as its
+/// credentials (when it has none), and credentials saved for this server (same port on loopback,
+/// or no server) follow its URL and certificate, so that a restart with `--tls` or a new
+/// certificate does not lock the local CLI out.
+fn save_local_credentials(home: &std::path::Path, url: Option<String>, pin: Option<&str>, created: Option<(String, String)>) -> anyhow::Result<()> {
+    use crate::commands::credentials::{self, Credentials};
+    let saved = credentials::load(home)?;
+    use crate::commands::server_client::{is_loopback, scheme_and_host};
+    // Saved for no server, or for a loopback address on this port.
+    let ours = |c: &Credentials| match (&c.server_url, &url) {
+        (None, _) => true,
+        (Some(s), Some(u)) => s.trim_end_matches('/').rsplit(':').next() == u.rsplit(':').next() && scheme_and_host(s).is_ok_and(|(_, h)| is_loopback(&h)),
+        (Some(_), None) => false,
+    };
+    match (saved, created) {
+        (None, Some((name, token))) => {
+            let p = credentials::save(home, &Credentials { token, server_url: url, server_cert_sha256: pin.map(str::to_string) })?;
+            eprintln!("No API token existed: created admin token {name:?}, saved to {} (0600). More: `skycat serve token create --name NAME`.", p.display());
+        }
+        (saved, created) => {
+            if let Some((name, token)) = created {
+                eprintln!("No API token existed: created admin token {name:?} (shown once): {token}");
+            }
+            if let Some(mut c) = saved.filter(|c| ours(c)) {
+                let new_pin = pin.map(str::to_string);
+                if url.is_some() && (c.server_url != url || c.server_cert_sha256 != new_pin) {
+                    c.server_url = url;
+                    c.server_cert_sha256 = new_pin;
+                    let p = credentials::save(home, &c)?;
+                    eprintln!("{}: now for {}{}", p.display(), c.server_url.as_deref().unwrap_or(""), c.server_cert_sha256.as_deref().map(|f| format!(" (certificate SHA-256 {f})")).unwrap_or_default());
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -231,7 +275,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let ctl_home = skycat_controller::home::Home::from_env();
     ctl_home.ensure().with_context(|| format!("creating {}", ctl_home.root.display()))?;
     let store = skycat_controller::Store::open(&ctl_home.state_db()).await?;
-    bootstrap_admin_token(&store, &ctl_home.root).await?;
+    let created = bootstrap_admin_token(&store).await?;
+    let pin = tls.as_ref().map(skycat_server::tls::fingerprint).transpose()?;
+    save_local_credentials(&ctl_home.root, local_url(args.addr, tls.is_some()), pin.as_deref(), created)?;
     let auth = skycat_server::Auth { verifier: std::sync::Arc::new(store.clone()) };
     let public_read = match args.public_read {
         PublicRead::Yes => true,
