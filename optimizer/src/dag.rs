@@ -26,7 +26,7 @@ use utoipa::ToSchema;
 use crate::egress::{EgressTable, Location};
 use crate::index::OfferIndex;
 use crate::milp::{Milp, Op, SolveError};
-use crate::plan::{rank, resolve, Minimize, Placement, PlanError, PlanOptions};
+use crate::plan::{rank_with_fallback, resolve, Minimize, Placement, PlanError, PlanOptions};
 use crate::spec::{parse_task_yaml, TaskError, TaskSpec};
 
 /// A DAG of tasks with data flowing along its edges.
@@ -300,7 +300,7 @@ fn task_candidates(
     t.task.validate().map_err(|e| prefix(e.into(), &t.name))?;
     let alts = resolve(&t.task).map_err(|e| prefix(e, &t.name))?;
     let nodes = t.task.num_nodes.unwrap_or(1);
-    let r = rank(ix, &alts, nodes, &task_opts, usize::MAX);
+    let (r, _) = rank_with_fallback(ix, &alts, nodes, &task_opts, usize::MAX);
     if r.top.is_empty() {
         return Err(prefix(crate::explain::explain(ix, &alts, nodes, &task_opts), &t.name));
     }

@@ -17,17 +17,28 @@ fn stage_text(alt: &Alt, stage: Stage) -> (String, String) {
             loc("instance_type", &alt.instance_type),
             format!("of instance type `{}`", alt.instance_type.clone().unwrap_or_default()),
         ),
-        Stage::Cpus => {
-            let c = alt.cpus.map(|c| c.to_string()).unwrap_or_default();
-            (format!("cpus={c}"), format!("with cpus={c}"))
+        Stage::DefaultRule => {
+            if alt.default_shape {
+                (
+                    "default instance rule".into(),
+                    "among SkyPilot's default CPU instances (m6i/c6i/r6i… on AWS, Ds_v5/Es_v5/Fs_v2 on Azure, n2/n4 on GCP)"
+                        .into(),
+                )
+            } else {
+                ("default host rule".into(), "on the hosts GCP attaches it to (n1-standard/highmem/highcpu)".into())
+            }
         }
+        Stage::Cpus => match alt.cpus {
+            Some(c) => (format!("cpus={c}"), format!("with cpus={c}")),
+            None => ("cpus (default)".into(), format!("with {}", default_text(alt))),
+        },
         Stage::Memory => {
             let mut parts = Vec::new();
             if let Some(m) = alt.memory {
                 parts.push(format!("memory={m} GiB"));
             }
-            if let Some(r) = alt.mem_ratio {
-                parts.push(format!("memory>={}x vCPUs", fmt_count(r)));
+            if parts.is_empty() {
+                return ("memory (default)".into(), format!("with {}", default_text(alt)));
             }
             let p = parts.join(", ");
             (p.clone(), format!("with {p}"))
@@ -44,6 +55,25 @@ fn stage_text(alt: &Alt, stage: Stage) -> (String, String) {
             (format!("max_hourly_cost={c}"), format!("at or under max_hourly_cost ${c}/h"))
         }
         Stage::Blocked => ("blocked".into(), "outside the blocked resources".into()),
+    }
+}
+
+/// The default shape an alternative implies, in words.
+fn default_text(alt: &Alt) -> String {
+    if alt.default_shape {
+        match &alt.cloud {
+            Some(c) => format!("{c}'s default shape ({})", crate::defaults::cpu_default(c).describe(alt.cpus, alt.memory)),
+            None => "each cloud's default shape (8+ vCPUs and 4 GiB per vCPU on most)".into(),
+        }
+    } else if let Some(h) = alt.gcp_host_cpus {
+        let c = alt.cpus.map_or(h, |c| c.value);
+        format!(
+            "GCP's default host for it ({}+ vCPUs and {}+ GiB)",
+            fmt_count(c),
+            fmt_count(c * crate::defaults::GCP_GPU_HOST_MEMORY_PER_CPU)
+        )
+    } else {
+        "the requested shape".into()
     }
 }
 
@@ -166,6 +196,13 @@ fn explain_alt(ix: &OfferIndex, alt: &Alt, nodes: u32, opts: &PlanOptions) -> Fi
             Some(id) => ix.by_itype.get(&id).cloned().unwrap_or_default(),
             None => Vec::new(),
         },
+        (None, None) => {
+            let g = &ix.default_pool;
+            let mut v: Vec<u32> = g.on_demand.iter().chain(g.spot.iter()).copied().collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        }
         _ => {
             let g = ix.group(alt.accel.as_ref().map(|c| (c.name.as_str(), c.count)));
             let mut v: Vec<u32> = g.map(|g| g.on_demand.iter().chain(g.spot.iter()).copied().collect()).unwrap_or_default();
@@ -196,6 +233,7 @@ fn explain_alt(ix: &OfferIndex, alt: &Alt, nodes: u32, opts: &PlanOptions) -> Fi
         Stage::Region,
         Stage::Zone,
         Stage::InstanceType,
+        Stage::DefaultRule,
         Stage::Cpus,
         Stage::Memory,
         Stage::Market,

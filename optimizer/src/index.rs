@@ -10,6 +10,8 @@ use std::collections::HashMap;
 
 use skycat_catalog::Offer;
 
+use crate::defaults::{self, CpuDefault};
+
 /// Interns strings to dense u32 ids.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Interner {
@@ -64,7 +66,18 @@ pub(crate) struct Row {
     pub(crate) mem: f32,
     /// The price in this row's market (NaN when not sold that way).
     pub(crate) price: f64,
+    /// `F_*` facts about the offer that SkyPilot's default machine rules look at.
+    pub(crate) flags: u8,
 }
+
+/// The offer carries accelerators.
+pub(crate) const F_ACCEL: u8 = 1;
+/// The instance type is in its cloud's CPU-only default families (or the cloud has none).
+pub(crate) const F_DEFAULT_FAMILY: u8 = 2;
+/// A GCP N1 host carrying a GPU: SkyPilot chooses the host by rule.
+pub(crate) const F_GCP_N1: u8 = 4;
+/// An N1 host of the families SkyPilot attaches GPUs to (n1-standard/highmem/highcpu).
+pub(crate) const F_GCP_DEFAULT_HOST: u8 = 8;
 
 /// Offers grouped by accelerator and count, sorted by price. Build once, probe many times.
 #[derive(Debug, Clone, Default)]
@@ -78,6 +91,12 @@ pub struct OfferIndex {
     pub(crate) mem: Vec<f32>,
     pub(crate) price: Vec<f64>,
     pub(crate) spot: Vec<f64>,
+    pub(crate) flags: Vec<u8>,
+    /// SkyPilot's CPU-only default of each cloud, by cloud id.
+    pub(crate) cpu_defaults: Vec<CpuDefault>,
+    /// What a CPU-only task without an instance type picks from: the CPU-only offers plus the
+    /// GPU machines of clouds whose default includes them, cheapest first per market.
+    pub(crate) default_pool: Group,
     pub(crate) clouds: Interner,
     pub(crate) regions: Interner,
     pub(crate) zones: Interner,
@@ -125,9 +144,29 @@ impl OfferIndex {
         ix.mem.reserve(n);
         ix.price.reserve(n);
         ix.spot.reserve(n);
+        ix.flags.reserve(n);
         for (i, o) in offers.iter().enumerate() {
             let cloud = o.cloud.to_ascii_lowercase();
-            ix.cloud.push(ix.clouds.intern(&cloud));
+            let cid = ix.clouds.intern(&cloud);
+            if cid as usize == ix.cpu_defaults.len() {
+                ix.cpu_defaults.push(defaults::cpu_default(&cloud));
+            }
+            let rule = ix.cpu_defaults[cid as usize];
+            let mut flags = 0u8;
+            if o.has_accelerator() {
+                flags |= F_ACCEL;
+            }
+            if rule.families.is_none_or(|f| defaults::in_family(f, &o.instance_type)) {
+                flags |= F_DEFAULT_FAMILY;
+            }
+            if cloud == "gcp" && o.has_accelerator() && defaults::is_gcp_n1_gpu_host(&o.instance_type) {
+                flags |= F_GCP_N1;
+                if defaults::is_gcp_default_host(&o.instance_type) {
+                    flags |= F_GCP_DEFAULT_HOST;
+                }
+            }
+            ix.flags.push(flags);
+            ix.cloud.push(cid);
             ix.region.push(ix.regions.intern(&o.region));
             ix.zone.push(match &o.zone {
                 Some(z) => ix.zones.intern(z),
@@ -171,6 +210,22 @@ impl OfferIndex {
             g.spot_rows = g.spot.iter().map(|&i| ix.row(i, true)).collect();
         }
         ix.groups = groups;
+        // The CPU-only default pool: CPU offers, and GPU offers of clouds that sell those for
+        // CPU-only tasks (SkyPilot's rule).
+        let in_pool = |i: u32| {
+            let k = i as usize;
+            ix.flags[k] & F_ACCEL == 0 || ix.cpu_defaults[ix.cloud[k] as usize].gpu_instances
+        };
+        let mut pool = Group::default();
+        for g in ix.groups.values() {
+            pool.on_demand.extend(g.on_demand.iter().copied().filter(|&i| in_pool(i)));
+            pool.spot.extend(g.spot.iter().copied().filter(|&i| in_pool(i)));
+        }
+        pool.on_demand.sort_by(|a, b| price[*a as usize].total_cmp(&price[*b as usize]).then(a.cmp(b)));
+        pool.spot.sort_by(|a, b| spot[*a as usize].total_cmp(&spot[*b as usize]).then(a.cmp(b)));
+        pool.on_demand_rows = pool.on_demand.iter().map(|&i| ix.row(i, false)).collect();
+        pool.spot_rows = pool.spot.iter().map(|&i| ix.row(i, true)).collect();
+        ix.default_pool = pool;
         for v in ix.counts_by_name.values_mut() {
             v.sort_unstable();
         }
@@ -218,6 +273,7 @@ impl OfferIndex {
             vcpus: self.vcpus[k],
             mem: self.mem[k],
             price: if spot { self.spot[k] } else { self.price[k] },
+            flags: self.flags[k],
         }
     }
 

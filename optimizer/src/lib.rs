@@ -9,12 +9,15 @@
 //!   diversification, an on-demand floor and a budget.
 //! * [`optimize`] dispatches an [`OptimizeRequest`] (the `POST /optimize` body).
 //!
-//! Semantics follow SkyPilot where it has them: a CPU-only task with neither `cpus` nor
-//! `memory` gets at least 8 vCPUs and 4 GiB per vCPU; `cpus: 4+` means at least 4, `cpus: 4`
+//! Semantics follow SkyPilot where it has them: a task that names no instance type gets each
+//! cloud's default machine ([`defaults`]: 8+ vCPUs and 4 GiB per vCPU from general-purpose
+//! families on AWS/Azure/GCP/OCI, any machine with 30+ vCPUs on Lambda, GCP GPU hosts sized per
+//! GPU); `cpus: 4+` means at least 4, `cpus: 4`
 //! exactly 4; an accelerator count is exact per node; a set of accelerators (or `any_of`) takes
 //! the cheapest, a list (or `ordered`) the first feasible in order; `use_spot` picks the market.
 
 pub mod dag;
+pub mod defaults;
 pub mod egress;
 mod explain;
 pub mod fleet;

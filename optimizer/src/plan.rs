@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::index::{accel_key, OfferIndex, Row, NO_ZONE};
+use crate::index::{accel_key, OfferIndex, Row, F_ACCEL, F_DEFAULT_FAMILY, F_GCP_DEFAULT_HOST, F_GCP_N1, NO_ZONE};
 use crate::spec::{fmt_count, parse_infra, AcceleratorChoice, ResourcesSpec, SizeReq, TaskError, TaskSpec};
 
 /// What to minimize.
@@ -173,6 +173,10 @@ pub struct Plan {
     pub failover: Vec<Placement>,
     /// How many feasible placements exist (before the cap).
     pub feasible_count: usize,
+    /// How SkyPilot's default machine rules shaped the choice, when worth saying: a CPU-only task
+    /// placed on a GPU machine, a relaxed default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// Why no plan could be made.
@@ -220,19 +224,31 @@ pub(crate) struct Alt {
     pub region: Option<String>,
     pub zone: Option<String>,
     pub instance_type: Option<String>,
+    /// What the task asked for; SkyPilot's per-cloud defaults ([`crate::defaults`]) are applied
+    /// per offer on top of these.
     pub cpus: Option<SizeReq>,
     pub memory: Option<SizeReq>,
-    /// SkyPilot's default for CPU-only tasks: memory ≥ ratio × vCPUs.
-    pub mem_ratio: Option<f64>,
+    /// A CPU-only alternative without an instance type: the cloud's default machine rule picks.
+    pub default_shape: bool,
+    /// For an accelerator GCP attaches to N1 hosts: the default host vCPUs (SkyPilot's table).
+    pub gcp_host_cpus: Option<f64>,
+    /// The fallback pass, used only when SkyPilot's rules leave nothing: the CPU-only default
+    /// families are dropped and GCP GPU hosts need no implied memory.
+    pub relaxed: bool,
     pub use_spot: bool,
     pub max_hourly_cost: Option<f64>,
     /// Preference rank: lower is tried first (ordered lists); 0 everywhere for any_of/sets.
     pub rank: (u32, u32),
 }
 
-/// SkyPilot's default CPU-only instance: at least 8 vCPUs, memory ≥ 4 GiB per vCPU.
-pub const DEFAULT_CPUS: f64 = 8.0;
-pub const DEFAULT_MEMORY_PER_CPU: f64 = 4.0;
+impl Alt {
+    /// Whether the relaxed pass could admit something this alternative's strict pass did not.
+    fn relaxable(&self) -> bool {
+        let gcp_ok = self.cloud.as_deref().is_none_or(|c| c == "gcp");
+        (self.default_shape && self.cloud.as_deref().is_none_or(|c| crate::defaults::cpu_default(c).families.is_some()))
+            || (self.gcp_host_cpus.is_some() && self.memory.is_none() && gcp_ok)
+    }
+}
 
 fn merged(base: &ResourcesSpec, over: &ResourcesSpec) -> ResourcesSpec {
     let mut r = base.clone();
@@ -280,12 +296,8 @@ pub(crate) fn resolve(task: &TaskSpec) -> Result<Vec<Alt>, PlanError> {
             None => vec![(None, 0)],
         };
         for (accel, crank) in choices {
-            let defaults = accel.is_none() && e.instance_type.is_none() && e.cpus.is_none() && e.memory.is_none();
-            let (cpus, mem_ratio) = if defaults {
-                (Some(SizeReq { value: DEFAULT_CPUS, at_least: true }), Some(DEFAULT_MEMORY_PER_CPU))
-            } else {
-                (e.cpus, None)
-            };
+            let default_shape = accel.is_none() && e.instance_type.is_none();
+            let gcp_host_cpus = accel.as_ref().and_then(|a| gcp_n1_host_cpus(a));
             let mut label = Vec::new();
             if let Some(a) = &accel {
                 label.push(a.to_string());
@@ -293,14 +305,14 @@ pub(crate) fn resolve(task: &TaskSpec) -> Result<Vec<Alt>, PlanError> {
             if let Some(it) = &e.instance_type {
                 label.push(it.clone());
             }
-            if let Some(c) = cpus {
+            if let Some(c) = e.cpus {
                 label.push(format!("cpus={c}"));
             }
             if let Some(m) = e.memory {
                 label.push(format!("memory={m}"));
             }
-            if let Some(r) = mem_ratio {
-                label.push(format!("memory>={}x", fmt_count(r)));
+            if default_shape && e.cpus.is_none() && e.memory.is_none() {
+                label.push("default CPU instance".into());
             }
             let mut loc = cloud.clone().unwrap_or_else(|| "*".into());
             if let Some(r) = &region {
@@ -324,9 +336,11 @@ pub(crate) fn resolve(task: &TaskSpec) -> Result<Vec<Alt>, PlanError> {
                 region: region.clone(),
                 zone: zone.clone(),
                 instance_type: e.instance_type.clone(),
-                cpus,
+                cpus: e.cpus,
                 memory: e.memory,
-                mem_ratio,
+                default_shape,
+                gcp_host_cpus,
+                relaxed: false,
                 use_spot: e.use_spot.unwrap_or(false),
                 max_hourly_cost: e.max_hourly_cost,
                 rank: (entry_rank, crank),
@@ -334,6 +348,30 @@ pub(crate) fn resolve(task: &TaskSpec) -> Result<Vec<Alt>, PlanError> {
         }
     }
     Ok(alts)
+}
+
+/// SkyPilot's default GCP host vCPUs for an accelerator GCP attaches to N1 hosts (None for the
+/// ones with their own machine families: A100, H100, L4, TPUs…).
+fn gcp_n1_host_cpus(a: &AcceleratorChoice) -> Option<f64> {
+    let info = skycat_catalog::accelerators::canonicalize(&a.name, None);
+    let name = info.as_ref().map_or(a.name.as_str(), |i| i.name.as_str());
+    if info.as_ref().is_some_and(|i| i.kind == skycat_catalog::accelerators::AcceleratorKind::Tpu) {
+        return None;
+    }
+    let fixed = ["A100", "A100-80GB", "L4", "H100", "H100-MEGA", "H200", "B200", "RTXPRO6000", "GB200"];
+    if fixed.iter().any(|f| f.eq_ignore_ascii_case(name)) {
+        return None;
+    }
+    crate::defaults::gcp_host_cpus(name, a.count)
+}
+
+/// The fallback alternatives for [`rank_with_fallback`]: those of `alts` that a relaxed pass
+/// could widen.
+pub(crate) fn relaxed(alts: &[Alt]) -> Vec<Alt> {
+    alts.iter()
+        .filter(|a| a.relaxable())
+        .map(|a| Alt { relaxed: true, label: format!("{} (relaxed default)", a.label), ..a.clone() })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -346,6 +384,8 @@ pub(crate) type BlockedIds = (Option<u32>, Option<Option<u32>>, Option<Option<u3
 /// means "asked for a name the index does not have" (so nothing matches).
 pub(crate) struct Probe<'a> {
     pub alt: &'a Alt,
+    /// SkyPilot's CPU-only default per cloud id.
+    pub cpu_defaults: &'a [crate::defaults::CpuDefault],
     pub cloud: Option<Option<u32>>,
     pub region: Option<Option<u32>>,
     pub zone: Option<Option<u32>>,
@@ -360,6 +400,9 @@ pub(crate) enum Stage {
     Region,
     Zone,
     InstanceType,
+    /// SkyPilot's default machine rule: the instance families a CPU-only default comes from, the
+    /// GPU machines it may use, the hosts GCP attaches GPUs to.
+    DefaultRule,
     Cpus,
     Memory,
     Market,
@@ -368,7 +411,7 @@ pub(crate) enum Stage {
 }
 
 impl<'a> Probe<'a> {
-    pub(crate) fn new(ix: &OfferIndex, alt: &'a Alt, opts: &PlanOptions) -> Probe<'a> {
+    pub(crate) fn new(ix: &'a OfferIndex, alt: &'a Alt, opts: &PlanOptions) -> Probe<'a> {
         let blocked = opts
             .blocked
             .iter()
@@ -382,12 +425,51 @@ impl<'a> Probe<'a> {
             .collect();
         Probe {
             alt,
+            cpu_defaults: &ix.cpu_defaults,
             cloud: alt.cloud.as_ref().map(|c| ix.clouds.get(c)),
             region: alt.region.as_ref().map(|r| ix.regions.get(r)),
             zone: alt.zone.as_ref().map(|z| ix.zones.get(z)),
             itype: alt.instance_type.as_ref().map(|t| ix.itypes.get(t)),
             blocked,
         }
+    }
+
+    /// The vCPU and memory bounds offer row `r` must meet under SkyPilot's default machine rules
+    /// (vCPUs, memory GiB, GiB per vCPU), or the stage that rules it out altogether.
+    #[inline(always)]
+    pub(crate) fn shape(&self, r: &Row) -> Result<(Option<SizeReq>, Option<SizeReq>, Option<f64>), Stage> {
+        let a = self.alt;
+        if a.default_shape {
+            let rule = &self.cpu_defaults[r.cloud as usize];
+            if r.flags & F_ACCEL != 0 && !rule.gpu_instances {
+                return Err(Stage::DefaultRule);
+            }
+            if !a.relaxed && r.flags & F_DEFAULT_FAMILY == 0 {
+                return Err(Stage::DefaultRule);
+            }
+            return Ok(rule.bounds(a.cpus, a.memory));
+        }
+        if r.flags & F_GCP_N1 != 0 {
+            if let Some(host) = a.gcp_host_cpus {
+                if r.flags & F_GCP_DEFAULT_HOST == 0 {
+                    return Err(Stage::DefaultRule);
+                }
+                let cpus = a.cpus.or_else(|| a.memory.is_none().then_some(SizeReq { value: host, at_least: true }));
+                let memory = match (a.memory, cpus) {
+                    (Some(m), _) => Some(m),
+                    (None, Some(c)) if !a.relaxed => {
+                        Some(SizeReq { value: c.value * crate::defaults::GCP_GPU_HOST_MEMORY_PER_CPU, at_least: true })
+                    }
+                    _ => None,
+                };
+                return Ok((cpus, memory, None));
+            }
+        }
+        if a.relaxed {
+            // The relaxed pass only widens the rules above.
+            return Err(Stage::DefaultRule);
+        }
+        Ok((a.cpus, a.memory, None))
     }
 
     /// The first stage offer `i` fails in the given market, or None if it passes all.
@@ -418,30 +500,35 @@ impl<'a> Probe<'a> {
             return Some(Stage::InstanceType);
         }
         let a = self.alt;
-        // SkyPilot's implicit CPU-only default (8+ vCPUs, 4 GiB per vCPU; marked by `mem_ratio`)
-        // is an instance-selection rule for clouds: an offer whose shape is unknown (an SSH pool
-        // that declares no cpus/memory) is admitted, while explicit requirements still cut it.
-        let implicit_default_on_unknown_shape = a.mem_ratio.is_some() && r.vcpus.is_nan() && r.mem.is_nan();
-        if let Some(c) = a.cpus.filter(|_| !implicit_default_on_unknown_shape) {
-            let v = r.vcpus;
-            if v.is_nan() || !c.admits(v as f64) {
-                return Some(Stage::Cpus);
-            }
-        }
-        if (a.memory.is_some() || a.mem_ratio.is_some()) && !implicit_default_on_unknown_shape {
-            let m = r.mem;
-            if m.is_nan() {
-                return Some(Stage::Memory);
-            }
-            if let Some(req) = a.memory {
-                if !req.admits(m as f64) {
-                    return Some(Stage::Memory);
+        let (cpus, memory, ratio) = match self.shape(r) {
+            Ok(b) => b,
+            Err(stage) => return Some(stage),
+        };
+        // An offer whose shape is unknown (an SSH pool that declares no cpus/memory) is admitted
+        // by a default (implied) shape; what the task asked for explicitly still cuts it.
+        let unknown_shape = r.vcpus.is_nan() && r.mem.is_nan() && a.cpus.is_none() && a.memory.is_none();
+        if !unknown_shape {
+            if let Some(c) = cpus {
+                let v = r.vcpus;
+                if v.is_nan() || !c.admits(v as f64) {
+                    return Some(Stage::Cpus);
                 }
             }
-            if let Some(ratio) = a.mem_ratio {
-                let v = r.vcpus;
-                if v.is_nan() || (m as f64) + 1e-6 < ratio * v as f64 {
+            if memory.is_some() || ratio.is_some() {
+                let m = r.mem;
+                if m.is_nan() {
                     return Some(Stage::Memory);
+                }
+                if let Some(req) = memory {
+                    if !req.admits(m as f64) {
+                        return Some(Stage::Memory);
+                    }
+                }
+                if let Some(ratio) = ratio {
+                    let v = r.vcpus;
+                    if v.is_nan() || (m as f64) + 1e-6 < ratio * v as f64 {
+                        return Some(Stage::Memory);
+                    }
                 }
             }
         }
@@ -488,6 +575,10 @@ impl<'a> Probe<'a> {
                     ids.iter().map(|&i| ix.row(i, a.use_spot)).filter(|r| r.price.is_finite()).collect();
                 rows.sort_by(|x, y| x.price.total_cmp(&y.price).then(x.id.cmp(&y.id)));
                 Universe::Owned(rows)
+            }
+            (None, false) => {
+                let g = &ix.default_pool;
+                Universe::Borrowed(if a.use_spot { &g.spot_rows } else { &g.on_demand_rows })
             }
             _ => {
                 let g = ix.group(a.accel.as_ref().map(|c| (c.name.as_str(), c.count)));
@@ -548,6 +639,8 @@ pub(crate) fn placement(ix: &OfferIndex, i: usize, spot: bool, num_nodes: u32, h
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Cand {
     pub id: u32,
+    /// Index of the alternative it satisfies.
+    pub alt: u32,
     pub spot: bool,
     pub rank: (u32, u32),
     pub hours: f64,
@@ -585,7 +678,7 @@ pub(crate) fn rank(ix: &OfferIndex, alts: &[Alt], num_nodes: u32, opts: &PlanOpt
     let mut count = 0usize;
     // Alternatives may overlap (any_of entries in the same region, say): count each offer once.
     let mut seen: Vec<u8> = if alts.len() > 1 { vec![0; ix.len()] } else { Vec::new() };
-    for alt in alts {
+    for (ai, alt) in alts.iter().enumerate() {
         let probe = Probe::new(ix, alt, opts);
         let hours = opts.hours_for(alt.accel.as_ref().map(|a| a.name.as_str()));
         let uni = probe.universe(ix);
@@ -606,6 +699,7 @@ pub(crate) fn rank(ix: &OfferIndex, alts: &[Alt], num_nodes: u32, opts: &PlanOpt
             count += 1;
             let c = Cand {
                 id,
+                alt: ai as u32,
                 spot,
                 rank: alt.rank,
                 hours,
@@ -636,6 +730,85 @@ pub(crate) fn rank(ix: &OfferIndex, alts: &[Alt], num_nodes: u32, opts: &PlanOpt
     Ranked { top, per_cloud, count }
 }
 
+/// [`rank`], then, when SkyPilot's default machine rules leave nothing, the relaxed pass
+/// ([`relaxed`]). Returns the ranking and the alternatives its candidates index into.
+pub(crate) fn rank_with_fallback(
+    ix: &OfferIndex,
+    alts: &[Alt],
+    num_nodes: u32,
+    opts: &PlanOptions,
+    cap: usize,
+) -> (Ranked, Option<Vec<Alt>>) {
+    let r = rank(ix, alts, num_nodes, opts, cap);
+    if r.top.is_empty() {
+        let rel = relaxed(alts);
+        if !rel.is_empty() {
+            let r2 = rank(ix, &rel, num_nodes, opts, cap);
+            if !r2.top.is_empty() {
+                return (r2, Some(rel));
+            }
+        }
+    }
+    (r, None)
+}
+
+/// Notes on how SkyPilot's default machine rules shaped the chosen placement: a CPU-only task
+/// on a GPU machine, or a relaxed rule.
+pub(crate) fn notes(ix: &OfferIndex, alt: &Alt, c: &Cand, opts: &PlanOptions) -> Vec<String> {
+    let i = c.id as usize;
+    let o = &ix.offers[i];
+    let cloud = ix.clouds.name(ix.cloud[i]);
+    let mut out = Vec::new();
+    if alt.default_shape {
+        let rule = ix.cpu_defaults[ix.cloud[i] as usize];
+        let want = rule.describe(alt.cpus, alt.memory);
+        if alt.relaxed {
+            out.push(format!(
+                "no instance of SkyPilot's default CPU families fits this task here; relaxed to any {cloud} \
+                 instance with {want}: {}",
+                o.instance_type
+            ));
+        }
+        if o.has_accelerator() {
+            let gpus = format!("{}:{}", o.accelerator_name.as_deref().unwrap_or("?"), fmt_count(o.accelerator_count));
+            let probe = Probe::new(ix, alt, opts);
+            let cpu_only_fits = ix
+                .group(None)
+                .map(|g| if c.spot { &g.spot_rows } else { &g.on_demand_rows })
+                .is_some_and(|rows| rows.iter().any(|r| r.cloud == ix.cloud[i] && probe.fails_row(r).is_none()));
+            if cpu_only_fits {
+                out.push(format!(
+                    "CPU-only task on a GPU machine: {} ({gpus}) is the cheapest {cloud} instance with {want}; \
+                     SkyPilot picks {cloud}'s default from all its instances, GPU machines included",
+                    o.instance_type
+                ));
+            } else {
+                out.push(format!(
+                    "CPU-only task on a GPU machine: {cloud} sells no CPU-only machine with {want}, so {} ({gpus}), \
+                     its cheapest machine that has them, is used, as SkyPilot does",
+                    o.instance_type
+                ));
+            }
+        }
+    } else if alt.relaxed {
+        if let (Some(host), Some(a)) = (alt.gcp_host_cpus, &alt.accel) {
+            let cpus = alt.cpus.map_or(host, |c| c.value);
+            let mem = cpus * crate::defaults::GCP_GPU_HOST_MEMORY_PER_CPU;
+            out.push(format!(
+                "no n1-standard/highmem/highcpu host with {}+ vCPUs and {}+ GiB (SkyPilot's default GCP host) carries {a} \
+                 in this catalog; relaxed to {}+ vCPUs with no memory bound: {} ({} vCPUs, {} GiB)",
+                fmt_count(cpus),
+                fmt_count(mem),
+                fmt_count(cpus),
+                o.instance_type,
+                o.vcpus.map(fmt_count).unwrap_or_else(|| "?".into()),
+                o.memory_gib.map(fmt_count).unwrap_or_else(|| "?".into()),
+            ));
+        }
+    }
+    out
+}
+
 /// Plans one task: the cheapest (or fastest) feasible placement, the cheapest per cloud, and the
 /// failover order.
 pub fn plan(task: &TaskSpec, index: &OfferIndex, opts: &PlanOptions) -> Result<Plan, PlanError> {
@@ -644,22 +817,25 @@ pub fn plan(task: &TaskSpec, index: &OfferIndex, opts: &PlanOptions) -> Result<P
     let alts = resolve(task)?;
     let num_nodes = task.num_nodes.unwrap_or(1);
     let cap = if opts.max_failover == 0 { usize::MAX } else { opts.max_failover.max(1) };
-    let r = rank(index, &alts, num_nodes, opts, cap);
+    let (r, relaxed_alts) = rank_with_fallback(index, &alts, num_nodes, opts, cap);
     let Some(best) = r.top.first().copied() else {
         return Err(crate::explain::explain(index, &alts, num_nodes, opts));
     };
+    let used = relaxed_alts.as_deref().unwrap_or(&alts);
+    let notes = notes(index, &used[best.alt as usize], &best, opts);
     let mk = |c: &Cand| placement(index, c.id as usize, c.spot, num_nodes, c.hours);
     let chosen = mk(&best);
     Ok(Plan {
         task_name: task.name.clone(),
         minimize: opts.minimize,
         num_nodes,
-        requested: alts.iter().map(|a| a.label.clone()).collect(),
+        requested: used.iter().map(|a| a.label.clone()).collect(),
         hourly_total: chosen.hourly_total,
         total_cost: chosen.total_cost,
         chosen,
         per_cloud_cheapest: r.per_cloud.iter().map(|(_, c)| mk(c)).collect(),
         failover: r.top.iter().map(mk).collect(),
         feasible_count: r.count,
+        notes,
     })
 }

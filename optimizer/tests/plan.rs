@@ -53,12 +53,18 @@ fn total_is_nodes_times_hours() {
 #[test]
 fn cpu_only_default_is_8_vcpus_and_32_gib() {
     let p = ok("run: echo hi\n");
-    // e2-standard-8 (8 vCPU, 32 GiB) is the cheapest with ≥8 vCPUs and ≥4 GiB/vCPU; the
-    // cheaper c6i.2xlarge has only 16 GiB and the m6i.large only 2 vCPUs.
-    assert_eq!(p.chosen.instance_type, "e2-standard-8");
+    // SkyPilot's default on AWS/Azure/GCP: ≥8 vCPUs and ≥4 GiB/vCPU from general-purpose
+    // families. m6i.2xlarge (8 vCPU, 32 GiB, $0.384) ties Azure's D8s_v5; the cheaper
+    // c6i.2xlarge has only 16 GiB, m6i.large only 2 vCPUs, and e2-standard-8 ($0.268) is not in
+    // GCP's default families (n2/n4), so SkyPilot never picks it.
+    assert_eq!(p.chosen.instance_type, "m6i.2xlarge");
     assert!(p.failover.iter().all(|c| c.vcpus.unwrap() >= 8.0 && c.memory_gib.unwrap() >= 32.0));
-    assert!(p.failover.iter().all(|c| c.accelerator.is_none()));
-    assert!(p.requested[0].contains("cpus=8+"), "{:?}", p.requested);
+    assert!(p.failover.iter().all(|c| c.instance_type != "e2-standard-8"));
+    // Lambda's default (30+ vCPUs) comes from all its machines: the 8×H100 one qualifies.
+    assert!(p.failover.iter().any(|c| c.cloud == "lambda" && c.accelerator.is_some()));
+    assert!(p.failover.iter().filter(|c| c.cloud != "lambda").all(|c| c.accelerator.is_none()));
+    assert!(p.requested[0].contains("default CPU instance"), "{:?}", p.requested);
+    assert!(p.notes.is_empty(), "{:?}", p.notes);
 }
 
 #[test]
@@ -212,8 +218,11 @@ fn infeasible_names_the_cutting_constraint() {
     assert_eq!(nearest[0].cloud, "lambda");
     let (_, cut_by, _) = infeasible("resources:\n  accelerators: H100:8\n  infra: aws/eu-west-1\n", &o);
     assert_eq!(cut_by, "region=eu-west-1");
-    let (_, cut_by, _) = infeasible("resources:\n  cpus: 64+\n", &o);
-    assert_eq!(cut_by, "cpus=64+");
+    // 64+ vCPUs: only Lambda's 8×H100 machine (208 vCPUs) has them, and SkyPilot's Lambda
+    // default takes GPU machines; 300+ has nothing.
+    assert_eq!(ok("resources:\n  cpus: 64+\n").chosen.instance_type, "gpu_8x_h100_sxm5");
+    let (_, cut_by, _) = infeasible("resources:\n  cpus: 300+\n", &o);
+    assert_eq!(cut_by, "cpus=300+");
     let (_, cut_by, _) = infeasible("resources:\n  cpus: 8\n  memory: 500+\n", &o);
     assert!(cut_by.starts_with("memory"), "{cut_by}");
     let (reason, cut_by, _) = infeasible("resources:\n  accelerators: H100:1\n  use_spot: true\n", &o);

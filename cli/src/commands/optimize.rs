@@ -132,6 +132,9 @@ pub fn render_plan_table_with(plan: &Plan, failover_rows: usize) -> String {
         "Estimated cost: ${:.2} / hour; ${:.2} for {} h",
         plan.hourly_total, plan.total_cost, plan.chosen.hours
     );
+    for n in &plan.notes {
+        let _ = writeln!(out, "Note: {n}");
+    }
     let _ = writeln!(out);
     let _ = writeln!(out, "Considered resources ({nodes}), cheapest per cloud:");
     let _ = writeln!(out, "{}", placement_table(&plan.per_cloud_cheapest, &plan.chosen));

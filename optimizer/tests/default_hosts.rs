@@ -1,0 +1,145 @@
+//! SkyPilot's default machine rules (SkyPilot 0.14.1): GCP's GPU hosts, and CPU-only tasks on
+//! clouds that sell GPU machines only (issue 11 item 4). Over the shipped catalog
+//! (`catalog-data/*.parquet`) and over hand-built offers.
+
+mod common;
+
+use std::path::Path;
+
+use common::offer;
+use skycat_optimizer::{parse_task_yaml, plan, OfferIndex, Plan, PlanError, PlanOptions};
+
+fn shipped(clouds: &[&str]) -> OfferIndex {
+    let mut offers = Vec::new();
+    for c in clouds {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../catalog-data").join(format!("{c}.parquet"));
+        offers.extend(skycat_catalog::parquet::read_offers(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())));
+    }
+    OfferIndex::build(&offers)
+}
+
+fn plan_yaml(ix: &OfferIndex, yaml: &str) -> Result<Plan, PlanError> {
+    plan(&parse_task_yaml(yaml).expect("task parses"), ix, &PlanOptions::default())
+}
+
+/// The seed's `chatbot-meta.yaml` (SkyPilot's llm/llama-2 example): `V100:1`, `disk_size: 1024`.
+fn chatbot_meta() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama2_chatbot.yaml")).expect("fixture")
+}
+
+fn pinned(yaml: &str, infra: &str) -> String {
+    yaml.replacen("resources:\n", &format!("resources:\n  infra: {infra}\n"), 1)
+}
+
+#[test]
+fn chatbot_meta_on_gcp_gets_at_least_8_vcpus() {
+    let ix = shipped(&["gcp"]);
+    let p = plan_yaml(&ix, &pinned(&chatbot_meta(), "gcp")).expect("feasible");
+    assert_eq!(p.chosen.cloud, "gcp");
+    assert_eq!(p.chosen.accelerator.as_deref(), Some("V100"));
+    assert!(p.chosen.vcpus.unwrap() >= 8.0, "{:?}", p.chosen);
+    // Never the 2-vCPU host the cheapest-first walk found before.
+    assert!(p.failover.iter().all(|c| c.vcpus.unwrap() >= 8.0), "{:?}", p.failover);
+    // The shipped GCP catalog is an excerpt: its only n1 host with 8+ vCPUs and 32+ GiB
+    // (n1-highmem-8) is in us-central2-b, where no V100 is sold. SkyPilot finds nothing; skycat
+    // relaxes the implied memory and says so.
+    assert_eq!(p.chosen.instance_type, "n1-standard-8");
+    assert!(p.notes.iter().any(|n| n.contains("relaxed") && n.contains("V100")), "{:?}", p.notes);
+}
+
+#[test]
+fn gcp_gpu_hosts_follow_skypilots_table() {
+    let z = Some("us-central1-a");
+    let v100 = Some(("V100", 1.0));
+    let t4 = Some(("T4", 1.0));
+    let offers = vec![
+        // host price + GPU price, as the catalog composes them.
+        offer("gcp", "us-central1", z, "n1-highcpu-2", v100, 2.0, 1.8, Some(2.55), Some(0.8)),
+        offer("gcp", "us-central1", z, "n1-standard-8", v100, 8.0, 30.0, Some(2.86), Some(0.9)),
+        offer("gcp", "us-central1", z, "n1-highmem-8", v100, 8.0, 52.0, Some(2.95), Some(0.95)),
+        offer("gcp", "us-central1", z, "n1-megamem-8", v100, 8.0, 60.0, Some(2.90), Some(0.9)),
+        offer("gcp", "us-central1", z, "n1-standard-2", t4, 2.0, 7.5, Some(0.45), Some(0.2)),
+        offer("gcp", "us-central1", z, "n1-standard-4", t4, 4.0, 15.0, Some(0.54), Some(0.25)),
+        offer("gcp", "us-central1", z, "n1-highmem-4", t4, 4.0, 26.0, Some(0.59), Some(0.27)),
+        offer("gcp", "us-central1", z, "n1-standard-8", t4, 8.0, 30.0, Some(0.73), Some(0.3)),
+    ];
+    let ix = OfferIndex::build(&offers);
+    // V100:1: 8+ vCPUs and 32+ GiB from n1-standard/highmem/highcpu.
+    let p = plan_yaml(&ix, "resources:\n  accelerators: V100:1\n").unwrap();
+    assert_eq!(p.chosen.instance_type, "n1-highmem-8");
+    assert!(p.notes.is_empty(), "{:?}", p.notes);
+    assert_eq!(p.feasible_count, 1);
+    // T4:1: 4+ vCPUs and 16+ GiB: n1-standard-4 has 15.
+    let p = plan_yaml(&ix, "resources:\n  accelerators: T4:1\n").unwrap();
+    assert_eq!(p.chosen.instance_type, "n1-highmem-4");
+    // cpus given, memory not: 4 GiB per requested vCPU.
+    let p = plan_yaml(&ix, "resources:\n  accelerators: T4:1\n  cpus: 8\n").unwrap();
+    assert_eq!(p.chosen.instance_type, "n1-standard-8");
+    let p = plan_yaml(&ix, "resources:\n  accelerators: T4:1\n  cpus: 2+\n").unwrap();
+    assert_eq!(p.chosen.instance_type, "n1-standard-4", "2+ vCPUs needs 8+ GiB: n1-standard-2 has 7.5");
+    // Both given: taken as written.
+    let p = plan_yaml(&ix, "resources:\n  accelerators: T4:1\n  cpus: 2+\n  memory: 4+\n").unwrap();
+    assert_eq!(p.chosen.instance_type, "n1-standard-2");
+    // Memory alone: no vCPU default.
+    let p = plan_yaml(&ix, "resources:\n  accelerators: V100:1\n  memory: 1+\n").unwrap();
+    assert_eq!(p.chosen.instance_type, "n1-highcpu-2");
+    // Explicitly asking for more than the family offers is infeasible, naming the rule's bound.
+    match plan_yaml(&ix, "resources:\n  accelerators: V100:1\n  cpus: 8\n  memory: 60\n") {
+        Err(PlanError::Infeasible { cut_by, .. }) => assert!(cut_by.starts_with("memory") || cut_by.contains("host"), "{cut_by}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn cpu_only_on_lambda_gets_the_cheapest_machine_with_enough_vcpus() {
+    let ix = shipped(&["lambda"]);
+    for yaml in ["resources:\n  cpus: 8+\n  infra: lambda\n", "resources:\n  cpus: 16+\n  infra: lambda\n", "resources:\n  infra: lambda\nrun: echo hi\n"] {
+        let p = plan_yaml(&ix, yaml).unwrap_or_else(|e| panic!("{yaml}: {e}"));
+        assert_eq!(p.chosen.instance_type, "gpu_1x_a10", "{yaml}");
+        assert_eq!(p.chosen.accelerator.as_deref(), Some("A10"));
+        assert_eq!(p.notes.len(), 1, "{:?}", p.notes);
+        let note = &p.notes[0];
+        assert!(note.contains("GPU machine") && note.contains("gpu_1x_a10") && note.contains("lambda"), "{note}");
+    }
+    // 4 vCPUs exactly: Lambda's CPU machine fits, no note.
+    let p = plan_yaml(&ix, "resources:\n  cpus: 4\n  infra: lambda\n").unwrap();
+    assert_eq!(p.chosen.instance_type, "cpu_4x_general");
+    assert!(p.notes.is_empty());
+}
+
+#[test]
+fn cpu_only_defaults_per_cloud() {
+    let offers = vec![
+        offer("aws", "us-east-1", None, "t3.2xlarge", None, 8.0, 32.0, Some(0.33), None),
+        offer("aws", "us-east-1", None, "m6i.2xlarge", None, 8.0, 32.0, Some(0.384), None),
+        offer("aws", "us-east-1", None, "c6i.2xlarge", None, 8.0, 16.0, Some(0.34), None),
+        offer("runpod", "CA", None, "cpu3c-2-4", None, 2.0, 4.0, Some(0.08), None),
+        offer("runpod", "CA", None, "1x_RTX3090", Some(("RTX3090", 1.0)), 8.0, 24.0, Some(0.22), None),
+        offer("fluidstack", "ARIZONA_USA", None, "A100_PCIE_80GB::1", Some(("A100-80GB", 1.0)), 6.0, 60.0, Some(1.8), None),
+        offer("ovhcloud", "GRA", None, "b3-8", None, 2.0, 8.0, Some(0.05), None),
+    ];
+    let ix = OfferIndex::build(&offers);
+    // AWS: the default families only (t3 is outside them), ≥4 GiB per vCPU.
+    let p = plan_yaml(&ix, "resources:\n  infra: aws\n").unwrap();
+    assert_eq!(p.chosen.instance_type, "m6i.2xlarge");
+    let p = plan_yaml(&ix, "resources:\n  infra: aws\n  cpus: 8\n").unwrap();
+    assert_eq!(p.chosen.instance_type, "m6i.2xlarge", "memory defaults to 4 GiB per vCPU");
+    let p = plan_yaml(&ix, "resources:\n  infra: aws\n  cpus: 8\n  memory: 16\n").unwrap();
+    assert_eq!(p.chosen.instance_type, "c6i.2xlarge");
+    // RunPod's default has no size bound: the cheapest machine.
+    let p = plan_yaml(&ix, "resources:\n  infra: runpod\n").unwrap();
+    assert_eq!(p.chosen.instance_type, "cpu3c-2-4");
+    let p = plan_yaml(&ix, "resources:\n  infra: runpod\n  cpus: 4+\n").unwrap();
+    assert_eq!(p.chosen.instance_type, "1x_RTX3090");
+    assert!(p.notes[0].contains("GPU machine"), "{:?}", p.notes);
+    // Fluidstack: 6+ vCPUs, any machine.
+    let p = plan_yaml(&ix, "resources:\n  infra: fluidstack\n").unwrap();
+    assert_eq!(p.chosen.instance_type, "A100_PCIE_80GB::1");
+    // A cloud SkyPilot has no rule for keeps the common default: 8+ vCPUs, CPU machines only.
+    assert!(matches!(plan_yaml(&ix, "resources:\n  infra: ovhcloud\n"), Err(PlanError::Infeasible { .. })));
+    // Outside the default families only when nothing inside fits: relaxed, with a note.
+    let only_t3 = OfferIndex::build(&offers[..1]);
+    let p = plan_yaml(&only_t3, "resources:\n  infra: aws\n").unwrap();
+    assert_eq!(p.chosen.instance_type, "t3.2xlarge");
+    assert!(p.notes.iter().any(|n| n.contains("relaxed")), "{:?}", p.notes);
+}
