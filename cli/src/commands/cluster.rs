@@ -350,9 +350,7 @@ pub fn launch_request(cluster: &str, task: TaskRun, spec: &skycat_optimizer::Tas
 async fn launch(a: LaunchArgs) -> Result<()> {
     check_cluster_name(&a.cluster)?;
     let (task, spec) = load_task(a.task.as_deref(), &a.resources)?;
-    if a.down && a.idle_minutes.is_none() {
-        bail!("--down needs -i IDLE_MINUTES (autostop with teardown)");
-    }
+    let (idle_minutes, down) = crate::commands::task_args::autostop(&spec, a.idle_minutes, a.down)?;
     if let Some(m) = a.idle_minutes {
         if !(m.is_finite() && m >= 0.0) {
             bail!("-i {m}: idle minutes must be a number >= 0");
@@ -378,8 +376,8 @@ async fn launch(a: LaunchArgs) -> Result<()> {
     }
     let mut req = launch_request(&a.cluster, task, &spec, lp.as_ref())?;
     req.no_setup = a.no_setup;
-    req.idle_minutes = a.idle_minutes;
-    req.down_on_idle = a.down;
+    req.idle_minutes = idle_minutes;
+    req.down_on_idle = down;
     req.server_url = a.server_url.clone();
     req.heartbeat_interval_secs = a.heartbeat_secs;
     let out = ctl.launch(&req).await?;

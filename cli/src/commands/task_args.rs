@@ -193,19 +193,54 @@ pub fn load_task(path: Option<&Path>, flags: &ResourceFlags) -> Result<(TaskRun,
     };
     flags.apply(&mut spec)?;
     let shown = path.map(|p| p.display().to_string()).unwrap_or_else(|| "task".into());
+    // Every SkyPilot field is honoured, refused in one line, or ignored with a warning
+    // (docs/skypilot-fields.md).
+    let report = spec.field_report();
+    if let Some(first) = report.refused.first() {
+        let more = match report.refused.len() {
+            1 => String::new(),
+            n => format!(
+                " (and {} more: {})",
+                n - 1,
+                report.refused[1..].iter().map(|e| e.field.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        };
+        bail!("{shown}: {first}{more}");
+    }
+    for w in &report.warnings {
+        eprintln!("warning: {shown}: {w}");
+    }
+    if let Some(r) = spec.resources.as_mut() {
+        // SkyPilot's deprecated alias.
+        let alias = |r: &mut skycat_optimizer::ResourcesSpec| {
+            if r.disk_size.is_none() {
+                r.disk_size = r.ephemeral_storage;
+            }
+        };
+        alias(r);
+        r.any_of.iter_mut().flatten().chain(r.ordered.iter_mut().flatten()).for_each(alias);
+    }
+    // Envs; a null value is "supply it at launch".
     let mut envs = BTreeMap::new();
+    let mut null_envs = Vec::new();
     for (k, v) in spec.envs.clone().unwrap_or_default() {
-        envs.insert(k, v.0.unwrap_or_default());
+        match v.0 {
+            Some(v) => {
+                envs.insert(k, v);
+            }
+            None => null_envs.push(k),
+        }
     }
     // The YAML's `secrets:` (SkyPilot's): envs whose values are never shown; a null value must
     // come from --secret.
     let mut secret_envs = Vec::new();
+    let mut null_secrets = Vec::new();
     match &spec.secrets {
         None | Some(serde_json::Value::Null) => {}
         Some(serde_json::Value::Object(m)) => {
             for (k, v) in m {
                 match v {
-                    serde_json::Value::Null => {}
+                    serde_json::Value::Null => null_secrets.push(k.clone()),
                     serde_json::Value::String(s) => {
                         envs.insert(k.clone(), s.clone());
                     }
@@ -226,12 +261,15 @@ pub fn load_task(path: Option<&Path>, flags: &ResourceFlags) -> Result<(TaskRun,
             secret_envs.push(k);
         }
     }
-    if let Some(k) = secret_envs.iter().find(|k| !envs.get(*k).is_some_and(|v| !v.is_empty())) {
-        bail!("{shown}: secret {k} has no value; pass it with --secret {k}=VALUE (or --secret {k} to take it from this environment)");
+    if let Some(k) = null_secrets.iter().find(|k| !envs.contains_key(*k)) {
+        bail!("{shown}: secrets.{k} has no value; pass it with --secret {k}=VALUE (or --secret {k} to take it from this environment)");
     }
-    if let Some(missing) = spec.envs.iter().flatten().find(|(k, v)| v.0.is_none() && !envs.get(*k).is_some_and(|x| !x.is_empty())) {
-        bail!("{shown}: env {} has no value in the YAML; pass it with -e {}=VALUE or --secret {}", missing.0, missing.0, missing.0);
+    if let Some(k) = null_envs.iter().find(|k| !envs.contains_key(*k)) {
+        bail!("{shown}: envs.{k} has no value in the YAML; pass it with -e {k}=VALUE (or --env-file, or --secret {k}=VALUE)");
     }
+    // SkyPilot substitutes ${VAR} / $VAR from the envs (and inline secrets) in workdir and
+    // file_mounts (keys, values, bucket names).
+    spec.fill_in_envs(&envs);
     let workdir = match &spec.workdir {
         None => None,
         Some(serde_json::Value::String(s)) => Some(match path.and_then(|p| p.parent()) {
@@ -239,7 +277,7 @@ pub fn load_task(path: Option<&Path>, flags: &ResourceFlags) -> Result<(TaskRun,
             Some(dir) if Path::new(s).is_relative() && !dir.as_os_str().is_empty() => dir.join(s),
             _ => PathBuf::from(s),
         }),
-        Some(_) => bail!("{shown}: workdir: only a local folder path is supported"),
+        Some(_) => bail!("{shown}: workdir: must be a local folder path"),
     };
     let gpus = spec
         .resources
@@ -248,6 +286,13 @@ pub fn load_task(path: Option<&Path>, flags: &ResourceFlags) -> Result<(TaskRun,
         .and_then(|a| a.choices.first())
         .map(|c| c.count)
         .unwrap_or(0.0);
+    // file_mounts: local sources relative to the YAML, as the workdir; buckets with this
+    // machine's credentials for their stores (passed to the nodes as secrets).
+    let home_dir = std::env::var_os("HOME").map(PathBuf::from);
+    let base = path.and_then(|p| p.parent()).filter(|d| !d.as_os_str().is_empty());
+    let file_mounts = skycat_controller::mounts::parse(spec.file_mounts.as_ref().unwrap_or(&BTreeMap::new()), base, home_dir.as_deref())
+        .map_err(|e| anyhow!("{shown}: {e}"))?;
+    let storage_envs = skycat_controller::mounts::credentials_for(&file_mounts, |k| std::env::var(k).ok()).map_err(|e| anyhow!("{shown}: {e}"))?;
     let run = TaskRun {
         name: spec.name.clone(),
         num_nodes: spec.num_nodes.unwrap_or(1),
@@ -258,8 +303,27 @@ pub fn load_task(path: Option<&Path>, flags: &ResourceFlags) -> Result<(TaskRun,
         workdir_archive: None,
         gpus_per_node: gpus,
         secret_envs,
+        file_mounts,
+        storage_envs,
     };
     Ok((run, spec))
+}
+
+/// The autostop a launch applies: `-i`/`--down` win over the YAML's `resources.autostop`.
+/// Returns (idle minutes, tear down instead of stop).
+pub fn autostop(spec: &TaskSpec, flag_idle: Option<f64>, flag_down: bool) -> Result<(Option<f64>, bool)> {
+    if flag_idle.is_some() {
+        return Ok((flag_idle, flag_down));
+    }
+    let yaml = match &spec.resources {
+        Some(r) => r.autostop_setting().map_err(|e| anyhow!("{e}"))?,
+        None => None,
+    };
+    let idle = yaml.and_then(|a| a.idle_minutes);
+    if flag_down && idle.is_none() {
+        bail!("--down needs -i IDLE_MINUTES (autostop with teardown) or resources.autostop in the task");
+    }
+    Ok((idle, flag_down || (idle.is_some() && yaml.is_some_and(|a| a.down))))
 }
 
 #[cfg(test)]
@@ -346,5 +410,54 @@ mod tests {
         assert!(stored.contains("llama"), "{stored}");
         std::fs::write(&yaml, "run: echo hi\nsecrets: [A]\n").unwrap();
         assert!(load_task(Some(&yaml), &ResourceFlags::default()).unwrap_err().to_string().contains("secrets"));
+    }
+
+    #[test]
+    fn null_envs_must_be_given_and_fields_are_refused_in_one_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = dir.path().join("task.yaml");
+        std::fs::write(&yaml, "run: echo $HF_TOKEN\nenvs:\n  HF_TOKEN: null\n  SIZE: 7\n").unwrap();
+        let err = load_task(Some(&yaml), &ResourceFlags::default()).unwrap_err().to_string();
+        assert!(err.contains("envs.HF_TOKEN") && err.contains("-e HF_TOKEN=VALUE"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+        // An empty value is a value, as in SkyPilot.
+        let flags = ResourceFlags { env: vec!["HF_TOKEN=".into()], ..Default::default() };
+        let (run, _) = load_task(Some(&yaml), &flags).unwrap();
+        assert_eq!(run.envs["HF_TOKEN"], "");
+        // Refused fields: one line naming the field and what to do instead.
+        std::fs::write(&yaml, "run: x\nservice:\n  replicas: 2\nresources:\n  disk_tier: ultra\n").unwrap();
+        let err = load_task(Some(&yaml), &ResourceFlags::default()).unwrap_err().to_string();
+        assert!(err.contains("service: SkyServe is not supported") && err.contains("and 1 more: resources.disk_tier"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+        // Warned fields launch.
+        std::fs::write(&yaml, "run: x\nresources:\n  disk_tier: best\n  labels:\n    team: ml\n  ephemeral_storage: 100\n").unwrap();
+        let (_, spec) = load_task(Some(&yaml), &ResourceFlags::default()).unwrap();
+        assert_eq!(spec.resources.unwrap().disk_size, Some(skycat_optimizer::spec::DiskSize(100.0)), "ephemeral_storage is disk_size");
+    }
+
+    #[test]
+    fn envs_are_substituted_in_workdir_and_file_mounts() {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = dir.path().join("task.yaml");
+        std::fs::write(
+            &yaml,
+            "run: x\nworkdir: src-${SIZE}\nenvs:\n  SIZE: 7\n  BUCKET: null\nfile_mounts:\n  /data/llama-${SIZE}b: s3://$BUCKET/llama-${SIZE}b\n",
+        )
+        .unwrap();
+        let flags = ResourceFlags { env: vec!["BUCKET=weights".into(), "SIZE=13".into()], ..Default::default() };
+        let (run, spec) = load_task(Some(&yaml), &flags).unwrap();
+        assert_eq!(run.workdir.as_deref(), Some(dir.path().join("src-13").as_path()));
+        assert_eq!(spec.file_mounts.unwrap()["/data/llama-13b"], "s3://weights/llama-13b");
+    }
+
+    #[test]
+    fn autostop_from_the_yaml_unless_flags_say_otherwise() {
+        let spec = |y: &str| skycat_optimizer::parse_task_yaml(y).unwrap();
+        let t = spec("resources:\n  autostop:\n    idle_minutes: 10\n    down: true\n");
+        assert_eq!(autostop(&t, None, false).unwrap(), (Some(10.0), true));
+        assert_eq!(autostop(&t, Some(3.0), false).unwrap(), (Some(3.0), false));
+        assert_eq!(autostop(&spec("resources:\n  autostop: 2h\n"), None, true).unwrap(), (Some(120.0), true));
+        assert_eq!(autostop(&spec("resources:\n  autostop: false\n"), None, false).unwrap(), (None, false));
+        assert!(autostop(&spec("run: x\n"), None, true).is_err());
     }
 }
