@@ -82,8 +82,12 @@ enum Cmd {
     /// would land or point outside it. No daemon needed.
     Unpack {
         /// Folder under the state dir (relative, no `..`).
-        #[arg(long, default_value = "workdir")]
+        #[arg(long, default_value = "workdir", conflicts_with = "to")]
         dest: String,
+        /// A file mount's folder instead: an absolute path, or `~`/`~/…` in this user's home
+        /// (no `..`; never the state dir).
+        #[arg(long)]
+        to: Option<String>,
         /// Refuse the archive once its files add up to more than this many bytes.
         #[arg(long, default_value_t = skycat_archive::DEFAULT_LIMIT_BYTES)]
         limit: u64,
@@ -331,8 +335,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             print(j, &json!({"stopped": true}), || "stopped".into());
         }
         Cmd::LogFilter { values } => log_filter(&values)?,
-        Cmd::Unpack { dest, limit } => {
-            let (target, st) = unpack::unpack_stdin(&root, &dest, limit)?;
+        Cmd::Unpack { dest, to, limit } => {
+            let target = match to {
+                Some(to) => unpack::mount_dir(&root, &to, std::env::var_os("HOME").map(PathBuf::from))?,
+                None => unpack::dest_dir(&root, &dest)?,
+            };
+            let st = skycat_archive::unpack(std::io::stdin().lock(), &target, limit)?;
             let v = json!({"files": st.files, "bytes": st.bytes});
             print(j, &v, || {
                 format!(

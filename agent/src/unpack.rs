@@ -43,21 +43,50 @@ pub fn dest_dir(root: &Path, dest: &str) -> Result<PathBuf> {
     Ok(root.join(rel))
 }
 
-/// Unpacks stdin into `<root>/<dest>`; returns (files, bytes).
-pub fn unpack_stdin(
-    root: &Path,
-    dest: &str,
-    limit: u64,
-) -> Result<(PathBuf, skycat_archive::UnpackStats)> {
-    let target = dest_dir(root, dest)?;
-    let stats = skycat_archive::unpack(std::io::stdin().lock(), &target, limit)?;
-    Ok((target, stats))
+/// A file mount's folder: `to` absolute, or `~`/`~/…` under `home`; no `..` (the path written
+/// is the path named), not `/`, and not inside the agent's state dir `root`.
+pub fn mount_dir(root: &Path, to: &str, home: Option<PathBuf>) -> Result<PathBuf> {
+    let path = match to.strip_prefix('~') {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+            let Some(home) = home else {
+                bail!("--to {to:?}: HOME is not set on this node")
+            };
+            home.join(rest.trim_start_matches('/'))
+        }
+        _ => PathBuf::from(to),
+    };
+    if !path.is_absolute() {
+        bail!("--to {to:?} must be an absolute path or start with ~/");
+    }
+    if path.components().any(|c| c == Component::ParentDir) {
+        bail!("--to {to:?} has a `..` component");
+    }
+    if path.parent().is_none() {
+        bail!("--to {to:?} is the root folder");
+    }
+    if path.starts_with(root) {
+        bail!("--to {to:?} would write over the agent's state dir {}", root.display());
+    }
+    Ok(path)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::dest_dir;
-    use std::path::Path;
+    use super::{dest_dir, mount_dir};
+    use std::path::{Path, PathBuf};
+
+    #[test]
+    fn mount_folders_are_absolute_or_home_and_spare_the_state_dir() {
+        let root = Path::new("/home/u/.skycat-agent");
+        let home = || Some(PathBuf::from("/home/u"));
+        assert_eq!(mount_dir(root, "/data/in", home()).unwrap(), Path::new("/data/in"));
+        assert_eq!(mount_dir(root, "~/ckpt", home()).unwrap(), Path::new("/home/u/ckpt"));
+        assert_eq!(mount_dir(root, "~", home()).unwrap(), Path::new("/home/u"));
+        for bad in ["data", "/", "/data/../etc", "~user/x", "~/.skycat-agent/bin"] {
+            assert!(mount_dir(root, bad, home()).is_err(), "{bad:?} accepted");
+        }
+        assert!(mount_dir(root, "~/x", None).unwrap_err().to_string().contains("HOME"));
+    }
 
     #[test]
     fn dest_must_stay_in_the_state_dir_and_off_the_agents_files() {

@@ -19,7 +19,7 @@ use std::io;
 use std::path::PathBuf;
 
 #[cfg(feature = "pack")]
-pub use pack::{pack, pack_gz, PackStats, GITIGNORE, SKYIGNORE};
+pub use pack::{pack, pack_file_gz, pack_gz, PackStats, GITIGNORE, SKYIGNORE};
 pub use unpack::{unpack, UnpackStats};
 
 /// The default size limit of an upload: 1 GiB of file contents.

@@ -170,6 +170,38 @@ pub fn pack_gz(root: &Path, limit_bytes: u64, out: impl Write) -> Result<PackSta
     Ok(stats)
 }
 
+/// Writes a tar of the one regular file `path`, as the entry `name` (a plain file name: a file
+/// mount's destination name), gzip'd. Symlinks are followed here: the mount is of what the path
+/// names. Fails with [`ArchiveError::PackTooLarge`] when the file is over `limit_bytes`.
+pub fn pack_file_gz(path: &Path, name: &str, limit_bytes: u64, out: impl Write) -> Result<PackStats, ArchiveError> {
+    let io_err = |op: &'static str| move |err: io::Error| ArchiveError::Io { op, path: path.to_path_buf(), err };
+    let meta = fs::metadata(path).map_err(io_err("reading"))?;
+    if !meta.is_file() {
+        return Err(ArchiveError::Io { op: "reading", path: path.to_path_buf(), err: io::Error::other("not a regular file") });
+    }
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(ArchiveError::Io { op: "naming", path: path.to_path_buf(), err: io::Error::other(format!("{name:?} is not a file name")) });
+    }
+    let size = meta.len();
+    if size > limit_bytes {
+        return Err(ArchiveError::PackTooLarge { root: path.to_path_buf(), path: path.to_path_buf(), limit: limit_bytes });
+    }
+    let file = fs::File::open(path).map_err(io_err("opening"))?;
+    let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
+    {
+        let mut builder = tar::Builder::new(&mut gz);
+        let mut header = Header::new_gnu();
+        header.set_metadata_in_mode(&meta, HeaderMode::Deterministic);
+        header.set_mtime(meta.mtime().max(0) as u64);
+        header.set_entry_type(EntryType::Regular);
+        header.set_size(size);
+        builder.append_data(&mut header, name, ExactSize { inner: file, left: size }).map_err(io_err("archiving"))?;
+        builder.finish().map_err(|err| ArchiveError::Write { err })?;
+    }
+    gz.finish().and_then(|mut w| w.flush()).map_err(|err| ArchiveError::Write { err })?;
+    Ok(PackStats { files: 1, bytes: size, ..PackStats::default() })
+}
+
 /// Yields exactly `left` bytes of `inner`: a file that grew while being packed is cut at the
 /// size in its header, one that shrank is padded with zeros, so the archive stays well-formed.
 struct ExactSize<R> {

@@ -272,6 +272,24 @@ fn gzip_round_trip() {
 }
 
 #[test]
+fn one_file_packs_under_the_name_given() {
+    let src = tempfile::tempdir().unwrap();
+    write(src.path(), "local/config.yaml", "lr: 0.1\n");
+    let file = src.path().join("local/config.yaml");
+    let mut gz = Vec::new();
+    let stats = pack_file_gz(&file, "train.yaml", DEFAULT_LIMIT_BYTES, &mut gz).unwrap();
+    assert_eq!((stats.files, stats.bytes), (1, 8));
+    let sb = Sandbox::new();
+    sb.unpack(&gz).unwrap();
+    assert_eq!(listing(&sb.target()).into_iter().collect::<Vec<_>>(), vec![("train.yaml".to_string(), "lr: 0.1\n".to_string())]);
+    for bad in ["", "a/b", "..", "."] {
+        assert!(pack_file_gz(&file, bad, DEFAULT_LIMIT_BYTES, &mut Vec::new()).is_err(), "{bad:?}");
+    }
+    assert!(matches!(pack_file_gz(&file, "x", 3, &mut Vec::new()), Err(ArchiveError::PackTooLarge { .. })));
+    assert!(pack_file_gz(src.path(), "x", DEFAULT_LIMIT_BYTES, &mut Vec::new()).unwrap_err().to_string().contains("not a regular file"));
+}
+
+#[test]
 fn pack_stops_at_the_limit_and_names_the_file() {
     let src = tempfile::tempdir().unwrap();
     write(src.path(), "a.bin", &"x".repeat(600));

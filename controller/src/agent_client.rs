@@ -229,6 +229,19 @@ impl WorkdirArchive {
         .map_err(|e| anyhow!("packing the workdir: {e}"))?
     }
 
+    /// Packs the one local file `path` as the entry `name` (a file mount's destination name).
+    pub(crate) async fn pack_file(path: &Path, name: &str) -> Result<WorkdirArchive> {
+        let (path, name, shown) = (path.to_path_buf(), name.to_string(), name.to_string());
+        tokio::task::spawn_blocking(move || -> Result<WorkdirArchive> {
+            let f = tempfile::NamedTempFile::new().context("creating a temporary file for the archive")?;
+            skycat_archive::pack_file_gz(&path, &name, skycat_archive::DEFAULT_LIMIT_BYTES, std::io::BufWriter::new(f.as_file()))
+                .map_err(|e| anyhow!("{e}"))?;
+            Ok(WorkdirArchive::Packed(f))
+        })
+        .await
+        .map_err(|e| anyhow!("packing {shown:?}: {e}"))?
+    }
+
     pub(crate) fn path(&self) -> &Path {
         match self {
             WorkdirArchive::Stored(p) => p,

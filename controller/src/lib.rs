@@ -12,6 +12,7 @@ pub mod home;
 pub mod keys;
 pub mod lifecycle;
 pub mod managed;
+pub mod mounts;
 pub mod placement;
 pub mod pools;
 pub mod secret_box;

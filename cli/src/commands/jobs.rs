@@ -12,6 +12,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use comfy_table::{presets::NOTHING, Table};
 use skycat_controller::managed::{JobView, Strategy};
+use skycat_controller::mounts::MountSource;
 
 use crate::commands::server_client::{Client, Target};
 use crate::commands::task_args::{load_task, ResourceFlags};
@@ -100,18 +101,35 @@ fn recovery_from_yaml(v: &serde_json::Value) -> Result<(Option<String>, Option<u
     }
 }
 
-/// The job's body, and the local workdir to upload for it.
-fn load_request(a: &LaunchArgs) -> Result<(serde_json::Value, Option<PathBuf>)> {
+/// What `jobs launch` uploads before submitting: the workdir and the local file mounts.
+struct Uploads {
+    workdir: Option<PathBuf>,
+    /// (destination, local file or folder)
+    mounts: Vec<(String, PathBuf)>,
+}
+
+/// The job's body, and the local files to upload for it.
+fn load_request(a: &LaunchArgs) -> Result<(serde_json::Value, Uploads)> {
     let path: &Path = &a.task;
     let (task, spec) = load_task(Some(path), &a.resources)?;
     let Some(run) = task.run.clone().filter(|r| !r.trim().is_empty()) else {
         bail!("{}: run: a managed job needs a `run` command", path.display())
     };
-    // Uploaded from here (the server never reads a folder of its own for a client).
+    // Uploaded from here (the server never reads a path of its own for a client).
     let workdir = match &task.workdir {
         Some(w) => Some(std::fs::canonicalize(w).with_context(|| format!("{}: workdir {}", path.display(), w.display()))?),
         None => None,
     };
+    let (mut buckets, mut mounts) = (Vec::new(), Vec::new());
+    for m in &task.file_mounts {
+        match &m.source {
+            MountSource::Local { path: local } => {
+                let p = std::fs::canonicalize(local).with_context(|| format!("{}: file_mounts.{}: {}", path.display(), m.dst, local.display()))?;
+                mounts.push((m.dst.clone(), p));
+            }
+            _ => buckets.push(m.clone()),
+        }
+    }
     let res = spec.resources.as_ref();
     let recovery = res.and_then(|r| r.job_recovery.clone().or(r.spot_recovery.clone())).unwrap_or_default();
     let (y_strategy, y_max) = recovery_from_yaml(&recovery).with_context(|| path.display().to_string())?;
@@ -135,31 +153,33 @@ fn load_request(a: &LaunchArgs) -> Result<(serde_json::Value, Option<PathBuf>)> 
             "envs": task.envs,
             "secret_envs": task.secret_envs,
             "gpus_per_node": task.gpus_per_node,
+            "file_mounts": buckets,
+            "storage_envs": task.storage_envs,
         },
         "spec": spec,
     });
-    Ok((body, workdir))
+    Ok((body, Uploads { workdir, mounts }))
 }
 
-/// Packs `dir` (honouring .skyignore/.gitignore) and streams it to `POST /v1/uploads`; the id.
-async fn upload_workdir(server: &Client, dir: &Path) -> Result<String> {
-    let d = dir.to_path_buf();
+/// Packs `src` (a folder honouring .skyignore/.gitignore, or one file archived as `file_name`)
+/// and streams it to `POST /v1/uploads`; the id.
+async fn upload(server: &Client, what: &str, src: &Path, file_name: Option<String>) -> Result<String> {
+    let (d, label) = (src.to_path_buf(), what.to_string());
     let (file, stats) = tokio::task::spawn_blocking(move || -> Result<_> {
-        let f = tempfile::NamedTempFile::new().context("creating a temporary file for the workdir archive")?;
-        let stats = skycat_archive::pack_gz(&d, skycat_archive::DEFAULT_LIMIT_BYTES, std::io::BufWriter::new(f.as_file()))
-            .map_err(|e| anyhow!("workdir: {e}"))?;
+        let f = tempfile::NamedTempFile::new().context("creating a temporary file for the upload archive")?;
+        let out = std::io::BufWriter::new(f.as_file());
+        let stats = match &file_name {
+            Some(name) => skycat_archive::pack_file_gz(&d, name, skycat_archive::DEFAULT_LIMIT_BYTES, out),
+            None => skycat_archive::pack_gz(&d, skycat_archive::DEFAULT_LIMIT_BYTES, out),
+        }
+        .map_err(|e| anyhow!("{label}: {e}"))?;
         Ok((f, stats))
     })
     .await
-    .map_err(|e| anyhow!("packing the workdir: {e}"))??;
-    let reader = tokio::fs::File::open(file.path()).await.context("reading the workdir archive")?;
+    .map_err(|e| anyhow!("packing {what}: {e}"))??;
+    let reader = tokio::fs::File::open(file.path()).await.context("reading the upload archive")?;
     let len = reader.metadata().await.map(|m| m.len()).unwrap_or(0);
-    eprintln!(
-        "Uploading workdir {} ({} files, {} packed) ...",
-        dir.display(),
-        stats.files,
-        skycat_archive::human_bytes(len)
-    );
+    eprintln!("Uploading {what} {} ({} files, {} packed) ...", src.display(), stats.files, skycat_archive::human_bytes(len));
     let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(reader));
     let req = server.post("/v1/uploads").header(reqwest::header::CONTENT_TYPE, "application/octet-stream").body(body);
     let v = server.call(req).await?;
@@ -171,9 +191,19 @@ pub async fn run(args: JobsArgs) -> Result<()> {
     let server = Target::resolve(&home.root, args.server_url.as_deref())?.client()?;
     match args.cmd {
         JobsCommand::Launch(a) => {
-            let (mut body, workdir) = load_request(&a)?;
-            if let Some(dir) = workdir {
-                body["workdir_upload"] = serde_json::Value::String(upload_workdir(&server, &dir).await?);
+            let (mut body, uploads) = load_request(&a)?;
+            if let Some(dir) = uploads.workdir {
+                body["workdir_upload"] = serde_json::Value::String(upload(&server, "workdir", &dir, None).await?);
+            }
+            let mut mount_uploads = serde_json::Map::new();
+            for (dst, src) in uploads.mounts {
+                let file = !src.is_dir();
+                let name = file.then(|| skycat_controller::mounts::file_dst_parts(&dst).1);
+                let id = upload(&server, &format!("file_mounts.{dst}"), &src, name).await?;
+                mount_uploads.insert(dst, serde_json::json!({"id": id, "file": file}));
+            }
+            if !mount_uploads.is_empty() {
+                body["file_mount_uploads"] = serde_json::Value::Object(mount_uploads);
             }
             let v = server.call(server.post("/v1/jobs").json(&body)).await?;
             let job: JobView = serde_json::from_value(v).context("unexpected answer from the controller")?;

@@ -11,6 +11,7 @@ use skycat_optimizer::Placement;
 
 use super::*;
 use crate::agent_client::{ensure_agent, probe, sync_workdir, AgentClient, LocalAgent, WorkdirArchive, AGENT_ROOT};
+use crate::mounts::PreparedMounts;
 use crate::backend::{ErrorClass, ProvisionError, ProvisionRequest, ProvisionedNode};
 use crate::placement::{self, infra_of};
 use crate::ssh::shell_quote;
@@ -232,6 +233,7 @@ impl Controller {
         // Bootstrap the agents in parallel.
         self.say(&format!("Starting the agent on {} node(s) ...", sessions.len()));
         let workdir = self.workdir_archive(&req.task).await?.map(Arc::new);
+        let mounts = PreparedMounts::prepare(&req.task.file_mounts, &req.task.storage_envs).await?.map(Arc::new);
         let mut set = tokio::task::JoinSet::new();
         for (rank, ((node, sess), probe)) in sessions.iter().zip(probes).enumerate() {
             let rank = rank as u32;
@@ -311,12 +313,17 @@ impl Controller {
             let sess = sess.clone();
             let agent = agent.clone();
             let workdir = workdir.clone();
+            let mounts = mounts.clone();
             let progress = self.progress.clone();
             set.spawn(async move {
                 let reused = ensure_agent(sess.as_ref(), &node_row, &agent, &probe, config.as_ref(), &progress).await?;
                 if let Some(w) = &workdir {
                     progress(&format!("  {}: syncing the workdir ...", sess.peer()));
                     sync_workdir(sess.as_ref(), w, &node_row).await?;
+                }
+                if let Some(m) = &mounts {
+                    progress(&format!("  {}: syncing the file mounts ...", sess.peer()));
+                    m.sync(sess.as_ref(), &node_row).await?;
                 }
                 Ok::<_, anyhow::Error>((rank, reused))
             });

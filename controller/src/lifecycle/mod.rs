@@ -58,6 +58,13 @@ pub struct TaskRun {
     /// `secrets:`): redacted in the state DB and in the agents' stored specs and logs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secret_envs: Vec<String>,
+    /// SkyPilot's `file_mounts`, put on every node before setup.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub file_mounts: Vec<crate::mounts::FileMount>,
+    /// Credentials the nodes' agents need to read the mounted buckets (all secret: never stored
+    /// or shown in clear, passed to the agent on stdin).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub storage_envs: BTreeMap<String, String>,
 }
 
 impl TaskRun {
@@ -70,6 +77,8 @@ impl TaskRun {
     pub fn redacted_json(&self) -> String {
         let mut t = self.clone();
         t.envs = skycat_protocol::redact_secrets(&self.envs, &self.secret_envs);
+        let all: Vec<String> = self.storage_envs.keys().cloned().collect();
+        t.storage_envs = skycat_protocol::redact_secrets(&self.storage_envs, &all);
         serde_json::to_string(&t).unwrap_or_default()
     }
 }

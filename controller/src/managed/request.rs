@@ -8,6 +8,7 @@ use skycat_optimizer::TaskSpec;
 
 use super::{JobRequest, Strategy};
 use crate::lifecycle::TaskRun;
+use crate::mounts::{FileMount, MountSource};
 
 /// A request value that is not acceptable, naming the offending field.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +32,19 @@ struct TaskIn {
     envs: BTreeMap<String, String>,
     gpus_per_node: f64,
     secret_envs: Vec<String>,
+    file_mounts: Vec<FileMount>,
+    storage_envs: BTreeMap<String, String>,
+}
+
+/// `file_mount_uploads.<dst>`: a local file or folder the client uploaded for a file mount.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MountUpload {
+    /// The id `POST /v1/uploads` gave the archive.
+    pub id: String,
+    /// The archive holds one file, named as the destination's last component.
+    #[serde(default)]
+    pub file: bool,
 }
 
 /// A validated `POST /v1/jobs` body.
@@ -39,6 +53,8 @@ pub struct ParsedRequest {
     pub request: JobRequest,
     /// `workdir_upload`: the id `POST /v1/uploads` gave the caller's workdir archive.
     pub workdir_upload: Option<String>,
+    /// `file_mount_uploads`: destination -> the caller's upload of a local source.
+    pub mount_uploads: BTreeMap<String, MountUpload>,
 }
 
 /// Whether `id` has the shape of an upload id (the server resolves it under the caller's own
@@ -77,6 +93,16 @@ pub fn parse_request(body: &[u8]) -> std::result::Result<ParsedRequest, FieldErr
         Some(serde_json::Value::String(id)) if is_upload_id(id) => Some(id.clone()),
         Some(other) => return Err(field_err("workdir_upload", format!("{other} is not an upload id (32 hex characters from POST /v1/uploads)"))),
     };
+    let mount_uploads: BTreeMap<String, MountUpload> = match obj.get("file_mount_uploads").filter(|s| !s.is_null()) {
+        None => BTreeMap::new(),
+        Some(v) => serde_json::from_value(v.clone())
+            .map_err(|e| field_err("file_mount_uploads", format!("expected {{DST: {{\"id\": UPLOAD_ID, \"file\": BOOL}}}}: {e}")))?,
+    };
+    for (dst, up) in &mount_uploads {
+        if !is_upload_id(&up.id) {
+            return Err(field_err(&format!("file_mount_uploads.{dst}.id"), format!("{:?} is not an upload id (32 hex characters from POST /v1/uploads)", up.id)));
+        }
+    }
     if let Some(s) = obj.get("strategy").filter(|s| !s.is_null()) {
         let ok = s.as_str().and_then(Strategy::parse).is_some();
         if !ok {
@@ -100,6 +126,19 @@ pub fn parse_request(body: &[u8]) -> std::result::Result<ParsedRequest, FieldErr
         }
     }
     let t: TaskIn = serde_json::from_value(task.clone()).map_err(|e| field_err("task", e.to_string()))?;
+    for m in &t.file_mounts {
+        let field = format!("task.file_mounts.{}", m.dst);
+        match &m.source {
+            MountSource::Bucket { .. } => {}
+            MountSource::Local { .. } => {
+                return Err(field_err(&field, "the server does not read paths from its own disk: upload the file or folder (POST /v1/uploads; `skycat jobs launch` does) and name it in `file_mount_uploads`"))
+            }
+            MountSource::Uploaded { .. } => return Err(field_err(&field, "uploaded sources are named in `file_mount_uploads`")),
+        }
+        if mount_uploads.contains_key(&m.dst) {
+            return Err(field_err(&field, "also in `file_mount_uploads`: one source per destination"));
+        }
+    }
     let request = JobRequest {
         name: obj.get("name").and_then(|n| n.as_str()).map(str::to_string),
         task: TaskRun {
@@ -112,6 +151,8 @@ pub fn parse_request(body: &[u8]) -> std::result::Result<ParsedRequest, FieldErr
             workdir_archive: None,
             gpus_per_node: t.gpus_per_node,
             secret_envs: t.secret_envs,
+            file_mounts: t.file_mounts,
+            storage_envs: t.storage_envs,
         },
         use_spot: obj.get("use_spot").and_then(|b| b.as_bool()).unwrap_or(false),
         strategy: obj.get("strategy").and_then(|s| s.as_str()).map(str::to_string),
@@ -125,7 +166,7 @@ pub fn parse_request(body: &[u8]) -> std::result::Result<ParsedRequest, FieldErr
             None => None,
         },
     };
-    Ok(ParsedRequest { request, workdir_upload })
+    Ok(ParsedRequest { request, workdir_upload, mount_uploads })
 }
 
 #[cfg(test)]

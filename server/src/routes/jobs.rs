@@ -12,6 +12,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use skycat_controller::managed::{parse_request, status, FieldError, JobError, JobView, Managed};
+use skycat_controller::mounts::{FileMount, MountSource};
 
 use crate::auth::{require_token, Auth, Principal, Role, TokenVerifier};
 use crate::error::{ApiError, ErrorBody};
@@ -86,8 +87,10 @@ fn job_id(raw: &str) -> Result<i64, ApiError> {
 }
 
 /// Submits a managed job, owned by the caller's token. The body: `{"task": {"run": …, "setup",
-/// "envs", "num_nodes", "workdir"}, "spec": <the task YAML as parsed>, "use_spot", "strategy":
-/// "EAGER_NEXT_REGION" | "FAILOVER", "max_restarts_on_errors", "name"}`.
+/// "envs", "secret_envs", "num_nodes", "file_mounts": [bucket mounts], "storage_envs"}, "spec":
+/// <the task YAML as parsed>, "use_spot", "strategy": "EAGER_NEXT_REGION" | "FAILOVER",
+/// "max_restarts_on_errors", "name", "workdir_upload": ID, "file_mount_uploads": {DST: {"id": ID,
+/// "file": BOOL}}}`.
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
     request_body(description = "The managed job", content_type = "application/json"),
     responses(
@@ -105,6 +108,13 @@ async fn launch(State(m): State<Managed>, Extension(who): Extension<Principal>, 
             ApiError::invalid(format!("no upload {up} of yours (POST /v1/uploads first)")).field("workdir_upload")
         })?;
         req.task.workdir_archive = Some(path);
+    }
+    for (dst, up) in parsed.mount_uploads {
+        let archive = m.uploads(&who.name).find(&up.id).ok_or_else(|| {
+            ApiError::invalid(format!("no upload {} of yours (POST /v1/uploads first)", up.id)).field(format!("file_mount_uploads.{dst}.id"))
+        })?;
+        let mount = FileMount { dst, source: MountSource::Uploaded { archive, file: up.file } };
+        req.task.file_mounts.push(mount);
     }
     let id = m.submit_as(req, &who.name).await?;
     let view = m.job(id).await.map_err(internal)?.ok_or(JobError::NotFound(id))?;
