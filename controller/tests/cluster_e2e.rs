@@ -154,6 +154,18 @@ async fn two_node_launch_setup_env_logs_heartbeats_cost_autostop_down() {
     // Packed as SkyPilot does: .gitignore'd files stay behind.
     std::fs::write(workdir.path().join(".gitignore"), "local-only.bin\n").expect("write");
     std::fs::write(workdir.path().join("local-only.bin"), "not-uploaded\n").expect("write");
+    // file_mounts: a folder and a single file (renamed at its destination) from this machine.
+    let mount_src = tempfile::tempdir().expect("mount src");
+    std::fs::create_dir_all(mount_src.path().join("data/sub")).expect("mkdir");
+    std::fs::write(mount_src.path().join("data/a.txt"), "mounted-a\n").expect("write");
+    std::fs::write(mount_src.path().join("data/sub/b.txt"), "mounted-b\n").expect("write");
+    std::fs::write(mount_src.path().join("local.yaml"), "lr: 0.25\n").expect("write");
+    let file_mounts: BTreeMap<String, serde_json::Value> = serde_json::from_value(serde_json::json!({
+        "~/mnt/data": "./data",
+        "~/cfg/train.yaml": "local.yaml",
+    }))
+    .unwrap();
+    let file_mounts = skycat_controller::mounts::parse(&file_mounts, Some(mount_src.path()), None).expect("file_mounts");
     let task = TaskRun {
         name: Some("e2e".into()),
         num_nodes: 2,
@@ -161,7 +173,8 @@ async fn two_node_launch_setup_env_logs_heartbeats_cost_autostop_down() {
         run: Some(
             "echo RANK=$SKYCAT_NODE_RANK NUM=$SKYCAT_NUM_NODES SP=$SKYPILOT_NODE_RANK SPNUM=$SKYPILOT_NUM_NODES \
              IPS=$(echo $SKYCAT_NODE_IPS | tr ' ' ,) TASK=${SKYCAT_TASK_ID:+set}; echo tok=$HF_TOKEN model=$MODEL ent=$WANDB_ENTITY; \
-             cat data.txt; test -e local-only.bin || echo IGNORED-STAYED-LOCAL; sleep 1"
+             cat data.txt; test -e local-only.bin || echo IGNORED-STAYED-LOCAL; \
+             echo MOUNTS $(cat ~/mnt/data/a.txt ~/mnt/data/sub/b.txt ~/cfg/train.yaml); sleep 1"
                 .into(),
         ),
         envs: BTreeMap::from([
@@ -174,6 +187,8 @@ async fn two_node_launch_setup_env_logs_heartbeats_cost_autostop_down() {
         gpus_per_node: 0.0,
         // `--secret WANDB_ENTITY`: a secret by the user's word, not by its name.
         secret_envs: vec!["WANDB_ENTITY".into()],
+        file_mounts,
+        storage_envs: BTreeMap::new(),
     };
     let mut req = LaunchRequest::new("e2e", task.clone());
     on_pool(&env.ctl, &mut req, "testpool");
@@ -207,6 +222,9 @@ async fn two_node_launch_setup_env_logs_heartbeats_cost_autostop_down() {
     }
     assert!(logs.contains("(rank 1) workdir-synced"), "{logs}");
     assert!(logs.contains("(rank 1) IGNORED-STAYED-LOCAL"), "{logs}");
+    for r in 0..2 {
+        assert!(logs.contains(&format!("(rank {r}) MOUNTS mounted-a mounted-b lr: 0.25")), "file mounts on rank {r}:\n{logs}");
+    }
     assert!(logs.contains("tok=<redacted> model=tiny ent=<redacted>"), "{logs}");
     assert!(!logs.contains(SECRET) && !logs.contains(NAMED_SECRET), "secret leaked into logs:\n{logs}");
 
