@@ -814,7 +814,7 @@ pub const FIELDS: &[FieldRow] = &[
     row("managed_secrets", "managed_secrets:\n  - HF_TOKEN\n", R, "SkyPilot-managed secrets: write `secrets: {HF_TOKEN: null}` and pass `--secret HF_TOKEN`"),
     row("setup", "setup: pip install -r requirements.txt\n", I, "runs once per node before `run`"),
     row("run", "run: python train.py\n", I, "runs on every node with SkyPilot's env names (`SKYPILOT_NODE_RANK`, …)"),
-    row("file_mounts", "file_mounts:\n  /data: ./data\n", I, "implemented by the storage work (issue 11 item 2): local folders, buckets (`s3://`, `gs://`, `r2://`, Azure Blob), `COPY`/`MOUNT`; `${VAR}`/`$VAR` from envs substituted in keys, values and bucket names"),
+    row("file_mounts", "file_mounts:\n  /data: ./data\n", I, "local files and folders (packed where the CLI runs; `jobs launch` uploads them), bucket prefixes (`s3://`, `gs://`, `r2://`, Azure `https://ACCOUNT.blob.core.windows.net/CONTAINER`) copied (`COPY`) or mounted with rclone (`MOUNT`, `MOUNT_CACHED`) by the node's agent with this machine's credentials passed as secrets; a storage object with `name:` (a bucket skycat would create) is refused; `${VAR}`/`$VAR` from envs substituted in keys, values and bucket names"),
     row("file_mounts_mapping", "file_mounts_mapping:\n  /a: /b\n", R, "internal to SkyPilot (written by `sky jobs launch`): remove it"),
     row("inputs", "inputs:\n  s3://bucket/data: 100\n", I, "data location and size (GB) for the egress terms of DAG plans"),
     row("outputs", "outputs:\n  s3://bucket/out: 10\n", I, "output size (GB) for the egress terms of DAG plans"),
