@@ -187,6 +187,29 @@ async fn every_documented_route_needs_a_token_and_jobs_belong_to_their_owner() {
     // Bob cannot name Alice's upload.
     let (code, v, _) = api.call("post", "/v1/jobs", Some(&bob), Some(with_upload)).await;
     assert_eq!((code, v["field"].as_str()), (422, Some("workdir_upload")), "{v}");
+    // File mounts likewise: a local path is refused, an upload names its destination, and only
+    // the caller's own upload can be named.
+    let local_mount = json!({"task": {"run": "ls", "file_mounts": [{"dst": "/data", "source": {"kind": "local", "path": "/etc"}}]}});
+    let (code, err, _) = api.call("post", "/v1/jobs", Some(&alice), Some(local_mount)).await;
+    assert_eq!((code, err["field"].as_str()), (422, Some("task.file_mounts./data")), "{err}");
+    let (code, v) = up(alice.clone(), tar.clone()).await;
+    assert_eq!(code, 201, "{v}");
+    let mount_upload = v["id"].as_str().expect("upload id").to_string();
+    let with_mount = json!({"task": {"run": "ls /data"}, "file_mount_uploads": {"/data": {"id": mount_upload}}});
+    let (code, v, _) = api.call("post", "/v1/jobs", Some(&bob), Some(with_mount.clone())).await;
+    assert_eq!((code, v["field"].as_str()), (422, Some("file_mount_uploads./data.id")), "{v}");
+    let (code, v, _) = api.call("post", "/v1/jobs", Some(&alice), Some(with_mount)).await;
+    assert_eq!(code, 201, "{v}");
+    // Both of Alice's jobs end (no node pool here), and their uploads go with them.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let used = [format!("{upload}.tar"), format!("{mount_upload}.tar")];
+    while walk(&home.path().join("uploads/alice")).iter().any(|p| used.iter().any(|u| p.ends_with(u))) {
+        if std::time::Instant::now() > deadline {
+            let jobs = api.call("get", "/v1/jobs", Some(&alice), None).await.1;
+            panic!("uploads kept after their jobs ended: {:?}; jobs {jobs}", walk(&home.path().join("uploads/alice")));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     // Over the server's upload limit: 413, and nothing is kept.
     let (code, v) = up(bob.clone(), vec![0u8; 100 * 1024]).await;
     assert_eq!(code, 413, "{v}");

@@ -335,6 +335,11 @@ impl Managed {
                 tracing::warn!(job = id, "managed job controller failed: {e:#}");
                 let _ = me.finish(id, status::FAILED_CONTROLLER, Some(&format!("{e:#}"))).await;
             }
+            // Ended (not merely stopped by a shutdown, which aborts this task before here): its
+            // uploads will not be unpacked again.
+            if matches!(me.job(id).await, Ok(Some(v)) if status::is_terminal(&v.status)) {
+                uploads::remove_archives(&req.task);
+            }
         });
         self.track(&h);
     }

@@ -6,7 +6,25 @@
 use std::path::PathBuf;
 
 use super::Managed;
+use crate::lifecycle::TaskRun;
+use crate::mounts::MountSource;
 use crate::store::random_hex;
+
+/// Deletes the uploaded archives an ended job's task names (its workdir and file mounts):
+/// uploads live as long as the job that may unpack them again on a recovery, no longer.
+pub(crate) fn remove_archives(task: &TaskRun) {
+    let mounts = task.file_mounts.iter().filter_map(|m| match &m.source {
+        MountSource::Uploaded { archive, .. } => Some(archive),
+        _ => None,
+    });
+    for p in task.workdir_archive.iter().chain(mounts) {
+        if let Err(e) = std::fs::remove_file(p) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %p.display(), "removing an ended job's upload: {e}");
+            }
+        }
+    }
+}
 
 /// Where one owner's uploads live.
 #[derive(Debug, Clone)]
