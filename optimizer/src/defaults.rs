@@ -188,6 +188,30 @@ pub fn gcp_host_cpus(accelerator: &str, count: f64) -> Option<f64> {
     Some(v as f64)
 }
 
+/// The only GCP machine types SkyPilot picks for GPUs that come with their own machine family
+/// (`_ACC_INSTANCE_TYPE_DICTS`), by canonical accelerator name and count; `None` for the other
+/// accelerators. Other types carrying these GPUs (`a3-edgegpu-8g`, …) are chosen only when named.
+pub fn gcp_accelerator_hosts(accelerator: &str, count: f64) -> Option<&'static [&'static str]> {
+    let n = if count.fract() == 0.0 { count as u32 } else { 0 };
+    let table: &[(u32, &[&str])] = match accelerator {
+        "A100" => &[(1, &["a2-highgpu-1g"]), (2, &["a2-highgpu-2g"]), (4, &["a2-highgpu-4g"]), (8, &["a2-highgpu-8g"]), (16, &["a2-megagpu-16g"])],
+        "A100-80GB" => &[(1, &["a2-ultragpu-1g"]), (2, &["a2-ultragpu-2g"]), (4, &["a2-ultragpu-4g"]), (8, &["a2-ultragpu-8g"])],
+        "L4" => &[
+            (1, &["g2-standard-4", "g2-standard-8", "g2-standard-12", "g2-standard-16", "g2-standard-32"]),
+            (2, &["g2-standard-24"]),
+            (4, &["g2-standard-48"]),
+            (8, &["g2-standard-96"]),
+        ],
+        "H100" => &[(1, &["a3-highgpu-1g"]), (2, &["a3-highgpu-2g"]), (4, &["a3-highgpu-4g"]), (8, &["a3-highgpu-8g"])],
+        "H100-MEGA" => &[(8, &["a3-megagpu-8g"])],
+        "H200" => &[(8, &["a3-ultragpu-8g"])],
+        "B200" => &[(8, &["a4-highgpu-8g"])],
+        "RTXPRO6000" => &[(1, &["g4-standard-48"]), (2, &["g4-standard-96"]), (4, &["g4-standard-192"]), (8, &["g4-standard-384"])],
+        _ => return None,
+    };
+    Some(table.iter().find(|(c, _)| *c == n).map_or(&[][..], |(_, t)| *t))
+}
+
 /// GiB per requested vCPU on a GCP GPU host when the task gives no `memory`.
 pub const GCP_GPU_HOST_MEMORY_PER_CPU: f64 = 4.0;
 
@@ -235,5 +259,8 @@ mod tests {
         assert_eq!(gcp_host_cpus("T4", 8.0), None);
         assert!(is_gcp_n1_gpu_host("n1-highcpu-2") && !is_gcp_n1_gpu_host("n1-356-96-tpu"));
         assert!(is_gcp_default_host("n1-highmem-8") && !is_gcp_default_host("n1-megamem-96"));
+        assert_eq!(gcp_accelerator_hosts("H100", 8.0), Some(&["a3-highgpu-8g"][..]));
+        assert_eq!(gcp_accelerator_hosts("H200", 1.0), Some(&[][..]));
+        assert_eq!(gcp_accelerator_hosts("V100", 1.0), None);
     }
 }

@@ -78,6 +78,9 @@ pub(crate) const F_DEFAULT_FAMILY: u8 = 2;
 pub(crate) const F_GCP_N1: u8 = 4;
 /// An N1 host of the families SkyPilot attaches GPUs to (n1-standard/highmem/highcpu).
 pub(crate) const F_GCP_DEFAULT_HOST: u8 = 8;
+/// A GCP machine type carrying a GPU with its own machine family that SkyPilot's table does not
+/// list for it (`a3-edgegpu-8g` for H100:8): picked only when named.
+pub(crate) const F_GCP_OFF_TABLE: u8 = 16;
 
 /// Offers grouped by accelerator and count, sorted by price. Build once, probe many times.
 #[derive(Debug, Clone, Default)]
@@ -92,6 +95,10 @@ pub struct OfferIndex {
     pub(crate) price: Vec<f64>,
     pub(crate) spot: Vec<f64>,
     pub(crate) flags: Vec<u8>,
+    /// Order among equal prices, by offer id: cloud name, then SkyPilot's region order (US
+    /// regions first on AWS, Lambda and Fluidstack, then by region and zone name), then catalog
+    /// order.
+    pub(crate) tie: Vec<u32>,
     /// SkyPilot's CPU-only default of each cloud, by cloud id.
     pub(crate) cpu_defaults: Vec<CpuDefault>,
     /// What a CPU-only task without an instance type picks from: the CPU-only offers plus the
@@ -129,8 +136,8 @@ fn nan_or(x: Option<f64>) -> f64 {
 }
 
 impl OfferIndex {
-    /// Builds the index. Offers with neither an on-demand nor a spot price are kept for
-    /// explanations but never chosen.
+    /// Builds the index. Offers with neither an on-demand nor a spot price, or without a region,
+    /// are kept for explanations but never chosen.
     pub fn build(offers: &[Offer]) -> OfferIndex {
         let mut ix = OfferIndex { offers: offers.to_vec(), ..OfferIndex::default() };
         // Catalog names are canonical already; canonicalize each distinct spelling once.
@@ -164,6 +171,11 @@ impl OfferIndex {
                 if defaults::is_gcp_default_host(&o.instance_type) {
                     flags |= F_GCP_DEFAULT_HOST;
                 }
+            } else if cloud == "gcp" && o.has_accelerator() {
+                let name = o.accelerator_name.as_deref().unwrap_or_default();
+                if defaults::gcp_accelerator_hosts(name, o.accelerator_count).is_some_and(|t| !t.contains(&o.instance_type.as_str())) {
+                    flags |= F_GCP_OFF_TABLE;
+                }
             }
             ix.flags.push(flags);
             ix.cloud.push(cid);
@@ -188,18 +200,43 @@ impl OfferIndex {
                 (String::new(), 0)
             };
             let g = ix.groups.entry(key).or_default();
-            if ix.price[i].is_finite() {
+            // A row without a region (some of SkyPilot's published Seeweb rows) names nowhere to
+            // launch: kept for explanations, never a candidate (SkyPilot drops it too).
+            let launchable = !o.region.trim().is_empty();
+            if launchable && ix.price[i].is_finite() {
                 g.on_demand.push(i as u32);
             }
-            if ix.spot[i].is_finite() {
+            if launchable && ix.spot[i].is_finite() {
                 g.spot.push(i as u32);
             }
         }
+        // Equal prices keep SkyPilot's region order: it lists an instance type's regions by price,
+        // then region and zone name, with US regions first on AWS, Lambda and Fluidstack.
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        let us_last = |o: &Offer| {
+            let c = o.cloud.to_ascii_lowercase();
+            matches!(c.as_str(), "aws" | "lambda" | "fluidstack") && !o.region.starts_with("us-")
+        };
+        order.sort_by(|&a, &b| {
+            let (x, y) = (&offers[a as usize], &offers[b as usize]);
+            (ix.cloud[a as usize] != ix.cloud[b as usize])
+                .then(|| ix.clouds.name(ix.cloud[a as usize]).cmp(ix.clouds.name(ix.cloud[b as usize])))
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then_with(|| us_last(x).cmp(&us_last(y)))
+                .then_with(|| x.region.cmp(&y.region))
+                .then_with(|| x.zone.cmp(&y.zone))
+                .then(a.cmp(&b))
+        });
+        ix.tie = vec![0; n];
+        for (rank, id) in order.into_iter().enumerate() {
+            ix.tie[id as usize] = rank as u32;
+        }
         let price = &ix.price;
         let spot = &ix.spot;
+        let tie = &ix.tie;
         for ((name, count), g) in ix.groups.iter_mut() {
-            g.on_demand.sort_by(|a, b| price[*a as usize].total_cmp(&price[*b as usize]).then(a.cmp(b)));
-            g.spot.sort_by(|a, b| spot[*a as usize].total_cmp(&spot[*b as usize]).then(a.cmp(b)));
+            g.on_demand.sort_by(|a, b| price[*a as usize].total_cmp(&price[*b as usize]).then(tie[*a as usize].cmp(&tie[*b as usize])));
+            g.spot.sort_by(|a, b| spot[*a as usize].total_cmp(&spot[*b as usize]).then(tie[*a as usize].cmp(&tie[*b as usize])));
             if !name.is_empty() {
                 ix.counts_by_name.entry(name.clone()).or_default().push(*count);
             }
@@ -221,8 +258,8 @@ impl OfferIndex {
             pool.on_demand.extend(g.on_demand.iter().copied().filter(|&i| in_pool(i)));
             pool.spot.extend(g.spot.iter().copied().filter(|&i| in_pool(i)));
         }
-        pool.on_demand.sort_by(|a, b| price[*a as usize].total_cmp(&price[*b as usize]).then(a.cmp(b)));
-        pool.spot.sort_by(|a, b| spot[*a as usize].total_cmp(&spot[*b as usize]).then(a.cmp(b)));
+        pool.on_demand.sort_by(|a, b| price[*a as usize].total_cmp(&price[*b as usize]).then(tie[*a as usize].cmp(&tie[*b as usize])));
+        pool.spot.sort_by(|a, b| spot[*a as usize].total_cmp(&spot[*b as usize]).then(tie[*a as usize].cmp(&tie[*b as usize])));
         pool.on_demand_rows = pool.on_demand.iter().map(|&i| ix.row(i, false)).collect();
         pool.spot_rows = pool.spot.iter().map(|&i| ix.row(i, true)).collect();
         ix.default_pool = pool;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::index::{accel_key, OfferIndex, Row, F_ACCEL, F_DEFAULT_FAMILY, F_GCP_DEFAULT_HOST, F_GCP_N1, NO_ZONE};
+use crate::index::{accel_key, OfferIndex, Row, F_ACCEL, F_DEFAULT_FAMILY, F_GCP_DEFAULT_HOST, F_GCP_N1, F_GCP_OFF_TABLE, NO_ZONE};
 use crate::spec::{fmt_count, parse_infra, AcceleratorChoice, ResourcesSpec, SizeReq, TaskError, TaskSpec};
 
 /// What to minimize.
@@ -246,7 +246,7 @@ impl Alt {
     fn relaxable(&self) -> bool {
         let gcp_ok = self.cloud.as_deref().is_none_or(|c| c == "gcp");
         (self.default_shape && self.cloud.as_deref().is_none_or(|c| crate::defaults::cpu_default(c).families.is_some()))
-            || (self.gcp_host_cpus.is_some() && self.memory.is_none() && gcp_ok)
+            || (self.accel.is_some() && self.instance_type.is_none() && gcp_ok)
     }
 }
 
@@ -358,8 +358,7 @@ fn gcp_n1_host_cpus(a: &AcceleratorChoice) -> Option<f64> {
     if info.as_ref().is_some_and(|i| i.kind == skycat_catalog::accelerators::AcceleratorKind::Tpu) {
         return None;
     }
-    let fixed = ["A100", "A100-80GB", "L4", "H100", "H100-MEGA", "H200", "B200", "RTXPRO6000", "GB200"];
-    if fixed.iter().any(|f| f.eq_ignore_ascii_case(name)) {
+    if crate::defaults::gcp_accelerator_hosts(name, a.count).is_some() {
         return None;
     }
     crate::defaults::gcp_host_cpus(name, a.count)
@@ -449,6 +448,13 @@ impl<'a> Probe<'a> {
             }
             return Ok(rule.bounds(a.cpus, a.memory));
         }
+        if a.instance_type.is_some() {
+            // A named instance type is taken as named.
+            return if a.relaxed { Err(Stage::DefaultRule) } else { Ok((a.cpus, a.memory, None)) };
+        }
+        if r.flags & F_GCP_OFF_TABLE != 0 && !a.relaxed {
+            return Err(Stage::DefaultRule);
+        }
         if r.flags & F_GCP_N1 != 0 {
             if let Some(host) = a.gcp_host_cpus {
                 if r.flags & F_GCP_DEFAULT_HOST == 0 {
@@ -465,7 +471,7 @@ impl<'a> Probe<'a> {
                 return Ok((cpus, memory, None));
             }
         }
-        if a.relaxed {
+        if a.relaxed && r.flags & F_GCP_OFF_TABLE == 0 {
             // The relaxed pass only widens the rules above.
             return Err(Stage::DefaultRule);
         }
@@ -571,9 +577,13 @@ impl<'a> Probe<'a> {
                     Some(Some(t)) => ix.by_itype.get(&t).map(|v| v.as_slice()).unwrap_or(&[]),
                     _ => &[],
                 };
-                let mut rows: Vec<Row> =
-                    ids.iter().map(|&i| ix.row(i, a.use_spot)).filter(|r| r.price.is_finite()).collect();
-                rows.sort_by(|x, y| x.price.total_cmp(&y.price).then(x.id.cmp(&y.id)));
+                let mut rows: Vec<Row> = ids
+                    .iter()
+                    .filter(|&&i| !ix.offers[i as usize].region.trim().is_empty())
+                    .map(|&i| ix.row(i, a.use_spot))
+                    .filter(|r| r.price.is_finite())
+                    .collect();
+                rows.sort_by(|x, y| x.price.total_cmp(&y.price).then(ix.tie[x.id as usize].cmp(&ix.tie[y.id as usize])));
                 Universe::Owned(rows)
             }
             (None, false) => {
@@ -655,13 +665,13 @@ fn key(c: &Cand, minimize: Minimize) -> (u32, u32, f64, f64) {
     }
 }
 
-fn cmp_cand(a: &Cand, b: &Cand, m: Minimize) -> std::cmp::Ordering {
+fn cmp_cand(a: &Cand, b: &Cand, m: Minimize, tie: &[u32]) -> std::cmp::Ordering {
     let (ka, kb) = (key(a, m), key(b, m));
     ka.0.cmp(&kb.0)
         .then(ka.1.cmp(&kb.1))
         .then(ka.2.total_cmp(&kb.2))
         .then(ka.3.total_cmp(&kb.3))
-        .then(a.id.cmp(&b.id))
+        .then(tie[a.id as usize].cmp(&tie[b.id as usize]))
         .then(a.spot.cmp(&b.spot))
 }
 
@@ -723,10 +733,10 @@ pub(crate) fn rank(ix: &OfferIndex, alts: &[Alt], num_nodes: u32, opts: &PlanOpt
     }
     let m = opts.minimize;
     if alts.len() > 1 || m == Minimize::Time {
-        top.sort_by(|a, b| cmp_cand(a, b, m));
+        top.sort_by(|a, b| cmp_cand(a, b, m, &ix.tie));
     }
     top.truncate(cap);
-    per_cloud.sort_by(|a, b| a.1.cost.total_cmp(&b.1.cost).then(a.1.id.cmp(&b.1.id)));
+    per_cloud.sort_by(|a, b| a.1.cost.total_cmp(&b.1.cost).then(ix.tie[a.1.id as usize].cmp(&ix.tie[b.1.id as usize])));
     Ranked { top, per_cloud, count }
 }
 
@@ -790,6 +800,12 @@ pub(crate) fn notes(ix: &OfferIndex, alt: &Alt, c: &Cand, opts: &PlanOptions) ->
                 ));
             }
         }
+    } else if alt.relaxed && ix.flags[i] & F_GCP_OFF_TABLE != 0 {
+        out.push(format!(
+            "no GCP machine type SkyPilot picks for {} fits here; relaxed to {}, which carries it too",
+            alt.accel.as_ref().map(|a| a.to_string()).unwrap_or_default(),
+            o.instance_type
+        ));
     } else if alt.relaxed {
         if let (Some(host), Some(a)) = (alt.gcp_host_cpus, &alt.accel) {
             let cpus = alt.cpus.map_or(host, |c| c.value);

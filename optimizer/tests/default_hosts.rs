@@ -143,3 +143,43 @@ fn cpu_only_defaults_per_cloud() {
     assert_eq!(p.chosen.instance_type, "t3.2xlarge");
     assert!(p.notes.iter().any(|n| n.contains("relaxed")), "{:?}", p.notes);
 }
+
+#[test]
+fn equal_prices_follow_skypilots_region_order() {
+    let a100 = Some(("A100", 4.0));
+    let offers = vec![
+        offer("lambda", "asia-northeast-1", None, "gpu_4x_a100", a100, 120.0, 800.0, Some(5.16), None),
+        offer("lambda", "europe-central-1", None, "gpu_4x_a100", a100, 120.0, 800.0, Some(5.16), None),
+        offer("lambda", "us-west-1", None, "gpu_4x_a100", a100, 120.0, 800.0, Some(5.16), None),
+        offer("lambda", "us-east-1", None, "gpu_4x_a100", a100, 120.0, 800.0, Some(5.16), None),
+        offer("runpod", "CA", None, "4x_A100_SECURE", a100, 32.0, 500.0, Some(5.16), None),
+    ];
+    let ix = OfferIndex::build(&offers);
+    // Lambda lists US regions first, then by name; across clouds, by cloud name.
+    let p = plan_yaml(&ix, "resources:\n  accelerators: A100:4\n  infra: lambda\n").unwrap();
+    let regions: Vec<&str> = p.failover.iter().map(|c| c.region.as_str()).collect();
+    assert_eq!(regions, ["us-east-1", "us-west-1", "asia-northeast-1", "europe-central-1"]);
+    let p = plan_yaml(&ix, "resources:\n  accelerators: A100:4\n").unwrap();
+    assert_eq!((p.chosen.cloud.as_str(), p.chosen.region.as_str()), ("lambda", "us-east-1"));
+}
+
+#[test]
+fn gcp_gpus_with_their_own_machines_use_skypilots_types() {
+    let z = Some("us-central1-a");
+    let h100 = Some(("H100", 8.0));
+    let offers = vec![
+        offer("gcp", "us-central1", z, "a3-edgegpu-8g", h100, 208.0, 1872.0, Some(43.06), None),
+        offer("gcp", "us-central1", z, "a3-highgpu-8g", h100, 208.0, 1872.0, Some(43.06), None),
+    ];
+    let ix = OfferIndex::build(&offers);
+    let p = plan_yaml(&ix, "resources:\n  accelerators: H100:8\n").unwrap();
+    assert_eq!(p.chosen.instance_type, "a3-highgpu-8g");
+    assert_eq!(p.feasible_count, 1);
+    // Named, it is taken; alone in the catalog, it is the relaxed choice, with a note.
+    let p = plan_yaml(&ix, "resources:\n  accelerators: H100:8\n  instance_type: a3-edgegpu-8g\n").unwrap();
+    assert_eq!(p.chosen.instance_type, "a3-edgegpu-8g");
+    let only_edge = OfferIndex::build(&offers[..1]);
+    let p = plan_yaml(&only_edge, "resources:\n  accelerators: H100:8\n").unwrap();
+    assert_eq!(p.chosen.instance_type, "a3-edgegpu-8g");
+    assert!(p.notes.iter().any(|n| n.contains("relaxed")), "{:?}", p.notes);
+}
