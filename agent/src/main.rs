@@ -3,6 +3,7 @@
 mod daemon;
 mod facts;
 mod http;
+mod objects;
 mod store;
 mod unpack;
 mod util;
@@ -91,6 +92,11 @@ enum Cmd {
         /// Refuse the archive once its files add up to more than this many bytes.
         #[arg(long, default_value_t = skycat_archive::DEFAULT_LIMIT_BYTES)]
         limit: u64,
+    },
+    /// Object storage for bucket file_mounts: copy (mode: COPY), mount/unmount (mode: MOUNT).
+    Objects {
+        #[command(subcommand)]
+        cmd: objects::ObjectsCmd,
     },
     /// (internal) Copy stdin to stdout, replacing secret values; used by the job wrapper.
     #[command(hide = true)]
@@ -335,6 +341,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             print(j, &json!({"stopped": true}), || "stopped".into());
         }
         Cmd::LogFilter { values } => log_filter(&values)?,
+        Cmd::Objects { cmd } => objects::run(cmd, &root, j)?,
         Cmd::Unpack { dest, to, limit } => {
             let target = match to {
                 Some(to) => unpack::mount_dir(&root, &to, std::env::var_os("HOME").map(PathBuf::from))?,

@@ -3,10 +3,12 @@
 //! * [`moto`]: moto's EC2 server on a free loopback port, killed on drop, and [`moto::use_fake_aws`]
 //!   to point this process's AWS SDK at it (or at a proxy in front of it);
 //! * [`output`]: what a child process (the `skycat` binary) printed;
+//! * [`storage`]: GCS (fake-gcs-server) and Azure Blob (azurite) emulators, and moto S3 puts;
 //! * [`free_port`]: a loopback port nothing listens on.
 
 pub mod moto;
 pub mod output;
+pub mod storage;
 
 /// A free loopback TCP port: bound, read and released, so nothing listens on it (for a server
 /// started as a child process, e.g. moto, or for a call that must find the port closed).

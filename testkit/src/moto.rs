@@ -24,9 +24,17 @@ impl Drop for Moto {
 
 /// Starts moto (`python3 -m moto.server`, else `moto_server`) and waits until it listens.
 pub fn start_moto() -> Moto {
+    start_moto_with_env(&[])
+}
+
+/// [`start_moto`] with extra environment for moto, e.g. `INITIAL_NO_AUTH_ACTION_COUNT=0` to
+/// make it check credentials (S3 then refuses unknown access keys).
+pub fn start_moto_with_env(env: &[(&str, &str)]) -> Moto {
     let port = crate::free_port();
     let p = port.to_string();
-    let spawn = |prog: &str, args: &[&str]| Command::new(prog).args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn();
+    let spawn = |prog: &str, args: &[&str]| {
+        Command::new(prog).args(args).envs(env.iter().copied()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn()
+    };
     let child = spawn("python3", &["-m", "moto.server", "-H", "127.0.0.1", "-p", &p])
         .or_else(|_| spawn("moto_server", &["-H", "127.0.0.1", "-p", &p]))
         .unwrap_or_else(|e| panic!("cannot start moto ({e}): run scripts/ci-setup-moto.sh to install moto[server]"));
