@@ -2,14 +2,26 @@
 //!
 //! Links only server + optimizer + catalog schema (build with `--no-default-features`: no
 //! polars, no fetchers), so a release build takes minutes rather than the whole `skycat` binary.
+//! The token modes need `--features control`, which links the controller (its SQLite store is the
+//! real token verifier, and with it come sqlx, russh and the EC2 SDK: a much longer build).
 //!
 //! ```text
 //! cargo run --release -p skycat-server --no-default-features --example bench_serve -- 127.0.0.1:18090 100000
 //! ```
+//!
+//! Environment:
+//! * `BENCH_SERVER_THREADS`: tokio worker threads (default 2).
+//! * `BENCH_AUTH_DB=PATH` (feature `control`): the read routes need an API token (`public_read`
+//!   false), checked by the controller's state DB at PATH, as `skycat serve` does; a user token
+//!   `bench` is created there and written to `BENCH_TOKEN_FILE` (required with it).
+//!   `BENCH_TOKEN_CACHE=1` puts the store behind `Auth::cached` (accepted tokens remembered for
+//!   `TOKEN_CACHE_TTL`).
+//! * `BENCH_TLS_DIR=DIR`: HTTPS with the self-signed certificate kept in DIR (made on first use
+//!   by `skycat_server::tls::self_signed`, as `skycat serve` does).
 
 use chrono::Utc;
 use skycat_catalog::Offer;
-use skycat_server::{AppBuilder, CatalogData};
+use skycat_server::{AppBuilder, CatalogData, ServerConfig};
 
 /// `n` offers over 6 clouds × 12 regions × 3 zones, CPU and GPU shapes, deterministic prices.
 fn synthetic(n: usize) -> Vec<Offer> {
@@ -68,24 +80,67 @@ fn synthetic(n: usize) -> Vec<Offer> {
     out
 }
 
+/// The token checker of the `BENCH_AUTH_DB` mode: the controller's SQLite store, with a fresh
+/// user token written to `BENCH_TOKEN_FILE`.
+#[cfg(feature = "control")]
+async fn auth_from_env() -> std::io::Result<Option<skycat_server::Auth>> {
+    let Some(db) = std::env::var_os("BENCH_AUTH_DB") else { return Ok(None) };
+    let out = std::env::var_os("BENCH_TOKEN_FILE").ok_or_else(|| other("BENCH_AUTH_DB needs BENCH_TOKEN_FILE"))?;
+    let store = skycat_controller::Store::open(std::path::Path::new(&db)).await.map_err(other)?;
+    let token = store.create_api_token("bench", skycat_controller::api_tokens::Role::User).await.map_err(other)?;
+    std::fs::write(&out, token)?;
+    if std::env::var_os("BENCH_TOKEN_CACHE").is_some_and(|v| v == "1") {
+        return Ok(Some(skycat_server::Auth::cached(store)));
+    }
+    Ok(Some(skycat_server::Auth { verifier: std::sync::Arc::new(store) }))
+}
+
+#[cfg(not(feature = "control"))]
+async fn auth_from_env() -> std::io::Result<Option<skycat_server::Auth>> {
+    match std::env::var_os("BENCH_AUTH_DB") {
+        Some(_) => Err(other("BENCH_AUTH_DB needs the token store: build with --features control")),
+        None => Ok(None),
+    }
+}
+
+fn other(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
 fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:18090".into());
     let n: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(100_000);
     let threads: usize = std::env::var("BENCH_SERVER_THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or(2);
+    let tls_dir = std::env::var_os("BENCH_TLS_DIR").map(std::path::PathBuf::from);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()?;
     rt.block_on(async move {
         let started = std::time::Instant::now();
-        let app = AppBuilder::new(CatalogData::from_offers(synthetic(n))).build();
+        let auth = auth_from_env().await?;
+        let mode = match (&auth, std::env::var_os("BENCH_TOKEN_CACHE").is_some_and(|v| v == "1")) {
+            (None, _) => "no token (public read)",
+            (Some(_), false) => "an API token required (SQLite store)",
+            (Some(_), true) => "an API token required (SQLite store, cached)",
+        };
+        let config = ServerConfig { public_read: auth.is_none(), auth, ..ServerConfig::default() };
+        let app = AppBuilder::new(CatalogData::from_offers(synthetic(n))).config(config).build();
         let listener = tokio::net::TcpListener::bind(&addr).await?;
+        let scheme = if tls_dir.is_some() { "https" } else { "http" };
         eprintln!(
-            "bench_serve: {n} offers indexed in {:.0} ms; listening on http://{} with {threads} worker threads",
+            "bench_serve: {n} offers indexed in {:.0} ms; listening on {scheme}://{} with {threads} worker threads; {mode}",
             started.elapsed().as_secs_f64() * 1e3,
             listener.local_addr()?
         );
-        app.serve(listener, async {
+        let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
+        };
+        match tls_dir {
+            Some(dir) => {
+                let files = skycat_server::tls::self_signed(&dir, &[]).map_err(other)?;
+                let tls = skycat_server::tls::server_config(&files).map_err(other)?;
+                app.serve_tls(listener, tls, shutdown).await
+            }
+            None => app.serve(listener, shutdown).await,
+        }
     })
 }
