@@ -120,7 +120,7 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Revokes the token `name`; it stops working at once.
+    /// Revokes the token `name`; it stops working at once here, and within a second in a running server (its verified-token cache).
     pub async fn revoke_api_token(&self, name: &str) -> Result<(), TokenError> {
         let r = sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL")
             .bind(Utc::now().to_rfc3339())

@@ -444,3 +444,113 @@ async fn autostop_with_down_tears_the_cluster_down() {
     assert!(report.iter().any(|l| l.name == "ad" && l.status == "TERMINATED"), "{report:?}");
     rx.shutdown().await;
 }
+
+/// A TCP relay on 0.0.0.0:`port` (0: any) to `127.0.0.1:to`: each namespace host reaches this
+/// machine only at its own point-to-point address, so a loopback-only server (moto) is offered
+/// to all of them there, as `{controller_ip}:port`.
+fn relay(to: u16) -> u16 {
+    let listener = std::net::TcpListener::bind(("0.0.0.0", 0)).expect("bind relay");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", to)) else { continue };
+            for (mut from, mut into) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)] {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut into);
+                    let _ = into.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    });
+    port
+}
+
+/// `file_mounts` from a bucket, `mode: COPY`, on two nodes: moto's S3 (the real emulator) holds
+/// a prefix; each node's agent downloads it with the credentials passed on its stdin, which
+/// never land in the state DB, the agents' files or the logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bucket_copy_mounts_on_two_nodes_with_credentials_as_secrets() {
+    const KEY_SECRET: &str = "moto-secret-3f9a1c77e2";
+    let moto = skycat_testkit::moto::start_moto();
+    skycat_testkit::storage::s3_create_bucket(&moto.url, "train-data");
+    let big: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    skycat_testkit::storage::s3_put(&moto.url, "train-data", "ds/a.txt", b"bucket-a\n");
+    skycat_testkit::storage::s3_put(&moto.url, "train-data", "ds/sub/b.bin", &big);
+    skycat_testkit::storage::s3_put(&moto.url, "train-data", "other/x.txt", b"not under the prefix\n");
+    let port = relay(moto.url.rsplit(':').next().unwrap().parse().unwrap());
+
+    let hosts = TestHosts::up(2, NET, "");
+    let env = controller(&pool_yaml(&hosts, &[hosts.ip(1), hosts.ip(2)], 2.0)).await;
+    let file_mounts: BTreeMap<String, serde_json::Value> = serde_json::from_value(serde_json::json!({
+        "~/data": "s3://train-data/ds",
+        "/tmp/skycat-e2e-copy-one.txt": {"source": "s3://train-data/ds/a.txt", "mode": "COPY"},
+    }))
+    .unwrap();
+    let file_mounts = skycat_controller::mounts::parse(&file_mounts, None, None).expect("file_mounts");
+    let lookup: BTreeMap<&str, String> = [
+        ("AWS_ACCESS_KEY_ID", "testing".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", KEY_SECRET.to_string()),
+        ("AWS_REGION", "us-east-1".to_string()),
+        ("AWS_ENDPOINT_URL", format!("http://{{controller_ip}}:{port}")),
+    ]
+    .into();
+    let storage_envs = skycat_controller::mounts::credentials_for(&file_mounts, |k| lookup.get(k).cloned()).expect("credentials");
+    assert_eq!(storage_envs.len(), 4);
+    let task = TaskRun {
+        num_nodes: 2,
+        run: Some(
+            "echo COPIED $(cat ~/data/a.txt) $(wc -c < ~/data/sub/b.bin) $(sha256sum < ~/data/sub/b.bin | cut -c1-16); \
+             test -e ~/data/x.txt || test -e ~/data/other || echo ONLY-THE-PREFIX; echo ONE $(cat /tmp/skycat-e2e-copy-one.txt)"
+                .into(),
+        ),
+        file_mounts,
+        storage_envs,
+        ..Default::default()
+    };
+    let mut req = LaunchRequest::new("bk", task);
+    on_pool(&env.ctl, &mut req, "testpool");
+    let out = env.ctl.launch(&req).await.expect("launch");
+    let job = wait_job_state(&env.ctl, "bk", out.job_id.unwrap(), |s| s.is_terminal(), Duration::from_secs(60)).await.expect("job ends");
+    assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+    let buf = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let b2 = buf.clone();
+    env.ctl.logs("bk", None, false, Arc::new(move |c: &[u8]| b2.lock().unwrap().extend_from_slice(c))).await.expect("logs");
+    let logs = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
+    let digest = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&big).iter().take(8).map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    for r in 0..2 {
+        assert!(logs.contains(&format!("(rank {r}) COPIED bucket-a {} {digest}", big.len())), "rank {r}:\n{logs}");
+        assert!(logs.contains(&format!("(rank {r}) ONLY-THE-PREFIX")) && logs.contains(&format!("(rank {r}) ONE bucket-a")), "{logs}");
+    }
+    // The secret key is nowhere at rest: not in the state DB (nor its WAL), not in the nodes'
+    // agent state, and not in the logs.
+    assert!(!logs.contains(KEY_SECRET));
+    let mut at_rest = Vec::new();
+    for f in ["state.db", "state.db-wal"] {
+        at_rest.push(env.home_path.join(f));
+    }
+    for i in 1..=2 {
+        at_rest.extend(walk_files(&hosts.home(i)));
+    }
+    for f in at_rest {
+        let bytes = std::fs::read(&f).unwrap_or_default();
+        assert!(!bytes.windows(KEY_SECRET.len()).any(|w| w == KEY_SECRET.as_bytes()), "{} holds the secret key", f.display());
+    }
+    env.ctl.down("bk", true).await.expect("down");
+    let _ = std::fs::remove_file("/tmp/skycat-e2e-copy-one.txt");
+}
+
+fn walk_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        match e.file_type() {
+            Ok(t) if t.is_dir() => out.extend(walk_files(&p)),
+            Ok(t) if t.is_file() => out.push(p),
+            _ => {}
+        }
+    }
+    out
+}

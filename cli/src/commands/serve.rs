@@ -103,7 +103,7 @@ pub enum TokenCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Revoke a token: it stops working at once.
+    /// Revoke a token: it stops working within a second (a running server caches verified tokens for 1 s).
     Revoke { name: String },
 }
 
@@ -278,7 +278,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let created = bootstrap_admin_token(&store).await?;
     let pin = tls.as_ref().map(skycat_server::tls::fingerprint).transpose()?;
     save_local_credentials(&ctl_home.root, local_url(args.addr, tls.is_some()), pin.as_deref(), created)?;
-    let auth = skycat_server::Auth { verifier: std::sync::Arc::new(store.clone()) };
+    // Verified tokens are cached for a second: a revocation takes effect within that second.
+    let auth = skycat_server::Auth::cached(store.clone());
     let public_read = match args.public_read {
         PublicRead::Yes => true,
         PublicRead::No => false,

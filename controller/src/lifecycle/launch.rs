@@ -314,6 +314,7 @@ impl Controller {
             let agent = agent.clone();
             let workdir = workdir.clone();
             let mounts = mounts.clone();
+            let controller_ip = probe.controller_ip.clone();
             let progress = self.progress.clone();
             set.spawn(async move {
                 let reused = ensure_agent(sess.as_ref(), &node_row, &agent, &probe, config.as_ref(), &progress).await?;
@@ -323,7 +324,7 @@ impl Controller {
                 }
                 if let Some(m) = &mounts {
                     progress(&format!("  {}: syncing the file mounts ...", sess.peer()));
-                    m.sync(sess.as_ref(), &node_row).await?;
+                    m.sync(sess.as_ref(), &node_row, controller_ip.as_deref()).await?;
                 }
                 Ok::<_, anyhow::Error>((rank, reused))
             });

@@ -56,7 +56,9 @@ impl PreparedMounts {
     }
 
     /// Puts every mount on the node behind `s`, in the order of the task's `file_mounts`.
-    pub(crate) async fn sync(&self, s: &dyn NodeSession, n: &NodeRow) -> Result<()> {
+    /// `{controller_ip}` in a credential value (an object store endpoint on the controller's
+    /// machine) becomes the address the node sees the controller at, as in the server URL.
+    pub(crate) async fn sync(&self, s: &dyn NodeSession, n: &NodeRow, controller_ip: Option<&str>) -> Result<()> {
         let agent = shell_quote(&n.agent_bin);
         for r in &self.ready {
             match r {
@@ -76,8 +78,9 @@ impl PreparedMounts {
                         MountMode::Mount => "mount",
                         MountMode::MountCached => "mount --cached",
                     };
-                    let cmd = format!("{agent} objects {verb} {} {} --env-stdin", shell_quote(url), shell_quote(dst));
-                    let stdin = env_lines(&self.env)?;
+                    let cmd = format!("{agent} objects {verb} {} {} --env-stdin", shell_quote(url), home_path_arg(dst));
+                    let env = self.env.iter().map(|(k, v)| (k.clone(), v.replace("{controller_ip}", controller_ip.unwrap_or("127.0.0.1")))).collect();
+                    let stdin = env_lines(&env)?;
                     let out = s.exec(&cmd, Some(stdin.as_bytes())).await?;
                     if !out.ok() {
                         bail!("{}: file mount {dst} from {url}: {}", s.peer(), last_line(&out.stderr_str()));
@@ -86,6 +89,15 @@ impl PreparedMounts {
             }
         }
         Ok(())
+    }
+}
+
+/// A node path as a shell word: `~/x` becomes `"$HOME"/'x'` (the node's home), anything else
+/// is quoted as is.
+fn home_path_arg(p: &str) -> String {
+    match p.strip_prefix("~/") {
+        Some(rest) => format!("\"$HOME\"/{}", shell_quote(rest)),
+        None => shell_quote(p),
     }
 }
 
@@ -111,6 +123,12 @@ fn env_lines(env: &BTreeMap<String, String>) -> Result<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn home_paths_expand_on_the_node() {
+        assert_eq!(super::home_path_arg("~/data set"), "\"$HOME\"/'data set'");
+        assert_eq!(super::home_path_arg("/data"), super::shell_quote("/data"));
+    }
+
     #[test]
     fn credentials_go_one_per_line_with_json_compacted() {
         let env = [("A".to_string(), "x=y".to_string()), ("K".to_string(), "{\n  \"type\": \"sa\"\n}".to_string())].into();
