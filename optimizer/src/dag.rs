@@ -298,7 +298,8 @@ fn task_candidates(
     };
     task_opts.validate().map_err(|e| prefix(e, &t.name))?;
     t.task.validate().map_err(|e| prefix(e.into(), &t.name))?;
-    let alts = resolve(&t.task).map_err(|e| prefix(e, &t.name))?;
+    let mut alts = resolve(&t.task).map_err(|e| prefix(e, &t.name))?;
+    crate::plan::match_catalog_names(ix, &mut alts);
     let nodes = t.task.num_nodes.unwrap_or(1);
     let (r, _) = rank_with_fallback(ix, &alts, nodes, &task_opts, usize::MAX);
     if r.top.is_empty() {

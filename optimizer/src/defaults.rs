@@ -212,6 +212,52 @@ pub fn gcp_accelerator_hosts(accelerator: &str, count: f64) -> Option<&'static [
     Some(table.iter().find(|(c, _)| *c == n).map_or(&[][..], |(_, t)| *t))
 }
 
+/// Cloud features a task may need (SkyPilot's `CloudImplementationFeatures` that change where a
+/// task can go), as bits.
+pub const FEAT_MULTI_NODE: u8 = 1;
+pub const FEAT_SPOT: u8 = 2;
+pub const FEAT_OPEN_PORTS: u8 = 4;
+/// A `disk_tier` other than `best`.
+pub const FEAT_CUSTOM_DISK_TIER: u8 = 8;
+/// `network_tier: best`.
+pub const FEAT_CUSTOM_NETWORK_TIER: u8 = 16;
+/// A `file_mounts` entry in `MOUNT` mode.
+pub const FEAT_STORAGE_MOUNTING: u8 = 32;
+pub const FEAT_LOCAL_DISK: u8 = 64;
+
+/// The features SkyPilot 0.14.1 says `cloud` lacks (its clouds' `_CLOUD_UNSUPPORTED_FEATURES`
+/// and `_unsupported_features_for_resources`); SkyPilot leaves a cloud out of a plan that needs
+/// one of them. Clouds SkyPilot does not know lack nothing here.
+pub fn unsupported_features(cloud: &str) -> u8 {
+    const TIERS: u8 = FEAT_CUSTOM_DISK_TIER | FEAT_CUSTOM_NETWORK_TIER | FEAT_LOCAL_DISK;
+    match cloud {
+        "aws" => 0,
+        "gcp" | "oci" => FEAT_LOCAL_DISK,
+        "azure" | "nebius" => FEAT_CUSTOM_NETWORK_TIER | FEAT_LOCAL_DISK,
+        "lambda" | "cudo" | "do" | "fluidstack" | "paperspace" => TIERS | FEAT_SPOT,
+        "runpod" | "vast" => TIERS | FEAT_MULTI_NODE | FEAT_STORAGE_MOUNTING,
+        "hyperbolic" => TIERS | FEAT_MULTI_NODE | FEAT_OPEN_PORTS | FEAT_SPOT | FEAT_STORAGE_MOUNTING,
+        "mithril" => TIERS | FEAT_OPEN_PORTS,
+        "primeintellect" => TIERS | FEAT_MULTI_NODE,
+        "seeweb" | "shadeform" => TIERS | FEAT_MULTI_NODE | FEAT_SPOT | FEAT_STORAGE_MOUNTING,
+        _ => 0,
+    }
+}
+
+/// `multi-node clusters, open ports` for a feature mask.
+pub fn feature_names(mask: u8) -> String {
+    let names = [
+        (FEAT_MULTI_NODE, "multi-node clusters"),
+        (FEAT_SPOT, "spot instances"),
+        (FEAT_OPEN_PORTS, "open ports"),
+        (FEAT_CUSTOM_DISK_TIER, "a custom disk_tier"),
+        (FEAT_CUSTOM_NETWORK_TIER, "network_tier: best"),
+        (FEAT_STORAGE_MOUNTING, "MOUNT-mode file_mounts"),
+        (FEAT_LOCAL_DISK, "local_disk"),
+    ];
+    names.iter().filter(|(b, _)| mask & b != 0).map(|(_, n)| *n).collect::<Vec<_>>().join(", ")
+}
+
 /// GiB per requested vCPU on a GCP GPU host when the task gives no `memory`.
 pub const GCP_GPU_HOST_MEMORY_PER_CPU: f64 = 4.0;
 
@@ -262,5 +308,8 @@ mod tests {
         assert_eq!(gcp_accelerator_hosts("H100", 8.0), Some(&["a3-highgpu-8g"][..]));
         assert_eq!(gcp_accelerator_hosts("H200", 1.0), Some(&[][..]));
         assert_eq!(gcp_accelerator_hosts("V100", 1.0), None);
+        assert_eq!(unsupported_features("runpod") & FEAT_MULTI_NODE, FEAT_MULTI_NODE);
+        assert_eq!(unsupported_features("aws"), 0);
+        assert_eq!(feature_names(FEAT_MULTI_NODE | FEAT_OPEN_PORTS), "multi-node clusters, open ports");
     }
 }

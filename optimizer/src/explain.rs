@@ -11,6 +11,10 @@ fn stage_text(alt: &Alt, stage: Stage) -> (String, String) {
     let loc = |what: &str, v: &Option<String>| format!("{what}={}", v.clone().unwrap_or_default());
     match stage {
         Stage::Cloud => (loc("cloud", &alt.cloud), format!("on cloud `{}`", alt.cloud.clone().unwrap_or_default())),
+        Stage::Feature => (
+            "cloud features".into(),
+            format!("on a cloud with {}", crate::defaults::feature_names(alt.features)),
+        ),
         Stage::Region => (loc("region", &alt.region), format!("in region `{}`", alt.region.clone().unwrap_or_default())),
         Stage::Zone => (loc("zone", &alt.zone), format!("in zone `{}`", alt.zone.clone().unwrap_or_default())),
         Stage::InstanceType => (
@@ -230,6 +234,7 @@ fn explain_alt(ix: &OfferIndex, alt: &Alt, nodes: u32, opts: &PlanOptions) -> Fi
         .collect();
     let stages = [
         Stage::Cloud,
+        Stage::Feature,
         Stage::Region,
         Stage::Zone,
         Stage::InstanceType,

@@ -101,6 +101,8 @@ pub struct OfferIndex {
     pub(crate) tie: Vec<u32>,
     /// SkyPilot's CPU-only default of each cloud, by cloud id.
     pub(crate) cpu_defaults: Vec<CpuDefault>,
+    /// The features ([`defaults::unsupported_features`]) each cloud lacks, by cloud id.
+    pub(crate) unsupported: Vec<u8>,
     /// What a CPU-only task without an instance type picks from: the CPU-only offers plus the
     /// GPU machines of clouds whose default includes them, cheapest first per market.
     pub(crate) default_pool: Group,
@@ -157,6 +159,7 @@ impl OfferIndex {
             let cid = ix.clouds.intern(&cloud);
             if cid as usize == ix.cpu_defaults.len() {
                 ix.cpu_defaults.push(defaults::cpu_default(&cloud));
+                ix.unsupported.push(defaults::unsupported_features(&cloud));
             }
             let rule = ix.cpu_defaults[cid as usize];
             let mut flags = 0u8;

@@ -237,6 +237,8 @@ pub(crate) struct Alt {
     pub relaxed: bool,
     pub use_spot: bool,
     pub max_hourly_cost: Option<f64>,
+    /// Cloud features the alternative needs (`defaults::FEAT_*`): clouds lacking one are out.
+    pub features: u8,
     /// Preference rank: lower is tried first (ordered lists); 0 everywhere for any_of/sets.
     pub rank: (u32, u32),
 }
@@ -262,7 +264,10 @@ fn merged(base: &ResourcesSpec, over: &ResourcesSpec) -> ResourcesSpec {
     macro_rules! take {
         ($($f:ident),*) => { $( if over.$f.is_some() { r.$f = over.$f.clone(); } )* };
     }
-    take!(accelerators, cpus, memory, instance_type, use_spot, max_hourly_cost, disk_size, ports, image_id, labels);
+    take!(
+        accelerators, cpus, memory, instance_type, use_spot, max_hourly_cost, disk_size, ports, image_id, labels, disk_tier,
+        network_tier, local_disk
+    );
     r.any_of = None;
     r.ordered = None;
     r
@@ -294,6 +299,35 @@ pub(crate) fn resolve(task: &TaskSpec) -> Result<Vec<Alt>, PlanError> {
                 .map(|(ci, c)| (Some(c.clone()), if spec.ordered { ci as u32 } else { 0 }))
                 .collect(),
             None => vec![(None, 0)],
+        };
+        let features = {
+            use crate::defaults::*;
+            let mut f = 0u8;
+            if task.num_nodes.unwrap_or(1) > 1 {
+                f |= FEAT_MULTI_NODE;
+            }
+            if e.use_spot == Some(true) {
+                f |= FEAT_SPOT;
+            }
+            if e.ports.as_ref().is_some_and(|p| !p.0.is_empty()) {
+                f |= FEAT_OPEN_PORTS;
+            }
+            if e.disk_tier.as_deref().is_some_and(|t| !t.trim().eq_ignore_ascii_case("best")) {
+                f |= FEAT_CUSTOM_DISK_TIER;
+            }
+            if e.network_tier.as_deref().is_some_and(|t| t.trim().eq_ignore_ascii_case("best")) {
+                f |= FEAT_CUSTOM_NETWORK_TIER;
+            }
+            if e.local_disk.is_some() {
+                f |= FEAT_LOCAL_DISK;
+            }
+            let mount = |v: &serde_json::Value| {
+                v.get("mode").and_then(|m| m.as_str()).is_some_and(|m| m.eq_ignore_ascii_case("mount"))
+            };
+            if task.file_mounts.iter().flatten().any(|(_, v)| mount(v)) {
+                f |= FEAT_STORAGE_MOUNTING;
+            }
+            f
         };
         for (accel, crank) in choices {
             let default_shape = accel.is_none() && e.instance_type.is_none();
@@ -343,6 +377,7 @@ pub(crate) fn resolve(task: &TaskSpec) -> Result<Vec<Alt>, PlanError> {
                 relaxed: false,
                 use_spot: e.use_spot.unwrap_or(false),
                 max_hourly_cost: e.max_hourly_cost,
+                features,
                 rank: (entry_rank, crank),
             });
         }
@@ -362,6 +397,36 @@ fn gcp_n1_host_cpus(a: &AcceleratorChoice) -> Option<f64> {
         return None;
     }
     crate::defaults::gcp_host_cpus(name, a.count)
+}
+
+/// SkyPilot's name lookup, for a name the catalog does not know: if it is part of exactly one
+/// accelerator name the catalog has (`MI300` in `MI300X`), it means that one.
+/// Returns a note per name read that way.
+pub(crate) fn match_catalog_names(ix: &OfferIndex, alts: &mut [Alt]) -> Vec<String> {
+    let mut notes: Vec<String> = Vec::new();
+    for a in alts {
+        let Some(acc) = &mut a.accel else { continue };
+        if ix.counts_by_name.contains_key(&accel_key(&acc.name)) {
+            continue;
+        }
+        let want = acc.name.trim().to_ascii_lowercase();
+        if want.is_empty() {
+            continue;
+        }
+        let mut hits = ix.counts_by_name.keys().filter(|k| k.contains(&want));
+        if let (Some(only), None) = (hits.next(), hits.next()) {
+            let name = ix.accel_display_name(only);
+            let note = format!(
+                "accelerator `{}` is read as `{name}`, the only catalog accelerator whose name contains it (SkyPilot's lookup)",
+                acc.name.trim()
+            );
+            if !notes.contains(&note) {
+                notes.push(note);
+            }
+            acc.name = name;
+        }
+    }
+    notes
 }
 
 /// The fallback alternatives for [`rank_with_fallback`]: those of `alts` that a relaxed pass
@@ -385,6 +450,8 @@ pub(crate) struct Probe<'a> {
     pub alt: &'a Alt,
     /// SkyPilot's CPU-only default per cloud id.
     pub cpu_defaults: &'a [crate::defaults::CpuDefault],
+    /// The features each cloud lacks, by cloud id.
+    pub unsupported: &'a [u8],
     pub cloud: Option<Option<u32>>,
     pub region: Option<Option<u32>>,
     pub zone: Option<Option<u32>>,
@@ -396,6 +463,8 @@ pub(crate) struct Probe<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Stage {
     Cloud,
+    /// The cloud lacks a feature the task needs (multi-node, spot, open ports…).
+    Feature,
     Region,
     Zone,
     InstanceType,
@@ -425,6 +494,7 @@ impl<'a> Probe<'a> {
         Probe {
             alt,
             cpu_defaults: &ix.cpu_defaults,
+            unsupported: &ix.unsupported,
             cloud: alt.cloud.as_ref().map(|c| ix.clouds.get(c)),
             region: alt.region.as_ref().map(|r| ix.regions.get(r)),
             zone: alt.zone.as_ref().map(|z| ix.zones.get(z)),
@@ -495,6 +565,9 @@ impl<'a> Probe<'a> {
         }
         if !eq(self.cloud, r.cloud) {
             return Some(Stage::Cloud);
+        }
+        if self.alt.features & self.unsupported[r.cloud as usize] != 0 {
+            return Some(Stage::Feature);
         }
         if !eq(self.region, r.region) {
             return Some(Stage::Region);
@@ -830,7 +903,8 @@ pub(crate) fn notes(ix: &OfferIndex, alt: &Alt, c: &Cand, opts: &PlanOptions) ->
 pub fn plan(task: &TaskSpec, index: &OfferIndex, opts: &PlanOptions) -> Result<Plan, PlanError> {
     task.validate()?;
     opts.validate()?;
-    let alts = resolve(task)?;
+    let mut alts = resolve(task)?;
+    let name_notes = match_catalog_names(index, &mut alts);
     let num_nodes = task.num_nodes.unwrap_or(1);
     let cap = if opts.max_failover == 0 { usize::MAX } else { opts.max_failover.max(1) };
     let (r, relaxed_alts) = rank_with_fallback(index, &alts, num_nodes, opts, cap);
@@ -838,7 +912,8 @@ pub fn plan(task: &TaskSpec, index: &OfferIndex, opts: &PlanOptions) -> Result<P
         return Err(crate::explain::explain(index, &alts, num_nodes, opts));
     };
     let used = relaxed_alts.as_deref().unwrap_or(&alts);
-    let notes = notes(index, &used[best.alt as usize], &best, opts);
+    let mut notes = notes(index, &used[best.alt as usize], &best, opts);
+    notes.splice(0..0, name_notes);
     let mk = |c: &Cand| placement(index, c.id as usize, c.spot, num_nodes, c.hours);
     let chosen = mk(&best);
     Ok(Plan {

@@ -183,3 +183,45 @@ fn gcp_gpus_with_their_own_machines_use_skypilots_types() {
     assert_eq!(p.chosen.instance_type, "a3-edgegpu-8g");
     assert!(p.notes.iter().any(|n| n.contains("relaxed")), "{:?}", p.notes);
 }
+
+#[test]
+fn a_name_inside_exactly_one_catalog_name_means_that_one() {
+    let offers = vec![
+        offer("runpod", "CA", None, "1x_MI300X_SECURE", Some(("MI300X", 1.0)), 24.0, 283.0, Some(2.49), None),
+        offer("runpod", "CA", None, "1x_A100_SECURE", Some(("A100", 1.0)), 8.0, 83.0, Some(1.19), None),
+        offer("runpod", "CA", None, "1x_A100-80GB_SECURE", Some(("A100-80GB", 1.0)), 8.0, 117.0, Some(1.64), None),
+    ];
+    let ix = OfferIndex::build(&offers);
+    // SkyPilot's lookup: `MI300` is part of `MI300X` only.
+    let p = plan_yaml(&ix, "resources:\n  accelerators: MI300:1\n").unwrap();
+    assert_eq!(p.chosen.instance_type, "1x_MI300X_SECURE");
+    assert!(p.notes[0].contains("`MI300` is read as `MI300X`"), "{:?}", p.notes);
+    assert_eq!(plan_yaml(&ix, "resources:\n  accelerators: 80GB:1\n").unwrap().chosen.instance_type, "1x_A100-80GB_SECURE");
+    // Part of two names: ambiguous, not guessed.
+    assert!(matches!(plan_yaml(&ix, "resources:\n  accelerators: A1:1\n"), Err(PlanError::Infeasible { .. })));
+}
+
+#[test]
+fn clouds_lacking_a_needed_feature_are_left_out() {
+    let a100 = Some(("A100", 1.0));
+    let offers = vec![
+        offer("runpod", "CA", None, "1x_A100_SECURE", a100, 8.0, 83.0, Some(1.19), None),
+        offer("mithril", "us-central3-a", None, "a100-80gb.sxm.1x", a100, 16.0, 200.0, Some(1.5), None),
+        offer("lambda", "us-east-1", None, "gpu_1x_a100", a100, 30.0, 200.0, Some(1.29), None),
+        offer("aws", "us-east-1", None, "p4d.24xlarge/8", a100, 12.0, 144.0, Some(4.1), Some(2.5)),
+    ];
+    let ix = OfferIndex::build(&offers);
+    assert_eq!(plan_yaml(&ix, "resources:\n  accelerators: A100:1\n").unwrap().chosen.cloud, "runpod");
+    // RunPod has no multi-node clusters (SkyPilot 0.14.1); Mithril and Hyperbolic open no ports;
+    // Lambda sells no spot.
+    assert_eq!(plan_yaml(&ix, "num_nodes: 2\nresources:\n  accelerators: A100:1\n").unwrap().chosen.cloud, "lambda");
+    let p = plan_yaml(&ix, "num_nodes: 2\nresources:\n  accelerators: A100:1\n  ports: 8000\n").unwrap();
+    assert!(p.failover.iter().all(|c| c.cloud != "runpod" && c.cloud != "mithril"), "{:?}", p.failover);
+    match plan_yaml(&ix, "num_nodes: 2\nresources:\n  accelerators: A100:1\n  infra: runpod\n") {
+        Err(PlanError::Infeasible { reason, cut_by, .. }) => {
+            assert_eq!(cut_by, "cloud features");
+            assert!(reason.contains("multi-node"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+}

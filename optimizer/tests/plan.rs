@@ -203,9 +203,10 @@ fn infeasible_count_names_nearest() {
 
 #[test]
 fn infeasible_unknown_accelerator_suggests_names() {
-    let (reason, cut_by, nearest) = infeasible("resources:\n  accelerators: H10:8\n", &PlanOptions::default());
+    // (`H10` alone would be read as H100, the only catalog name containing it: SkyPilot's lookup.)
+    let (reason, cut_by, nearest) = infeasible("resources:\n  accelerators: H1O0:8\n", &PlanOptions::default());
     assert_eq!(cut_by, "accelerators");
-    assert!(reason.contains("no accelerator `H10`"), "{reason}");
+    assert!(reason.contains("no accelerator `H1O0`"), "{reason}");
     assert!(nearest.iter().any(|p| p.accelerator.as_deref() == Some("H100")), "{nearest:?}");
 }
 
@@ -225,9 +226,13 @@ fn infeasible_names_the_cutting_constraint() {
     assert_eq!(cut_by, "cpus=300+");
     let (_, cut_by, _) = infeasible("resources:\n  cpus: 8\n  memory: 500+\n", &o);
     assert!(cut_by.starts_with("memory"), "{cut_by}");
+    // Lambda alone has H100:1, and it sells no spot (SkyPilot's feature table).
     let (reason, cut_by, _) = infeasible("resources:\n  accelerators: H100:1\n  use_spot: true\n", &o);
-    assert_eq!(cut_by, "use_spot=true");
+    assert_eq!(cut_by, "cloud features");
     assert!(reason.contains("spot"), "{reason}");
+    // A spot price cap below every spot offer of the type.
+    let (reason, cut_by, _) = infeasible("resources:\n  instance_type: m6i.large\n  use_spot: true\n  max_hourly_cost: 0.01\n", &o);
+    assert_eq!(cut_by, "max_hourly_cost=0.01", "{reason}");
     let (_, cut_by, _) = infeasible("resources:\n  accelerators: H100:8\n  max_hourly_cost: 5\n", &o);
     assert_eq!(cut_by, "max_hourly_cost=5");
     let (_, cut_by, _) = infeasible("resources:\n  instance_type: x9.huge\n", &o);
