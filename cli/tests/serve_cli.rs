@@ -3,43 +3,22 @@
 //! style HTTPS (`--tls` on loopback) with a self-signed certificate kept in $SKYCAT_HOME/tls;
 //! `skycat jobs queue` works with the saved token and is refused with an unknown one.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 use skycat_testkit::output::{json, stderr, stdout};
+use skycat_testkit::serve::Serve;
 
 fn skycat(home: &Path, args: &[&str]) -> Output {
     skycat_testkit::output::run_in(env!("CARGO_BIN_EXE_skycat"), home, args)
 }
 
-/// Starts `skycat serve --addr ARGS…` on `home`; returns it once its stderr shows `ready`
-/// (within 2 minutes), with what it printed so far.
-fn start_serve(home: &Path, addr_and_flags: &[&str], ready: &str) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_skycat"))
-        .arg("serve")
-        .arg("--addr")
-        .args(addr_and_flags)
-        .env("SKYCAT_HOME", home)
-        .env_remove("SKYCAT_API_TOKEN")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start skycat serve");
-    let mut err = BufReader::new(child.stderr.take().expect("stderr"));
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let (mut seen, mut line) = (String::new(), String::new());
-    while Instant::now() < deadline && !seen.contains(ready) {
-        line.clear();
-        if err.read_line(&mut line).unwrap_or(0) == 0 {
-            break;
-        }
-        seen.push_str(&line);
-    }
-    (child, seen)
+/// Starts `skycat serve --addr ARGS…` on `home` (its stderr kept in `home`/serve.log); returns
+/// it once it printed `ready` (within 2 minutes), with what it printed so far.
+fn start_serve(home: &Path, addr_and_flags: &[&str], ready: &str) -> (Serve, String) {
+    let cmd = skycat_testkit::serve::command(env!("CARGO_BIN_EXE_skycat"), home, addr_and_flags);
+    Serve::start(cmd, &home.join("serve.log"), ready)
 }
 
 #[test]
@@ -88,8 +67,7 @@ fn first_start_saves_an_admin_token_and_serves_https_with_a_kept_certificate() {
     let out = skycat(home.path(), &["jobs", "--server-url", &format!("http://127.0.0.1:{port}"), "queue"]);
     assert!(!out.status.success(), "{}", stdout(&out));
 
-    let _ = child.kill();
-    let _ = child.wait();
+    child.kill();
     // A restart keeps the certificate (pins stay valid) and creates no second admin token.
     let out = skycat(home.path(), &["serve", "token", "list", "--json"]);
     let list = json(&out);
@@ -111,8 +89,7 @@ fn first_start_saves_an_admin_token_and_serves_https_with_a_kept_certificate() {
         .output()
         .unwrap();
     assert!(!out.status.success() && stderr(&out).contains("unknown or revoked API token"), "{}", stderr(&out));
-    let _ = again.kill();
-    let _ = again.wait();
+    again.kill();
     assert_eq!(std::fs::read(home.path().join("tls/cert.pem")).unwrap(), pem);
     assert_eq!(json(&skycat(home.path(), &["serve", "token", "list", "--json"])).as_array().map(|a| a.len()), Some(1));
 }

@@ -3,11 +3,14 @@
 //! * [`moto`]: moto's EC2 server on a free loopback port, killed on drop, and [`moto::use_fake_aws`]
 //!   to point this process's AWS SDK at it (or at a proxy in front of it);
 //! * [`output`]: what a child process (the `skycat` binary) printed;
+//! * [`serve`]: a `skycat serve` child process, waited for until ready, stopped with SIGTERM or
+//!   SIGKILL;
 //! * [`storage`]: GCS (fake-gcs-server) and Azure Blob (azurite) emulators, and moto S3 puts;
 //! * [`free_port`]: a loopback port nothing listens on.
 
 pub mod moto;
 pub mod output;
+pub mod serve;
 pub mod storage;
 
 /// A free loopback TCP port: bound, read and released, so nothing listens on it (for a server
