@@ -384,4 +384,11 @@ fn mount_reads_through_rclone_and_unmounts() {
     assert!(!confs[0].exists(), "the rclone config is removed on unmount");
     let out = ok(&agent(&["objects", "unmount", dest.to_str().unwrap()], &[], None, tmp.path()));
     assert!(out.contains("is not mounted"), "{out}");
+
+    // MOUNT_CACHED: rclone's full VFS cache.
+    let out = ok(&agent(&["objects", "mount", "s3://mnt-bkt/data", dest.to_str().unwrap(), "--cached", "--env-stdin"], &[], Some(&env), tmp.path()));
+    assert!(out.contains("vfs cache mode full"), "{out}");
+    assert!(std::fs::read(dest.join("sub/big.bin")).unwrap() == big);
+    ok(&agent(&["objects", "unmount", dest.to_str().unwrap()], &[], None, tmp.path()));
+    assert!(!dest.join("hello.txt").exists());
 }

@@ -68,13 +68,17 @@ pub(crate) fn one_line(s: &str) -> String {
 
 #[derive(Subcommand)]
 pub enum ObjectsCmd {
-    /// Download SOURCE to DEST (SkyPilot `mode: COPY`). A SOURCE that names one object is
-    /// written to the file DEST (or into DEST if it is a folder); otherwise every object under
-    /// the prefix lands under DEST with its relative path. Files that already match (same size
-    /// and modification time) are skipped.
+    /// Download SOURCE to DEST (SkyPilot `mode: COPY`).
+    ///
+    /// A SOURCE that names one object is written to the file DEST (or into DEST if it is a
+    /// folder); otherwise every object under the prefix lands under DEST with its relative path.
+    /// Files that already match (same size and modification time) are skipped. Credentials and
+    /// endpoints come from the environment only (AWS_*, R2_*, GOOGLE_*/STORAGE_EMULATOR_HOST,
+    /// AZURE_STORAGE_*), never from arguments.
     Copy {
         /// s3://BUCKET[/PREFIX], gs://…, r2://…, https://ACCOUNT.blob.core.windows.net/CONTAINER[/PREFIX]
         source: String,
+        /// A folder (a file path when SOURCE names one object).
         dest: PathBuf,
         /// Read KEY=VALUE lines (credentials, endpoints) from stdin into this process's config.
         #[arg(long)]
@@ -83,8 +87,11 @@ pub enum ObjectsCmd {
         #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
         jobs: u16,
     },
-    /// Mount SOURCE on DEST with rclone over FUSE (SkyPilot `mode: MOUNT`; `--cached` for
-    /// `MOUNT_CACHED`: a full local VFS cache).
+    /// Mount SOURCE on DEST with rclone over FUSE (SkyPilot `mode: MOUNT`).
+    ///
+    /// `--cached` is `MOUNT_CACHED`: rclone's full VFS cache. Needs rclone, fusermount3 and
+    /// /dev/fuse on the node. The rclone config (mode 0600) is kept in the state dir until
+    /// unmount.
     Mount {
         source: String,
         dest: PathBuf,
