@@ -396,10 +396,18 @@ fn sigterm_finishes_the_request_in_flight_then_exits_0() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let out = cli.wait_with_output().expect("skycat jobs launch output");
-    // The upload was answered (its id names a stored archive, or the job would be refused) and
-    // the job submitted on the same connection.
+    // The upload in flight was received whole and stored; the connection was then closed, so the
+    // job's submission that followed found the server gone.
     assert!(stderr(&out).contains("Uploading workdir"), "{}", stderr(&out));
-    assert!(out.status.success() && stdout(&out).contains("Managed job 1 submitted"), "{}{}", stdout(&out), stderr(&out));
+    let stored: Vec<_> = std::fs::read_dir(env.home.path().join("uploads/admin"))
+        .expect("the upload folder")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "tar"))
+        .collect();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert!(std::fs::metadata(&stored[0]).expect("upload").len() > 4 << 20, "the upload was cut short");
+    assert!(!out.status.success() && stderr(&out).contains("cannot reach"), "{}{}", stdout(&out), stderr(&out));
     let st = serve.wait_exit(Duration::from_secs(20));
     assert!(st.is_some_and(|s| s.success()), "skycat serve after SIGTERM: {st:?}; printed: {}", serve.printed());
 }

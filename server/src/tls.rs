@@ -110,8 +110,9 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsE
     Ok(Arc::new(cfg))
 }
 
-/// Serves `router` over TLS on `listener` until `shutdown` resolves; connections in flight then
-/// get up to `drain` to finish.
+/// Serves `router` over TLS on `listener` until `shutdown` resolves. Then every connection is
+/// told to close once its request in flight is answered (idle keep-alive connections close at
+/// once), and they get up to `drain` to do so.
 pub async fn serve_tls(
     listener: TcpListener,
     router: Router,
@@ -120,6 +121,7 @@ pub async fn serve_tls(
     drain: Duration,
 ) -> std::io::Result<()> {
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut conns = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -138,6 +140,7 @@ pub async fn serve_tls(
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let svc = TowerToHyperService::new(router.clone());
+        let watcher = graceful.watcher();
         conns.spawn(async move {
             // A client that does not finish the handshake in time is dropped.
             let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
@@ -148,14 +151,19 @@ pub async fn serve_tls(
                 }
                 Err(_) => return,
             };
-            let conn = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = conn.serve_connection(TokioIo::new(tls), svc).await {
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection(TokioIo::new(tls), svc);
+            if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!("connection: {e}");
             }
         });
         // Reap finished connections.
         while conns.try_join_next().is_some() {}
     }
-    let _ = tokio::time::timeout(drain, async { while conns.join_next().await.is_some() {} }).await;
+    let _ = tokio::time::timeout(drain, async {
+        graceful.shutdown().await;
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
     Ok(())
 }
