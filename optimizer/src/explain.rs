@@ -265,6 +265,15 @@ fn explain_alt(ix: &OfferIndex, alt: &Alt, nodes: u32, opts: &PlanOptions) -> Fi
         }
         before = after;
     }
+    if alt.default_shape && alt.use_spot && alt.max_hourly_cost.is_none() {
+        return Finding {
+            reason: "no spot market for the CPU-only instance each cloud's default picks by on-demand price (SkyPilot's rule); \
+                     set max_hourly_cost to pick by spot price"
+                .into(),
+            cut_by: "use_spot=true".into(),
+            nearest: Vec::new(),
+        };
+    }
     Finding { reason: format!("no feasible {}", what(alt)), cut_by: "unknown".into(), nearest: Vec::new() }
 }
 

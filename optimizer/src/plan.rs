@@ -766,10 +766,16 @@ pub(crate) fn rank(ix: &OfferIndex, alts: &[Alt], num_nodes: u32, opts: &PlanOpt
         let hours = opts.hours_for(alt.accel.as_ref().map(|a| a.name.as_str()));
         let uni = probe.universe(ix);
         let spot = alt.use_spot;
+        let spot_types = spot_default_types(ix, alt, &probe);
         let mut taken = 0usize;
         for r in uni.rows() {
             if probe.fails_row(r).is_some() {
                 continue;
+            }
+            if let Some(types) = &spot_types {
+                if types.get(&r.cloud).is_some_and(|t| *t != r.itype) {
+                    continue;
+                }
             }
             let (id, i) = (r.id, r.id as usize);
             if !seen.is_empty() {
@@ -811,6 +817,23 @@ pub(crate) fn rank(ix: &OfferIndex, alts: &[Alt], num_nodes: u32, opts: &PlanOpt
     top.truncate(cap);
     per_cloud.sort_by(|a, b| a.1.cost.total_cmp(&b.1.cost).then(ix.tie[a.1.id as usize].cmp(&ix.tie[b.1.id as usize])));
     Ranked { top, per_cloud, count }
+}
+
+/// SkyPilot picks a CPU-only default by on-demand price even for spot (by spot price only under
+/// `max_hourly_cost`), so that a spot market in GPU machines does not pull a CPU task onto one:
+/// per cloud, the instance type of the cheapest on-demand offer that fits. A cloud with no
+/// on-demand offer that fits keeps all its spot offers (skycat's spot-only rows).
+pub(crate) fn spot_default_types(ix: &OfferIndex, alt: &Alt, probe: &Probe) -> Option<std::collections::HashMap<u32, u32>> {
+    if !(alt.default_shape && alt.use_spot && alt.max_hourly_cost.is_none()) {
+        return None;
+    }
+    let mut types = std::collections::HashMap::new();
+    for r in &ix.default_pool.on_demand_rows {
+        if !types.contains_key(&r.cloud) && probe.fails_row(r).is_none() {
+            types.insert(r.cloud, r.itype);
+        }
+    }
+    Some(types)
 }
 
 /// [`rank`], then, when SkyPilot's default machine rules leave nothing, the relaxed pass

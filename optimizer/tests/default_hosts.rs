@@ -225,3 +225,28 @@ fn clouds_lacking_a_needed_feature_are_left_out() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn cpu_only_spot_takes_the_type_cheapest_on_demand() {
+    let offers = vec![
+        offer("aws", "eu-north-1", None, "c6i.xlarge", None, 4.0, 8.0, Some(0.17), Some(0.055)),
+        offer("aws", "ap-east-1", None, "m6i.xlarge", None, 4.0, 16.0, Some(0.19), Some(0.040)),
+        offer("nebius", "eu-north1", None, "cpu-e2_4vcpu-16gb", None, 4.0, 16.0, Some(0.1), None),
+        offer("nebius", "eu-north1", None, "gpu-h100-sxm_1gpu-16vcpu-200gb", Some(("H100", 1.0)), 16.0, 200.0, Some(2.95), Some(1.25)),
+    ];
+    let ix = OfferIndex::build(&offers);
+    // SkyPilot: the type by on-demand price (c6i.xlarge), then its cheapest spot region.
+    let p = plan_yaml(&ix, "resources:\n  cpus: 4+\n  memory: 8+\n  use_spot: true\n  infra: aws\n").unwrap();
+    assert_eq!(p.chosen.instance_type, "c6i.xlarge");
+    // Under a price cap, by spot price.
+    let p = plan_yaml(&ix, "resources:\n  cpus: 4+\n  memory: 8+\n  use_spot: true\n  max_hourly_cost: 1\n  infra: aws\n").unwrap();
+    assert_eq!(p.chosen.instance_type, "m6i.xlarge");
+    // Nebius's cheapest fitting machine has no spot market: no spot GPU machine instead.
+    match plan_yaml(&ix, "resources:\n  cpus: 4+\n  memory: 8+\n  use_spot: true\n  infra: nebius\n") {
+        Err(PlanError::Infeasible { reason, cut_by, .. }) => {
+            assert_eq!(cut_by, "use_spot=true");
+            assert!(reason.contains("max_hourly_cost"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
