@@ -81,6 +81,8 @@ pub(crate) const F_GCP_DEFAULT_HOST: u8 = 8;
 /// A GCP machine type carrying a GPU with its own machine family that SkyPilot's table does not
 /// list for it (`a3-edgegpu-8g` for H100:8): picked only when named.
 pub(crate) const F_GCP_OFF_TABLE: u8 = 16;
+/// Not a machine of its own: a GCP TPU host row (`n1-356-96-tpu`), priced with the TPU.
+pub(crate) const F_NOT_A_VM: u8 = 32;
 
 /// Offers grouped by accelerator and count, sorted by price. Build once, probe many times.
 #[derive(Debug, Clone, Default)]
@@ -174,6 +176,8 @@ impl OfferIndex {
                 if defaults::is_gcp_default_host(&o.instance_type) {
                     flags |= F_GCP_DEFAULT_HOST;
                 }
+            } else if cloud == "gcp" && !o.has_accelerator() && o.instance_type.contains("-tpu") {
+                flags |= F_NOT_A_VM;
             } else if cloud == "gcp" && o.has_accelerator() {
                 let name = o.accelerator_name.as_deref().unwrap_or_default();
                 if defaults::gcp_accelerator_hosts(name, o.accelerator_count).is_some_and(|t| !t.contains(&o.instance_type.as_str())) {
@@ -254,7 +258,7 @@ impl OfferIndex {
         // CPU-only tasks (SkyPilot's rule).
         let in_pool = |i: u32| {
             let k = i as usize;
-            ix.flags[k] & F_ACCEL == 0 || ix.cpu_defaults[ix.cloud[k] as usize].gpu_instances
+            ix.flags[k] & F_NOT_A_VM == 0 && (ix.flags[k] & F_ACCEL == 0 || ix.cpu_defaults[ix.cloud[k] as usize].gpu_instances)
         };
         let mut pool = Group::default();
         for g in ix.groups.values() {
