@@ -188,9 +188,25 @@ pub fn file_dst_parts(dst: &str) -> (String, String) {
 pub fn credential_env_names(store: &str) -> &'static [&'static str] {
     match store {
         "s3" => &["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"],
-        "r2" => &["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "R2_ACCOUNT_ID", "R2_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"],
+        "r2" => &[
+            "R2_ACCESS_KEY_ID",
+            "R2_SECRET_ACCESS_KEY",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "R2_ACCOUNT_ID",
+            "R2_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_S3",
+            "AWS_ENDPOINT_URL",
+        ],
         "gcs" => &["GOOGLE_SERVICE_ACCOUNT_KEY", "GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST", "SKYCAT_GCS_ENDPOINT"],
-        "azure" => &["AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_USE_EMULATOR", "SKYCAT_AZURE_ENDPOINT"],
+        "azure" => &[
+            "AZURE_STORAGE_ACCOUNT_KEY",
+            "AZURE_STORAGE_SAS_TOKEN",
+            "AZURE_STORAGE_CONNECTION_STRING",
+            "AZURE_STORAGE_USE_EMULATOR",
+            "AZURITE_BLOB_STORAGE_URL",
+            "SKYCAT_AZURE_BLOB_ENDPOINT",
+        ],
         _ => &[],
     }
 }
