@@ -244,6 +244,16 @@ pub fn unsupported_features(cloud: &str) -> u8 {
     }
 }
 
+/// Nebius offers `network_tier: best` (InfiniBand) on 8-GPU H100, H200, B200 and B300 machines.
+pub fn nebius_feature_exceptions(accelerator: &str, count: f64) -> u8 {
+    let ib = ["h100", "h200", "b200", "b300"].contains(&accelerator.to_ascii_lowercase().as_str());
+    if ib && count == 8.0 {
+        FEAT_CUSTOM_NETWORK_TIER
+    } else {
+        0
+    }
+}
+
 /// `multi-node clusters, open ports` for a feature mask.
 pub fn feature_names(mask: u8) -> String {
     let names = [

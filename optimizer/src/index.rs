@@ -98,8 +98,8 @@ pub struct OfferIndex {
     pub(crate) spot: Vec<f64>,
     pub(crate) flags: Vec<u8>,
     /// Order among equal prices, by offer id: cloud name, then SkyPilot's region order (US
-    /// regions first on AWS, Lambda and Fluidstack, then by region and zone name), then catalog
-    /// order.
+    /// regions first on AWS, Lambda and Fluidstack, it-fr2 first on Seeweb, then by region and
+    /// zone name), then catalog order.
     pub(crate) tie: Vec<u32>,
     /// SkyPilot's CPU-only default of each cloud, by cloud id.
     pub(crate) cpu_defaults: Vec<CpuDefault>,
@@ -220,9 +220,12 @@ impl OfferIndex {
         // Equal prices keep SkyPilot's region order: it lists an instance type's regions by price,
         // then region and zone name, with US regions first on AWS, Lambda and Fluidstack.
         let mut order: Vec<u32> = (0..n as u32).collect();
-        let us_last = |o: &Offer| {
-            let c = o.cloud.to_ascii_lowercase();
-            matches!(c.as_str(), "aws" | "lambda" | "fluidstack") && !o.region.starts_with("us-")
+        // SkyPilot's catalogs try US regions first on AWS, Lambda and Fluidstack, and Frosinone
+        // (it-fr2) first on Seeweb.
+        let us_last = |o: &Offer| match o.cloud.to_ascii_lowercase().as_str() {
+            "aws" | "lambda" | "fluidstack" => !o.region.starts_with("us-"),
+            "seeweb" => o.region != "it-fr2",
+            _ => false,
         };
         order.sort_by(|&a, &b| {
             let (x, y) = (&offers[a as usize], &offers[b as usize]);

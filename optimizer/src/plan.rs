@@ -450,8 +450,8 @@ pub(crate) struct Probe<'a> {
     pub alt: &'a Alt,
     /// SkyPilot's CPU-only default per cloud id.
     pub cpu_defaults: &'a [crate::defaults::CpuDefault],
-    /// The features each cloud lacks, by cloud id.
-    pub unsupported: &'a [u8],
+    /// The features each cloud lacks for this alternative, by cloud id.
+    pub unsupported: Vec<u8>,
     pub cloud: Option<Option<u32>>,
     pub region: Option<Option<u32>>,
     pub zone: Option<Option<u32>>,
@@ -494,7 +494,13 @@ impl<'a> Probe<'a> {
         Probe {
             alt,
             cpu_defaults: &ix.cpu_defaults,
-            unsupported: &ix.unsupported,
+            unsupported: {
+                let mut u = ix.unsupported.clone();
+                if let (Some(n), Some(a)) = (ix.clouds.get("nebius"), &alt.accel) {
+                    u[n as usize] &= !crate::defaults::nebius_feature_exceptions(&a.name, a.count);
+                }
+                u
+            },
             cloud: alt.cloud.as_ref().map(|c| ix.clouds.get(c)),
             region: alt.region.as_ref().map(|r| ix.regions.get(r)),
             zone: alt.zone.as_ref().map(|z| ix.zones.get(z)),
@@ -744,6 +750,9 @@ fn cmp_cand(a: &Cand, b: &Cand, m: Minimize, tie: &[u32]) -> std::cmp::Ordering 
         .then(ka.1.cmp(&kb.1))
         .then(ka.2.total_cmp(&kb.2))
         .then(ka.3.total_cmp(&kb.3))
+        // Equal cost: the alternative written first (SkyPilot walks them in order), then the
+        // offers' tie order.
+        .then(a.alt.cmp(&b.alt))
         .then(tie[a.id as usize].cmp(&tie[b.id as usize]))
         .then(a.spot.cmp(&b.spot))
 }

@@ -250,3 +250,31 @@ fn cpu_only_spot_takes_the_type_cheapest_on_demand() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn nebius_has_infiniband_on_8_gpu_machines_only() {
+    let offers = vec![
+        offer("nebius", "eu-north1", None, "gpu-h100-sxm_8gpu-128vcpu-1600gb", Some(("H100", 8.0)), 128.0, 1600.0, Some(23.6), None),
+        offer("nebius", "eu-north1", None, "gpu-h100-sxm_1gpu-16vcpu-200gb", Some(("H100", 1.0)), 16.0, 200.0, Some(2.95), None),
+    ];
+    let ix = OfferIndex::build(&offers);
+    assert!(plan_yaml(&ix, "resources:\n  accelerators: H100:8\n  network_tier: best\n").is_ok());
+    assert!(plan_yaml(&ix, "resources:\n  accelerators: H100:1\n  network_tier: best\n").is_err());
+}
+
+#[test]
+fn equal_prices_prefer_the_alternative_written_first() {
+    let offers = vec![
+        offer("runpod", "CA", None, "1x_A40_SECURE", Some(("A40", 1.0)), 9.0, 50.0, Some(0.44), None),
+        offer("runpod", "CA", None, "1x_L4_SECURE", Some(("L4", 1.0)), 12.0, 50.0, Some(0.44), None),
+        offer("seeweb", "bg-sof1", None, "eCS2", None, 2.0, 4.0, Some(0.032), None),
+        offer("seeweb", "it-fr2", None, "eCS2", None, 2.0, 4.0, Some(0.032), None),
+    ];
+    let ix = OfferIndex::build(&offers);
+    let p = plan_yaml(&ix, "resources:\n  accelerators: {L4: null, A40: null}\n").unwrap();
+    assert_eq!(p.chosen.instance_type, "1x_L4_SECURE");
+    let p = plan_yaml(&ix, "resources:\n  accelerators: {A40: null, L4: null}\n").unwrap();
+    assert_eq!(p.chosen.instance_type, "1x_A40_SECURE");
+    // Seeweb tries Frosinone first.
+    assert_eq!(plan_yaml(&ix, "resources:\n  cpus: 2\n").unwrap().chosen.region, "it-fr2");
+}
