@@ -83,7 +83,8 @@ pub struct ResourcesSpec {
     /// `cloud[/region[/zone]]`, `*` as a wildcard: `aws/us-east-1`, `*/us-west-2`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub infra: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Also read as `gpus:` (SkyPilot's alias); giving both is an error.
+    #[serde(default, alias = "gpus", skip_serializing_if = "Option::is_none")]
     pub accelerators: Option<AcceleratorsSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accelerator_args: Option<Value>,
@@ -830,6 +831,7 @@ pub const FIELDS: &[FieldRow] = &[
     row("resources.cloud / region / zone", "resources:\n  cloud: aws\n  region: us-east-1\n", I, "placement filters; `infra` is the newer spelling"),
     row("resources.infra", "resources:\n  infra: aws/us-east-1\n", I, "`cloud[/region[/zone]]`, `*` wildcards, `k8s[/context]`, `ssh[/pool]`"),
     row("resources.accelerators", "resources:\n  accelerators: A100:8\n", I, "`A100:8`, `{A100: 8}`, a set (cheapest) or a list (in order); names through the accelerator registry"),
+    row("resources.gpus", "resources:\n  gpus: H100:8\n", I, "SkyPilot's alias of `accelerators` (both at once is an error naming the field)"),
     row("resources.accelerator_args", "resources:\n  accelerators: tpu-v4-8\n  accelerator_args:\n    runtime_version: tpu-vm-base\n", R, "TPU VM options: skycat launches no TPU VMs; remove it (`skycat optimize` still prices TPUs)"),
     row("resources.cpus", "resources:\n  cpus: 8+\n", I, "`N` exactly or `N+`; without it each cloud's default shape applies (docs/skypilot-compare.md)"),
     row("resources.memory", "resources:\n  memory: 32+\n", I, "GiB, `N`, `N+`, with units (`64GB+`); without it each cloud's default ratio applies"),

@@ -72,6 +72,7 @@ fn the_table_covers_skypilots_schema() {
         "volumes", "disk_size", "ephemeral_storage", "disk_tier", "network_tier", "local_disk", "max_hourly_cost", "ports",
         "labels", "accelerator_args", "_no_missing_accel_warnings", "image_id", "autostop", "priority", "priority_class",
         "_docker_login_config", "_is_image_managed", "_requires_fuse", "_cluster_config_overrides", "any_of", "ordered",
+        "gpus",
     ];
     let rows: Vec<&str> = FIELDS.iter().map(|r| r.field).collect();
     for f in task_fields {
@@ -106,6 +107,14 @@ fn unknown_fields_are_named() {
     assert_eq!(e.line, Some(2));
     let e = parse_task_yaml("servce:\n  replicas: 2\n").unwrap_err();
     assert_eq!(e.field, "servce");
+}
+
+#[test]
+fn gpus_is_an_alias_of_accelerators() {
+    let t = parse_task_yaml("resources:\n  gpus: H100:8\n").unwrap();
+    assert_eq!(t.resources.unwrap().accelerators.unwrap().choices[0].to_string(), "H100:8");
+    let e = parse_task_yaml("resources:\n  gpus: H100:8\n  accelerators: A100:8\n").unwrap_err();
+    assert!(e.to_string().contains("accelerators"), "{e}");
 }
 
 #[test]

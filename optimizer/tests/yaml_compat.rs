@@ -115,10 +115,11 @@ fn unknown_fields_are_named_with_their_line() {
     let e = err("name: x\nresourcez:\n  cpus: 4\n");
     assert_eq!(e.field, "resourcez");
     assert_eq!(e.line, Some(2));
-    let e = err("name: x\nresources:\n  cpus: 4\n  gpus: A100\n");
-    assert_eq!(e.field, "resources.gpus");
+    // (`gpus` is SkyPilot's alias of `accelerators`; `gpu` is not.)
+    let e = err("name: x\nresources:\n  cpus: 4\n  gpu: A100\n");
+    assert_eq!(e.field, "resources.gpu");
     assert_eq!(e.line, Some(4));
-    assert!(e.to_string().contains("resources.gpus"), "{e}");
+    assert!(e.to_string().contains("resources.gpu"), "{e}");
     assert!(e.to_string().contains("line 4"), "{e}");
 }
 
