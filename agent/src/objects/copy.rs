@@ -12,7 +12,7 @@ use object_store::path::Path as ObjPath;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use tokio::io::AsyncWriteExt;
 
-use super::{one_line, Error, Source};
+use skycat_objects::{one_line, Error, Source};
 
 /// A read that yields nothing for this long fails the object (the store's clients have no
 /// whole-request timeout, so that large objects may stream for as long as they need).

@@ -12,59 +12,13 @@
 //! are listed in `stores.rs` (one table per scheme).
 
 mod copy;
-mod env;
 mod mount;
-mod source;
-mod stores;
 
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 use serde_json::json;
-
-pub use env::Env;
-pub use source::{Scheme, Source};
-
-/// What can go wrong; every message is one line, names the bucket/key or the path concerned,
-/// and carries no credential.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("bad source {text:?}: {why}")]
-    BadSource { text: String, why: String },
-    #[error("{0}")]
-    Config(String),
-    #[error("--env-stdin: {0}")]
-    EnvStdin(String),
-    #[error("{url}: {msg}")]
-    Store { url: String, msg: String },
-    #[error("refusing object {url}: {why} (it would be written outside {dest})")]
-    UnsafeKey { url: String, why: String, dest: String },
-    #[error("{path}: {msg}")]
-    Io { path: String, msg: String },
-    #[error("{0}")]
-    Mount(String),
-}
-
-impl Error {
-    pub(crate) fn io(path: &Path, e: impl std::fmt::Display) -> Error {
-        Error::Io { path: path.display().to_string(), msg: one_line(&e.to_string()) }
-    }
-}
-
-/// Joins a multi-line message into one line and caps its length (server error bodies can be
-/// long XML documents).
-pub(crate) fn one_line(s: &str) -> String {
-    let mut out = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    if out.len() > 400 {
-        let mut cut = 400;
-        while !out.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        out.truncate(cut);
-        out.push('…');
-    }
-    out
-}
+use skycat_objects::{stores, Env, Error, Source};
 
 #[derive(Subcommand)]
 pub enum ObjectsCmd {

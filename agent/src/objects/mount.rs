@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::stores::{azure_settings, gcs_endpoint};
-use super::{one_line, Env, Error, Scheme, Source};
+use skycat_objects::stores::{azure_settings, gcs_endpoint};
+use skycat_objects::{one_line, Env, Error, Scheme, Source};
 
 /// How long to wait for the mount to appear once rclone's daemon is started.
 const MOUNT_WAIT: Duration = Duration::from_secs(30);

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::Error;
+use crate::Error;
 
 /// Environment variables by name; empty values count as unset.
 #[derive(Debug, Default, Clone)]
@@ -21,10 +21,20 @@ impl Env {
         Env { vars }
     }
 
-    /// An environment from pairs only (tests).
-    #[cfg(test)]
+    /// An environment from pairs only, not the process's.
     pub fn from_pairs(pairs: &[(&str, &str)]) -> Env {
         Env { vars: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() }
+    }
+
+    /// An environment from a map only, not the process's.
+    pub fn from_map(vars: std::collections::BTreeMap<String, String>) -> Env {
+        Env { vars }
+    }
+
+    /// This environment with `key` set to `value`.
+    pub fn with(mut self, key: &str, value: &str) -> Env {
+        self.vars.insert(key.to_string(), value.to_string());
+        self
     }
 
     /// Overlays `KEY=VALUE` lines: blank lines and `#` comments are skipped, an `export `

@@ -1,7 +1,7 @@
 //! A bucket source as SkyPilot writes it: `s3://bucket[/prefix]`, `gs://…`, `r2://…`, or
 //! `https://<account>.blob.core.windows.net/<container>[/prefix]`.
 
-use super::Error;
+use crate::Error;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {

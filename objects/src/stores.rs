@@ -13,7 +13,7 @@ use std::time::Duration;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::{ClientOptions, ObjectStore, RetryConfig};
 
-use super::{Env, Error, Scheme, Source};
+use crate::{Env, Error, Scheme, Source};
 
 /// Azurite's well-known development account and key (public, documented by Microsoft).
 pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
@@ -37,13 +37,13 @@ pub fn retry_config() -> RetryConfig {
 
 /// A builder's refusal (bad configuration), naming the source.
 fn build_error(src: &Source, e: object_store::Error) -> Error {
-    Error::Config(format!("{}: {}", src.url(), super::one_line(&e.to_string())))
+    Error::Config(format!("{}: {}", src.url(), crate::one_line(&e.to_string())))
 }
 
 /// The error for a scheme whose cargo feature this build left out.
 #[cfg(not(all(feature = "gcs", feature = "azure")))]
 fn not_built(src: &Source, what: &str, feature: &str) -> Error {
-    Error::Config(format!("{}: this skycat-agent was built without {what} support (cargo feature `{feature}`)", src.url()))
+    Error::Config(format!("{}: this build has no {what} support (cargo feature `{feature}`)", src.url()))
 }
 
 pub async fn build(src: &Source, env: &Env) -> Result<Arc<dyn ObjectStore>, Error> {
@@ -55,7 +55,14 @@ pub async fn build(src: &Source, env: &Env) -> Result<Arc<dyn ObjectStore>, Erro
     }
 }
 
-async fn s3(src: &Source, env: &Env) -> Result<object_store::aws::AmazonS3, Error> {
+/// The S3 endpoint override, if any (`AWS_ENDPOINT_URL_S3`, then `AWS_ENDPOINT_URL`).
+pub fn s3_endpoint(env: &Env) -> Option<&str> {
+    env.first(&["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"])
+}
+
+/// An S3 client for `src`'s bucket; without AWS_REGION and an endpoint, the bucket's region is
+/// asked first.
+pub async fn s3(src: &Source, env: &Env) -> Result<object_store::aws::AmazonS3, Error> {
     let mut b = AmazonS3Builder::new();
     // Every AWS_* variable object_store knows (keys, token, region, endpoints, skip signature…).
     for (k, v) in env.with_prefix("AWS_") {
@@ -63,7 +70,7 @@ async fn s3(src: &Source, env: &Env) -> Result<object_store::aws::AmazonS3, Erro
             b = b.with_config(key, v);
         }
     }
-    let endpoint = env.first(&["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]);
+    let endpoint = s3_endpoint(env);
     let mut region = env.first(&["AWS_REGION", "AWS_DEFAULT_REGION"]).map(str::to_string);
     if region.is_none() && endpoint.is_none() {
         // A bucket outside us-east-1 answers 301 to a request signed for another region: ask.
@@ -73,7 +80,7 @@ async fn s3(src: &Source, env: &Env) -> Result<object_store::aws::AmazonS3, Erro
                 url: src.url_of(""),
                 msg: format!(
                     "cannot find the bucket's region (set AWS_REGION): {}",
-                    super::one_line(&e.to_string())
+                    crate::one_line(&e.to_string())
                 ),
             })?;
         region = Some(found);
@@ -88,9 +95,9 @@ async fn s3(src: &Source, env: &Env) -> Result<object_store::aws::AmazonS3, Erro
         .map_err(|e| build_error(src, e))
 }
 
-/// Cloudflare R2: the S3 API at the account's endpoint, region `auto`.
-fn r2(src: &Source, env: &Env) -> Result<AmazonS3Builder, Error> {
-    let endpoint = match (env.get("R2_ENDPOINT_URL"), env.get("R2_ACCOUNT_ID")) {
+/// R2's S3 endpoint: `R2_ENDPOINT_URL`, else the account's, else an S3 endpoint override.
+pub fn r2_endpoint(src: &Source, env: &Env) -> Result<String, Error> {
+    Ok(match (env.get("R2_ENDPOINT_URL"), env.get("R2_ACCOUNT_ID")) {
         (Some(e), _) => e.to_string(),
         (None, Some(account)) => {
             if !account.chars().all(|c| c.is_ascii_alphanumeric()) {
@@ -107,7 +114,12 @@ fn r2(src: &Source, env: &Env) -> Result<AmazonS3Builder, Error> {
                     src.url()
                 ))
             })?,
-    };
+    })
+}
+
+/// Cloudflare R2: the S3 API at the account's endpoint, region `auto`.
+pub fn r2(src: &Source, env: &Env) -> Result<AmazonS3Builder, Error> {
+    let endpoint = r2_endpoint(src, env)?;
     let pair = match (env.get("R2_ACCESS_KEY_ID"), env.get("R2_SECRET_ACCESS_KEY")) {
         (Some(id), Some(secret)) => Some((id, secret)),
         _ => env.get("AWS_ACCESS_KEY_ID").zip(env.get("AWS_SECRET_ACCESS_KEY")),
@@ -138,6 +150,12 @@ pub fn gcs_endpoint(env: &Env) -> Option<String> {
 
 #[cfg(feature = "gcs")]
 fn gcs(src: &Source, env: &Env) -> Result<Arc<dyn ObjectStore>, Error> {
+    gcs_store(src, env).map(|s| Arc::new(s) as _)
+}
+
+/// A GCS client for `src`'s bucket.
+#[cfg(feature = "gcs")]
+pub fn gcs_store(src: &Source, env: &Env) -> Result<object_store::gcp::GoogleCloudStorage, Error> {
     use object_store::gcp::GoogleCloudStorageBuilder;
     let endpoint = gcs_endpoint(env);
     let mut b = GoogleCloudStorageBuilder::new()
@@ -158,9 +176,7 @@ fn gcs(src: &Source, env: &Env) -> Result<Arc<dyn ObjectStore>, Error> {
     if let Some(e) = &endpoint {
         b = b.with_base_url(e);
     }
-    b.build()
-        .map(|s| Arc::new(s) as _)
-        .map_err(|e| build_error(src, e))
+    b.build().map_err(|e| build_error(src, e))
 }
 
 #[cfg(not(feature = "gcs"))]
@@ -233,6 +249,12 @@ pub fn azure_settings(src: &Source, env: &Env) -> AzureSettings {
 
 #[cfg(feature = "azure")]
 fn azure(src: &Source, env: &Env) -> Result<Arc<dyn ObjectStore>, Error> {
+    azure_store(src, env).map(|s| Arc::new(s) as _)
+}
+
+/// An Azure Blob client for `src`'s container.
+#[cfg(feature = "azure")]
+pub fn azure_store(src: &Source, env: &Env) -> Result<object_store::azure::MicrosoftAzure, Error> {
     use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
     let s = azure_settings(src, env);
     let mut b = MicrosoftAzureBuilder::new();
@@ -258,7 +280,6 @@ fn azure(src: &Source, env: &Env) -> Result<Arc<dyn ObjectStore>, Error> {
     b.with_client_options(client_options(s.endpoint.as_deref()))
         .with_retry(retry_config())
         .build()
-        .map(|s| Arc::new(s) as _)
         .map_err(|e| build_error(src, e))
 }
 
