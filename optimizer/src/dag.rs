@@ -23,7 +23,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::egress::{EgressTable, Location};
+use crate::egress::{DataInput, EgressTable, Location};
 use crate::index::OfferIndex;
 use crate::milp::{Milp, Op, SolveError};
 use crate::plan::{rank_with_fallback, resolve, Minimize, Placement, PlanError, PlanOptions};
@@ -206,17 +206,8 @@ impl DagSpec {
         }
         for (i, t) in tasks.into_iter().enumerate() {
             let out: f64 = t.outputs.as_ref().map(|o| o.values().sum()).unwrap_or(0.0);
-            if let Some(inputs) = &t.inputs {
-                for (url, gb) in inputs {
-                    if let Some(cloud) = cloud_of_url(url) {
-                        spec.inputs.push(DagInput {
-                            task: names[i].clone(),
-                            location: Location { cloud: cloud.into(), region: None },
-                            size_gb: *gb,
-                            name: Some(url.clone()),
-                        });
-                    }
-                }
+            for d in DataInput::from_task_inputs(t.inputs.as_ref()) {
+                spec.inputs.push(DagInput { task: names[i].clone(), location: d.location, size_gb: d.size_gb, name: d.name });
             }
             if i > 0 {
                 spec.edges.push(DagEdge { from: names[i - 1].clone(), to: names[i].clone(), data_gb: None });
@@ -251,23 +242,7 @@ pub(crate) fn split_documents(yaml: &str) -> Vec<(usize, String)> {
     out
 }
 
-/// The cloud a bucket URL lives in.
-pub fn cloud_of_url(url: &str) -> Option<&'static str> {
-    let u = url.to_ascii_lowercase();
-    if u.starts_with("s3://") {
-        Some("aws")
-    } else if u.starts_with("gs://") {
-        Some("gcp")
-    } else if u.starts_with("r2://") {
-        Some("cloudflare")
-    } else if u.starts_with("oci://") {
-        Some("oci")
-    } else if u.starts_with("https://") && u.contains(".blob.core.windows.net") {
-        Some("azure")
-    } else {
-        None
-    }
-}
+pub use crate::egress::cloud_of_url;
 
 /// A candidate location of one task.
 #[derive(Debug, Clone)]
@@ -295,13 +270,15 @@ fn task_candidates(
         minimize,
         max_failover: 0,
         blocked: opts.blocked.clone(),
+        // A DAG's inputs are its own (`DagSpec::inputs`), charged by the model.
+        inputs: Vec::new(),
     };
     task_opts.validate().map_err(|e| prefix(e, &t.name))?;
     t.task.validate().map_err(|e| prefix(e.into(), &t.name))?;
     let mut alts = resolve(&t.task).map_err(|e| prefix(e, &t.name))?;
     crate::plan::match_catalog_names(ix, &mut alts);
     let nodes = t.task.num_nodes.unwrap_or(1);
-    let (r, _) = rank_with_fallback(ix, &alts, nodes, &task_opts, usize::MAX);
+    let (r, _) = rank_with_fallback(ix, &alts, nodes, &task_opts, usize::MAX, None);
     if r.top.is_empty() {
         return Err(prefix(crate::explain::explain(ix, &alts, nodes, &task_opts), &t.name));
     }

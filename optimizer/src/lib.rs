@@ -30,10 +30,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 pub use dag::{plan_dag, Bandwidth, DagEdge, DagInput, DagPlan, DagSpec, DagTask, DagTaskPlan, DagTransfer};
-pub use egress::{CloudEgress, EgressTable, Location, RegionEgress};
+pub use egress::{cloud_of_url, CloudEgress, DataInput, EgressTable, InputEgress, Location, RegionEgress};
 pub use fleet::{plan_fleet, FleetAllocation, FleetPlan, FleetSpec, FleetTarget, Quota};
 pub use index::OfferIndex;
-pub use plan::{plan, BlockedResource, Minimize, Placement, Plan, PlanError, PlanOptions};
+pub use plan::{plan, plan_inputs, plan_with_egress, BlockedResource, Minimize, Placement, Plan, PlanError, PlanOptions};
 pub use spec::{parse_task_yaml, AcceleratorChoice, AcceleratorsSpec, ResourcesSpec, SizeReq, TaskError, TaskSpec};
 
 /// The body of `POST /optimize`: `{"kind": "task", …task fields…}`, `{"kind": "dag", …}` or
@@ -100,7 +100,7 @@ pub fn optimize(
     opts: &PlanOptions,
 ) -> Result<OptimizeResponse, PlanError> {
     match req {
-        OptimizeRequest::Task(t) => plan(t, index, opts).map(OptimizeResponse::Task),
+        OptimizeRequest::Task(t) => plan_with_egress(t, index, egress, opts).map(OptimizeResponse::Task),
         OptimizeRequest::Dag(d) => plan_dag(d, index, egress, opts).map(OptimizeResponse::Dag),
         OptimizeRequest::Fleet(f) => plan_fleet(f, index, opts).map(OptimizeResponse::Fleet),
     }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::egress::{DataInput, EgressTable, InputEgress, Location};
 use crate::index::{accel_key, OfferIndex, Row, F_ACCEL, F_DEFAULT_FAMILY, F_GCP_DEFAULT_HOST, F_GCP_N1, F_GCP_OFF_TABLE, NO_ZONE};
 use crate::spec::{fmt_count, parse_infra, AcceleratorChoice, ResourcesSpec, SizeReq, TaskError, TaskSpec};
 
@@ -52,6 +53,12 @@ pub struct PlanOptions {
     /// Length cap of the returned failover list (the count of all feasible placements is
     /// reported separately). 0 means no cap.
     pub max_failover: usize,
+    /// Data the task reads, with where it sits (single-task plans; a DAG has its own). Each
+    /// placement is charged moving it there, and ranked by compute + egress. Added to the task's
+    /// own `inputs:`; an entry named like one of those (its URL) replaces it, so a caller that
+    /// looked up a bucket's region passes the located entry.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<DataInput>,
 }
 
 impl Default for PlanOptions {
@@ -62,6 +69,7 @@ impl Default for PlanOptions {
             hours_by_accelerator: BTreeMap::new(),
             blocked: Vec::new(),
             max_failover: 100,
+            inputs: Vec::new(),
         }
     }
 }
@@ -80,6 +88,9 @@ impl PlanOptions {
             if b.cloud.trim().is_empty() {
                 return Err(PlanError::invalid(format!("blocked[{i}].cloud"), "is empty"));
             }
+        }
+        for (i, d) in self.inputs.iter().enumerate() {
+            check_input(d, &format!("inputs[{i}]"))?;
         }
         Ok(())
     }
@@ -117,8 +128,11 @@ pub struct Placement {
     pub hourly_total: f64,
     /// Estimated hours on this placement.
     pub hours: f64,
-    /// `hourly_total × hours`.
+    /// `hourly_total × hours + egress_cost`.
     pub total_cost: f64,
+    /// USD to move the task's data inputs here (0 without inputs).
+    #[serde(default)]
+    pub egress_cost: f64,
 }
 
 impl Placement {
@@ -164,8 +178,14 @@ pub struct Plan {
     pub chosen: Placement,
     /// `chosen.hourly_price × num_nodes`.
     pub hourly_total: f64,
-    /// `hourly_total × estimated hours`.
+    /// `hourly_total × estimated hours + egress_cost`.
     pub total_cost: f64,
+    /// USD to move the data inputs to the chosen placement (0 without inputs).
+    #[serde(default)]
+    pub egress_cost: f64,
+    /// The data inputs the plan charged, each with its transfer to the chosen placement.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<InputEgress>,
     /// The cheapest placement of each cloud that has one, cheapest first.
     pub per_cloud_cheapest: Vec<Placement>,
     /// Every feasible placement in the order they would be tried, `chosen` first; capped at
@@ -331,7 +351,7 @@ pub(crate) fn resolve(task: &TaskSpec) -> Result<Vec<Alt>, PlanError> {
         };
         for (accel, crank) in choices {
             let default_shape = accel.is_none() && e.instance_type.is_none();
-            let gcp_host_cpus = accel.as_ref().and_then(|a| gcp_n1_host_cpus(a));
+            let gcp_host_cpus = accel.as_ref().and_then(gcp_n1_host_cpus);
             let mut label = Vec::new();
             if let Some(a) = &accel {
                 label.push(a.to_string());
@@ -512,7 +532,7 @@ impl<'a> Probe<'a> {
     /// The vCPU and memory bounds offer row `r` must meet under SkyPilot's default machine rules
     /// (vCPUs, memory GiB, GiB per vCPU), or the stage that rules it out altogether.
     #[inline(always)]
-    pub(crate) fn shape(&self, r: &Row) -> Result<(Option<SizeReq>, Option<SizeReq>, Option<f64>), Stage> {
+    pub(crate) fn shape(&self, r: &Row) -> Result<Shape, Stage> {
         let a = self.alt;
         if a.default_shape {
             let rule = &self.cpu_defaults[r.cloud as usize];
@@ -721,8 +741,12 @@ pub(crate) fn placement(ix: &OfferIndex, i: usize, spot: bool, num_nodes: u32, h
         hourly_total,
         hours,
         total_cost: hourly_total * hours,
+        egress_cost: 0.0,
     }
 }
+
+/// The bounds of [`Probe::shape`]: vCPUs, memory GiB, GiB per vCPU.
+pub(crate) type Shape = (Option<SizeReq>, Option<SizeReq>, Option<f64>);
 
 /// A feasible candidate during ranking.
 #[derive(Debug, Clone, Copy)]
@@ -733,8 +757,31 @@ pub(crate) struct Cand {
     pub spot: bool,
     pub rank: (u32, u32),
     pub hours: f64,
-    /// Total cost of the run (price × nodes × hours).
+    /// Total cost of the run (price × nodes × hours + egress).
     pub cost: f64,
+    /// The egress part of `cost`.
+    pub egress: f64,
+}
+
+/// The egress of a plan's data inputs to each (cloud, region) of the index, computed once per
+/// location.
+pub(crate) struct InputCosts<'a> {
+    table: &'a EgressTable,
+    inputs: &'a [DataInput],
+    cache: std::cell::RefCell<std::collections::HashMap<(u32, u32), f64>>,
+}
+
+impl<'a> InputCosts<'a> {
+    pub(crate) fn new(table: &'a EgressTable, inputs: &'a [DataInput]) -> Self {
+        InputCosts { table, inputs, cache: Default::default() }
+    }
+
+    fn cost(&self, ix: &OfferIndex, cloud: u32, region: u32) -> f64 {
+        *self.cache.borrow_mut().entry((cloud, region)).or_insert_with(|| {
+            let to = Location { cloud: ix.clouds.name(cloud).to_string(), region: Some(ix.regions.name(region).to_string()) };
+            self.table.inputs_cost(self.inputs, &to)
+        })
+    }
 }
 
 fn key(c: &Cand, minimize: Minimize) -> (u32, u32, f64, f64) {
@@ -764,12 +811,20 @@ pub(crate) struct Ranked {
     pub count: usize,
 }
 
-pub(crate) fn rank(ix: &OfferIndex, alts: &[Alt], num_nodes: u32, opts: &PlanOptions, cap: usize) -> Ranked {
+pub(crate) fn rank(
+    ix: &OfferIndex,
+    alts: &[Alt],
+    num_nodes: u32,
+    opts: &PlanOptions,
+    cap: usize,
+    egress: Option<&InputCosts>,
+) -> Ranked {
     let mut top: Vec<Cand> = Vec::new();
     let mut per_cloud: Vec<(u32, Cand)> = Vec::new();
     let mut count = 0usize;
     // Alternatives may overlap (any_of entries in the same region, say): count each offer once.
     let mut seen: Vec<u8> = if alts.len() > 1 { vec![0; ix.len()] } else { Vec::new() };
+    let egress_on = egress.is_some();
     for (ai, alt) in alts.iter().enumerate() {
         let probe = Probe::new(ix, alt, opts);
         let hours = opts.hours_for(alt.accel.as_ref().map(|a| a.name.as_str()));
@@ -795,15 +850,19 @@ pub(crate) fn rank(ix: &OfferIndex, alts: &[Alt], num_nodes: u32, opts: &PlanOpt
                 seen[i] |= bit;
             }
             count += 1;
+            let egress = egress.map_or(0.0, |e| e.cost(ix, r.cloud, r.region));
             let c = Cand {
                 id,
                 alt: ai as u32,
                 spot,
                 rank: alt.rank,
                 hours,
-                cost: r.price * num_nodes as f64 * hours,
+                cost: r.price * num_nodes as f64 * hours + egress,
+                egress,
             };
-            if taken < cap {
+            // Rows come in price order; with egress the total order differs, so keep them all
+            // and sort below.
+            if taken < cap || egress_on {
                 top.push(c);
                 taken += 1;
             }
@@ -820,7 +879,7 @@ pub(crate) fn rank(ix: &OfferIndex, alts: &[Alt], num_nodes: u32, opts: &PlanOpt
         }
     }
     let m = opts.minimize;
-    if alts.len() > 1 || m == Minimize::Time {
+    if alts.len() > 1 || m == Minimize::Time || egress_on {
         top.sort_by(|a, b| cmp_cand(a, b, m, &ix.tie));
     }
     top.truncate(cap);
@@ -853,12 +912,13 @@ pub(crate) fn rank_with_fallback(
     num_nodes: u32,
     opts: &PlanOptions,
     cap: usize,
+    egress: Option<&InputCosts>,
 ) -> (Ranked, Option<Vec<Alt>>) {
-    let r = rank(ix, alts, num_nodes, opts, cap);
+    let r = rank(ix, alts, num_nodes, opts, cap, egress);
     if r.top.is_empty() {
         let rel = relaxed(alts);
         if !rel.is_empty() {
-            let r2 = rank(ix, &rel, num_nodes, opts, cap);
+            let r2 = rank(ix, &rel, num_nodes, opts, cap, egress);
             if !r2.top.is_empty() {
                 return (r2, Some(rel));
             }
@@ -931,23 +991,82 @@ pub(crate) fn notes(ix: &OfferIndex, alt: &Alt, c: &Cand, opts: &PlanOptions) ->
 }
 
 /// Plans one task: the cheapest (or fastest) feasible placement, the cheapest per cloud, and the
-/// failover order.
+/// failover order. Data inputs (the task's `inputs:` and [`PlanOptions::inputs`]) are priced with
+/// the shipped egress table; [`plan_with_egress`] takes another.
 pub fn plan(task: &TaskSpec, index: &OfferIndex, opts: &PlanOptions) -> Result<Plan, PlanError> {
+    plan_with_egress(task, index, EgressTable::shipped_ref(), opts)
+}
+
+/// The data inputs a single-task plan charges: `opts.inputs`, then the task's own `inputs:` that
+/// no entry of `opts.inputs` names.
+pub fn plan_inputs(task: &TaskSpec, opts: &PlanOptions) -> Vec<DataInput> {
+    let mut out = opts.inputs.clone();
+    for d in DataInput::from_task_inputs(task.inputs.as_ref()) {
+        if !out.iter().any(|o| o.name.is_some() && o.name == d.name) {
+            out.push(d);
+        }
+    }
+    out
+}
+
+fn check_input(d: &DataInput, field: &str) -> Result<(), PlanError> {
+    if !(d.size_gb.is_finite() && d.size_gb >= 0.0) {
+        return Err(PlanError::invalid(format!("{field}.size_gb"), "must be a non-negative number"));
+    }
+    if d.location.cloud.trim().is_empty() {
+        return Err(PlanError::invalid(format!("{field}.location.cloud"), "is empty"));
+    }
+    Ok(())
+}
+
+/// [`plan`] with the egress prices of `egress`: each placement's cost is its compute
+/// (`hourly_total × hours`) plus moving the data inputs there, and the ranking, the cheapest per
+/// cloud and the failover order go by that total. Without inputs the plan is [`plan`]'s.
+pub fn plan_with_egress(task: &TaskSpec, index: &OfferIndex, egress: &EgressTable, opts: &PlanOptions) -> Result<Plan, PlanError> {
     task.validate()?;
     opts.validate()?;
+    let inputs = plan_inputs(task, opts);
+    for d in &inputs {
+        check_input(d, &format!("inputs.{}", d.name.as_deref().unwrap_or(&d.location.cloud)))?;
+    }
+    let costs = InputCosts::new(egress, &inputs);
+    let costs = (!inputs.is_empty()).then_some(&costs);
     let mut alts = resolve(task)?;
     let name_notes = match_catalog_names(index, &mut alts);
     let num_nodes = task.num_nodes.unwrap_or(1);
     let cap = if opts.max_failover == 0 { usize::MAX } else { opts.max_failover.max(1) };
-    let (r, relaxed_alts) = rank_with_fallback(index, &alts, num_nodes, opts, cap);
+    let (r, relaxed_alts) = rank_with_fallback(index, &alts, num_nodes, opts, cap, costs);
     let Some(best) = r.top.first().copied() else {
         return Err(crate::explain::explain(index, &alts, num_nodes, opts));
     };
     let used = relaxed_alts.as_deref().unwrap_or(&alts);
     let mut notes = notes(index, &used[best.alt as usize], &best, opts);
     notes.splice(0..0, name_notes);
-    let mk = |c: &Cand| placement(index, c.id as usize, c.spot, num_nodes, c.hours);
+    let mut unknown: Vec<&str> = Vec::new();
+    for d in &inputs {
+        let c = d.location.cloud.as_str();
+        if !egress.source_rates(c, d.location.region.as_deref()).known && !unknown.contains(&c) {
+            unknown.push(c);
+        }
+    }
+    if !unknown.is_empty() {
+        notes.push(format!(
+            "egress prices incomplete for {}: an unknown internet rate counts as $0/GB, an unknown inter-region rate as the internet rate",
+            unknown.join(", ")
+        ));
+    }
+    let mk = |c: &Cand| {
+        let mut p = placement(index, c.id as usize, c.spot, num_nodes, c.hours);
+        p.egress_cost = c.egress;
+        p.total_cost += c.egress;
+        p
+    };
     let chosen = mk(&best);
+    let transfers = if inputs.is_empty() {
+        Vec::new()
+    } else {
+        egress.input_transfers(&inputs, &Location { cloud: chosen.cloud.clone(), region: Some(chosen.region.clone()) })
+    };
     Ok(Plan {
         task_name: task.name.clone(),
         minimize: opts.minimize,
@@ -955,6 +1074,8 @@ pub fn plan(task: &TaskSpec, index: &OfferIndex, opts: &PlanOptions) -> Result<P
         requested: used.iter().map(|a| a.label.clone()).collect(),
         hourly_total: chosen.hourly_total,
         total_cost: chosen.total_cost,
+        egress_cost: chosen.egress_cost,
+        inputs: transfers,
         chosen,
         per_cloud_cheapest: r.per_cloud.iter().map(|(_, c)| mk(c)).collect(),
         failover: r.top.iter().map(mk).collect(),
