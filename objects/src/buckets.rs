@@ -198,8 +198,10 @@ impl BucketApi {
 
     async fn create(&self) -> Result<Created, Error> {
         let (status, body) = match self.src.scheme {
-            Scheme::S3 => {
-                let region = self.region.as_deref().unwrap_or("us-east-1");
+            // R2's region is `auto`, which its CreateBucket also takes as the LocationConstraint
+            // (developers.cloudflare.com/r2/api/s3/api); S3 wants none for us-east-1.
+            Scheme::S3 | Scheme::R2 => {
+                let region = self.region.as_deref().unwrap_or(if self.src.scheme == Scheme::R2 { "auto" } else { "us-east-1" });
                 let config = (region != "us-east-1").then(|| {
                     (
                         format!(
@@ -210,7 +212,6 @@ impl BucketApi {
                 });
                 self.send(Method::PUT, &self.base, config).await?
             }
-            Scheme::R2 => self.send(Method::PUT, &self.base, None).await?,
             Scheme::Gcs => {
                 let project = self.project.as_deref().ok_or_else(|| {
                     Error::Config(format!(

@@ -170,8 +170,12 @@ pub fn gcs_store(src: &Source, env: &Env) -> Result<object_store::gcp::GoogleClo
     } else if let Some(path) = env.get("GOOGLE_APPLICATION_CREDENTIALS") {
         b = b.with_application_credentials(path);
     } else if endpoint.is_some() {
-        // An emulator without a key: unsigned requests (and no metadata-server lookup).
-        b = b.with_skip_signature(true);
+        // An emulator without a key: unsigned requests, and a fixed empty token for the
+        // requests object_store signs regardless (its uploads ignore skip_signature), so that
+        // nothing asks the metadata server.
+        b = b.with_skip_signature(true).with_credentials(Arc::new(object_store::StaticCredentialProvider::new(
+            object_store::gcp::GcpCredential { bearer: String::new() },
+        )));
     }
     if let Some(e) = &endpoint {
         b = b.with_base_url(e);
