@@ -31,9 +31,14 @@ pub struct OptimizeParams {
     /// comma-separated.
     #[param(pattern = r"^[A-Za-z0-9_-]+(/[^/,]+){0,2}(,[A-Za-z0-9_-]+(/[^/,]+){0,2})*$")]
     pub blocked: Option<String>,
+    /// Data the task reads, and where it sits: `URL[@REGION]=GB` (`s3://bucket/data@us-east-1=500`,
+    /// the cloud from the scheme) or `CLOUD[/REGION]=GB`. Repeatable. A task plan charges moving
+    /// it to each placement (egress prices of catalog-data/egress.json) and ranks by compute +
+    /// egress; it replaces the task's own `inputs:` entry of the same URL.
+    pub input: Option<String>,
 }
 
-const PARAMS: &[&str] = &["minimize", "hours", "max_failover", "blocked"];
+const PARAMS: &[&str] = &["minimize", "hours", "max_failover", "blocked", "input"];
 
 pub(crate) fn plan_options(pairs: &[(String, String)]) -> Result<PlanOptions, ApiError> {
     let mut opts = PlanOptions::default();
@@ -57,6 +62,11 @@ pub(crate) fn plan_options(pairs: &[(String, String)]) -> Result<PlanOptions, Ap
                     let zone = parts.next().map(str::to_owned).filter(|s| !s.is_empty());
                     opts.blocked.push(BlockedResource { cloud, region, zone });
                 }
+            }
+            "input" => {
+                let d = skycat_optimizer::DataInput::parse(v)
+                    .map_err(|e| ApiError::invalid(format!("input: {e}")).field("input"))?;
+                opts.inputs.push(d);
             }
             other => {
                 return Err(ApiError::bad_request(format!(
