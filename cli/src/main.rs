@@ -41,6 +41,9 @@ enum Command {
     Cpunode(commands::gpunode::NodeArgs),
     /// An interactive TPU node.
     Tpunode(commands::gpunode::NodeArgs),
+    /// Storage objects skycat made (`file_mounts` with `name:`): ls, delete.
+    #[command(subcommand)]
+    Storage(commands::storage::StorageCommand),
     // (more commands register here: one variant per command module)
 }
 
@@ -62,6 +65,7 @@ async fn main() -> std::process::ExitCode {
         Command::Gpunode(a) => commands::gpunode::run(commands::gpunode::NodeKind::Gpu, a).await,
         Command::Cpunode(a) => commands::gpunode::run(commands::gpunode::NodeKind::Cpu, a).await,
         Command::Tpunode(a) => commands::gpunode::run(commands::gpunode::NodeKind::Tpu, a).await,
+        Command::Storage(cmd) => commands::storage::run(cmd).await,
         // (and dispatch here: one arm per command module)
     };
     match result {

@@ -210,6 +210,7 @@ mod tests {
             hourly_total: price,
             hours: 1.0,
             total_cost: price,
+            egress_cost: 0.0,
         }
     }
 

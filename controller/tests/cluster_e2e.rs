@@ -481,9 +481,14 @@ async fn bucket_copy_mounts_on_two_nodes_with_credentials_as_secrets() {
 
     let hosts = TestHosts::up(2, NET, "");
     let env = controller(&pool_yaml(&hosts, &[hosts.ip(1), hosts.ip(2)], 2.0)).await;
+    // A storage object: a bucket skycat makes from a local folder, deleted on down.
+    let made_src = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(made_src.path().join("cfg")).unwrap();
+    std::fs::write(made_src.path().join("cfg/made.txt"), b"made-by-skycat\n").unwrap();
     let file_mounts: BTreeMap<String, serde_json::Value> = serde_json::from_value(serde_json::json!({
         "~/data": "s3://train-data/ds",
         "/tmp/skycat-e2e-copy-one.txt": {"source": "s3://train-data/ds/a.txt", "mode": "COPY"},
+        "~/made": {"name": "skycat-e2e-made", "store": "s3", "source": made_src.path(), "persistent": false, "mode": "COPY"},
     }))
     .unwrap();
     let file_mounts = skycat_controller::mounts::parse(&file_mounts, None, None).expect("file_mounts");
@@ -500,7 +505,8 @@ async fn bucket_copy_mounts_on_two_nodes_with_credentials_as_secrets() {
         num_nodes: 2,
         run: Some(
             "echo COPIED $(cat ~/data/a.txt) $(wc -c < ~/data/sub/b.bin) $(sha256sum < ~/data/sub/b.bin | cut -c1-16); \
-             test -e ~/data/x.txt || test -e ~/data/other || echo ONLY-THE-PREFIX; echo ONE $(cat /tmp/skycat-e2e-copy-one.txt)"
+             test -e ~/data/x.txt || test -e ~/data/other || echo ONLY-THE-PREFIX; echo ONE $(cat /tmp/skycat-e2e-copy-one.txt); \
+             echo MADE $(cat ~/made/cfg/made.txt)"
                 .into(),
         ),
         file_mounts,
@@ -523,7 +529,15 @@ async fn bucket_copy_mounts_on_two_nodes_with_credentials_as_secrets() {
     for r in 0..2 {
         assert!(logs.contains(&format!("(rank {r}) COPIED bucket-a {} {digest}", big.len())), "rank {r}:\n{logs}");
         assert!(logs.contains(&format!("(rank {r}) ONLY-THE-PREFIX")) && logs.contains(&format!("(rank {r}) ONE bucket-a")), "{logs}");
+        assert!(logs.contains(&format!("(rank {r}) MADE made-by-skycat")), "{logs}");
     }
+    // The storage object is recorded, its bucket holds the source.
+    let rows = env.ctl.store.storage_rows().await.unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!((rows[0].name.as_str(), rows[0].url.as_str(), rows[0].persistent, rows[0].status.as_str()), ("skycat-e2e-made", "s3://skycat-e2e-made", false, "READY"));
+    assert_eq!(rows[0].cluster.as_deref(), Some("bk"));
+    let (status, listing) = skycat_testkit::storage::http(&moto.url, "GET", "/skycat-e2e-made?list-type=2", &[], b"");
+    assert!(status == 200 && listing.contains("<Key>cfg/made.txt</Key>"), "{status} {listing}");
     // The secret key is nowhere at rest: not in the state DB (nor its WAL), not in the nodes'
     // agent state, and not in the logs.
     assert!(!logs.contains(KEY_SECRET));
@@ -540,6 +554,12 @@ async fn bucket_copy_mounts_on_two_nodes_with_credentials_as_secrets() {
     }
     env.ctl.down("bk", true).await.expect("down");
     let _ = std::fs::remove_file("/tmp/skycat-e2e-copy-one.txt");
+    // `persistent: false`: down deleted the bucket and its record; the user's bucket stays.
+    let (status, _) = skycat_testkit::storage::http(&moto.url, "HEAD", "/skycat-e2e-made", &[], b"");
+    assert_eq!(status, 404, "the storage bucket outlived down");
+    assert!(env.ctl.store.storage_rows().await.unwrap().is_empty());
+    let (status, _) = skycat_testkit::storage::http(&moto.url, "HEAD", "/train-data", &[], b"");
+    assert_eq!(status, 200);
 }
 
 fn walk_files(dir: &std::path::Path) -> Vec<PathBuf> {

@@ -127,6 +127,9 @@ fn load_request(a: &LaunchArgs) -> Result<(serde_json::Value, Uploads)> {
                 let p = std::fs::canonicalize(local).with_context(|| format!("{}: file_mounts.{}: {}", path.display(), m.dst, local.display()))?;
                 mounts.push((m.dst.clone(), p));
             }
+            MountSource::Storage { .. } => {
+                bail!("{}: file_mounts.{}: {}", path.display(), m.dst, skycat_controller::managed::STORAGE_IN_MANAGED_JOBS)
+            }
             _ => buckets.push(m.clone()),
         }
     }

@@ -233,7 +233,8 @@ impl Controller {
         // Bootstrap the agents in parallel.
         self.say(&format!("Starting the agent on {} node(s) ...", sessions.len()));
         let workdir = self.workdir_archive(&req.task).await?.map(Arc::new);
-        let mounts = PreparedMounts::prepare(&req.task.file_mounts, &req.task.storage_envs).await?.map(Arc::new);
+        let at = crate::mounts::storage::Placement { cluster: &cluster.name, cloud: cluster.cloud(), region: cluster.infra.split('/').nth(1) };
+        let mounts = PreparedMounts::prepare(&req.task.file_mounts, &req.task.storage_envs, (&self.store, &self.home, &at)).await?.map(Arc::new);
         let mut set = tokio::task::JoinSet::new();
         for (rank, ((node, sess), probe)) in sessions.iter().zip(probes).enumerate() {
             let rank = rank as u32;

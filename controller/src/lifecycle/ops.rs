@@ -379,7 +379,23 @@ impl Controller {
         }
         self.store.release_cluster_hosts(&c.id).await?;
         self.store.set_cluster_status(&c.id, store::status::TERMINATED).await?;
+        self.delete_storage_of(name).await;
         Ok(())
+    }
+
+    /// Deletes the storage objects (`persistent: false`) the cluster made. A failure is reported
+    /// and the record kept, for `skycat storage delete NAME`; the cluster is down either way.
+    async fn delete_storage_of(&self, cluster: &str) {
+        let rows = match self.store.storage_rows().await {
+            Ok(rows) => rows,
+            Err(e) => return self.say(&format!("  could not read the storage objects: {e:#}")),
+        };
+        for r in rows.iter().filter(|r| !r.persistent && r.cluster.as_deref() == Some(cluster)) {
+            match crate::mounts::storage::delete(&self.store, &self.home, &r.name, |k| std::env::var(k).ok()).await {
+                Ok(n) => self.say(&format!("Deleted storage {} ({}, {} object(s)).", r.name, r.url, n.unwrap_or(0))),
+                Err(e) => self.say(&format!("  storage {} was not deleted ({e:#}); retry with `skycat storage delete {}`", r.name, r.name)),
+            }
+        }
     }
 
     /// `skycat cost-report --refresh`: pulls every live cluster's ledger over SSH first.

@@ -41,6 +41,7 @@ use skycat_optimizer::TaskSpec;
 mod attempt;
 mod policy;
 mod request;
+pub use request::STORAGE_IN_MANAGED_JOBS;
 mod resume;
 mod uploads;
 

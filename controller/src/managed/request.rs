@@ -10,6 +10,10 @@ use super::{JobRequest, Strategy};
 use crate::lifecycle::TaskRun;
 use crate::mounts::{FileMount, MountSource};
 
+/// Why a managed job cannot have a storage object (`name:`) yet: the bucket would be made with
+/// the server's credentials, and who deletes a `persistent: false` one is unsettled.
+pub const STORAGE_IN_MANAGED_JOBS: &str = "a storage object (`name:`) cannot be made for a managed job yet; make the bucket first (skycat launch with it, or your cloud's CLI) and mount it with `source: s3://NAME` (or gs://, r2://, https://ACCOUNT.blob.core.windows.net/NAME)";
+
 /// A request value that is not acceptable, naming the offending field.
 #[derive(Debug, thiserror::Error)]
 #[error("{field}: {message}")]
@@ -134,6 +138,7 @@ pub fn parse_request(body: &[u8]) -> std::result::Result<ParsedRequest, FieldErr
                 return Err(field_err(&field, "the server does not read paths from its own disk: upload the file or folder (POST /v1/uploads; `skycat jobs launch` does) and name it in `file_mount_uploads`"))
             }
             MountSource::Uploaded { .. } => return Err(field_err(&field, "uploaded sources are named in `file_mount_uploads`")),
+            MountSource::Storage { .. } => return Err(field_err(&field, STORAGE_IN_MANAGED_JOBS)),
         }
         if mount_uploads.contains_key(&m.dst) {
             return Err(field_err(&field, "also in `file_mount_uploads`: one source per destination"));

@@ -20,8 +20,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub mod storage;
 mod sync;
 pub(crate) use sync::PreparedMounts;
+pub use storage::{StorageObject, StoreKind};
 
 /// One `file_mounts` entry: where on the node, and from what.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,6 +44,8 @@ pub enum MountSource {
     /// Objects in a bucket: `s3://`, `gs://`, `r2://`, or
     /// `https://ACCOUNT.blob.core.windows.net/CONTAINER`, with an optional prefix.
     Bucket { url: String, mode: MountMode },
+    /// A bucket skycat makes (SkyPilot's storage object, `name:`), then mounts as a bucket.
+    Storage { storage: StorageObject, mode: MountMode },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,12 +106,6 @@ pub fn parse(mounts: &BTreeMap<String, Value>, base: Option<&Path>, home: Option
                 if let Some(k) = o.keys().find(|k| !["source", "name", "store", "mode", "persistent", "_force_delete"].contains(&k.as_str())) {
                     return Err(err(format!("{field}.{k}"), "unknown storage field; known: source, name, store, mode, persistent"));
                 }
-                if o.get("name").is_some_and(|n| !n.is_null()) {
-                    return Err(err(
-                        format!("{field}.name"),
-                        "a storage object that skycat creates and fills is not supported yet; create the bucket yourself and give `source: s3://BUCKET[/PREFIX]` (or gs://, r2://, Azure https://…)",
-                    ));
-                }
                 // SkyPilot's default for storage objects is MOUNT.
                 let mode = match o.get("mode") {
                     None | Some(Value::Null) => MountMode::Mount,
@@ -119,9 +117,14 @@ pub fn parse(mounts: &BTreeMap<String, Value>, base: Option<&Path>, home: Option
                     },
                     Some(other) => return Err(err(format!("{field}.mode"), format!("{other}: expected COPY, MOUNT or MOUNT_CACHED"))),
                 };
+                if let Some(name) = o.get("name").filter(|n| !n.is_null()) {
+                    let storage = storage_object(&field, name, o, base, home)?;
+                    out.push(FileMount { dst: dst.clone(), source: MountSource::Storage { storage, mode } });
+                    continue;
+                }
                 let src = match o.get("source") {
                     Some(Value::String(s)) => s,
-                    Some(Value::Array(_)) => return Err(err(format!("{field}.source"), "a list of sources needs a storage object that skycat creates (not supported yet); mount each bucket separately")),
+                    Some(Value::Array(_)) => return Err(err(format!("{field}.source"), "a list of sources needs `name:` (a bucket skycat makes and fills with them)")),
                     _ => return Err(err(format!("{field}.source"), "missing: give the bucket, e.g. source: s3://BUCKET/PREFIX")),
                 };
                 let source = source_of(src, mode, base, home).map_err(|m| err(format!("{field}.source"), m))?;
@@ -132,7 +135,7 @@ pub fn parse(mounts: &BTreeMap<String, Value>, base: Option<&Path>, home: Option
                     }
                 }
                 if matches!(source, MountSource::Local { .. }) {
-                    return Err(err(format!("{field}.source"), "a local source with storage options needs a bucket that skycat creates (not supported yet); give the local path directly: `{dst}: {path}`"));
+                    return Err(err(format!("{field}.source"), "a local source with storage options needs `name:` (the bucket skycat makes for it); or give the local path directly: `DST: PATH`"));
                 }
                 source
             }
@@ -141,6 +144,55 @@ pub fn parse(mounts: &BTreeMap<String, Value>, base: Option<&Path>, home: Option
         out.push(FileMount { dst: dst.clone(), source });
     }
     Ok(out)
+}
+
+/// A storage object: `name` (the bucket), `store`, local `source`(s), `persistent`.
+fn storage_object(field: &str, name: &Value, o: &serde_json::Map<String, Value>, base: Option<&Path>, home: Option<&Path>) -> Result<StorageObject, MountError> {
+    let Value::String(name) = name else { return Err(err(format!("{field}.name"), "must be a bucket name")) };
+    let store = match o.get("store") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(StoreKind::parse(s).ok_or_else(|| {
+            err(format!("{field}.store"), format!("{s:?} is not supported; use s3, gcs, r2 or azure"))
+        })?),
+        Some(other) => return Err(err(format!("{field}.store"), format!("{other}: expected s3, gcs, r2 or azure"))),
+    };
+    // The same name rules as a bucket URL of that store (Azure's are the strictest).
+    let probe = match store {
+        Some(StoreKind::Azure) => format!("https://acct.blob.core.windows.net/{name}"),
+        Some(StoreKind::Gcs) => format!("gs://{name}"),
+        _ => format!("s3://{name}"),
+    };
+    skycat_objects::Source::parse(&probe)
+        .ok()
+        .filter(|s| s.prefix.is_empty())
+        .ok_or_else(|| err(format!("{field}.name"), format!("{name:?} is not a legal bucket name (3-63 lowercase letters, digits, '-' and '.')")))?;
+    let texts: Vec<&str> = match o.get("source") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().ok_or_else(|| err(format!("{field}.source"), "a list of local paths is expected")))
+            .collect::<Result<_, _>>()?,
+        Some(other) => return Err(err(format!("{field}.source"), format!("{other}: expected a local path or a list of them"))),
+    };
+    let mut sources = Vec::new();
+    for t in texts {
+        match source_of(t, MountMode::Copy, base, home).map_err(|m| err(format!("{field}.source"), m))? {
+            MountSource::Local { path } => sources.push(path),
+            _ => {
+                return Err(err(
+                    format!("{field}.source"),
+                    format!("{t}: with `name:` the source is local files that skycat uploads; to use an existing bucket, drop `name:` and give source: {t}"),
+                ))
+            }
+        }
+    }
+    let persistent = match o.get("persistent") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => return Err(err(format!("{field}.persistent"), format!("{other}: expected true or false"))),
+    };
+    Ok(StorageObject { name: name.clone(), store, sources, persistent })
 }
 
 fn check_dst(dst: &str) -> Result<(), String> {
@@ -206,6 +258,7 @@ pub fn credential_env_names(store: &str) -> &'static [&'static str] {
             "AZURE_STORAGE_USE_EMULATOR",
             "AZURITE_BLOB_STORAGE_URL",
             "SKYCAT_AZURE_BLOB_ENDPOINT",
+            "AZURE_STORAGE_ACCOUNT",
         ],
         _ => &[],
     }
@@ -217,9 +270,16 @@ pub fn credential_env_names(store: &str) -> &'static [&'static str] {
 pub fn credentials_for(mounts: &[FileMount], lookup: impl Fn(&str) -> Option<String>) -> Result<BTreeMap<String, String>, MountError> {
     let mut env = BTreeMap::new();
     for m in mounts {
-        let MountSource::Bucket { url, .. } = &m.source else { continue };
-        let store = bucket_store(url).ok().flatten().unwrap_or("");
-        for name in credential_env_names(store) {
+        let stores: Vec<&str> = match &m.source {
+            MountSource::Bucket { url, .. } => vec![bucket_store(url).ok().flatten().unwrap_or("")],
+            MountSource::Storage { storage, .. } => match storage.store {
+                Some(k) => vec![k.as_str()],
+                // Chosen by the cluster's cloud at launch: any of them.
+                None => vec!["s3", "gcs", "r2", "azure"],
+            },
+            _ => continue,
+        };
+        for name in stores.into_iter().flat_map(credential_env_names) {
             let Some(v) = lookup(name).filter(|v| !v.is_empty()) else { continue };
             if *name == "GOOGLE_APPLICATION_CREDENTIALS" {
                 let key = std::fs::read_to_string(&v)
@@ -270,6 +330,33 @@ mod tests {
     }
 
     #[test]
+    fn storage_objects_with_a_name() {
+        let got = mounts(json!({
+            "/ckpt": {"name": "my-ckpts", "store": "S3", "source": "./out", "persistent": false, "mode": "COPY"},
+            "/many": {"name": "many-dirs", "source": ["./a", "~/b"]},
+            "/empty": {"name": "empty-one", "store": "gcs"},
+        }))
+        .unwrap();
+        let by: BTreeMap<_, _> = got.into_iter().map(|m| (m.dst, m.source)).collect();
+        let obj = |name: &str, store, sources: Vec<&str>, persistent| StorageObject {
+            name: name.into(),
+            store,
+            sources: sources.into_iter().map(PathBuf::from).collect(),
+            persistent,
+        };
+        assert_eq!(by["/ckpt"], MountSource::Storage { storage: obj("my-ckpts", Some(StoreKind::S3), vec!["/work/proj/out"], false), mode: MountMode::Copy });
+        assert_eq!(by["/many"], MountSource::Storage { storage: obj("many-dirs", None, vec!["/work/proj/a", "/home/me/b"], true), mode: MountMode::Mount });
+        assert_eq!(by["/empty"], MountSource::Storage { storage: obj("empty-one", Some(StoreKind::Gcs), vec![], true), mode: MountMode::Mount });
+        // Credentials: the named store's, or every store's when the cloud picks it.
+        let m = mounts(json!({"/a": {"name": "bkt-a", "store": "gcs"}})).unwrap();
+        let got = credentials_for(&m, |k| (k == "STORAGE_EMULATOR_HOST" || k == "AWS_ACCESS_KEY_ID").then(|| "x".into())).unwrap();
+        assert_eq!(got.keys().collect::<Vec<_>>(), ["STORAGE_EMULATOR_HOST"]);
+        let m = mounts(json!({"/a": {"name": "bkt-a"}})).unwrap();
+        let all = credentials_for(&m, |k| (k != "GOOGLE_APPLICATION_CREDENTIALS").then(|| "x".into())).unwrap();
+        assert_eq!(all.len(), 21, "{all:?}");
+    }
+
+    #[test]
     fn bad_entries_name_the_field() {
         let cases = [
             (json!({"rel/path": "/x"}), "file_mounts.rel/path", "absolute"),
@@ -279,9 +366,12 @@ mod tests {
             (json!({"/x": 3}), "file_mounts./x", "expected"),
             (json!({"/x": {"source": "s3://b", "mode": "FAST"}}), "file_mounts./x.mode", "COPY"),
             (json!({"/x": {"source": "s3://b", "colour": 1}}), "file_mounts./x.colour", "unknown"),
-            (json!({"/x": {"name": "new-bucket", "source": "./d"}}), "file_mounts./x.name", "not supported yet"),
+            (json!({"/x": {"name": "Bad_Name", "source": "./d"}}), "file_mounts./x.name", "not a legal bucket name"),
+            (json!({"/x": {"name": "ok-name", "store": "ibm"}}), "file_mounts./x.store", "not supported"),
+            (json!({"/x": {"name": "ok-name", "source": "s3://other"}}), "file_mounts./x.source", "drop `name:`"),
+            (json!({"/x": {"name": "ok-name", "persistent": "no"}}), "file_mounts./x.persistent", "true or false"),
             (json!({"/x": {"mode": "COPY"}}), "file_mounts./x.source", "missing"),
-            (json!({"/x": {"source": "./local", "mode": "COPY"}}), "file_mounts./x.source", "local"),
+            (json!({"/x": {"source": "./local", "mode": "COPY"}}), "file_mounts./x.source", "needs `name:`"),
             (json!({"/x": {"source": "gs://b", "store": "s3"}}), "file_mounts./x.store", "does not match"),
         ];
         for (v, field, words) in cases {

@@ -8,7 +8,10 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use super::storage::Placement;
 use super::{file_dst_parts, FileMount, MountMode, MountSource};
+use crate::home::Home;
+use crate::store::Store;
 use crate::agent_client::WorkdirArchive;
 use crate::ssh::shell_quote;
 use crate::store::NodeRow;
@@ -28,7 +31,13 @@ pub(crate) struct PreparedMounts {
 
 impl PreparedMounts {
     /// Packs local sources (on this machine: the CLI's) and keeps uploaded archives as they are.
-    pub(crate) async fn prepare(mounts: &[FileMount], env: &BTreeMap<String, String>) -> Result<Option<PreparedMounts>> {
+    /// Storage objects (`name:`) are made and filled here, where the cluster runs decides
+    /// their store and region.
+    pub(crate) async fn prepare(
+        mounts: &[FileMount],
+        env: &BTreeMap<String, String>,
+        (db, home, at): (&Store, &Home, &Placement<'_>),
+    ) -> Result<Option<PreparedMounts>> {
         if mounts.is_empty() {
             return Ok(None);
         }
@@ -50,6 +59,10 @@ impl PreparedMounts {
                     Ready::Archive { dst_dir, archive: Arc::new(WorkdirArchive::Stored(archive.clone())) }
                 }
                 MountSource::Bucket { url, mode } => Ready::Bucket { url: url.clone(), dst: m.dst.clone(), mode: *mode },
+                MountSource::Storage { storage, mode } => {
+                    let url = super::storage::ensure(db, home, storage, at, env).await.with_context(what)?;
+                    Ready::Bucket { url, dst: m.dst.clone(), mode: *mode }
+                }
             });
         }
         Ok(Some(PreparedMounts { ready, env: env.clone() }))
