@@ -12,6 +12,7 @@
 //! No credential is ever taken from argv, logged, or left in an error message.
 
 pub mod buckets;
+pub mod describe;
 mod env;
 mod source;
 pub mod stores;

@@ -286,6 +286,8 @@ pub fn plan_for(ctl: &Controller, spec: &skycat_optimizer::TaskSpec, blocked: &[
     let offers = catalog.into_offers();
     let opts = PlanOptions {
         blocked: blocked.iter().map(|b| crate::commands::optimize::parse_block(b)).collect::<Result<_>>()?,
+        // The same data-locality terms as `skycat optimize`: the task's buckets, looked up.
+        inputs: crate::commands::optimize::data_inputs(spec, &[], true),
         ..PlanOptions::default()
     };
     ctl.plan_launch(spec, &offers, &opts).map_err(|e| match e {

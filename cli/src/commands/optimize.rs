@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Context, Result};
 use comfy_table::{presets::NOTHING, Table};
 use skycat_optimizer::{
-    optimize, BlockedResource, DagPlan, EgressTable, FleetPlan, Minimize, OfferIndex, OptimizeRequest, OptimizeResponse,
-    Placement, Plan, PlanError, PlanOptions,
+    cloud_of_url, optimize, BlockedResource, DagPlan, DataInput, EgressTable, FleetPlan, Location, Minimize, OfferIndex,
+    OptimizeRequest, OptimizeResponse, Placement, Plan, PlanError, PlanOptions, TaskSpec,
 };
 
 use super::load_catalog;
@@ -31,6 +31,15 @@ pub struct OptimizeArgs {
     /// Egress price table (JSON, the format of catalog-data/egress.json); default: the shipped one.
     #[arg(long)]
     pub egress: Option<PathBuf>,
+    /// Data the task reads, given instead of looked up: `s3://bucket/data@us-east-1=500` (URL,
+    /// optional region, GB) or `aws/us-east-1=500`. Repeatable; replaces the lookup of that URL.
+    /// Each placement is charged moving the data there.
+    #[arg(long = "input", value_name = "URL[@REGION]=GB")]
+    pub inputs: Vec<String>,
+    /// Do not contact the task's buckets for their region and size: `file_mounts` buckets are
+    /// then not priced, `inputs:` entries count with an unknown region.
+    #[arg(long)]
+    pub no_lookup: bool,
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
@@ -83,6 +92,17 @@ fn money(v: f64) -> String {
     }
 }
 
+/// A size in GB: whole above 100, else with enough decimals to show a few MB.
+fn gb(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
 fn num(v: Option<f64>) -> String {
     match v {
         Some(x) if x.fract() == 0.0 => format!("{x:.0}"),
@@ -95,13 +115,20 @@ fn same(a: &Placement, b: &Placement) -> bool {
     a.cloud == b.cloud && a.region == b.region && a.zone == b.zone && a.instance_type == b.instance_type && a.use_spot == b.use_spot
 }
 
-fn placement_table(rows: &[Placement], chosen: &Placement) -> Table {
+/// SkyPilot's columns; with data inputs, also each placement's egress and total (compute for the
+/// estimated hours + egress), which is what the order follows.
+fn placement_table(rows: &[Placement], chosen: &Placement, egress: bool) -> Table {
     let mut t = Table::new();
     t.load_preset(NOTHING);
-    t.set_header(["CLOUD", "INSTANCE", "vCPUs", "Mem(GB)", "ACCELERATORS", "REGION/ZONE", "$/HOUR", "CHOSEN"]);
+    let mut header = vec!["CLOUD", "INSTANCE", "vCPUs", "Mem(GB)", "ACCELERATORS", "REGION/ZONE", "$/HOUR"];
+    if egress {
+        header.extend(["EGRESS($)", "TOTAL($)"]);
+    }
+    header.push("CHOSEN");
+    t.set_header(header);
     for p in rows {
         let instance = if p.use_spot { format!("{}[Spot]", p.instance_type) } else { p.instance_type.clone() };
-        t.add_row([
+        let mut row = vec![
             p.cloud.clone(),
             instance,
             num(p.vcpus),
@@ -109,8 +136,12 @@ fn placement_table(rows: &[Placement], chosen: &Placement) -> Table {
             p.accelerator_label(),
             p.location(),
             money(p.hourly_total),
-            if same(p, chosen) { "✔".into() } else { String::new() },
-        ]);
+        ];
+        if egress {
+            row.extend([money(p.egress_cost), money(p.total_cost)]);
+        }
+        row.push(if same(p, chosen) { "✔".into() } else { String::new() });
+        t.add_row(row);
     }
     t
 }
@@ -127,21 +158,47 @@ pub fn render_plan_table_with(plan: &Plan, failover_rows: usize) -> String {
     };
     let _ = writeln!(out, "== Optimizer ==");
     let _ = writeln!(out, "Target: {target}");
-    let _ = writeln!(
-        out,
-        "Estimated cost: ${:.2} / hour; ${:.2} for {} h",
-        plan.hourly_total, plan.total_cost, plan.chosen.hours
-    );
+    let egress = !plan.inputs.is_empty();
+    if egress {
+        let _ = writeln!(
+            out,
+            "Estimated cost: ${:.2} / hour; ${:.2} for {} h (compute ${:.2} + egress ${:.2})",
+            plan.hourly_total,
+            plan.total_cost,
+            plan.chosen.hours,
+            plan.total_cost - plan.egress_cost,
+            plan.egress_cost
+        );
+        let mut t = Table::new();
+        t.load_preset(NOTHING);
+        t.set_header(["INPUT", "LOCATION", "GB", "$/GB TO CHOSEN", "EGRESS($)"]);
+        for i in &plan.inputs {
+            t.add_row([
+                i.name.clone().unwrap_or_else(|| "-".into()),
+                i.location.label(),
+                gb(i.size_gb),
+                format!("{:.4}", i.usd_per_gb),
+                money(i.cost),
+            ]);
+        }
+        let _ = writeln!(out, "Data inputs:\n{t}");
+    } else {
+        let _ = writeln!(
+            out,
+            "Estimated cost: ${:.2} / hour; ${:.2} for {} h",
+            plan.hourly_total, plan.total_cost, plan.chosen.hours
+        );
+    }
     for n in &plan.notes {
         let _ = writeln!(out, "Note: {n}");
     }
     let _ = writeln!(out);
     let _ = writeln!(out, "Considered resources ({nodes}), cheapest per cloud:");
-    let _ = writeln!(out, "{}", placement_table(&plan.per_cloud_cheapest, &plan.chosen));
+    let _ = writeln!(out, "{}", placement_table(&plan.per_cloud_cheapest, &plan.chosen, egress));
     let shown = if failover_rows == 0 { plan.failover.len() } else { failover_rows.min(plan.failover.len()) };
     let _ = writeln!(out);
     let _ = writeln!(out, "Failover order ({} of {} feasible placements):", shown, plan.feasible_count);
-    let _ = writeln!(out, "{}", placement_table(&plan.failover[..shown], &plan.chosen));
+    let _ = writeln!(out, "{}", placement_table(&plan.failover[..shown], &plan.chosen, egress));
     out
 }
 
@@ -232,11 +289,23 @@ pub fn run(args: OptimizeArgs) -> Result<()> {
         }
         None => EgressTable::shipped(),
     };
+    let given: Vec<DataInput> =
+        args.inputs.iter().map(|s| DataInput::parse(s).map_err(|e| anyhow!("--input {e}"))).collect::<Result<_>>()?;
+    let inputs = match &req {
+        OptimizeRequest::Task(t) => data_inputs(t, &given, !args.no_lookup),
+        _ => {
+            if !given.is_empty() {
+                bail!("--input applies to a single task; a DAG names its inputs in its `inputs:`");
+            }
+            Vec::new()
+        }
+    };
     let opts = PlanOptions {
         minimize: args.minimize,
         hours: args.hours,
         blocked: args.blocked.iter().map(|b| parse_block(b)).collect::<Result<_>>()?,
         max_failover: if args.failover == 0 { 0 } else { 100.max(args.failover) },
+        inputs,
         ..PlanOptions::default()
     };
     let index = load_index()?;
@@ -251,6 +320,115 @@ pub fn run(args: OptimizeArgs) -> Result<()> {
         OptimizeResponse::Fleet(p) => print!("{}", render_fleet(p)),
     }
     Ok(())
+}
+
+/// How long one bucket's lookup (region and listing) may take before it is left out.
+const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The bucket URLs a task's `file_mounts` read (`/dst: s3://…`, or `{source: s3://…}`), in order.
+fn mounted_buckets(task: &TaskSpec) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for v in task.file_mounts.iter().flat_map(|m| m.values()) {
+        let url = match v {
+            serde_json::Value::String(s) => Some(s.as_str()),
+            serde_json::Value::Object(o) => o.get("source").and_then(|s| s.as_str()),
+            _ => None,
+        };
+        if let Some(u) = url.map(str::trim).filter(|u| cloud_of_url(u).is_some()) {
+            if !out.iter().any(|o| o == u) {
+                out.push(u.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// The data inputs a single-task plan charges: `given` (`--input`), then the task's `inputs:`
+/// and `file_mounts` buckets, each located (and, for a mount, sized) by a lookup
+/// ([`skycat_objects::describe`], credentials from the environment). A lookup that fails is one
+/// warning line on stderr naming the bucket and why: a mount is then not priced, an `inputs:`
+/// entry counts with its region unknown (another region of its cloud).
+pub fn data_inputs(task: &TaskSpec, given: &[DataInput], lookup: bool) -> Vec<DataInput> {
+    let mut out = given.to_vec();
+    let known = |out: &[DataInput], url: &str| out.iter().any(|d| d.name.as_deref() == Some(url));
+    // (URL, size from `inputs:`).
+    let mut todo: Vec<(String, Option<f64>)> = Vec::new();
+    for (url, gb) in task.inputs.iter().flatten() {
+        if cloud_of_url(url).is_some() && !known(&out, url) {
+            todo.push((url.clone(), Some(*gb)));
+        }
+    }
+    for url in mounted_buckets(task) {
+        if !known(&out, &url) && !todo.iter().any(|(u, _)| *u == url) {
+            todo.push((url, None));
+        }
+    }
+    if todo.is_empty() {
+        return out;
+    }
+    if !lookup {
+        for (url, size) in &todo {
+            if size.is_none() {
+                eprintln!("warning: {url}: not priced (--no-lookup); give --input {url}@REGION=GB");
+            }
+        }
+        return out;
+    }
+    let env = std::sync::Arc::new(skycat_objects::Env::from_process());
+    let urls: Vec<String> = todo.iter().map(|(u, _)| u.clone()).collect();
+    let found = run_async(async move {
+        let mut set = tokio::task::JoinSet::new();
+        for (i, url) in urls.iter().enumerate() {
+            let (url, env) = (url.clone(), env.clone());
+            set.spawn(async move { (i, look_up(&url, &env).await) });
+        }
+        let mut found: Vec<Result<skycat_objects::describe::BucketInfo, String>> =
+            urls.iter().map(|_| Err("the lookup did not finish".to_string())).collect();
+        while let Some(Ok((i, r))) = set.join_next().await {
+            found[i] = r;
+        }
+        found
+    });
+    for ((url, size), info) in todo.into_iter().zip(found) {
+        let cloud = cloud_of_url(&url).unwrap_or_default().to_string();
+        match (info, size) {
+            (Ok(info), size) => out.push(DataInput {
+                size_gb: size.unwrap_or_else(|| info.size_gb()),
+                location: Location { cloud, region: info.region },
+                name: Some(url),
+            }),
+            (Err(why), Some(_)) => {
+                eprintln!("warning: {url}: region not found ({why}); priced as another region of {cloud}")
+            }
+            (Err(why), None) => eprintln!("warning: {url}: not priced, size and region not found ({why})"),
+        }
+    }
+    out
+}
+
+/// One bucket's region and size, or why not (one line, no credential).
+async fn look_up(url: &str, env: &skycat_objects::Env) -> std::result::Result<skycat_objects::describe::BucketInfo, String> {
+    let src = skycat_objects::Source::parse(url).map_err(|e| e.to_string())?;
+    match tokio::time::timeout(LOOKUP_TIMEOUT, skycat_objects::describe::describe(&src, env)).await {
+        Ok(r) => r.map_err(|e| env.redactor().apply(&e.to_string())),
+        Err(_) => Err(format!("no answer within {} s", LOOKUP_TIMEOUT.as_secs())),
+    }
+}
+
+/// Runs `f` to completion on a runtime of its own, on a thread of its own: callable from sync
+/// code whether or not a runtime is running on this thread.
+fn run_async<F: std::future::Future + Send>(f: F) -> F::Output
+where
+    F::Output: Send,
+{
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread().enable_all().build().map(|rt| rt.block_on(f))
+        })
+        .join()
+    })
+    .expect("the lookup thread panicked")
+    .expect("a tokio runtime for the bucket lookups")
 }
 
 #[cfg(test)]
