@@ -2,11 +2,11 @@
 //! the cheapest placement, and plans DAGs and fleets as MILPs on good_lp.
 //!
 //! * [`parse_task_yaml`]: SkyPilot's task YAML, unchanged; errors name the field and the line.
-//! * [`OfferIndex::build`] once per catalog version, then [`plan`] per task: the cheapest
+//! * [`OfferIndex::build`] once per catalog version, then [`plan()`] per task: the cheapest
 //!   placement, the cheapest per cloud, and the failover order. With data inputs (the task's
 //!   `inputs:`, [`PlanOptions::inputs`]: a location and a size each) every placement costs its
 //!   compute plus the egress of moving the data there ([`EgressTable::rate`]), and is ranked by
-//!   that total ([`plan_with_egress`] takes the price table; [`plan`] uses the shipped one).
+//!   that total ([`plan_with_egress`] takes the price table; [`plan()`] uses the shipped one).
 //! * [`plan_dag`]: one placement per task, minimizing compute + egress cost or the makespan.
 //! * [`plan_fleet`]: N accelerators or vCPUs as instance counts over pools, under quotas, caps,
 //!   diversification, an on-demand floor and a budget.
