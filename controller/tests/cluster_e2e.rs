@@ -489,6 +489,8 @@ async fn bucket_copy_mounts_on_two_nodes_with_credentials_as_secrets() {
         "~/data": "s3://train-data/ds",
         "/tmp/skycat-e2e-copy-one.txt": {"source": "s3://train-data/ds/a.txt", "mode": "COPY"},
         "~/made": {"name": "skycat-e2e-made", "store": "s3", "source": made_src.path(), "persistent": false, "mode": "COPY"},
+        // MOUNT: rclone over FUSE on each node (scripts/ci-setup-storage.sh installs both).
+        "~/mnt": {"source": "s3://train-data/ds", "mode": "MOUNT"},
     }))
     .unwrap();
     let file_mounts = skycat_controller::mounts::parse(&file_mounts, None, None).expect("file_mounts");
@@ -506,7 +508,7 @@ async fn bucket_copy_mounts_on_two_nodes_with_credentials_as_secrets() {
         run: Some(
             "echo COPIED $(cat ~/data/a.txt) $(wc -c < ~/data/sub/b.bin) $(sha256sum < ~/data/sub/b.bin | cut -c1-16); \
              test -e ~/data/x.txt || test -e ~/data/other || echo ONLY-THE-PREFIX; echo ONE $(cat /tmp/skycat-e2e-copy-one.txt); \
-             echo MADE $(cat ~/made/cfg/made.txt)"
+             echo MADE $(cat ~/made/cfg/made.txt); echo MOUNTED $(cat ~/mnt/a.txt) $(wc -c < ~/mnt/sub/b.bin)"
                 .into(),
         ),
         file_mounts,
@@ -530,6 +532,7 @@ async fn bucket_copy_mounts_on_two_nodes_with_credentials_as_secrets() {
         assert!(logs.contains(&format!("(rank {r}) COPIED bucket-a {} {digest}", big.len())), "rank {r}:\n{logs}");
         assert!(logs.contains(&format!("(rank {r}) ONLY-THE-PREFIX")) && logs.contains(&format!("(rank {r}) ONE bucket-a")), "{logs}");
         assert!(logs.contains(&format!("(rank {r}) MADE made-by-skycat")), "{logs}");
+        assert!(logs.contains(&format!("(rank {r}) MOUNTED bucket-a {}", big.len())), "{logs}");
     }
     // The storage object is recorded, its bucket holds the source.
     let rows = env.ctl.store.storage_rows().await.unwrap();
@@ -554,6 +557,12 @@ async fn bucket_copy_mounts_on_two_nodes_with_credentials_as_secrets() {
     }
     env.ctl.down("bk", true).await.expect("down");
     let _ = std::fs::remove_file("/tmp/skycat-e2e-copy-one.txt");
+    // Down unmounted the nodes' FUSE mounts.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    for i in 1..=2 {
+        let mnt = hosts.home(i).join("mnt");
+        assert!(!mounts.contains(&mnt.display().to_string()), "{} is still mounted after down", mnt.display());
+    }
     // `persistent: false`: down deleted the bucket and its record; the user's bucket stays.
     let (status, _) = skycat_testkit::storage::http(&moto.url, "HEAD", "/skycat-e2e-made", &[], b"");
     assert_eq!(status, 404, "the storage bucket outlived down");

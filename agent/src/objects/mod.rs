@@ -56,7 +56,13 @@ pub enum ObjectsCmd {
         env_stdin: bool,
     },
     /// Unmount a folder mounted by `objects mount` (nothing to do if it is not mounted).
-    Unmount { dest: PathBuf },
+    Unmount {
+        #[arg(required_unless_present = "all")]
+        dest: Option<PathBuf>,
+        /// Every folder `objects mount` mounted with this state dir.
+        #[arg(long, conflicts_with = "dest")]
+        all: bool,
+    },
 }
 
 /// Runs one `objects` subcommand and prints its one-line summary (or one JSON document).
@@ -116,7 +122,12 @@ pub fn run(cmd: ObjectsCmd, state_root: &Path, json_out: bool) -> anyhow::Result
                 ),
             );
         }
-        ObjectsCmd::Unmount { dest } => {
+        ObjectsCmd::Unmount { dest: None, .. } => {
+            let done = mount::unmount_all(state_root)?;
+            let shown: Vec<String> = done.iter().map(|d| d.display().to_string()).collect();
+            print(json!({"unmounted": shown}), format!("unmounted {} folder(s){}", done.len(), if shown.is_empty() { String::new() } else { format!(": {}", shown.join(", ")) }));
+        }
+        ObjectsCmd::Unmount { dest: Some(dest), .. } => {
             let was = mount::unmount(&dest, state_root)?;
             print(
                 json!({"dest": dest, "unmounted": was}),

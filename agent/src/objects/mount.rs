@@ -107,8 +107,8 @@ fn objects_dir(state_root: &Path) -> Result<PathBuf, Error> {
     Ok(dir)
 }
 
-/// The `[skycat]` section of an rclone config for `src`, from the environment.
-pub fn rclone_config(src: &Source, env: &Env) -> Result<String, Error> {
+/// The `[skycat]` remote of an rclone config for `src`, from the environment.
+pub fn rclone_config(src: &Source, env: &Env) -> Result<RcloneConfig, Error> {
     let mut kv: Vec<(&str, String)> = Vec::new();
     let mut put = |k: &'static str, v: Option<&str>| {
         if let Some(v) = v {
@@ -178,14 +178,30 @@ pub fn rclone_config(src: &Source, env: &Env) -> Result<String, Error> {
             put("env_auth", (s.key.is_none() && s.sas.is_none()).then_some("true"));
         }
     }
-    let mut text = String::from("[skycat]\n");
+    let mut conf = RcloneConfig { text: String::from("[skycat]\n"), secret_env: Vec::new() };
     for (k, v) in kv {
         if v.contains(['\n', '\r']) {
             return Err(Error::Config(format!("the value for rclone's `{k}` has a line break")));
         }
-        let _ = writeln!(text, "{k} = {v}");
+        if RCLONE_SECRET_KEYS.contains(&k) {
+            conf.secret_env.push((format!("RCLONE_CONFIG_SKYCAT_{}", k.to_ascii_uppercase()), v));
+        } else {
+            let _ = writeln!(conf.text, "{k} = {v}");
+        }
     }
-    Ok(text)
+    Ok(conf)
+}
+
+/// rclone settings that are credentials: they reach rclone through its environment
+/// (`RCLONE_CONFIG_SKYCAT_<KEY>`), never the config file on the node's disk.
+const RCLONE_SECRET_KEYS: &[&str] = &["access_key_id", "secret_access_key", "session_token", "service_account_credentials", "key", "sas_url"];
+
+/// The `[skycat]` remote: the config file's text (no credential in it) and the credentials as
+/// environment variables for the rclone process.
+#[derive(Debug, PartialEq)]
+pub struct RcloneConfig {
+    pub text: String,
+    pub secret_env: Vec<(String, String)>,
 }
 
 pub fn mount(src: &Source, env: &Env, dest: &Path, cached: bool, state_root: &Path) -> Result<Mounted, Error> {
@@ -208,7 +224,11 @@ pub fn mount(src: &Source, env: &Env, dest: &Path, cached: bool, state_root: &Pa
     let conf = dir.join(format!("rclone-{id}.conf"));
     let log = dir.join(format!("rclone-{id}.log"));
     let cache = dir.join(format!("cache-{id}"));
-    crate::util::write_atomic(&conf, rclone_config(src, env)?.as_bytes(), 0o600).map_err(|e| Error::io(&conf, format!("{e:#}")))?;
+    let rc = rclone_config(src, env)?;
+    crate::util::write_atomic(&conf, rc.text.as_bytes(), 0o600).map_err(|e| Error::io(&conf, format!("{e:#}")))?;
+    // Where it is mounted, for `unmount --all` (the cluster's teardown).
+    let record = dir.join(format!("mount-{id}.dest"));
+    crate::util::write_atomic(&record, dest.as_os_str().as_encoded_bytes(), 0o600).map_err(|e| Error::io(&record, format!("{e:#}")))?;
     let _ = std::fs::remove_file(&log);
     let remote = if src.prefix.is_empty() { format!("skycat:{}", src.bucket) } else { format!("skycat:{}/{}", src.bucket, src.prefix) };
     let cache_mode = if cached { "full" } else { "writes" };
@@ -229,6 +249,7 @@ pub fn mount(src: &Source, env: &Env, dest: &Path, cached: bool, state_root: &Pa
         .arg(&log)
         .arg("--log-level")
         .arg("NOTICE")
+        .envs(rc.secret_env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -239,6 +260,7 @@ pub fn mount(src: &Source, env: &Env, dest: &Path, cached: bool, state_root: &Pa
     }
     if !status.success() || mount_type(&dest).is_none() {
         let _ = std::fs::remove_file(&conf);
+        let _ = std::fs::remove_file(&record);
         let tail = std::fs::read_to_string(&log).unwrap_or_default();
         let last = tail.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no log");
         return Err(Error::Mount(format!(
@@ -254,9 +276,12 @@ pub fn mount(src: &Source, env: &Env, dest: &Path, cached: bool, state_root: &Pa
 /// Unmounts `dest`; `false` when it was not mounted. Removes the mount's rclone config.
 pub fn unmount(dest: &Path, state_root: &Path) -> Result<bool, Error> {
     let dest = absolute(dest);
-    let conf = state_root.join("objects").join(format!("rclone-{}.conf", mount_id(&dest)));
+    let id = mount_id(&dest);
+    let conf = state_root.join("objects").join(format!("rclone-{id}.conf"));
+    let record = state_root.join("objects").join(format!("mount-{id}.dest"));
     if mount_type(&dest).is_none() {
         let _ = std::fs::remove_file(&conf);
+        let _ = std::fs::remove_file(&record);
         return Ok(false);
     }
     let fusermount = which(&["fusermount3", "fusermount"])
@@ -279,7 +304,38 @@ pub fn unmount(dest: &Path, state_root: &Path) -> Result<bool, Error> {
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = std::fs::remove_file(&conf);
+    let _ = std::fs::remove_file(&record);
     Ok(true)
+}
+
+/// Unmounts every folder `mount` recorded in this state dir; the ones unmounted. Every mount is
+/// tried; the first failure is returned after.
+pub fn unmount_all(state_root: &Path) -> Result<Vec<PathBuf>, Error> {
+    let dir = state_root.join("objects");
+    let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(Vec::new()) };
+    let mut done = Vec::new();
+    let mut first_err = None;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with("mount-") && name.ends_with(".dest")) {
+            continue;
+        }
+        let Ok(bytes) = std::fs::read(e.path()) else { continue };
+        // SAFETY-free: written by `mount` from an OsStr's encoded bytes on this machine.
+        let dest = PathBuf::from(String::from_utf8_lossy(&bytes).into_owned());
+        match unmount(&dest, state_root) {
+            Ok(true) => done.push(dest),
+            Ok(false) => {}
+            Err(err) => {
+                first_err.get_or_insert(err);
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(done),
+    }
 }
 
 #[cfg(test)]
@@ -294,13 +350,12 @@ mod tests {
             ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
         ]);
         let c = rclone_config(&Source::parse("s3://bkt/p").unwrap(), &env).unwrap();
-        assert_eq!(
-            c,
-            "[skycat]\ntype = s3\nprovider = Other\naccess_key_id = id1\nsecret_access_key = sec1\nendpoint = http://127.0.0.1:5000\nforce_path_style = true\n"
-        );
-        let c = rclone_config(&Source::parse("s3://bkt").unwrap(), &Env::default()).unwrap();
+        assert_eq!(c.text, "[skycat]\ntype = s3\nprovider = Other\nendpoint = http://127.0.0.1:5000\nforce_path_style = true\n");
+        let secrets: Vec<(&str, &str)> = c.secret_env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(secrets, [("RCLONE_CONFIG_SKYCAT_ACCESS_KEY_ID", "id1"), ("RCLONE_CONFIG_SKYCAT_SECRET_ACCESS_KEY", "sec1")]);
+        let c = rclone_config(&Source::parse("s3://bkt").unwrap(), &Env::default()).unwrap().text;
         assert!(c.contains("provider = AWS\nenv_auth = true\n"), "{c}");
-        let c = rclone_config(&Source::parse("gs://bkt").unwrap(), &Env::from_pairs(&[("STORAGE_EMULATOR_HOST", "127.0.0.1:9")])).unwrap();
+        let c = rclone_config(&Source::parse("gs://bkt").unwrap(), &Env::from_pairs(&[("STORAGE_EMULATOR_HOST", "127.0.0.1:9")])).unwrap().text;
         assert!(c.contains("anonymous = true\nendpoint = http://127.0.0.1:9/storage/v1/\n"), "{c}");
         let env = Env::from_pairs(&[("AZURE_STORAGE_ACCOUNT_KEY", "k=="), ("AZURE_STORAGE_SAS_TOKEN", "x\ny")]);
         assert!(rclone_config(&Source::parse("https://acct.blob.core.windows.net/cont").unwrap(), &env).is_err());

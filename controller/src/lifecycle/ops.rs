@@ -342,7 +342,8 @@ impl Controller {
                 self.cancel_all(n, s.as_ref()).await?;
                 let _ = self.pull_node(&c, n, s.as_ref()).await;
                 let script = format!(
-                    "A={a}; D={d}; \"$A\" stop --state-dir \"$D\" >/dev/null 2>&1; \
+                    "A={a}; D={d}; \"$A\" objects unmount --all --state-dir \"$D\" >/dev/null 2>&1; \
+                     \"$A\" stop --state-dir \"$D\" >/dev/null 2>&1; \
                      if [ -f \"$D/agent.pid\" ]; then kill -9 \"$(cat \"$D/agent.pid\")\" 2>/dev/null; fi; \
                      rm -rf \"$D\"; R=$(dirname \"$(dirname \"$D\")\"); \
                      if [ -z \"$(ls -A \"$R/clusters\" 2>/dev/null)\" ]; then rm -rf \"$R\"; fi",

@@ -91,7 +91,13 @@ impl PreparedMounts {
                         MountMode::Mount => "mount",
                         MountMode::MountCached => "mount --cached",
                     };
-                    let cmd = format!("{agent} objects {verb} {} {} --env-stdin", shell_quote(url), home_path_arg(dst));
+                    // The cluster's state dir keeps the mount's record, so that down unmounts it.
+                    let cmd = format!(
+                        "{agent} objects {verb} {} {} --env-stdin --state-dir {}",
+                        shell_quote(url),
+                        home_path_arg(dst),
+                        shell_quote(&n.state_dir)
+                    );
                     let env = self.env.iter().map(|(k, v)| (k.clone(), v.replace("{controller_ip}", controller_ip.unwrap_or("127.0.0.1")))).collect();
                     let stdin = env_lines(&env)?;
                     let out = s.exec(&cmd, Some(stdin.as_bytes())).await?;
