@@ -153,7 +153,13 @@ def verdict(sky, cat):
         return 'different: SkyPilot infeasible'
     if 'error' in cat:
         return 'different: skycat infeasible'
-    same = (sky['cloud'], sky['instance_type'], sky['region']) == (cat['cloud'], cat['instance_type'], cat['region'])
+    # The market is part of the choice: the same machine on spot and on demand is not the same plan.
+    key = ('cloud', 'instance_type', 'region', 'use_spot')
+    same = all(sky[k] == cat[k] for k in key)
+    # SkyPilot calls every GCP TPU VM `TPU-VM` and names the TPU as its accelerator; skycat's
+    # offer is named after the TPU (`tpu-v2-8`). The same TPU in the same region is the same plan.
+    if sky['instance_type'] == 'TPU-VM' and list(sky.get('accelerators') or {}) == [cat['instance_type']]:
+        same = all(sky[k] == cat[k] for k in key if k != 'instance_type') and sky['accelerators'] == cat['accelerators']
     if same:
         return 'equal'
     if abs(sky['hourly_price'] - cat['hourly_price']) <= 1e-6 * max(1.0, sky['hourly_price']):
@@ -201,38 +207,273 @@ def prepare(catalog_dir):
     print(f'{len(clouds_of)} accelerators, {len(memory)} with memory, in {catalog_dir}/common', file=sys.stderr)
 
 
-def report(path):
-    """Markdown: counts per verdict, then every difference grouped by what differs."""
+# Why a comparison differs. Each class was checked against SkyPilot 0.14.1's source and skycat's
+# optimizer (docs/skypilot-compare.md says how); a row no rule explains is `unexplained`.
+REASONS = {
+    'sky-assert-duplicate-az': 'SkyPilot raises AssertionError: its AWS catalog lists p4de.24xlarge twice in 5 AZs',
+    'sky-drops-cpus-memory': 'SkyPilot drops `memory` on RunPod/PrimeIntellect and `cpus` and `memory` on Shadeform',
+    'gcp-host-not-attachable': 'SkyPilot picks a GCP N1 host its own attachability check rejects',
+    'cpu-default-families-absent': 'no instance of SkyPilot\'s default CPU families in the catalog; skycat relaxes',
+    'sky-rejects-spot-recovery': 'SkyPilot 0.14.1\'s schema rejects `spot_recovery`; skycat reads it as `job_recovery`',
+    'named-type-not-on-pinned-cloud': 'pinning artifact: an alternative names another cloud\'s instance type',
+    'gcp-default-host-not-with-gpu': 'SkyPilot\'s default GCP host for the GPU is in no zone that has the GPU; skycat relaxes',
+    'sky-default-type-has-no-region': 'SkyPilot\'s CPU-only default is an instance type the catalog lists with no region',
+    'skycat-reads-alias': 'skycat reads an accelerator name SkyPilot\'s catalogs lack (`A100-40GB`) as the catalog\'s name (`A100`)',
+    'tie-set-order': 'equal price: SkyPilot breaks ties among a set\'s alternatives in Python set order',
+    'tie': 'equal price, tie broken differently',
+    'unexplained': 'no rule explains it',
+}
+
+
+def load_shapes(catalog_dir):
+    """From the exported catalog: (cloud, instance type) -> (vCPUs, memory GiB);
+    ('regions' | 'zones', cloud, instance type) -> its regions | zones; ('gcp-gpu-zones', name,
+    count) -> the zones of a GCP GPU price row; ('accelerators',) -> every accelerator name."""
+    import csv
+    shapes = {}
+    if not catalog_dir:
+        return shapes
+    for cloud in sorted(os.listdir(catalog_dir)):
+        path = os.path.join(catalog_dir, cloud, 'vms.csv')
+        if not os.path.exists(path):
+            continue
+        with open(path, encoding='utf-8') as fh:
+            for row in csv.DictReader(fh):
+                if (row.get('AcceleratorName') or '').strip():
+                    shapes.setdefault(('accelerators',), set()).add(row['AcceleratorName'].strip().lower())
+                zone = (row.get('AvailabilityZone') or '').strip()
+                if cloud == 'gcp' and not row['InstanceType'] and row.get('AcceleratorName'):
+                    key = ('gcp-gpu-zones', row['AcceleratorName'], float(row['AcceleratorCount']))
+                    shapes.setdefault(key, set()).add(zone)
+                    continue
+                shapes.setdefault(('zones', cloud, row['InstanceType']), set()).add(zone)
+                try:
+                    shapes[(cloud, row['InstanceType'])] = (float(row['vCPUs']), float(row['MemoryGiB']))
+                except (KeyError, TypeError, ValueError):
+                    continue
+                regions = shapes.setdefault(('regions', cloud, row['InstanceType']), set())
+                if (row.get('Region') or '').strip():
+                    regions.add(row['Region'])
+    return shapes
+
+
+def _fits(want, have):
+    """SkyPilot's `4` (exactly) / `4+` (at least) against a number."""
+    if want is None:
+        return True
+    w = str(want).strip()
+    if w.endswith('+'):
+        return have >= float(w[:-1]) - 1e-9
+    if w.endswith('x'):
+        return True  # a ratio; no example task uses one
+    return abs(have - float(w)) < 1e-9
+
+
+def _asked(res, field):
+    """The values of `field` the task's alternatives ask for (top level, any_of, ordered)."""
+    res = res or {}
+    entries = list(res.get('any_of') or []) + list(res.get('ordered') or [])
+    top = res.get(field)
+    if not entries:
+        return [top]
+    return [e.get(field, top) for e in entries]
+
+
+def _attachable_on_gcp(choice):
+    """SkyPilot's own check of a GCP host + GPU pair (None: not a GPU on a GCP host)."""
+    if choice.get('cloud') != 'gcp' or not choice.get('accelerators') or not choice.get('instance_type'):
+        return None
+    from sky.catalog import gcp_catalog
+    from sky import exceptions
+    try:
+        gcp_catalog.check_accelerator_attachable_to_host(
+            choice['instance_type'], {k: int(v) for k, v in choice['accelerators'].items()}, choice.get('zone'))
+        return True
+    except exceptions.ResourcesMismatchError:
+        return False
+
+
+def reason(r, shapes):
+    sky, cat, res = r['skypilot'], r['skycat'], r.get('resources') or {}
+    if r['verdict'].startswith('equal price'):
+        accs = res.get('accelerators')
+        many = isinstance(accs, dict) and len(accs) > 1 or bool(res.get('any_of'))
+        return 'tie-set-order' if many else 'tie'
+    err = sky.get('error', '')
+    if err.startswith('AssertionError') and 'InstanceType' in err and 'AvailabilityZone' in err:
+        # get_hourly_cost_impl's `assert zone is None or len(df) == 1, df` prints the rows.
+        return 'sky-assert-duplicate-az'
+    if 'spot_recovery' in err:
+        return 'sky-rejects-spot-recovery'
+    if err.startswith('ValueError: No instance type') and r['infra'] != 'any':
+        named = [e.get('instance_type') for e in [res] + list(res.get('ordered') or []) + list(res.get('any_of') or [])]
+        if any(t and t in err for t in named):
+            return 'named-type-not-on-pinned-cloud'
+    pinned = r['infra']
+    if pinned == 'any':
+        # The task's own cloud, if all its alternatives name the same one.
+        named = {str(e.get('infra') or e.get('cloud') or res.get('infra') or res.get('cloud') or '').split('/')[0]
+                 for e in ([res] if not (res.get('any_of') or res.get('ordered'))
+                           else list(res.get('any_of') or []) + list(res.get('ordered') or []))}
+        pinned = named.pop() if len(named) == 1 else ''
+    unavailable = err.startswith('ResourcesUnavailableError: Catalog does not contain any instances')
+    if unavailable and 'error' not in cat and pinned and not any(_asked(res, 'accelerators')):
+        # SkyPilot's default for a CPU-only task, picked before regions are looked at.
+        from sky import catalog as sky_catalog
+        cpus, memory = _asked(res, 'cpus')[0], _asked(res, 'memory')[0]
+        default = sky_catalog.get_default_instance_type(
+            cpus=None if cpus is None else str(cpus), memory=None if memory is None else str(memory), clouds=pinned)
+        if default is None and any('relaxed to any' in n for n in cat.get('notes', [])):
+            return 'cpu-default-families-absent'
+        if default and not shapes.get(('regions', pinned, default)):
+            return 'sky-default-type-has-no-region'
+    if unavailable and pinned in ('gcp', '') and cat.get('cloud') == 'gcp' and cat.get('accelerators'):
+        # SkyPilot's GCP host for the GPU, picked from every zone, then placed where the GPU is.
+        from sky.catalog import gcp_catalog
+        (name, count), = cat['accelerators'].items()
+        cpus, memory = _asked(res, 'cpus')[0], _asked(res, 'memory')[0]
+        hosts, _ = gcp_catalog.get_instance_type_for_accelerator(
+            name, int(count), cpus=None if cpus is None else str(cpus), memory=None if memory is None else str(memory))
+        gpu_zones = shapes.get(('gcp-gpu-zones', name, float(count)), set())
+        if hosts and not any(shapes.get(('zones', 'gcp', h), set()) & gpu_zones for h in hosts):
+            return 'gcp-default-host-not-with-gpu'
+    if unavailable and cat.get('accelerators'):
+        asked = set()
+        for a in _asked(res, 'accelerators'):
+            names = [a] if isinstance(a, str) else list(a or [])
+            asked |= {str(n).split(':')[0].strip().lower() for n in names}
+        chosen = next(iter(cat['accelerators'])).lower()
+        # SkyPilot resolves a name to a catalog name containing it; an alias no catalog name
+        # contains stays as written and matches nothing.
+        known = shapes.get(('accelerators',), set())
+        unresolved = {n for n in asked if n and not any(n in k for k in known)}
+        if chosen not in asked and unresolved:
+            return 'skycat-reads-alias'
+    if 'error' not in sky:
+        if _attachable_on_gcp(sky) is False:
+            return 'gcp-host-not-attachable'
+        shape = shapes.get((sky['cloud'], sky['instance_type']))
+        dropped = {'runpod': ('memory',), 'primeintellect': ('memory',), 'shadeform': ('cpus', 'memory')}
+        if shape and sky['cloud'] in dropped:
+            for field in dropped[sky['cloud']]:
+                have = shape[0] if field == 'cpus' else shape[1]
+                if all(not _fits(w, have) for w in _asked(res, field)):
+                    return 'sky-drops-cpus-memory'
+    return 'unexplained'
+
+
+def report(path, catalog_dir=None):
+    """Markdown: counts per verdict, per reason and per cloud, then every difference grouped by
+    its reason (`REASONS`). Verdicts are recomputed from the recorded choices, so a fix to
+    `verdict` applies to an earlier run's results.jsonl too."""
     rows = [json.loads(line) for line in open(path, encoding='utf-8')]
     skipped = [r for r in rows if 'skipped' in r]
     runs = [r for r in rows if 'verdict' in r]
+    shapes = load_shapes(catalog_dir)
+    for r in runs:
+        r['verdict'] = verdict(r['skypilot'], r['skycat'])
+        r['reason'] = None if r['verdict'].startswith('equal') and not r['verdict'].startswith('equal price') \
+            else reason(r, shapes)
+    tasks = len({r['task'] for r in runs})
+    print(f'{tasks} tasks ({len(skipped)} YAML files were not tasks), {len(runs)} comparisons:\n')
     counts = {}
     for r in runs:
         counts[r['verdict']] = counts.get(r['verdict'], 0) + 1
-    tasks = len({r['task'] for r in runs})
-    print(f'{tasks} tasks ({len(skipped)} YAML files were not tasks), {len(runs)} comparisons:\n')
     print('| verdict | count |\n|---|---|')
     for v, n in sorted(counts.items(), key=lambda x: -x[1]):
         print(f'| {v} | {n} |')
-    print('\n| task | infra | resources | SkyPilot 0.14.1 | skycat |\n|---|---|---|---|---|')
+
+    by_reason = {}
+    for r in runs:
+        if r['reason']:
+            by_reason.setdefault(r['reason'], []).append(r)
+    print('\n| reason | differences |\n|---|---|')
+    for k in REASONS:
+        if k in by_reason:
+            print(f'| `{k}`: {REASONS[k]} | {len(by_reason[k])} |')
+
+    infras = sorted({r['infra'] for r in runs}, key=lambda c: (c != 'any', c))
+    print('\n| infra | equal | both infeasible | equal price | different |\n|---|---|---|---|---|')
+    for c in infras:
+        rs = [r for r in runs if r['infra'] == c]
+        eq = sum(r['verdict'] == 'equal' for r in rs)
+        both = sum(r['verdict'] == 'equal (both infeasible)' for r in rs)
+        tie = sum(r['verdict'].startswith('equal price') for r in rs)
+        print(f'| {c} | {eq} | {both} | {tie} | {len(rs) - eq - both - tie} |')
 
     def show(x):
         if 'error' in x:
-            return 'infeasible: ' + x['error'][:90].replace('|', '/')
+            e = x['error'].replace('|', '/')
+            if e.startswith('error: /') and ': infeasible' in e:
+                return 'infeasible' + e.split(': infeasible', 1)[1][:110]  # skycat's, less the temp path
+            return 'infeasible: ' + e[:110]
         spot = ' [spot]' if x['use_spot'] else ''
-        return f"{x['cloud']} {x['instance_type']}{spot} {x['region']} ${x['hourly_price']:.3f}"
+        accs = ','.join(f'{k}:{v:g}' for k, v in (x.get('accelerators') or {}).items())
+        return f"{x['cloud']} {x['instance_type']}{spot} {accs} {x['region']} ${x['hourly_price']:.3f}".replace('  ', ' ')
 
-    for r in runs:
-        if r['verdict'].startswith('different'):
-            res = json.dumps(r['resources'], sort_keys=True).replace('|', '/')
-            print(f"| {r['task']} | {r['infra']} | `{res}` | {show(r['skypilot'])} | {show(r['skycat'])} |")
+    for k in REASONS:
+        if k not in by_reason:
+            continue
+        print(f'\n### `{k}` ({len(by_reason[k])})\n\n{REASONS[k]}.\n')
+        print('| task | infra | SkyPilot 0.14.1 | skycat |\n|---|---|---|---|')
+        for r in by_reason[k]:
+            print(f"| {r['task']} | {r['infra']} | {show(r['skypilot'])} | {show(r['skycat'])} |")
+
+
+def recheck_duplicates(path, catalog_dir):
+    """The `sky-assert-duplicate-az` rows again, against a copy of the catalog whose AWS file
+    keeps one row per (instance type, zone): of two, the one with a spot price. Prints what
+    SkyPilot picks once its assertion no longer fires, next to skycat's choice."""
+    import csv
+    import shutil
+    home = tempfile.mkdtemp(prefix='skypilot-compare-dedup-')
+    cat = os.path.join(home, '.sky', 'catalogs', os.path.basename(os.path.normpath(catalog_dir)))
+    shutil.copytree(catalog_dir, cat)
+    aws = os.path.join(cat, 'aws', 'vms.csv')
+    with open(aws, encoding='utf-8') as fh:
+        reader = csv.DictReader(fh)
+        fields, rows = reader.fieldnames, list(reader)
+    key = lambda r: (r['InstanceType'], r['Region'], r['AvailabilityZone'])  # noqa: E731
+    n = {}
+    for r in rows:
+        n[key(r)] = n.get(key(r), 0) + 1
+    kept = [r for r in rows if n[key(r)] == 1 or r['SpotPrice']]
+    with open(aws, 'w', newline='', encoding='utf-8') as fh:
+        w = csv.DictWriter(fh, fieldnames=fields)
+        w.writeheader()
+        w.writerows(kept)
+    print(f'{len(rows) - len(kept)} duplicate AWS rows dropped', file=sys.stderr)
+    os.environ['HOME'] = home
+    import sky  # noqa: F401
+    from sky import check as sky_check
+    from sky.utils import registry
+    enabled = [registry.CLOUD_REGISTRY.from_str(c) for c in SKYPILOT_CLOUDS]
+    sky_check.get_cached_enabled_clouds_or_refresh = lambda *a, **k: enabled
+    table = ['| task | infra | SkyPilot 0.14.1, duplicates merged | skycat | same |', '|---|---|---|---|---|']
+    for line in open(path, encoding='utf-8'):
+        r = json.loads(line)
+        if 'skycat' not in r or verdict(r['skypilot'], r['skycat']).startswith('equal'):
+            continue
+        if not r['skypilot'].get('error', '').startswith('AssertionError'):
+            continue
+        view = {'num_nodes': r.get('num_nodes', 1), 'resources': r['resources']}
+        s = sky_plan(view)
+        v = verdict(s, r['skycat'])
+        show = lambda x: x.get('error', '')[:80] or (  # noqa: E731
+            f"{x['cloud']} {x['instance_type']}{' [spot]' if x['use_spot'] else ''} {x['region']} ${x['hourly_price']:.3f}")
+        table.append(f"| {r['task']} | {r['infra']} | {show(s)} | {show(r['skycat'])} | {v} |")
+    shutil.rmtree(home, ignore_errors=True)
+    # After SkyPilot's own messages, which it writes to stdout too.
+    print('\n'.join(table))
 
 
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == 'prepare':
         return prepare(sys.argv[2])
+    if len(sys.argv) > 1 and sys.argv[1] == 'recheck-duplicates':
+        return recheck_duplicates(sys.argv[2], sys.argv[3])
     if len(sys.argv) > 1 and sys.argv[1] == 'report':
-        return report(sys.argv[2])
+        return report(sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None)
     run()
 
 
@@ -276,6 +517,7 @@ def run():
                 v = verdict(s, c)
                 counts[v] = counts.get(v, 0) + 1
                 out.write(json.dumps({'task': label, 'infra': cloud or 'any', 'verdict': v, 'skypilot': s, 'skycat': c,
+                                      'num_nodes': view.get('num_nodes', 1),
                                       'resources': view.get('resources')}) + '\n')
                 out.flush()
             print(f'[{n}/{len(tasks)}] {label} ({time.time() - t0:.0f}s) {counts}', file=sys.stderr, flush=True)

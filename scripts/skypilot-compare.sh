@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # skycat's placements against SkyPilot 0.14.1's own optimizer, offline, on the same catalog.
-# Not in CI (it installs SkyPilot from PyPI and takes about an hour on 2 cores).
+# Not in CI (it installs SkyPilot from PyPI and takes about 50 minutes on 2 cores).
 #
 #   scripts/skypilot-compare.sh SKYPILOT_CHECKOUT [OUT_DIR]
 #
@@ -17,11 +17,14 @@
 # task's own placement). SkyPilot runs in-process with every catalog cloud marked enabled, so it
 # dials nothing; skycat runs `skycat optimize --json` with an empty SKYCAT_HOME (no SSH pools) and,
 # for "any", blocks the clouds SkyPilot has no catalog for (ovhcloud, scaleway, simplepod).
+# report.md gives counts and every difference grouped by its reason (skypilot-compare.py's
+# REASONS / reason()); `skypilot-compare.py recheck-duplicates results.jsonl CATALOG` re-asks
+# SkyPilot the rows it crashed on, with the duplicate catalog rows merged.
 # Differences and their reasons: docs/skypilot-compare.md.
 set -euo pipefail
 
 if [ $# -lt 1 ] || [ ! -d "$1" ]; then
-    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 SKY_SRC=$(cd "$1" && pwd)
@@ -73,5 +76,6 @@ args=(--examples "${examples[@]}" --skycat "$SKYCAT" --out "$OUT/results.jsonl")
 [ -n "${CLOUDS:-}" ] && args+=(--clouds "$CLOUDS")
 [ -n "${LIMIT:-}" ] && args+=(--limit "$LIMIT")
 "$OUT/venv/bin/python" "$ROOT/scripts/skypilot-compare.py" "${args[@]}" 2> "$OUT/run.log" | tail -20
-"$OUT/venv/bin/python" "$ROOT/scripts/skypilot-compare.py" report "$OUT/results.jsonl" > "$OUT/report.md"
+# The report's classifier reads the exported catalog (vCPUs, memory, regions, zones of each type).
+"$OUT/venv/bin/python" "$ROOT/scripts/skypilot-compare.py" report "$OUT/results.jsonl" "$CAT" > "$OUT/report.md"
 echo "report: $OUT/report.md (differences with reasons: docs/skypilot-compare.md)"
