@@ -71,7 +71,8 @@ pub fn plan_launch(
                 .map(|a| {
                     a.per_cloud_cheapest
                         .into_iter()
-                        .filter(|p| !enabled.contains(p.cloud.as_str()) && p.hourly_total + 1e-9 < plan.chosen.hourly_total)
+                        // Compute and egress: data far from a cheaper cloud can make it dearer.
+                        .filter(|p| !enabled.contains(p.cloud.as_str()) && p.total_cost + 1e-9 < plan.chosen.total_cost)
                         .collect()
                 })
                 .unwrap_or_default();
