@@ -55,7 +55,8 @@ pub struct TaskSpec {
     pub config: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_callback: Option<String>,
-    /// SkyPilot's experimental data location: `{s3://bucket/path: size_gb}`. Used by DAG plans.
+    /// SkyPilot's experimental data location: `{s3://bucket/path: size_gb}`, charged as egress to
+    /// each candidate region (single-task and DAG plans).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inputs: Option<BTreeMap<String, f64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -815,9 +816,9 @@ pub const FIELDS: &[FieldRow] = &[
     row("managed_secrets", "managed_secrets:\n  - HF_TOKEN\n", R, "SkyPilot-managed secrets: write `secrets: {HF_TOKEN: null}` and pass `--secret HF_TOKEN`"),
     row("setup", "setup: pip install -r requirements.txt\n", I, "runs once per node before `run`"),
     row("run", "run: python train.py\n", I, "runs on every node with SkyPilot's env names (`SKYPILOT_NODE_RANK`, …)"),
-    row("file_mounts", "file_mounts:\n  /data: ./data\n", I, "local files and folders (packed where the CLI runs; `jobs launch` uploads them), bucket prefixes (`s3://`, `gs://`, `r2://`, Azure `https://ACCOUNT.blob.core.windows.net/CONTAINER`) copied (`COPY`) or mounted with rclone (`MOUNT`, `MOUNT_CACHED`) by the node's agent with this machine's credentials passed as secrets; a storage object with `name:` (a bucket skycat would create) is refused; `${VAR}`/`$VAR` from envs substituted in keys, values and bucket names"),
+    row("file_mounts", "file_mounts:\n  /data: ./data\n", I, "local files and folders (packed where the CLI runs; `jobs launch` uploads them), bucket prefixes (`s3://`, `gs://`, `r2://`, Azure `https://ACCOUNT.blob.core.windows.net/CONTAINER`) copied (`COPY`) or mounted with rclone (`MOUNT`, `MOUNT_CACHED`) by the node's agent with this machine's credentials passed as secrets; storage objects with `name:` (+ `store`, local `source` or a list, `persistent`, `mode`) are made in the cluster's cloud's store and region, filled from this machine, listed by `skycat storage ls`, deleted by `skycat storage delete` or, with `persistent: false`, by `skycat down` (refused for managed jobs); a bucket source's region and size are looked up for the plan's egress; `${VAR}`/`$VAR` from envs substituted in keys, values and bucket names"),
     row("file_mounts_mapping", "file_mounts_mapping:\n  /a: /b\n", R, "internal to SkyPilot (written by `sky jobs launch`): remove it"),
-    row("inputs", "inputs:\n  s3://bucket/data: 100\n", I, "data location and size (GB) for the egress terms of DAG plans"),
+    row("inputs", "inputs:\n  s3://bucket/data: 100\n", I, "data location and size (GB), charged as egress to each candidate region in single-task and DAG plans"),
     row("outputs", "outputs:\n  s3://bucket/out: 10\n", I, "output size (GB) for the egress terms of DAG plans"),
     row("service", "service:\n  readiness_probe: /health\n  replicas: 2\n", R, "SkyServe is not supported: serve from `run`, open `resources.ports` and `skycat launch` it"),
     row("pool", "pool:\n  workers: 2\n", R, "SkyPilot worker pools are not supported: launch a cluster and submit jobs with `skycat exec`"),
