@@ -121,7 +121,7 @@ def skycat_plan(binary, view, block, env):
         yaml.safe_dump(view, fh, sort_keys=False)
         path = fh.name
     try:
-        cmd = [binary, 'optimize', path, '--json', '--failover', '1']
+        cmd = [binary, 'optimize', path, '--json', '--failover', '1', '--no-lookup']
         for b in block:
             cmd += ['--block', b]
         p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
