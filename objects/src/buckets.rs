@@ -70,11 +70,14 @@ impl BucketApi {
         let bucket_only = Source { prefix: String::new(), ..src.clone() };
         match src.scheme {
             Scheme::S3 => {
-                let region = region
-                    .map(str::to_string)
-                    .or_else(|| env.first(&["AWS_REGION", "AWS_DEFAULT_REGION"]).map(str::to_string))
-                    .unwrap_or_else(|| "us-east-1".to_string());
                 let endpoint = stores::s3_endpoint(env).map(|e| e.trim_end_matches('/').to_string());
+                let mut region = region.map(str::to_string).or_else(|| env.first(&["AWS_REGION", "AWS_DEFAULT_REGION"]).map(str::to_string));
+                if region.is_none() && endpoint.is_none() {
+                    // An existing bucket answers only at its own region's endpoint: ask where it
+                    // is (a bucket that does not exist yet has no region to find).
+                    region = object_store::aws::resolve_bucket_region(&src.bucket, &client_options(None)).await.ok();
+                }
+                let region = region.unwrap_or_else(|| "us-east-1".to_string());
                 let base = match &endpoint {
                     Some(e) => format!("{e}/{}", src.bucket),
                     None => format!("https://s3.{region}.amazonaws.com/{}", src.bucket),

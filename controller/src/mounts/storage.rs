@@ -214,13 +214,7 @@ pub async fn delete(db: &Store, home: &Home, name: &str, overrides: impl Fn(&str
         None => BTreeMap::new(),
     };
     let kind = StoreKind::parse(&row.store).unwrap_or(StoreKind::S3);
-    let src_store = match kind {
-        StoreKind::S3 => "s3",
-        StoreKind::Gcs => "gcs",
-        StoreKind::R2 => "r2",
-        StoreKind::Azure => "azure",
-    };
-    for k in super::credential_env_names(src_store) {
+    for k in super::credential_env_names(kind.as_str()) {
         if let Some(v) = overrides(k).filter(|v| !v.is_empty()) {
             env.insert(k.to_string(), v);
         }
