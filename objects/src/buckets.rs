@@ -181,16 +181,19 @@ impl BucketApi {
         Ok((status, text))
     }
 
-    fn azure_url(&self) -> String {
-        format!("{}?restype=container", self.base)
+    /// The bucket (container) as a resource: what exists and delete address.
+    fn bucket_url(&self) -> String {
+        match self.src.scheme {
+            Scheme::S3 | Scheme::R2 => self.base.clone(),
+            Scheme::Gcs => format!("{}/{}", self.base, self.src.bucket),
+            Scheme::Azure => format!("{}?restype=container", self.base),
+        }
     }
 
     async fn exists(&self) -> Result<bool, Error> {
-        let (status, body) = match self.src.scheme {
-            Scheme::S3 | Scheme::R2 => self.send(Method::HEAD, &self.base, None).await?,
-            Scheme::Gcs => self.send(Method::GET, &format!("{}/{}", self.base, self.src.bucket), None).await?,
-            Scheme::Azure => self.send(Method::HEAD, &self.azure_url(), None).await?,
-        };
+        // GCS's JSON API has no HEAD for a bucket: its metadata is read instead.
+        let method = if self.src.scheme == Scheme::Gcs { Method::GET } else { Method::HEAD };
+        let (status, body) = self.send(method, &self.bucket_url(), None).await?;
         match status {
             s if s.is_success() => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
@@ -229,7 +232,7 @@ impl BucketApi {
                 let url = format!("{}?project={}", self.base, form_escape(project));
                 self.send(Method::POST, &url, Some((doc.to_string(), "application/json"))).await?
             }
-            Scheme::Azure => self.send(Method::PUT, &self.azure_url(), None).await?,
+            Scheme::Azure => self.send(Method::PUT, &self.bucket_url(), None).await?,
         };
         if status.is_success() {
             return Ok(Created::New);
@@ -250,11 +253,7 @@ impl BucketApi {
     }
 
     async fn delete_bucket(&self) -> Result<bool, Error> {
-        let (status, body) = match self.src.scheme {
-            Scheme::S3 | Scheme::R2 => self.send(Method::DELETE, &self.base, None).await?,
-            Scheme::Gcs => self.send(Method::DELETE, &format!("{}/{}", self.base, self.src.bucket), None).await?,
-            Scheme::Azure => self.send(Method::DELETE, &self.azure_url(), None).await?,
-        };
+        let (status, body) = self.send(Method::DELETE, &self.bucket_url(), None).await?;
         match status {
             s if s.is_success() => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),

@@ -53,6 +53,16 @@ impl Error {
     }
 }
 
+/// What a copy or an upload moved.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct TransferStats {
+    pub files: u64,
+    pub bytes: u64,
+    /// Files left alone because they were already up to date (same size; not older).
+    pub skipped: u64,
+    pub seconds: f64,
+}
+
 /// Joins a multi-line message into one line and caps its length (server error bodies can be
 /// long XML documents).
 pub fn one_line(s: &str) -> String {

@@ -18,14 +18,7 @@ use crate::{one_line, Error, Source};
 /// Files up to this size go up in one PUT; larger ones in parts of this size.
 const PART: usize = 8 << 20;
 
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Stats {
-    pub files: u64,
-    pub bytes: u64,
-    /// Files whose object was already up to date.
-    pub skipped: u64,
-    pub seconds: f64,
-}
+pub use crate::TransferStats as Stats;
 
 /// One file to send and its key.
 struct Item {

@@ -22,14 +22,7 @@ const META_TIMEOUT: Duration = Duration::from_secs(300);
 /// Write buffer per download.
 const WRITE_BUFFER: usize = 1 << 20;
 
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Stats {
-    pub files: u64,
-    pub bytes: u64,
-    /// Files already present with the object's size and modification time.
-    pub skipped: u64,
-    pub seconds: f64,
-}
+pub use skycat_objects::TransferStats as Stats;
 
 /// One object to fetch and where it goes.
 #[derive(Debug)]

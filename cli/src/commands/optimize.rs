@@ -376,6 +376,7 @@ pub fn data_inputs(task: &TaskSpec, given: &[DataInput], lookup: bool) -> Vec<Da
     }
     let env = std::sync::Arc::new(skycat_objects::Env::from_process());
     let urls: Vec<String> = todo.iter().map(|(u, _)| u.clone()).collect();
+    let n = todo.len();
     let found = run_async(async move {
         let mut set = tokio::task::JoinSet::new();
         for (i, url) in urls.iter().enumerate() {
@@ -388,7 +389,9 @@ pub fn data_inputs(task: &TaskSpec, given: &[DataInput], lookup: bool) -> Vec<Da
             found[i] = r;
         }
         found
-    });
+    })
+    // No runtime or a panicked lookup: every bucket goes unpriced, with the reason.
+    .unwrap_or_else(|why| vec![Err(why); n]);
     for ((url, size), info) in todo.into_iter().zip(found) {
         let cloud = cloud_of_url(&url).unwrap_or_default().to_string();
         match (info, size) {
@@ -416,8 +419,9 @@ async fn look_up(url: &str, env: &skycat_objects::Env) -> std::result::Result<sk
 }
 
 /// Runs `f` to completion on a runtime of its own, on a thread of its own: callable from sync
-/// code whether or not a runtime is running on this thread.
-fn run_async<F: std::future::Future + Send>(f: F) -> F::Output
+/// code whether or not a runtime is running on this thread. A runtime that cannot start or a
+/// panic in `f` is an error, not a crash.
+fn run_async<F: std::future::Future + Send>(f: F) -> std::result::Result<F::Output, String>
 where
     F::Output: Send,
 {
@@ -427,8 +431,8 @@ where
         })
         .join()
     })
-    .expect("the lookup thread panicked")
-    .expect("a tokio runtime for the bucket lookups")
+    .map_err(|_| "the bucket lookup failed unexpectedly".to_string())?
+    .map_err(|e| format!("cannot start the bucket lookups: {e}"))
 }
 
 #[cfg(test)]
