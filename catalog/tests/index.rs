@@ -243,3 +243,28 @@ fn a_missing_index_is_built_with_a_note() {
     assert!(load(&home).notes.is_empty());
     assert!(index::load_offers(&path).expect("load").from_index);
 }
+
+/// Any shipped `catalog-data/<cloud>.idx` (embedded beside the Parquet file) must be the index of
+/// that very file: one left behind by a Parquet update would be ignored, silently costing every
+/// start-up a Parquet decode. Regenerate with
+/// `cargo run -p skycat-catalog --example index_catalog -- catalog-data`.
+#[test]
+fn shipped_indexes_match_their_parquet_files() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../catalog-data");
+    let mut parquet_files: Vec<PathBuf> = std::fs::read_dir(&data)
+        .expect("catalog-data")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .collect();
+    parquet_files.sort();
+    assert!(!parquet_files.is_empty());
+    for path in parquet_files {
+        let bytes = std::fs::read(&path).expect("read");
+        // Optional: without one, the shipped Parquet file is decoded at start-up as before.
+        let Ok(idx) = std::fs::read(index_path(&path)) else { continue };
+        let (stamp, offers) = index::decode(&idx).expect("a readable index");
+        assert_eq!(stamp, index::SourceStamp::of(&bytes), "{}: stale index", path.display());
+        assert_eq!(offers, parquet::read_offers(&path).expect("parquet"), "{}", path.display());
+    }
+}
