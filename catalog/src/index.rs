@@ -79,7 +79,7 @@ fn intern<'a>(interner: &mut HashMap<&'a str, u32>, strings: &mut Vec<&'a str>, 
 pub fn encode(offers: &[Offer], stamp: SourceStamp) -> Vec<u8> {
     let mut interner: HashMap<&str, u32> = HashMap::new();
     let mut strings: Vec<&str> = Vec::new();
-    let mut text: Vec<Vec<u32>> = vec![Vec::with_capacity(offers.len()); STR_COLUMNS];
+    let mut text: Vec<Vec<u32>> = (0..STR_COLUMNS).map(|_| Vec::with_capacity(offers.len())).collect();
     for o in offers {
         let cells = [
             Some(o.cloud.as_str()),
@@ -392,8 +392,8 @@ mod tests {
             cloud: ["aws", "gcp"][i % 2].into(),
             instance_type: format!("t{}", i % 5),
             region: "r".into(),
-            zone: (i % 3 == 0).then(|| "z".into()),
-            accelerator_name: (i % 2 == 0).then(|| "A100".into()),
+            zone: [Some("z".into()), None, None][i % 3].clone(),
+            accelerator_name: [Some("A100".into()), None][i % 2].clone(),
             accelerator_count: (i % 4) as f64,
             accelerator_memory_gib: None,
             accelerator_vendor: None,
