@@ -4,7 +4,7 @@
 //!
 //!   cargo run --release -p skycat-catalog --features embedded-default --example synthetic_catalog -- OUT_DIR [N]
 //!
-//! OUT_DIR receives `<cloud>.parquet` files: point `SKYCAT_HOME=X` with OUT_DIR = X/catalogs.
+//! OUT_DIR receives `<cloud>.parquet` files with their query indexes (`<cloud>.idx`): point `SKYCAT_HOME=X` with OUT_DIR = X/catalogs.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -39,7 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     std::fs::create_dir_all(&out)?;
     for (cloud, offers) in &by_cloud {
-        parquet::write_offers_atomic(&out.join(format!("{cloud}.parquet")), offers)?;
+        skycat_catalog::index::publish(&out.join(format!("{cloud}.parquet")), offers)?;
     }
     println!("wrote {n} offers over {} clouds to {}", by_cloud.len(), out.display());
     Ok(())

@@ -55,9 +55,17 @@ impl Catalog {
 
     pub(crate) fn with_sources(offers: Vec<Offer>, sources: BTreeMap<String, CloudSource>) -> Catalog {
         let mut by_accelerator: HashMap<String, Vec<u32>> = HashMap::new();
+        // Lower-case each distinct spelling once, not once per offer.
+        let mut keys: HashMap<&str, String> = HashMap::new();
         for (i, o) in offers.iter().enumerate() {
-            let key = o.accelerator_name.as_deref().unwrap_or("").to_ascii_lowercase();
-            by_accelerator.entry(key).or_default().push(i as u32);
+            let name = o.accelerator_name.as_deref().unwrap_or("");
+            let key = keys.entry(name).or_insert_with(|| name.to_ascii_lowercase());
+            match by_accelerator.get_mut(key.as_str()) {
+                Some(idx) => idx.push(i as u32),
+                None => {
+                    by_accelerator.insert(key.clone(), vec![i as u32]);
+                }
+            }
         }
         Catalog { offers, sources, by_accelerator }
     }
@@ -149,7 +157,7 @@ mod load {
     use crate::error::Result;
     use crate::home::SkycatHome;
     use crate::manifest::Manifest;
-    use crate::parquet::{read_offers, read_offers_bytes};
+    use crate::index::{self, IndexedOffers};
 
     /// Run `decode` over `(cloud, input)` pairs on up to `available_parallelism` threads, each
     /// taking the next unclaimed input (clouds differ a lot in size), keeping the input order.
@@ -193,6 +201,8 @@ mod load {
     pub struct LoadedCatalog {
         pub catalog: Catalog,
         pub warnings: Vec<String>,
+        /// Index upkeep worth a line but not a problem: a missing or stale index rebuilt.
+        pub notes: Vec<String>,
     }
 
     /// The clouds of the shipped default catalog, with its manifest.
@@ -209,14 +219,39 @@ mod load {
         (Vec::new(), Manifest::default())
     }
 
+    /// The index (see [`crate::index`]) shipped beside an embedded cloud's Parquet bytes, if any.
+    #[cfg(feature = "embedded-default")]
+    fn embedded_index(cloud: &str) -> Option<&'static [u8]> {
+        embedded::EMBEDDED_INDEXES.iter().find(|(c, _)| *c == cloud).map(|(_, b)| *b)
+    }
+
+    #[cfg(not(feature = "embedded-default"))]
+    fn embedded_index(_cloud: &str) -> Option<&'static [u8]> {
+        None
+    }
+
     impl Catalog {
         /// The embedded default catalog, overridden per cloud by the user's catalogs in
         /// `$SKYCAT_HOME/catalogs`. A user file that cannot be read is reported in `warnings`
         /// and its cloud falls back to the shipped rows: a corrupt download never leaves a user
         /// without prices.
+        ///
+        /// Each file is read through its query index ([`crate::index`]), which is rebuilt when
+        /// missing or stale (a note) and bypassed with a warning when corrupt.
         pub fn load(home: &SkycatHome) -> Result<LoadedCatalog> {
+            Catalog::load_with(home, true)
+        }
+
+        /// [`Catalog::load`] decoding every Parquet file and ignoring (and writing) no index: the
+        /// reference the index is tested and benchmarked against.
+        pub fn load_parquet(home: &SkycatHome) -> Result<LoadedCatalog> {
+            Catalog::load_with(home, false)
+        }
+
+        fn load_with(home: &SkycatHome, use_index: bool) -> Result<LoadedCatalog> {
             let (embedded, embedded_manifest) = embedded_default();
             let mut warnings = Vec::new();
+            let mut notes = Vec::new();
             let mut per_cloud: BTreeMap<String, (Vec<Offer>, CloudSource)> = BTreeMap::new();
 
             let dir = home.catalogs_dir();
@@ -240,11 +275,21 @@ mod load {
                 Err(_) => Vec::new(),
             };
             user_files.sort();
-            // Decoding dominates start-up on a large catalog: decode the files on all cores.
-            let decoded = decode_parallel(user_files, |path| read_offers(path));
+            // Each file is read through its index (rebuilt when missing or stale); decoding
+            // Parquet, where it still happens, runs on all cores.
+            let decoded = decode_parallel(user_files, |path| {
+                if use_index {
+                    index::load_offers(path)
+                } else {
+                    let offers = crate::parquet::read_offers(path)?;
+                    Ok(IndexedOffers { offers, from_index: false, note: None, warning: None })
+                }
+            });
             for ((cloud, path), result) in decoded {
                 match result {
-                    Ok(offers) => {
+                    Ok(IndexedOffers { offers, note, warning, .. }) => {
+                        notes.extend(note);
+                        warnings.extend(warning);
                         let source = CloudSource {
                             cloud: cloud.clone(),
                             origin: Origin::User { path: path.clone() },
@@ -258,9 +303,22 @@ mod load {
             }
             let embedded: Vec<(&str, &[u8])> =
                 embedded.into_iter().filter(|(cloud, _)| !per_cloud.contains_key(*cloud)).collect();
-            for ((cloud, _), result) in decode_parallel(embedded, |bytes| read_offers_bytes(bytes)) {
+            let decode_embedded = |cloud: &&str, bytes: &&[u8]| {
+                let name = std::path::PathBuf::from(format!("<embedded>/{cloud}.parquet"));
+                if use_index {
+                    index::load_offers_bytes(&name, bytes, embedded_index(cloud))
+                } else {
+                    let offers = crate::parquet::read_offers_bytes_at(&name, bytes)?;
+                    Ok(IndexedOffers { offers, from_index: false, note: None, warning: None })
+                }
+            };
+            let embedded: Vec<(&str, (&str, &[u8]))> = embedded.into_iter().map(|(c, b)| (c, (c, b))).collect();
+            for ((cloud, _), result) in decode_parallel(embedded, |(c, b)| decode_embedded(c, b)) {
                 match result {
-                    Ok(offers) => {
+                    // A shipped index that is missing or stale (catalog-data/ changed without
+                    // `build-default-catalog`) only costs time: no note for users.
+                    Ok(IndexedOffers { offers, warning, .. }) => {
+                        warnings.extend(warning.map(|w| format!("shipped catalog for {cloud}: {w}")));
                         let source = CloudSource {
                             cloud: cloud.to_string(),
                             origin: Origin::Embedded,
@@ -278,7 +336,7 @@ mod load {
                 offers.extend(rows);
                 sources.insert(cloud, source);
             }
-            Ok(LoadedCatalog { catalog: Catalog::with_sources(offers, sources), warnings })
+            Ok(LoadedCatalog { catalog: Catalog::with_sources(offers, sources), warnings, notes })
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod error;
 pub mod fsutil;
 pub mod home;
+pub mod index;
 pub mod manifest;
 pub mod offer;
 #[cfg(feature = "parquet")]

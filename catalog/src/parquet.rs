@@ -95,18 +95,20 @@ pub fn write_offers_atomic(path: &Path, offers: &[Offer]) -> Result<String> {
 /// Read offers from a Parquet file.
 pub fn read_offers(path: &Path) -> Result<Vec<Offer>> {
     let bytes = std::fs::read(path).map_err(|e| CatalogError::io(path, e))?;
-    read_offers_bytes_named(path, &bytes)
+    read_offers_bytes_at(path, &bytes)
 }
 
 /// Read offers from Parquet bytes (the embedded default catalog).
 pub fn read_offers_bytes(bytes: &[u8]) -> Result<Vec<Offer>> {
-    read_offers_bytes_named(Path::new("<embedded>"), bytes)
+    read_offers_bytes_at(Path::new("<embedded>"), bytes)
 }
 
-/// Decodes offers. polars can panic on a corrupt file instead of returning an error
+/// Read offers from Parquet bytes, naming `path` in errors.
+///
+/// polars can panic on a corrupt file instead of returning an error
 /// (pola-rs/polars#15020): such a panic is caught, kept off stderr, and reported as the same
 /// one-line "not a readable Parquet file" error as any other undecodable file.
-fn read_offers_bytes_named(path: &Path, bytes: &[u8]) -> Result<Vec<Offer>> {
+pub fn read_offers_bytes_at(path: &Path, bytes: &[u8]) -> Result<Vec<Offer>> {
     crate::quiet_panic::catch_quietly(|| {
         let df = ParquetReader::new(Cursor::new(bytes)).finish().map_err(|e| {
             CatalogError::file(path, format!("not a readable Parquet file: {}", one_line(&e.to_string())))

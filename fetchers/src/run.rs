@@ -414,7 +414,9 @@ fn publish(
     let hist_dir = opts.home.history_dir().join(cloud);
     let hist = hist_dir.join(history_file_name(cx.fetched_at));
     skycat_catalog::parquet::write_offers_atomic(&hist, offers).map_err(cat)?;
-    let sha = skycat_catalog::parquet::write_offers_atomic(&path, offers).map_err(cat)?;
+    // The Parquet file, then its query index (built from the bytes just written, so the next
+    // command reads the new prices without decoding Parquet; see skycat_catalog::index).
+    let sha = skycat_catalog::index::publish(&path, offers).map_err(cat)?;
     let (source, as_of) = cx.source_for(cloud).unwrap_or_else(|| (summarize_sources(offers), cx.fetched_at.to_rfc3339()));
     let mut notes: Vec<String> = report.skipped.iter().map(|(r, n)| format!("skipped {n}: {r}")).collect();
     notes.extend(report.dropped.iter().map(|(r, n)| format!("dropped {n}: {r}")));

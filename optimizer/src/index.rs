@@ -143,7 +143,14 @@ impl OfferIndex {
     /// Builds the index. Offers with neither an on-demand nor a spot price, or without a region,
     /// are kept for explanations but never chosen.
     pub fn build(offers: &[Offer]) -> OfferIndex {
-        let mut ix = OfferIndex { offers: offers.to_vec(), ..OfferIndex::default() };
+        OfferIndex::from_offers(offers.to_vec())
+    }
+
+    /// [`OfferIndex::build`] over offers handed over by value: a catalog loaded for one plan is
+    /// indexed without copying every offer.
+    pub fn from_offers(owned: Vec<Offer>) -> OfferIndex {
+        let offers: &[Offer] = &owned;
+        let mut ix = OfferIndex::default();
         // Catalog names are canonical already; canonicalize each distinct spelling once.
         let mut keys: HashMap<&str, String> = HashMap::new();
         let n = offers.len();
@@ -276,6 +283,7 @@ impl OfferIndex {
         for v in ix.counts_by_name.values_mut() {
             v.sort_unstable();
         }
+        ix.offers = owned;
         ix
     }
 

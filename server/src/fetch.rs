@@ -67,6 +67,9 @@ pub fn load_catalog(home: &SkycatHome) -> Result<CatalogData, RefreshError> {
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
+    for n in &loaded.notes {
+        tracing::info!("{n}");
+    }
     let mut data = catalog_data(loaded.catalog);
     data.warnings = loaded.warnings;
     Ok(data)

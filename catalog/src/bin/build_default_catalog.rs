@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 use skycat_catalog::manifest::{CloudManifest, Manifest};
-use skycat_catalog::{parquet, skypilot};
+use skycat_catalog::{index, skypilot};
 
 /// (source path, version id) per file, read from the reference README's provenance table:
 /// `| aws.csv | catalogs/v7/aws/vms.csv | 27f67dd… | …`.
@@ -53,7 +53,8 @@ fn run(reference: &Path, out: &Path, as_of: DateTime<Utc>) -> Result<(), String>
                 .then(a.accelerator_count.total_cmp(&b.accelerator_count))
         });
         let file = out.join(format!("{cloud}.parquet"));
-        let sha256 = parquet::write_offers_atomic(&file, &offers).map_err(|e| e.to_string())?;
+        // With its query index (`<cloud>.idx`), which the binary embeds beside the Parquet file.
+        let sha256 = index::publish(&file, &offers).map_err(|e| e.to_string())?;
         let mut regions: Vec<String> = offers.iter().map(|o| o.region.clone()).collect();
         regions.sort();
         regions.dedup();

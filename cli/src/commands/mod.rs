@@ -29,12 +29,15 @@ pub fn init_tracing() {
 
 /// The catalog every command reads: the embedded default, overridden per cloud by the user's
 /// catalogs. Problems with user files are reported on stderr, one line each, and the shipped
-/// rows are used instead.
+/// rows are used instead; so is a query index rebuilt from its Parquet file (a note).
 pub fn load_catalog() -> anyhow::Result<(SkycatHome, Catalog)> {
     let home = SkycatHome::from_env().context("cannot locate the skycat home")?;
     let loaded = Catalog::load(&home)?;
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
+    }
+    for n in &loaded.notes {
+        eprintln!("note: {n}");
     }
     Ok((home, loaded.catalog))
 }

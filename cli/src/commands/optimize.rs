@@ -67,7 +67,7 @@ pub fn load_index() -> Result<OfferIndex> {
     let (_, catalog) = load_catalog()?;
     let mut offers = catalog.into_offers();
     offers.extend(skycat_controller::pools_as_offers());
-    Ok(OfferIndex::build(&offers))
+    Ok(OfferIndex::from_offers(offers))
 }
 
 /// Plans one task over `index` (what `skycat launch --dryrun` calls too).

@@ -1,0 +1,435 @@
+//! The query index: a compact binary copy of one Parquet catalog file, kept beside it as
+//! `<cloud>.idx`, that loads without polars.
+//!
+//! Parquet stays the interchange format (pandas, polars and duckdb read it); the index exists so
+//! that a command does not pay to decode Parquet and turn every text cell into its own `String`.
+//! Its layout is columnar with interned strings:
+//!
+//! ```text
+//! header  magic "SKYCATIX" | CRC-32 of all that follows u32 | version u32 | body length u64
+//! body    Parquet size u64 | Parquet CRC-32 u32          (which file the index was built from)
+//!         rows u32 | strings u32 | per string: length u32, UTF-8 bytes
+//!         9 text columns, rows × u32 string id each (u32::MAX: none)
+//!         6 number columns, rows × f64 bits each (NONE_F64: none)
+//!         fetched_at, rows × i64 milliseconds
+//! ```
+//!
+//! All integers are little-endian. The body checksum catches truncation and flipped bits; the
+//! recorded Parquet size and CRC-32 catch an index left behind by a newer Parquet file (stale).
+//! Indexes are written atomically, after their Parquet file, by [`publish`]; [`load_offers`]
+//! rebuilds a missing or stale one and falls back to Parquet (one warning) on a corrupt one.
+
+use std::collections::HashMap;
+
+use chrono::DateTime;
+
+use crate::offer::Offer;
+
+pub const MAGIC: &[u8; 8] = b"SKYCATIX";
+/// Bumped on any layout change; an index of another version is rebuilt like a stale one.
+pub const VERSION: u32 = 1;
+/// The file name extension of an index: `aws.parquet` → `aws.idx`.
+pub const EXTENSION: &str = "idx";
+const HEADER_LEN: usize = 8 + 4 + 8 + 4;
+const NONE_STR: u32 = u32::MAX;
+/// A NaN payload that stands for "no value" (Parquet catalogs hold finite numbers only).
+const NONE_F64: u64 = 0x7ff8_5ca7_1d00_0001;
+const STR_COLUMNS: usize = 9;
+const F64_COLUMNS: usize = 6;
+
+/// Why an index cannot be used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum IndexError {
+    #[error("not a skycat index (bad magic)")]
+    BadMagic,
+    #[error("index format version {0}, this skycat reads version {v}", v = VERSION)]
+    Version(u32),
+    #[error("truncated ({have} bytes, expected {want})")]
+    Truncated { have: usize, want: usize },
+    #[error("checksum mismatch (stored {stored:08x}, computed {computed:08x})")]
+    Checksum { stored: u32, computed: u32 },
+    #[error("malformed: {0}")]
+    Malformed(String),
+}
+
+/// Identifies the Parquet bytes an index was built from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceStamp {
+    pub size: u64,
+    pub crc32: u32,
+}
+
+impl SourceStamp {
+    pub fn of(parquet: &[u8]) -> SourceStamp {
+        SourceStamp { size: parquet.len() as u64, crc32: crc32fast::hash(parquet) }
+    }
+}
+
+fn intern<'a>(interner: &mut HashMap<&'a str, u32>, strings: &mut Vec<&'a str>, s: Option<&'a str>) -> u32 {
+    match s {
+        None => NONE_STR,
+        Some(s) => *interner.entry(s).or_insert_with(|| {
+            strings.push(s);
+            (strings.len() - 1) as u32
+        }),
+    }
+}
+
+/// Encode `offers` (as decoded from the Parquet bytes stamped `stamp`) as an index.
+pub fn encode(offers: &[Offer], stamp: SourceStamp) -> Vec<u8> {
+    let mut interner: HashMap<&str, u32> = HashMap::new();
+    let mut strings: Vec<&str> = Vec::new();
+    let mut text: Vec<Vec<u32>> = (0..STR_COLUMNS).map(|_| Vec::with_capacity(offers.len())).collect();
+    for o in offers {
+        let cells = [
+            Some(o.cloud.as_str()),
+            Some(o.instance_type.as_str()),
+            Some(o.region.as_str()),
+            o.zone.as_deref(),
+            o.accelerator_name.as_deref(),
+            o.accelerator_vendor.as_deref(),
+            o.arch.as_deref(),
+            Some(o.source.as_str()),
+            o.price_breakdown.as_deref(),
+        ];
+        for (col, cell) in text.iter_mut().zip(cells) {
+            col.push(intern(&mut interner, &mut strings, cell));
+        }
+    }
+    let mut body = Vec::with_capacity(32 + offers.len() * (STR_COLUMNS * 4 + F64_COLUMNS * 8 + 8));
+    body.extend_from_slice(&stamp.size.to_le_bytes());
+    body.extend_from_slice(&stamp.crc32.to_le_bytes());
+    body.extend_from_slice(&(offers.len() as u32).to_le_bytes());
+    body.extend_from_slice(&(strings.len() as u32).to_le_bytes());
+    for s in &strings {
+        body.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        body.extend_from_slice(s.as_bytes());
+    }
+    for col in &text {
+        for v in col {
+            body.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    let numbers: [fn(&Offer) -> Option<f64>; F64_COLUMNS] = [
+        |o| Some(o.accelerator_count),
+        |o| o.accelerator_memory_gib,
+        |o| o.vcpus,
+        |o| o.memory_gib,
+        |o| o.price,
+        |o| o.spot_price,
+    ];
+    for get in numbers {
+        for o in offers {
+            let bits = get(o).map_or(NONE_F64, f64::to_bits);
+            body.extend_from_slice(&bits.to_le_bytes());
+        }
+    }
+    for o in offers {
+        body.extend_from_slice(&o.fetched_at.timestamp_millis().to_le_bytes());
+    }
+    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    out.extend_from_slice(&body);
+    let crc = crc32fast::hash(&out[12..]);
+    out[8..12].copy_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Check the header and the checksum; returns the stamp of the Parquet file the index
+/// was built from, and the body to [`decode_body`].
+pub fn open(bytes: &[u8]) -> Result<(SourceStamp, &[u8]), IndexError> {
+    if bytes.len() >= 8 && &bytes[..8] != MAGIC {
+        return Err(IndexError::BadMagic);
+    }
+    if bytes.len() < HEADER_LEN {
+        return Err(IndexError::Truncated { have: bytes.len(), want: HEADER_LEN });
+    }
+    let stored = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    let version = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes"));
+    let body_len = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
+    let want = (HEADER_LEN as u64).saturating_add(body_len);
+    if bytes.len() as u64 != want {
+        return Err(IndexError::Truncated { have: bytes.len(), want: usize::try_from(want).unwrap_or(usize::MAX) });
+    }
+    // The checksum covers the version too: a flipped version bit is corruption, not a new format.
+    let computed = crc32fast::hash(&bytes[12..]);
+    if computed != stored {
+        return Err(IndexError::Checksum { stored, computed });
+    }
+    if version != VERSION {
+        return Err(IndexError::Version(version));
+    }
+    let body = &bytes[HEADER_LEN..];
+    let mut cur = Cursor { b: body, pos: 0 };
+    let size = cur.u64()?;
+    let crc32 = cur.u32()?;
+    Ok((SourceStamp { size, crc32 }, body))
+}
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], IndexError> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.b.len());
+        let end = end.ok_or(IndexError::Truncated { have: self.b.len(), want: self.pos.saturating_add(n) })?;
+        let s = &self.b[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+    fn u32(&mut self) -> Result<u32, IndexError> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+    fn u64(&mut self) -> Result<u64, IndexError> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+    /// `rows` little-endian 4- or 8-byte words.
+    fn words(&mut self, rows: usize, width: usize) -> Result<&'a [u8], IndexError> {
+        self.take(rows.checked_mul(width).ok_or_else(|| IndexError::Malformed("row count overflows".into()))?)
+    }
+}
+
+fn word32(col: &[u8], i: usize) -> u32 {
+    u32::from_le_bytes(col[i * 4..i * 4 + 4].try_into().expect("4 bytes"))
+}
+
+fn word64(col: &[u8], i: usize) -> u64 {
+    u64::from_le_bytes(col[i * 8..i * 8 + 8].try_into().expect("8 bytes"))
+}
+
+/// Decode the offers of a body returned by [`open`].
+pub fn decode_body(body: &[u8]) -> Result<Vec<Offer>, IndexError> {
+    let mut cur = Cursor { b: body, pos: 12 };
+    let rows = cur.u32()? as usize;
+    let n_strings = cur.u32()? as usize;
+    let mut strings: Vec<String> = Vec::with_capacity(n_strings.min(body.len()));
+    for _ in 0..n_strings {
+        let len = cur.u32()? as usize;
+        let bytes = cur.take(len)?;
+        let s = std::str::from_utf8(bytes).map_err(|e| IndexError::Malformed(format!("string table: {e}")))?;
+        strings.push(s.to_owned());
+    }
+    let mut text: Vec<&[u8]> = Vec::with_capacity(STR_COLUMNS);
+    for _ in 0..STR_COLUMNS {
+        text.push(cur.words(rows, 4)?);
+    }
+    let mut numbers: Vec<&[u8]> = Vec::with_capacity(F64_COLUMNS);
+    for _ in 0..F64_COLUMNS {
+        numbers.push(cur.words(rows, 8)?);
+    }
+    let fetched = cur.words(rows, 8)?;
+    if cur.pos != body.len() {
+        return Err(IndexError::Malformed(format!("{} bytes after the last column", body.len() - cur.pos)));
+    }
+    let opt = |col: usize, i: usize| -> Result<Option<String>, IndexError> {
+        match word32(text[col], i) {
+            NONE_STR => Ok(None),
+            id => strings
+                .get(id as usize)
+                .cloned()
+                .map(Some)
+                .ok_or_else(|| IndexError::Malformed(format!("row {i}: string id {id} out of range"))),
+        }
+    };
+    let req = |col: usize, i: usize| -> Result<String, IndexError> {
+        opt(col, i)?.ok_or_else(|| IndexError::Malformed(format!("row {i}: empty required text")))
+    };
+    let num = |col: usize, i: usize| -> Option<f64> {
+        match word64(numbers[col], i) {
+            NONE_F64 => None,
+            bits => Some(f64::from_bits(bits)),
+        }
+    };
+    let mut offers = Vec::with_capacity(rows);
+    for i in 0..rows {
+        let millis = word64(fetched, i) as i64;
+        let fetched_at = DateTime::from_timestamp_millis(millis)
+            .ok_or_else(|| IndexError::Malformed(format!("row {i}: timestamp out of range")))?;
+        offers.push(Offer {
+            cloud: req(0, i)?,
+            instance_type: req(1, i)?,
+            region: req(2, i)?,
+            zone: opt(3, i)?,
+            accelerator_name: opt(4, i)?,
+            accelerator_vendor: opt(5, i)?,
+            arch: opt(6, i)?,
+            source: req(7, i)?,
+            price_breakdown: opt(8, i)?,
+            accelerator_count: num(0, i).unwrap_or(0.0),
+            accelerator_memory_gib: num(1, i),
+            vcpus: num(2, i),
+            memory_gib: num(3, i),
+            price: num(4, i),
+            spot_price: num(5, i),
+            fetched_at,
+        });
+    }
+    Ok(offers)
+}
+
+/// [`open`] then [`decode_body`]: the stamp and the offers of an index.
+pub fn decode(bytes: &[u8]) -> Result<(SourceStamp, Vec<Offer>), IndexError> {
+    let (stamp, body) = open(bytes)?;
+    Ok((stamp, decode_body(body)?))
+}
+
+#[cfg(feature = "parquet")]
+pub use files::{index_path, load_offers, load_offers_bytes, publish, IndexedOffers};
+
+#[cfg(feature = "parquet")]
+mod files {
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+    use crate::error::{CatalogError, Result};
+    use crate::fsutil::{sha256_hex, write_atomic};
+    use crate::parquet;
+
+    /// The index kept beside a Parquet catalog file: `aws.parquet` → `aws.idx`.
+    pub fn index_path(parquet: &Path) -> PathBuf {
+        parquet.with_extension(EXTENSION)
+    }
+
+    /// The offers of one catalog file and how they were read.
+    #[derive(Debug)]
+    pub struct IndexedOffers {
+        pub offers: Vec<Offer>,
+        /// Whether the offers came from the index (false: decoded from Parquet).
+        pub from_index: bool,
+        /// One line when the index was missing or stale and was rebuilt (or could not be).
+        pub note: Option<String>,
+        /// One line when the index was corrupt and the Parquet file was read instead.
+        pub warning: Option<String>,
+    }
+
+    /// Write `offers` to the Parquet file `path`, then its index, each atomically; returns the
+    /// Parquet file's SHA-256 (hex). The index is built from the Parquet bytes just written, as
+    /// decoded, so the two always answer the same. Killed between the two writes, the old index
+    /// is left stamped with the old Parquet file: the next load finds it stale and rebuilds it.
+    pub fn publish(path: &Path, offers: &[Offer]) -> Result<String> {
+        let bytes = parquet::write_offers_bytes(offers)?;
+        write_atomic(path, &bytes)?;
+        let index = index_path(path);
+        match parquet::read_offers_bytes(&bytes) {
+            Ok(back) => write_atomic(&index, &encode(&back, SourceStamp::of(&bytes)))?,
+            Err(e) => {
+                // The Parquet file will not load either; an index of it must not answer instead.
+                let _ = std::fs::remove_file(&index);
+                return Err(CatalogError::file(path, format!("written but not readable back: {e}")));
+            }
+        }
+        Ok(sha256_hex(&bytes))
+    }
+
+    /// The offers of the Parquet file `path`, through its index when that is present, intact and
+    /// built from these Parquet bytes. A missing or stale index is rebuilt (a note); a corrupt one
+    /// is reported (a warning), the Parquet file is read instead, and the index rewritten. Errors
+    /// are the Parquet file's only: an index problem never fails a load.
+    pub fn load_offers(path: &Path) -> Result<IndexedOffers> {
+        let bytes = std::fs::read(path).map_err(|e| CatalogError::io(path, e))?;
+        let index = index_path(path);
+        let existing = match std::fs::read(&index) {
+            Ok(b) => Some(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                let warning = format!("{}: cannot read the index ({e}); reading the Parquet file", index.display());
+                return read_parquet(path, &bytes, None, Some(warning));
+            }
+        };
+        let mut loaded = load_offers_bytes(path, &bytes, existing.as_deref())?;
+        if !loaded.from_index {
+            let rebuilt = write_atomic(&index, &encode(&loaded.offers, SourceStamp::of(&bytes)));
+            if let (Err(e), None) = (&rebuilt, &loaded.warning) {
+                loaded.note = Some(format!("{}: cannot write the index: {e}", index.display()));
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// [`load_offers`] on bytes in memory (the embedded catalog): `index` is the index's bytes,
+    /// if any. Nothing is written; `from_index` says whether the index was used.
+    pub fn load_offers_bytes(path: &Path, parquet: &[u8], index: Option<&[u8]>) -> Result<IndexedOffers> {
+        let index_name = index_path(path);
+        let stamp = SourceStamp::of(parquet);
+        let Some(index) = index else {
+            let note = format!("{}: no index; built it from the Parquet file", index_name.display());
+            return read_parquet(path, parquet, Some(note), None);
+        };
+        let corrupt = |e: IndexError| {
+            format!("{}: corrupt index ({e}); reading the Parquet file instead", index_name.display())
+        };
+        match open(index) {
+            Ok((s, body)) if s == stamp => match decode_body(body) {
+                Ok(offers) => Ok(IndexedOffers { offers, from_index: true, note: None, warning: None }),
+                Err(e) => read_parquet(path, parquet, None, Some(corrupt(e))),
+            },
+            Ok(_) | Err(IndexError::Version(_)) => {
+                let note = format!("{}: stale index (the Parquet file changed); rebuilt it", index_name.display());
+                read_parquet(path, parquet, Some(note), None)
+            }
+            Err(e) => read_parquet(path, parquet, None, Some(corrupt(e))),
+        }
+    }
+
+    fn read_parquet(path: &Path, bytes: &[u8], note: Option<String>, warning: Option<String>) -> Result<IndexedOffers> {
+        let offers = parquet::read_offers_bytes_at(path, bytes)?;
+        Ok(IndexedOffers { offers, from_index: false, note, warning })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+
+    fn offer(i: usize) -> Offer {
+        Offer {
+            cloud: ["aws", "gcp"][i % 2].into(),
+            instance_type: format!("t{}", i % 5),
+            region: "r".into(),
+            zone: [Some("z".into()), None, None][i % 3].clone(),
+            accelerator_name: [Some("A100".into()), None][i % 2].clone(),
+            accelerator_count: (i % 4) as f64,
+            accelerator_memory_gib: None,
+            accelerator_vendor: None,
+            vcpus: Some(i as f64 + 0.5),
+            memory_gib: None,
+            arch: Some("x86_64".into()),
+            price: Some(1.0 + i as f64),
+            spot_price: None,
+            fetched_at: DateTime::<Utc>::from_timestamp_millis(1_764_000_000_000 + i as i64).expect("time"),
+            source: "test".into(),
+            price_breakdown: None,
+        }
+    }
+
+    #[test]
+    fn encode_decode_round_trip() {
+        let offers: Vec<Offer> = (0..50).map(offer).collect();
+        let stamp = SourceStamp { size: 7, crc32: 9 };
+        let bytes = encode(&offers, stamp);
+        assert_eq!(decode(&bytes).expect("decode"), (stamp, offers));
+        assert_eq!(decode(&encode(&[], stamp)).expect("empty"), (stamp, Vec::new()));
+    }
+
+    #[test]
+    fn every_truncation_and_single_bit_flip_is_detected() {
+        let offers: Vec<Offer> = (0..6).map(offer).collect();
+        let bytes = encode(&offers, SourceStamp { size: 1, crc32: 2 });
+        for n in 0..bytes.len() {
+            assert!(decode(&bytes[..n]).is_err(), "truncated to {n}");
+        }
+        for at in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut b = bytes.clone();
+                b[at] ^= 1 << bit;
+                assert!(decode(&b).is_err(), "flip byte {at} bit {bit}");
+            }
+        }
+    }
+}
