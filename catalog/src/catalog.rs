@@ -157,6 +157,7 @@ mod load {
     use crate::error::Result;
     use crate::home::SkycatHome;
     use crate::manifest::Manifest;
+    use crate::filter::OfferFilter;
     use crate::index::{self, IndexedOffers};
 
     /// Run `decode` over `(cloud, input)` pairs on up to `available_parallelism` threads, each
@@ -239,16 +240,23 @@ mod load {
         /// Each file is read through its query index ([`crate::index`]), which is rebuilt when
         /// missing or stale (a note) and bypassed with a warning when corrupt.
         pub fn load(home: &SkycatHome) -> Result<LoadedCatalog> {
-            Catalog::load_with(home, true)
+            Catalog::load_with(home, true, &OfferFilter::all())
+        }
+
+        /// [`Catalog::load`] keeping only the rows `filter` keeps: files of clouds it excludes
+        /// are not read, and the index turns only the kept rows into offers (the sources count
+        /// the rows kept).
+        pub fn load_filtered(home: &SkycatHome, filter: &OfferFilter) -> Result<LoadedCatalog> {
+            Catalog::load_with(home, true, filter)
         }
 
         /// [`Catalog::load`] decoding every Parquet file and ignoring (and writing) no index: the
         /// reference the index is tested and benchmarked against.
         pub fn load_parquet(home: &SkycatHome) -> Result<LoadedCatalog> {
-            Catalog::load_with(home, false)
+            Catalog::load_with(home, false, &OfferFilter::all())
         }
 
-        fn load_with(home: &SkycatHome, use_index: bool) -> Result<LoadedCatalog> {
+        fn load_with(home: &SkycatHome, use_index: bool, filter: &OfferFilter) -> Result<LoadedCatalog> {
             let (embedded, embedded_manifest) = embedded_default();
             let mut warnings = Vec::new();
             let mut notes = Vec::new();
@@ -269,7 +277,7 @@ mod load {
                     .filter_map(|e| {
                         let name = e.file_name().to_string_lossy().into_owned();
                         let cloud = name.strip_suffix(".parquet")?.to_string();
-                        (!name.starts_with('.')).then(|| (cloud, e.path()))
+                        (!name.starts_with('.') && filter.keeps_cloud(&cloud)).then(|| (cloud, e.path()))
                     })
                     .collect(),
                 Err(_) => Vec::new(),
@@ -279,9 +287,10 @@ mod load {
             // Parquet, where it still happens, runs on all cores.
             let decoded = decode_parallel(user_files, |path| {
                 if use_index {
-                    index::load_offers(path)
+                    index::load_offers_filtered(path, filter)
                 } else {
-                    let offers = crate::parquet::read_offers(path)?;
+                    let mut offers = crate::parquet::read_offers(path)?;
+                    offers.retain(|o| filter.keeps(o));
                     Ok(IndexedOffers { offers, from_index: false, note: None, warning: None })
                 }
             });
@@ -301,14 +310,19 @@ mod load {
                     Err(e) => warnings.push(format!("{e}; using the shipped catalog for {cloud}")),
                 }
             }
-            let embedded: Vec<(&str, &[u8])> =
-                embedded.into_iter().filter(|(cloud, _)| !per_cloud.contains_key(*cloud)).collect();
+            // A user file read replaces its cloud's shipped rows even when the filter kept none of
+            // its rows (it is in `per_cloud`, empty).
+            let embedded: Vec<(&str, &[u8])> = embedded
+                .into_iter()
+                .filter(|(cloud, _)| !per_cloud.contains_key(*cloud) && filter.keeps_cloud(cloud))
+                .collect();
             let decode_embedded = |cloud: &&str, bytes: &&[u8]| {
                 let name = std::path::PathBuf::from(format!("<embedded>/{cloud}.parquet"));
                 if use_index {
-                    index::load_offers_bytes(&name, bytes, embedded_index(cloud))
+                    index::load_offers_bytes_filtered(&name, bytes, embedded_index(cloud), filter)
                 } else {
-                    let offers = crate::parquet::read_offers_bytes_at(&name, bytes)?;
+                    let mut offers = crate::parquet::read_offers_bytes_at(&name, bytes)?;
+                    offers.retain(|o| filter.keeps(o));
                     Ok(IndexedOffers { offers, from_index: false, note: None, warning: None })
                 }
             };

@@ -23,6 +23,7 @@ use std::collections::HashMap;
 
 use chrono::DateTime;
 
+use crate::filter::OfferFilter;
 use crate::offer::Offer;
 
 pub const MAGIC: &[u8; 8] = b"SKYCATIX";
@@ -204,15 +205,47 @@ fn word64(col: &[u8], i: usize) -> u64 {
 
 /// Decode the offers of a body returned by [`open`].
 pub fn decode_body(body: &[u8]) -> Result<Vec<Offer>, IndexError> {
+    decode_body_filtered(body, &OfferFilter::all())
+}
+
+/// Remembers a filter's verdict per string id, so each distinct name is judged once.
+struct Verdicts {
+    by_id: Vec<u8>,
+    none: bool,
+}
+
+impl Verdicts {
+    const UNKNOWN: u8 = 0;
+    const KEEP: u8 = 1;
+    const DROP: u8 = 2;
+
+    fn new(strings: usize, none: bool) -> Verdicts {
+        Verdicts { by_id: vec![Verdicts::UNKNOWN; strings], none }
+    }
+
+    fn keeps(&mut self, id: u32, strings: &[&str], judge: impl Fn(&str) -> bool) -> bool {
+        if id == NONE_STR {
+            return self.none;
+        }
+        let Some(slot) = self.by_id.get_mut(id as usize) else { return true };
+        if *slot == Verdicts::UNKNOWN {
+            *slot = if strings.get(id as usize).is_some_and(|s| judge(s)) { Verdicts::KEEP } else { Verdicts::DROP };
+        }
+        *slot == Verdicts::KEEP
+    }
+}
+
+/// Decode the rows of a body returned by [`open`] that `filter` keeps, in file order. Rows it
+/// drops are never turned into [`Offer`]s: that is most of the cost of a load.
+pub fn decode_body_filtered(body: &[u8], filter: &OfferFilter) -> Result<Vec<Offer>, IndexError> {
     let mut cur = Cursor { b: body, pos: 12 };
     let rows = cur.u32()? as usize;
     let n_strings = cur.u32()? as usize;
-    let mut strings: Vec<String> = Vec::with_capacity(n_strings.min(body.len()));
+    let mut strings: Vec<&str> = Vec::with_capacity(n_strings.min(body.len()));
     for _ in 0..n_strings {
         let len = cur.u32()? as usize;
         let bytes = cur.take(len)?;
-        let s = std::str::from_utf8(bytes).map_err(|e| IndexError::Malformed(format!("string table: {e}")))?;
-        strings.push(s.to_owned());
+        strings.push(std::str::from_utf8(bytes).map_err(|e| IndexError::Malformed(format!("string table: {e}")))?);
     }
     let mut text: Vec<&[u8]> = Vec::with_capacity(STR_COLUMNS);
     for _ in 0..STR_COLUMNS {
@@ -231,8 +264,7 @@ pub fn decode_body(body: &[u8]) -> Result<Vec<Offer>, IndexError> {
             NONE_STR => Ok(None),
             id => strings
                 .get(id as usize)
-                .cloned()
-                .map(Some)
+                .map(|s| Some((*s).to_owned()))
                 .ok_or_else(|| IndexError::Malformed(format!("row {i}: string id {id} out of range"))),
         }
     };
@@ -245,8 +277,17 @@ pub fn decode_body(body: &[u8]) -> Result<Vec<Offer>, IndexError> {
             bits => Some(f64::from_bits(bits)),
         }
     };
-    let mut offers = Vec::with_capacity(rows);
+    let every_row = filter.is_all();
+    let mut clouds = Verdicts::new(n_strings, false);
+    let mut accelerators = Verdicts::new(n_strings, filter.keeps_accelerator(None));
+    let mut offers = Vec::with_capacity(if every_row { rows } else { 0 });
     for i in 0..rows {
+        if !every_row
+            && !(clouds.keeps(word32(text[0], i), &strings, |c| filter.keeps_cloud(c))
+                && accelerators.keeps(word32(text[4], i), &strings, |a| filter.keeps_accelerator(Some(a))))
+        {
+            continue;
+        }
         let millis = word64(fetched, i) as i64;
         let fetched_at = DateTime::from_timestamp_millis(millis)
             .ok_or_else(|| IndexError::Malformed(format!("row {i}: timestamp out of range")))?;
@@ -279,7 +320,9 @@ pub fn decode(bytes: &[u8]) -> Result<(SourceStamp, Vec<Offer>), IndexError> {
 }
 
 #[cfg(feature = "parquet")]
-pub use files::{index_path, load_offers, load_offers_bytes, publish, IndexedOffers};
+pub use files::{
+    index_path, load_offers, load_offers_bytes, load_offers_bytes_filtered, load_offers_filtered, publish, IndexedOffers,
+};
 
 #[cfg(feature = "parquet")]
 mod files {
@@ -331,6 +374,12 @@ mod files {
     /// is reported (a warning), the Parquet file is read instead, and the index rewritten. Errors
     /// are the Parquet file's only: an index problem never fails a load.
     pub fn load_offers(path: &Path) -> Result<IndexedOffers> {
+        load_offers_filtered(path, &OfferFilter::all())
+    }
+
+    /// [`load_offers`], keeping only the rows `filter` keeps. An index rebuilt on the way holds
+    /// every row of the Parquet file, whatever the filter.
+    pub fn load_offers_filtered(path: &Path, filter: &OfferFilter) -> Result<IndexedOffers> {
         let bytes = std::fs::read(path).map_err(|e| CatalogError::io(path, e))?;
         let index = index_path(path);
         let existing = match std::fs::read(&index) {
@@ -338,15 +387,18 @@ mod files {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => {
                 let warning = format!("{}: cannot read the index ({e}); reading the Parquet file", index.display());
-                return read_parquet(path, &bytes, None, Some(warning));
+                let mut loaded = read_parquet(path, &bytes, None, Some(warning))?;
+                loaded.offers.retain(|o| filter.keeps(o));
+                return Ok(loaded);
             }
         };
-        let mut loaded = load_offers_bytes(path, &bytes, existing.as_deref())?;
+        let mut loaded = load_unfiltered_or_index(path, &bytes, existing.as_deref(), filter)?;
         if !loaded.from_index {
             let rebuilt = write_atomic(&index, &encode(&loaded.offers, SourceStamp::of(&bytes)));
             if let (Err(e), None) = (&rebuilt, &loaded.warning) {
                 loaded.note = Some(format!("{}: cannot write the index: {e}", index.display()));
             }
+            loaded.offers.retain(|o| filter.keeps(o));
         }
         Ok(loaded)
     }
@@ -354,6 +406,31 @@ mod files {
     /// [`load_offers`] on bytes in memory (the embedded catalog): `index` is the index's bytes,
     /// if any. Nothing is written; `from_index` says whether the index was used.
     pub fn load_offers_bytes(path: &Path, parquet: &[u8], index: Option<&[u8]>) -> Result<IndexedOffers> {
+        load_offers_bytes_filtered(path, parquet, index, &OfferFilter::all())
+    }
+
+    /// [`load_offers_bytes`], keeping only the rows `filter` keeps.
+    pub fn load_offers_bytes_filtered(
+        path: &Path,
+        parquet: &[u8],
+        index: Option<&[u8]>,
+        filter: &OfferFilter,
+    ) -> Result<IndexedOffers> {
+        let mut loaded = load_unfiltered_or_index(path, parquet, index, filter)?;
+        if !loaded.from_index {
+            loaded.offers.retain(|o| filter.keeps(o));
+        }
+        Ok(loaded)
+    }
+
+    /// Through the index, `filter`'s rows; from Parquet (`from_index` false), every row, so
+    /// that the caller can rebuild the index before filtering.
+    fn load_unfiltered_or_index(
+        path: &Path,
+        parquet: &[u8],
+        index: Option<&[u8]>,
+        filter: &OfferFilter,
+    ) -> Result<IndexedOffers> {
         let index_name = index_path(path);
         let stamp = SourceStamp::of(parquet);
         let Some(index) = index else {
@@ -364,7 +441,7 @@ mod files {
             format!("{}: corrupt index ({e}); reading the Parquet file instead", index_name.display())
         };
         match open(index) {
-            Ok((s, body)) if s == stamp => match decode_body(body) {
+            Ok((s, body)) if s == stamp => match decode_body_filtered(body, filter) {
                 Ok(offers) => Ok(IndexedOffers { offers, from_index: true, note: None, warning: None }),
                 Err(e) => read_parquet(path, parquet, None, Some(corrupt(e))),
             },

@@ -7,6 +7,7 @@
 pub mod accelerators;
 pub mod catalog;
 pub mod error;
+pub mod filter;
 pub mod fsutil;
 pub mod home;
 pub mod index;
@@ -23,6 +24,7 @@ pub use catalog::{Catalog, CloudSource, Origin};
 #[cfg(feature = "parquet")]
 pub use catalog::{embedded_default, LoadedCatalog};
 pub use error::CatalogError;
+pub use filter::OfferFilter;
 pub use home::SkycatHome;
 pub use manifest::{CloudManifest, Manifest};
 pub use offer::Offer;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use skycat_catalog::index::{self, index_path};
-use skycat_catalog::{parquet, Catalog, Offer, OfferQuery, SkycatHome};
+use skycat_catalog::{parquet, Catalog, Offer, OfferFilter, OfferQuery, SkycatHome};
 
 /// xorshift64*: deterministic, dependency-free.
 struct Rng(u64);
@@ -133,7 +133,26 @@ fn index_answers_every_query_as_parquet_does() {
             let q = random_query(&mut rng);
             assert_eq!(owned(a.query(&q)), owned(b.query(&q)), "case {case}: {q:?}");
         }
+        // A filtered load turns only the kept rows into offers, in the same order.
+        for _ in 0..10 {
+            let f = random_filter(&mut rng);
+            let filtered = Catalog::load_filtered(&home, &f).expect("filtered load");
+            assert!(filtered.warnings.is_empty() && filtered.notes.is_empty(), "case {case}: {filtered:?}");
+            let expected: Vec<Offer> = b.offers().iter().filter(|o| f.keeps(o)).cloned().collect();
+            assert_eq!(filtered.catalog.offers(), &expected[..], "case {case}: {f:?}");
+        }
     }
+}
+
+fn random_filter(rng: &mut Rng) -> OfferFilter {
+    let mut f = match rng.below(3) {
+        0 => OfferFilter::all(),
+        n => OfferFilter::accelerators((0..n).map(|_| rng.pick(&["a100", "H100", "tpu-v5e-8", "nope", "A100-80GB"]))),
+    };
+    if rng.below(2) == 0 {
+        f = f.in_clouds((0..1 + rng.below(2)).map(|_| rng.pick(&["aws", "GCP", "zeta-cloud", "runpod"])));
+    }
+    f
 }
 
 fn published_home(prices: f64) -> (tempfile::TempDir, SkycatHome, PathBuf) {
@@ -175,6 +194,17 @@ fn corrupt_falls_back(damage: impl Fn(&mut Vec<u8>)) {
     let again = load(&home);
     assert!(again.warnings.is_empty() && again.notes.is_empty(), "rebuilt after the fallback: {again:?}");
     assert!(index::load_offers(&path).expect("load").from_index);
+    // A filtered load of a corrupt index: one warning too, the kept rows from Parquet, and the
+    // index rewritten whole (not with the kept rows only).
+    std::fs::write(&idx, &bytes).expect("write");
+    let f = OfferFilter::accelerators(["A100"]);
+    let filtered = Catalog::load_filtered(&home, &f).expect("filtered");
+    assert_eq!(filtered.warnings.len(), 1, "{:?}", filtered.warnings);
+    let kept: Vec<Offer> = reference.catalog.offers().iter().filter(|o| f.keeps(o)).cloned().collect();
+    assert_eq!(filtered.catalog.offers(), &kept[..]);
+    let whole = load(&home);
+    assert!(whole.warnings.is_empty() && whole.notes.is_empty(), "{whole:?}");
+    assert_eq!(whole.catalog.offers(), reference.catalog.offers());
 }
 
 #[test]
@@ -244,9 +274,9 @@ fn a_missing_index_is_built_with_a_note() {
     assert!(index::load_offers(&path).expect("load").from_index);
 }
 
-/// Any shipped `catalog-data/<cloud>.idx` (embedded beside the Parquet file) must be the index of
-/// that very file: one left behind by a Parquet update would be ignored, silently costing every
-/// start-up a Parquet decode. Regenerate with
+/// Every shipped `catalog-data/<cloud>.parquet` has its `<cloud>.idx` (embedded beside it), the
+/// index of that very file: a missing one, or one left behind by a Parquet update, would be
+/// ignored, silently costing every start-up a Parquet decode. Regenerate with
 /// `cargo run -p skycat-catalog --example index_catalog -- catalog-data`.
 #[test]
 fn shipped_indexes_match_their_parquet_files() {
@@ -261,8 +291,7 @@ fn shipped_indexes_match_their_parquet_files() {
     assert!(!parquet_files.is_empty());
     for path in parquet_files {
         let bytes = std::fs::read(&path).expect("read");
-        // Optional: without one, the shipped Parquet file is decoded at start-up as before.
-        let Ok(idx) = std::fs::read(index_path(&path)) else { continue };
+        let idx = std::fs::read(index_path(&path)).unwrap_or_else(|e| panic!("{}: no shipped index ({e})", path.display()));
         let (stamp, offers) = index::decode(&idx).expect("a readable index");
         assert_eq!(stamp, index::SourceStamp::of(&bytes), "{}: stale index", path.display());
         assert_eq!(offers, parquet::read_offers(&path).expect("parquet"), "{}", path.display());

@@ -125,10 +125,7 @@ pub struct OfferIndex {
 /// (`skycat_catalog::accelerators::canonicalize`: case, vendor prefixes, GCP resource names and
 /// aliases), lower-cased; a name the registry does not know is matched as written.
 pub(crate) fn accel_key(name: &str) -> String {
-    match skycat_catalog::accelerators::canonicalize(name, None) {
-        Some(info) => info.name.to_ascii_lowercase(),
-        None => name.trim().to_ascii_lowercase(),
-    }
+    skycat_catalog::filter::matching_key(name)
 }
 
 pub(crate) fn count_key(c: f64) -> u64 {

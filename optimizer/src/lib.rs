@@ -26,6 +26,7 @@ mod explain;
 pub mod fleet;
 pub mod index;
 mod milp;
+pub mod needs;
 pub mod plan;
 pub mod spec;
 
@@ -36,6 +37,7 @@ pub use dag::{plan_dag, Bandwidth, DagEdge, DagInput, DagPlan, DagSpec, DagTask,
 pub use egress::{cloud_of_url, CloudEgress, DataInput, EgressTable, InputEgress, Location, RegionEgress};
 pub use fleet::{plan_fleet, FleetAllocation, FleetPlan, FleetSpec, FleetTarget, Quota};
 pub use index::OfferIndex;
+pub use needs::offer_filter;
 pub use plan::{plan, plan_inputs, plan_with_egress, BlockedResource, Minimize, Placement, Plan, PlanError, PlanOptions};
 pub use spec::{parse_task_yaml, AcceleratorChoice, AcceleratorsSpec, ResourcesSpec, SizeReq, TaskError, TaskSpec};
 

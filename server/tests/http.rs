@@ -120,6 +120,31 @@ async fn status_reports_sources_age_and_no_refresh_yet() {
     s.stop().await;
 }
 
+/// An HTTP answer lists the first 10 failover placements unless `max_failover` asks for more
+/// (0: all of them); the chosen placement and the cost do not depend on it.
+#[tokio::test]
+async fn optimize_failover_list_is_short_by_default() {
+    let mut offers = catalog_a();
+    for i in 0..30 {
+        let region = format!("us-test-{i}");
+        offers.push(common::offer("aws", "p4d.24xlarge", &region, None, Some(("A100", 8.0)), 96.0, 1152.0, Some(40.0 + i as f64), None));
+    }
+    let s = TestServer::start(AppBuilder::new(CatalogData::from_offers(offers))).await;
+    let task = r#"{"kind": "task", "resources": {"accelerators": "A100:8"}}"#;
+    let (status, short) = s.post("/optimize", "application/json", task).await;
+    assert_eq!(status, 200, "{short}");
+    assert_eq!(short["failover"].as_array().unwrap().len(), 10, "{short}");
+    let (status, all) = s.post("/optimize?max_failover=0", "application/json", task).await;
+    assert_eq!(status, 200, "{all}");
+    let n_all = all["failover"].as_array().unwrap().len();
+    assert!(n_all > 30, "{n_all}");
+    let (_, some) = s.post("/optimize?max_failover=25", "application/json", task).await;
+    assert_eq!(some["failover"].as_array().unwrap().len(), 25);
+    assert_eq!(short["chosen"], all["chosen"]);
+    assert_eq!(short["failover"].as_array().unwrap()[..], all["failover"].as_array().unwrap()[..10]);
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn optimize_json_task_dag_and_fleet() {
     let s = server().await;

@@ -16,8 +16,11 @@ pub mod show_gpus;
 pub mod storage;
 pub mod task_args;
 
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
 use anyhow::Context;
-use skycat_catalog::{Catalog, SkycatHome};
+use skycat_catalog::{Catalog, OfferFilter, SkycatHome};
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default: warnings), so that stdout stays clean for
 /// tables and `--json`.
@@ -31,13 +34,25 @@ pub fn init_tracing() {
 /// catalogs. Problems with user files are reported on stderr, one line each, and the shipped
 /// rows are used instead; so is a query index rebuilt from its Parquet file (a note).
 pub fn load_catalog() -> anyhow::Result<(SkycatHome, Catalog)> {
+    load_catalog_filtered(&OfferFilter::all())
+}
+
+/// [`load_catalog`] keeping only the rows `filter` keeps (see [`OfferFilter`]). A command that
+/// loads twice (filtered, then whole to explain a miss) prints each warning and note once.
+pub fn load_catalog_filtered(filter: &OfferFilter) -> anyhow::Result<(SkycatHome, Catalog)> {
+    static PRINTED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
     let home = SkycatHome::from_env().context("cannot locate the skycat home")?;
-    let loaded = Catalog::load(&home)?;
+    let loaded = Catalog::load_filtered(&home, filter)?;
+    let mut printed = PRINTED.lock().unwrap_or_else(|e| e.into_inner());
     for w in &loaded.warnings {
-        eprintln!("warning: {w}");
+        if printed.insert(format!("warning: {w}")) {
+            eprintln!("warning: {w}");
+        }
     }
     for n in &loaded.notes {
-        eprintln!("note: {n}");
+        if printed.insert(format!("note: {n}")) {
+            eprintln!("note: {n}");
+        }
     }
     Ok((home, loaded.catalog))
 }

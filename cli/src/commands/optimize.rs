@@ -10,7 +10,9 @@ use skycat_optimizer::{
     OptimizeRequest, OptimizeResponse, Placement, Plan, PlanError, PlanOptions, TaskSpec,
 };
 
-use super::load_catalog;
+use skycat_catalog::OfferFilter;
+
+use super::load_catalog_filtered;
 
 #[derive(Debug, clap::Args)]
 pub struct OptimizeArgs {
@@ -64,10 +66,35 @@ pub fn parse_block(raw: &str) -> Result<BlockedResource> {
 /// The offer index the CLI plans over: the catalog (embedded default overridden by the user's
 /// catalogs) plus the SSH node pools, so `skycat optimize` and `skycat launch --dryrun` agree.
 pub fn load_index() -> Result<OfferIndex> {
-    let (_, catalog) = load_catalog()?;
+    load_index_filtered(&OfferFilter::all())
+}
+
+/// [`load_index`] over the rows `filter` keeps (catalog and pools alike).
+pub fn load_index_filtered(filter: &OfferFilter) -> Result<OfferIndex> {
+    let (_, catalog) = load_catalog_filtered(filter)?;
     let mut offers = catalog.into_offers();
-    offers.extend(skycat_controller::pools_as_offers());
+    offers.extend(skycat_controller::pools_as_offers().into_iter().filter(|o| filter.keeps(o)));
     Ok(OfferIndex::from_offers(offers))
+}
+
+/// Answers `req` over only the catalog rows a single task can use (see
+/// [`skycat_optimizer::offer_filter`]): most of the catalog is never turned into offers. A
+/// request that fails there is asked again over every row, so that its explanation is the
+/// whole catalog's.
+pub fn optimize_loading(
+    req: &OptimizeRequest,
+    egress: &EgressTable,
+    opts: &PlanOptions,
+) -> Result<std::result::Result<OptimizeResponse, PlanError>> {
+    let filter = match req {
+        OptimizeRequest::Task(t) => skycat_optimizer::offer_filter(t).unwrap_or_default(),
+        _ => OfferFilter::all(),
+    };
+    let first = optimize(req, &load_index_filtered(&filter)?, egress, opts);
+    if first.is_ok() || filter.is_all() {
+        return Ok(first);
+    }
+    Ok(optimize(req, &load_index()?, egress, opts))
 }
 
 /// Plans one task over `index` (what `skycat launch --dryrun` calls too).
@@ -308,8 +335,7 @@ pub fn run(args: OptimizeArgs) -> Result<()> {
         inputs,
         ..PlanOptions::default()
     };
-    let index = load_index()?;
-    let resp = optimize(&req, &index, &egress, &opts).map_err(|e| anyhow!("{}: {}", args.task.display(), explain(e)))?;
+    let resp = optimize_loading(&req, &egress, &opts)?.map_err(|e| anyhow!("{}: {}", args.task.display(), explain(e)))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&resp)?);
         return Ok(());

@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::bail;
 use comfy_table::{presets::NOTHING, Table};
 use serde::Serialize;
-use skycat_catalog::{accelerators, Catalog, Offer, OfferQuery};
+use skycat_catalog::{accelerators, Catalog, Offer, OfferFilter, OfferQuery};
 
-use super::load_catalog;
+use super::{load_catalog, load_catalog_filtered};
 
 /// The accelerators SkyPilot calls common; the summary lists them first.
 const COMMON: &[&str] = &[
@@ -88,8 +88,22 @@ fn new_table(header: &[&str]) -> Table {
 }
 
 pub fn run(args: ShowGpusArgs) -> anyhow::Result<()> {
-    let (_, catalog) = load_catalog()?;
-    let out = render(&catalog, &args)?;
+    // With an accelerator named, only its rows (of the clouds asked for) are loaded; a miss is
+    // answered again over the whole catalog, whose error names the nearest accelerators.
+    let filter = match &args.accelerator {
+        Some(raw) => match parse_accelerator_arg(raw) {
+            Ok((name, _)) if args.cloud.is_empty() => OfferFilter::accelerators([name]),
+            Ok((name, _)) => OfferFilter::accelerators([name]).in_clouds(&args.cloud),
+            Err(_) => OfferFilter::all(),
+        },
+        None => OfferFilter::all(),
+    };
+    let (_, catalog) = load_catalog_filtered(&filter)?;
+    let out = match render(&catalog, &args) {
+        Ok(out) => out,
+        Err(_) if !filter.is_all() => render(&load_catalog()?.1, &args)?,
+        Err(e) => return Err(e),
+    };
     print!("{out}");
     Ok(())
 }

@@ -25,7 +25,9 @@ pub struct OptimizeParams {
     /// Estimated run time in hours, for the total cost (default 1).
     #[param(exclusive_minimum = 0)]
     pub hours: Option<f64>,
-    /// Length cap of the failover list (default 100; 0 = no cap).
+    /// Length cap of the failover list (default 10; 0 = no cap). The CLI's `skycat optimize`
+    /// shows 100; an HTTP client rarely needs more than the first few, and the list is most of
+    /// the answer's size.
     pub max_failover: Option<usize>,
     /// A resource not to use: `cloud`, `cloud/region` or `cloud/region/zone`. Repeatable, or
     /// comma-separated.
@@ -40,8 +42,11 @@ pub struct OptimizeParams {
 
 const PARAMS: &[&str] = &["minimize", "hours", "max_failover", "blocked", "input"];
 
+/// The failover list's length in an HTTP answer unless `max_failover` says otherwise.
+pub const DEFAULT_MAX_FAILOVER: usize = 10;
+
 pub(crate) fn plan_options(pairs: &[(String, String)]) -> Result<PlanOptions, ApiError> {
-    let mut opts = PlanOptions::default();
+    let mut opts = PlanOptions { max_failover: DEFAULT_MAX_FAILOVER, ..PlanOptions::default() };
     for (k, v) in pairs {
         match k.as_str() {
             "minimize" => {
