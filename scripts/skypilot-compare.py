@@ -467,7 +467,40 @@ def recheck_duplicates(path, catalog_dir):
     print('\n'.join(table))
 
 
+def offline():
+    """SkyPilot with every catalog cloud enabled and nothing asked of a provider."""
+    import sky  # noqa: F401
+    from sky import check as sky_check
+    from sky.utils import registry
+    enabled = [registry.CLOUD_REGISTRY.from_str(c) for c in SKYPILOT_CLOUDS]
+    sky_check.get_cached_enabled_clouds_or_refresh = lambda *a, **k: enabled
+
+
+def once(task_path):
+    """One task, one process, as a user runs it (scripts/bench-catalog.sh times this): SkyPilot's
+    plan of TASK_YAML as JSON on the last line of stdout."""
+    offline()
+    with open(task_path, encoding='utf-8') as fh:
+        view = yaml.safe_load(fh)
+    print(json.dumps(sky_plan(view)))
+
+
+def show_gpus(arg):
+    """`sky show-gpus NAME:COUNT`'s data, in-process: the offers of that accelerator and count."""
+    offline()
+    from sky import catalog
+    name, _, count = arg.partition(':')
+    found = catalog.list_accelerators(gpus_only=True, name_filter=name, quantity_filter=int(count or 1),
+                                      clouds=SKYPILOT_CLOUDS, case_sensitive=False, all_regions=False)
+    rows = sum(len(v) for v in found.values())
+    print(json.dumps({'accelerators': sorted(found), 'rows': rows}))
+
+
 def main():
+    if len(sys.argv) > 2 and sys.argv[1] == 'once':
+        return once(sys.argv[2])
+    if len(sys.argv) > 2 and sys.argv[1] == 'show-gpus':
+        return show_gpus(sys.argv[2])
     if len(sys.argv) > 1 and sys.argv[1] == 'prepare':
         return prepare(sys.argv[2])
     if len(sys.argv) > 1 and sys.argv[1] == 'recheck-duplicates':

@@ -18,6 +18,12 @@
 //!   `TOKEN_CACHE_TTL`).
 //! * `BENCH_TLS_DIR=DIR`: HTTPS with the self-signed certificate kept in DIR (made on first use
 //!   by `skycat_server::tls::self_signed`, as `skycat serve` does).
+//! * `BENCH_CATALOG_DIR=DIR`: serve the catalog whose query indexes (`<cloud>.idx`, see
+//!   `skycat_catalog::index`) are in DIR (a `$SKYCAT_HOME/catalogs`, e.g. the full catalog of
+//!   `scripts/bench-catalog.sh`) instead of the synthetic one; the offer count argument is ignored.
+//! * `BENCH_RELOAD_MS=N`: reload the catalog every N ms while serving, through the server's own
+//!   refresher (decode on a blocking thread, index built on a blocking thread, swapped in
+//!   atomically), printing `reload: <ms> ms, <rows> rows` to stderr each time.
 
 use chrono::Utc;
 use skycat_catalog::Offer;
@@ -103,6 +109,26 @@ async fn auth_from_env() -> std::io::Result<Option<skycat_server::Auth>> {
     }
 }
 
+/// The offers of every `<cloud>.idx` in `dir`, sorted by cloud as `Catalog::load` orders them.
+fn offers_of_indexes(dir: &std::path::Path) -> std::io::Result<Vec<Offer>> {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == skycat_catalog::index::EXTENSION))
+        .collect();
+    files.sort();
+    let mut offers = Vec::new();
+    for path in files {
+        let bytes = std::fs::read(&path)?;
+        let (_, rows) = skycat_catalog::index::decode(&bytes).map_err(|e| other(format!("{}: {e}", path.display())))?;
+        offers.extend(rows);
+    }
+    if offers.is_empty() {
+        return Err(other(format!("{}: no <cloud>.idx files", dir.display())));
+    }
+    Ok(offers)
+}
+
 fn other(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
@@ -123,7 +149,39 @@ fn main() -> std::io::Result<()> {
             (Some(_), true) => "an API token required (SQLite store, cached)",
         };
         let config = ServerConfig { public_read: auth.is_none(), auth, ..ServerConfig::default() };
-        let app = AppBuilder::new(CatalogData::from_offers(synthetic(n))).config(config).build();
+        let catalog_dir = std::env::var_os("BENCH_CATALOG_DIR").map(std::path::PathBuf::from);
+        let offers = match &catalog_dir {
+            Some(dir) => offers_of_indexes(dir)?,
+            None => synthetic(n),
+        };
+        let n = offers.len();
+        let mut builder = AppBuilder::new(CatalogData::from_offers(offers)).config(config);
+        let reload_every = std::env::var("BENCH_RELOAD_MS").ok().and_then(|s| s.parse::<u64>().ok());
+        if reload_every.is_some() {
+            let dir = catalog_dir.clone();
+            builder = builder.refresh_action(std::sync::Arc::new(move || {
+                let dir = dir.clone();
+                async move {
+                    let offers = tokio::task::spawn_blocking(move || match dir {
+                        Some(dir) => offers_of_indexes(&dir),
+                        None => Ok(synthetic(n)),
+                    })
+                    .await??;
+                    Ok::<_, skycat_server::refresh::RefreshError>(CatalogData::from_offers(offers))
+                }
+            }));
+        }
+        let app = builder.build();
+        if let (Some(ms), Some(refresher)) = (reload_every, app.refresher.clone()) {
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                    let outcome = refresher.refresh_now().await;
+                    let took = (outcome.finished_at - outcome.started_at).num_microseconds().unwrap_or(0) as f64 / 1e3;
+                    eprintln!("reload: {took:.1} ms, {} rows, ok {}", outcome.rows.unwrap_or(0), outcome.ok);
+                }
+            });
+        }
         let listener = tokio::net::TcpListener::bind(&addr).await?;
         let scheme = if tls_dir.is_some() { "https" } else { "http" };
         eprintln!(
