@@ -35,6 +35,16 @@ impl Interner {
     pub(crate) fn name(&self, id: u32) -> &str {
         &self.names[id as usize]
     }
+    /// Each id's position among the names in byte order.
+    fn ranks(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = (0..self.names.len() as u32).collect();
+        ids.sort_unstable_by(|&a, &b| self.names[a as usize].cmp(&self.names[b as usize]));
+        let mut rank = vec![0; ids.len()];
+        for (r, id) in ids.into_iter().enumerate() {
+            rank[id as usize] = r as u32;
+        }
+        rank
+    }
 }
 
 pub(crate) const NO_ZONE: u32 = u32::MAX;
@@ -160,13 +170,23 @@ impl OfferIndex {
         ix.price.reserve(n);
         ix.spot.reserve(n);
         ix.flags.reserve(n);
+        let mut cloud_ids: HashMap<&str, u32> = HashMap::new();
         for (i, o) in offers.iter().enumerate() {
-            let cloud = o.cloud.to_ascii_lowercase();
-            let cid = ix.clouds.intern(&cloud);
+            let cid = match cloud_ids.get(o.cloud.as_str()) {
+                Some(&cid) => cid,
+                None => {
+                    let cid = ix.clouds.intern(&o.cloud.to_ascii_lowercase());
+                    cloud_ids.insert(&o.cloud, cid);
+                    cid
+                }
+            };
             if cid as usize == ix.cpu_defaults.len() {
-                ix.cpu_defaults.push(defaults::cpu_default(&cloud));
-                ix.unsupported.push(defaults::unsupported_features(&cloud));
+                let cloud = ix.clouds.name(cid);
+                let (rule, unsupported) = (defaults::cpu_default(cloud), defaults::unsupported_features(cloud));
+                ix.cpu_defaults.push(rule);
+                ix.unsupported.push(unsupported);
             }
+            let is_gcp = ix.clouds.name(cid) == "gcp";
             let rule = ix.cpu_defaults[cid as usize];
             let mut flags = 0u8;
             if o.has_accelerator() {
@@ -175,14 +195,14 @@ impl OfferIndex {
             if rule.families.is_none_or(|f| defaults::in_family(f, &o.instance_type)) {
                 flags |= F_DEFAULT_FAMILY;
             }
-            if cloud == "gcp" && o.has_accelerator() && defaults::is_gcp_n1_gpu_host(&o.instance_type) {
+            if is_gcp && o.has_accelerator() && defaults::is_gcp_n1_gpu_host(&o.instance_type) {
                 flags |= F_GCP_N1;
                 if defaults::is_gcp_default_host(&o.instance_type) {
                     flags |= F_GCP_DEFAULT_HOST;
                 }
-            } else if cloud == "gcp" && !o.has_accelerator() && o.instance_type.contains("-tpu") {
+            } else if is_gcp && !o.has_accelerator() && o.instance_type.contains("-tpu") {
                 flags |= F_NOT_A_VM;
-            } else if cloud == "gcp" && o.has_accelerator() {
+            } else if is_gcp && o.has_accelerator() {
                 let name = o.accelerator_name.as_deref().unwrap_or_default();
                 if defaults::gcp_accelerator_hosts(name, o.accelerator_count).is_some_and(|t| !t.contains(&o.instance_type.as_str())) {
                     flags |= F_GCP_OFF_TABLE;
@@ -222,27 +242,30 @@ impl OfferIndex {
             }
         }
         // Equal prices keep SkyPilot's region order: it lists an instance type's regions by price,
-        // then region and zone name, with US regions first on AWS, Lambda and Fluidstack.
-        let mut order: Vec<u32> = (0..n as u32).collect();
-        // SkyPilot's catalogs try US regions first on AWS, Lambda and Fluidstack, and Frosinone
-        // (it-fr2) first on Seeweb.
-        let us_last = |o: &Offer| match o.cloud.to_ascii_lowercase().as_str() {
-            "aws" | "lambda" | "fluidstack" => !o.region.starts_with("us-"),
-            "seeweb" => o.region != "it-fr2",
-            _ => false,
-        };
-        order.sort_by(|&a, &b| {
-            let (x, y) = (&offers[a as usize], &offers[b as usize]);
-            (ix.cloud[a as usize] != ix.cloud[b as usize])
-                .then(|| ix.clouds.name(ix.cloud[a as usize]).cmp(ix.clouds.name(ix.cloud[b as usize])))
-                .unwrap_or(std::cmp::Ordering::Equal)
-                .then_with(|| us_last(x).cmp(&us_last(y)))
-                .then_with(|| x.region.cmp(&y.region))
-                .then_with(|| x.zone.cmp(&y.zone))
-                .then(a.cmp(&b))
-        });
+        // then region and zone name, with US regions first on AWS, Lambda and Fluidstack, and
+        // Frosinone (it-fr2) first on Seeweb. One packed key per offer (names compared through
+        // their ranks), so the sort compares integers, not strings.
+        let (cloud_rank, region_rank, zone_rank) = (ix.clouds.ranks(), ix.regions.ranks(), ix.zones.ranks());
+        let mut keyed: Vec<(u32, bool, u32, u32, u32)> = (0..n)
+            .map(|i| {
+                let (o, cid) = (&offers[i], ix.cloud[i]);
+                let us_last = match ix.clouds.name(cid) {
+                    "aws" | "lambda" | "fluidstack" => !o.region.starts_with("us-"),
+                    "seeweb" => o.region != "it-fr2",
+                    _ => false,
+                };
+                // No zone sorts first, as `None < Some(_)`.
+                let zone = match ix.zone[i] {
+                    NO_ZONE => 0,
+                    z => 1 + zone_rank[z as usize],
+                };
+                (cloud_rank[cid as usize], us_last, region_rank[ix.region[i] as usize], zone, i as u32)
+            })
+            .collect();
+        keyed.sort_unstable();
+        let order = keyed.into_iter().map(|k| k.4);
         ix.tie = vec![0; n];
-        for (rank, id) in order.into_iter().enumerate() {
+        for (rank, id) in order.enumerate() {
             ix.tie[id as usize] = rank as u32;
         }
         let price = &ix.price;
