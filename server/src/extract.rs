@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{field_from_serde_message, ApiError};
 
 /// The body formats `POST /optimize` accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BodyFormat {
     Json,
     Yaml,

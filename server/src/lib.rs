@@ -13,6 +13,7 @@
 //! Errors are one type, [`error::ApiError`], rendered as JSON `{"error", "field", …}`. User input
 //! maps to 400/413/415/422 only.
 
+pub mod answer_cache;
 pub mod auth;
 pub mod error;
 pub mod extract;

@@ -147,8 +147,9 @@ impl CatalogSnapshot {
     /// it on a blocking thread.
     pub fn build(mut data: CatalogData, version: u64) -> Self {
         data.complete_sources("memory");
-        let index = OfferIndex::build(&data.offers);
         let gpus = gpu_summaries(&data.offers);
+        // The index takes the offers over: no copy of every row.
+        let index = OfferIndex::from_offers(std::mem::take(&mut data.offers));
         let accelerator_names = gpus.iter().map(|g| g.accelerator.clone()).collect();
         let clouds = data.sources.iter().map(|s| s.cloud.clone()).collect();
         CatalogSnapshot {
@@ -303,6 +304,8 @@ pub struct AppState {
     pub metrics: Metrics,
     pub config: ServerConfig,
     pub started_at: DateTime<Utc>,
+    /// `POST /optimize` answers of the catalog in service.
+    pub answers: crate::answer_cache::AnswerCache,
 }
 
 impl AppState {
@@ -322,6 +325,7 @@ impl AppState {
             metrics,
             config,
             started_at: Utc::now(),
+            answers: Default::default(),
         }
     }
 

@@ -120,11 +120,18 @@ async fn a_swap_changes_answers_and_status() {
     let task = r#"{"kind": "task", "resources": {"accelerators": "A100:8"}}"#;
     let (_, before) = s.post("/optimize", "application/json", task).await;
     assert_eq!(before["chosen"]["cloud"], "gcp");
+    // The same request again is answered from the answer cache, with the same answer.
+    assert_eq!(s.state.answers.len(), 1);
+    let (_, again) = s.post("/optimize", "application/json", task).await;
+    assert_eq!(again, before);
+    assert_eq!(s.state.answers.len(), 1);
     let outcome = s.refresher.as_ref().unwrap().refresh_now().await;
     assert!(outcome.ok);
     assert_eq!(outcome.rows, Some(9));
+    // A new catalog: the remembered answer is not served.
     let (_, after) = s.post("/optimize", "application/json", task).await;
     assert_eq!(after["chosen"]["cloud"], "aws");
+    assert_eq!(s.state.answers.len(), 1);
     let (_, status) = s.get_json("/catalog/status").await;
     assert_eq!(status["catalog_version"], 2);
     assert_eq!(status["rows"], 9);

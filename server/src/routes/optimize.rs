@@ -2,15 +2,17 @@
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::Json;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use skycat_optimizer::{
     optimize as run_optimize, BlockedResource, Minimize, OptimizeRequest, OptimizeResponse, PlanError,
     PlanOptions, TaskError,
 };
 use utoipa::IntoParams;
 
+use crate::answer_cache::AnswerKey;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{parse_f64, parse_usize, parse_json, BodyFormat, QueryPairs, RawBody};
 use crate::state::AppState;
@@ -204,23 +206,42 @@ pub async fn optimize(
     State(state): State<Arc<AppState>>,
     QueryPairs(pairs): QueryPairs,
     body: RawBody,
-) -> Result<Json<OptimizeResponse>, ApiError> {
+) -> Result<Response, ApiError> {
+    // An identical request against the same catalog version gets the same bytes.
+    let key = AnswerKey::of(body.format, &pairs, &body.bytes);
+    let version = state.snapshot_guard().version;
+    if let Some(answer) = key.as_ref().and_then(|k| state.answers.get(version, k)) {
+        return Ok(json_response(answer));
+    }
     let opts = plan_options(&pairs)?;
     let req = decode(&body)?;
-    let result = match req {
+    let (version, result) = match req {
         // A single task is a probe of the index: microseconds, answer inline.
         OptimizeRequest::Task(_) => {
             let snap = state.snapshot_guard();
-            run_optimize(&req, &snap.index, &state.egress, &opts)
+            (snap.version, run_optimize(&req, &snap.index, &state.egress, &opts))
         }
         // DAGs and fleets are MILPs: solve on a blocking thread, holding this request's snapshot.
         _ => {
             let snap = state.snapshot();
             let st = state.clone();
-            tokio::task::spawn_blocking(move || run_optimize(&req, &snap.index, &st.egress, &opts))
+            let version = snap.version;
+            let result = tokio::task::spawn_blocking(move || run_optimize(&req, &snap.index, &st.egress, &opts))
                 .await
-                .map_err(|e| ApiError::internal(format!("the planner failed: {e}")))?
+                .map_err(|e| ApiError::internal(format!("the planner failed: {e}")))?;
+            (version, result)
         }
     };
-    result.map(Json).map_err(plan_error)
+    let plan = result.map_err(plan_error)?;
+    let answer = Bytes::from(
+        serde_json::to_vec(&plan).map_err(|e| ApiError::internal(format!("cannot encode the plan: {e}")))?,
+    );
+    if let Some(key) = key {
+        state.answers.put(version, key, answer.clone());
+    }
+    Ok(json_response(answer))
+}
+
+fn json_response(answer: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], answer).into_response()
 }
