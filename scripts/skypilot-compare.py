@@ -420,16 +420,12 @@ def report(path, catalog_dir=None):
             print(f"| {r['task']} | {r['infra']} | {show(r['skypilot'])} | {show(r['skycat'])} |")
 
 
-def recheck_duplicates(path, catalog_dir):
-    """The `sky-assert-duplicate-az` rows again, against a copy of the catalog whose AWS file
-    keeps one row per (instance type, zone): of two, the one with a spot price. Prints what
-    SkyPilot picks once its assertion no longer fires, next to skycat's choice."""
+def drop_duplicate_aws_rows(catalog_dir):
+    """SkyPilot asserts that its AWS catalog lists an instance type once per zone; the published
+    one lists p4de.24xlarge twice in 5 AZs (with and without a spot price). Keep, of two, the row
+    with a spot price, in CATALOG_DIR/aws/vms.csv."""
     import csv
-    import shutil
-    home = tempfile.mkdtemp(prefix='skypilot-compare-dedup-')
-    cat = os.path.join(home, '.sky', 'catalogs', os.path.basename(os.path.normpath(catalog_dir)))
-    shutil.copytree(catalog_dir, cat)
-    aws = os.path.join(cat, 'aws', 'vms.csv')
+    aws = os.path.join(catalog_dir, 'aws', 'vms.csv')
     with open(aws, encoding='utf-8') as fh:
         reader = csv.DictReader(fh)
         fields, rows = reader.fieldnames, list(reader)
@@ -443,6 +439,17 @@ def recheck_duplicates(path, catalog_dir):
         w.writeheader()
         w.writerows(kept)
     print(f'{len(rows) - len(kept)} duplicate AWS rows dropped', file=sys.stderr)
+
+
+def recheck_duplicates(path, catalog_dir):
+    """The `sky-assert-duplicate-az` rows again, against a copy of the catalog whose AWS file
+    keeps one row per (instance type, zone): of two, the one with a spot price. Prints what
+    SkyPilot picks once its assertion no longer fires, next to skycat's choice."""
+    import shutil
+    home = tempfile.mkdtemp(prefix='skypilot-compare-dedup-')
+    cat = os.path.join(home, '.sky', 'catalogs', os.path.basename(os.path.normpath(catalog_dir)))
+    shutil.copytree(catalog_dir, cat)
+    drop_duplicate_aws_rows(cat)
     os.environ['HOME'] = home
     import sky  # noqa: F401
     from sky import check as sky_check
@@ -497,6 +504,8 @@ def show_gpus(arg):
 
 
 def main():
+    if len(sys.argv) > 2 and sys.argv[1] == 'dedupe':
+        return drop_duplicate_aws_rows(sys.argv[2])
     if len(sys.argv) > 2 and sys.argv[1] == 'once':
         return once(sys.argv[2])
     if len(sys.argv) > 2 and sys.argv[1] == 'show-gpus':
