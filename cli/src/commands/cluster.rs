@@ -281,16 +281,25 @@ pub async fn run(cmd: ClusterCommand) -> Result<()> {
 
 /// The plan a launch executes (what `--dryrun` prints), over the catalog and the enabled
 /// backends.
+///
+/// Like `skycat optimize`, it loads only the rows the task can use (see
+/// [`skycat_optimizer::offer_filter`]) and asks again over the whole catalog when that fails, so
+/// that the error explains against every row.
 pub fn plan_for(ctl: &Controller, spec: &skycat_optimizer::TaskSpec, blocked: &[String]) -> Result<LaunchPlan> {
-    let (_, catalog) = crate::commands::load_catalog()?;
-    let offers = catalog.into_offers();
     let opts = PlanOptions {
         blocked: blocked.iter().map(|b| crate::commands::optimize::parse_block(b)).collect::<Result<_>>()?,
         // The same data-locality terms as `skycat optimize`: the task's buckets, looked up.
         inputs: crate::commands::optimize::data_inputs(spec, &[], true),
         ..PlanOptions::default()
     };
-    ctl.plan_launch(spec, &offers, &opts).map_err(|e| match e {
+    let filter = skycat_optimizer::offer_filter(spec).unwrap_or_default();
+    let (_, catalog) = crate::commands::load_catalog_filtered(&filter)?;
+    let first = ctl.plan_launch(spec, &catalog.into_offers(), &opts);
+    let result = match first {
+        Err(_) if !filter.is_all() => ctl.plan_launch(spec, &crate::commands::load_catalog()?.1.into_offers(), &opts),
+        first => first,
+    };
+    result.map_err(|e| match e {
         PlacementError::Plan(p) => crate::commands::optimize::explain(p),
         other => anyhow!("{other}"),
     })
