@@ -282,10 +282,10 @@ pub fn decode_body_filtered(body: &[u8], filter: &OfferFilter) -> Result<Vec<Off
     let mut accelerators = Verdicts::new(n_strings, filter.keeps_accelerator(None));
     let mut offers = Vec::with_capacity(if every_row { rows } else { 0 });
     for i in 0..rows {
-        if !every_row
-            && !(clouds.keeps(word32(text[0], i), &strings, |c| filter.keeps_cloud(c))
-                && accelerators.keeps(word32(text[4], i), &strings, |a| filter.keeps_accelerator(Some(a))))
-        {
+        let kept = every_row
+            || (clouds.keeps(word32(text[0], i), &strings, |c| filter.keeps_cloud(c))
+                && accelerators.keeps(word32(text[4], i), &strings, |a| filter.keeps_accelerator(Some(a))));
+        if !kept {
             continue;
         }
         let millis = word64(fetched, i) as i64;
