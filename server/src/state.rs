@@ -63,11 +63,22 @@ impl CatalogData {
     pub fn complete_sources(&mut self, origin: &str) {
         let mut per_cloud: BTreeMap<&str, (usize, Option<DateTime<Utc>>, BTreeSet<&str>)> =
             BTreeMap::new();
-        for o in &self.offers {
-            let e = per_cloud.entry(o.cloud.as_str()).or_default();
-            e.0 += 1;
-            e.1 = Some(e.1.map_or(o.fetched_at, |t| t.max(o.fetched_at)));
-            e.2.insert(o.source.as_str());
+        // Rows come grouped by cloud, mostly with one source each: look the cloud up once per
+        // run of rows and the source once per change, not once per row.
+        let mut rest: &[Offer] = &self.offers;
+        while let Some(first) = rest.first() {
+            let run = rest.iter().position(|o| o.cloud != first.cloud).unwrap_or(rest.len());
+            let e = per_cloud.entry(first.cloud.as_str()).or_default();
+            let mut last_source = None;
+            for o in &rest[..run] {
+                e.0 += 1;
+                e.1 = Some(e.1.map_or(o.fetched_at, |t| t.max(o.fetched_at)));
+                if last_source != Some(o.source.as_str()) {
+                    e.2.insert(o.source.as_str());
+                    last_source = Some(o.source.as_str());
+                }
+            }
+            rest = &rest[run..];
         }
         let mut sources: Vec<CloudSource> = Vec::new();
         for (cloud, (rows, as_of, srcs)) in &per_cloud {
