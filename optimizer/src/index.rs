@@ -8,6 +8,10 @@
 
 use std::collections::HashMap;
 
+// The index hashes catalog names (trusted data, built once per catalog version): a fast
+// non-keyed hasher, not SipHash. Requests only look keys up.
+use rustc_hash::FxHashMap;
+
 use skycat_catalog::Offer;
 
 use crate::defaults::{self, CpuDefault};
@@ -15,7 +19,7 @@ use crate::defaults::{self, CpuDefault};
 /// Interns strings to dense u32 ids.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Interner {
-    ids: HashMap<String, u32>,
+    ids: FxHashMap<String, u32>,
     names: Vec<String>,
 }
 
@@ -122,11 +126,11 @@ pub struct OfferIndex {
     pub(crate) regions: Interner,
     pub(crate) zones: Interner,
     pub(crate) itypes: Interner,
-    pub(crate) groups: HashMap<GroupKey, Group>,
+    pub(crate) groups: FxHashMap<GroupKey, Group>,
     /// Lower-cased accelerator name -> the counts it comes in (×1000).
     pub(crate) counts_by_name: HashMap<String, Vec<u64>>,
     /// Instance type id -> offer ids.
-    pub(crate) by_itype: HashMap<u32, Vec<u32>>,
+    pub(crate) by_itype: FxHashMap<u32, Vec<u32>>,
     /// Display names of accelerators, by lower-cased name.
     pub(crate) accel_display: HashMap<String, String>,
 }
@@ -159,7 +163,7 @@ impl OfferIndex {
         let offers: &[Offer] = &owned;
         let mut ix = OfferIndex::default();
         // Catalog names are canonical already; canonicalize each distinct spelling once.
-        let mut keys: HashMap<&str, String> = HashMap::new();
+        let mut keys: FxHashMap<&str, String> = FxHashMap::default();
         let n = offers.len();
         ix.cloud.reserve(n);
         ix.region.reserve(n);
@@ -170,7 +174,7 @@ impl OfferIndex {
         ix.price.reserve(n);
         ix.spot.reserve(n);
         ix.flags.reserve(n);
-        let mut cloud_ids: HashMap<&str, u32> = HashMap::new();
+        let mut cloud_ids: FxHashMap<&str, u32> = FxHashMap::default();
         for (i, o) in offers.iter().enumerate() {
             let cid = match cloud_ids.get(o.cloud.as_str()) {
                 Some(&cid) => cid,
