@@ -18,13 +18,20 @@ use std::path::PathBuf;
 
 use skycat_catalog::{embedded_default, parquet, Offer};
 
-/// Copy `round` of a shipped offer: a synthetic region and zone, a price within ±20%.
-fn replica(base: &Offer, round: usize, i: usize) -> Offer {
+/// FNV-1a: a deterministic hash of the text, the same on every machine and run.
+fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// Copy `round` of a shipped offer: a synthetic region and zone, a price within ±20%. The factor
+/// depends on the region, the instance type and the round only, so every zone of a synthetic
+/// region keeps one on-demand price per type, as real catalogs do (SkyPilot asserts it).
+fn replica(base: &Offer, round: usize) -> Offer {
     let mut o = base.clone();
     if round > 0 {
+        let factor = 0.8 + (fnv1a(&format!("{}/{}/{round}", o.region, o.instance_type)) % 401) as f64 / 1000.0;
         o.region = format!("{}-syn{round}", o.region);
         o.zone = o.zone.map(|z| format!("{z}-syn{round}"));
-        let factor = 0.8 + ((i * 7919) % 401) as f64 / 1000.0;
         o.price = o.price.map(|p| p * factor);
         o.spot_price = o.spot_price.map(|p| p * factor);
     }
@@ -32,7 +39,7 @@ fn replica(base: &Offer, round: usize, i: usize) -> Offer {
 }
 
 fn grow(base: &[Offer], n: usize) -> Vec<Offer> {
-    (0..n).map(|i| replica(&base[i % base.len()], i / base.len(), i)).collect()
+    (0..n).map(|i| replica(&base[i % base.len()], i / base.len())).collect()
 }
 
 fn parse_per_cloud(spec: &str) -> Result<BTreeMap<String, usize>, String> {
