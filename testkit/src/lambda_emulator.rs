@@ -547,7 +547,7 @@ fn launch(st: &mut State, b: Map<String, Value>) -> Result<Response, Response> {
     if !st.keys.iter().any(|k| k.1 == key) {
         return Err(refuse(st, &mut seen, StatusCode::NOT_FOUND, "global/object-does-not-exist", "Specified SSH key does not exist.", None));
     }
-    match st.faults.get(&region) {
+    match st.faults.get(&region).copied() {
         Some(LaunchFault::QuotaExceeded) => {
             return Err(refuse(st, &mut seen, StatusCode::BAD_REQUEST, "global/quota-exceeded", "Quota exceeded.", Some("Contact Support to increase your quota.")))
         }

@@ -20,10 +20,12 @@ pub const DEFAULT_ENDPOINT: &str = "https://cloud.lambda.ai/";
 pub const ENDPOINT_VAR: &str = "SKYCAT_LAMBDA_ENDPOINT";
 /// Where the API key is looked for, in order (as `skycat check` does).
 pub const KEY_VARS: &[&str] = &["SKYCAT_LAMBDA_API_KEY", "LAMBDA_API_KEY"];
+/// Tries per call when Lambda answers 429 (waits 2, 4, 8, 16 s between them).
+const RATE_LIMIT_ATTEMPTS: u32 = 5;
 
 /// A failed call: the HTTP status and Lambda's error code when it answered with one.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{op}: {}{message}", code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default())]
+#[error("{op}: {}{message}", .code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default())]
 pub struct LambdaError {
     /// `POST instance-operations/launch`.
     pub op: String,
@@ -229,7 +231,24 @@ impl LambdaApi {
         self.base.as_str()
     }
 
+    /// One call, retried on HTTP 429: Lambda allows about 1 request/s and one launch per 12 s
+    /// (SkyPilot retries 429 with backoff too).
     async fn call<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<serde_json::Value>) -> Result<T, LambdaError> {
+        let mut pause = Duration::from_secs(2);
+        for _ in 1..RATE_LIMIT_ATTEMPTS {
+            match self.call_once(method.clone(), path, body.clone()).await {
+                Err(e) if e.status == Some(StatusCode::TOO_MANY_REQUESTS.as_u16()) => {
+                    tracing::debug!("{e}; retrying in {pause:?}");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(16));
+                }
+                other => return other,
+            }
+        }
+        self.call_once(method, path, body).await
+    }
+
+    async fn call_once<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<serde_json::Value>) -> Result<T, LambdaError> {
         let op = format!("{method} {path}");
         let err = |status: Option<u16>, code: Option<String>, message: String| LambdaError { op: op.clone(), status, code, message };
         let url = self.base.join(path).map_err(|e| err(None, None, format!("bad path: {e}")))?;
