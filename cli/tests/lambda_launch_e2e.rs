@@ -19,7 +19,7 @@ use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use skycat_testkit::lambda_emulator::{LambdaEmulator, LambdaEmulatorConfig, LaunchFault};
+use skycat_testkit::lambda_emulator::{LambdaEmulator, LambdaEmulatorConfig, LaunchFault, REGIONS};
 
 #[path = "../../controller/tests/common/mod.rs"]
 mod common;
@@ -152,7 +152,9 @@ async fn launch_on_lambda_fails_over_runs_refuses_stop_and_goes_down() {
 
     emu.fail_launches("us-east-1", LaunchFault::InsufficientCapacity);
     emu.fail_launches("us-east-2", LaunchFault::QuotaExceeded);
-    emu.set_capacity("gpu_1x_a10", &["us-midwest-1", "us-west-1"]);
+    // Every region lists capacity but us-east-3 (the list is a hint: us-east-1/2 still refuse).
+    let listed: Vec<&str> = REGIONS.iter().map(|r| r.0).filter(|r| *r != "us-east-3").collect();
+    emu.set_capacity("gpu_1x_a10", &listed);
     let t0 = Instant::now();
     let out = env.skycat(&["launch", "-c", "web", task.to_str().unwrap(), "-y"]);
     let log = text(&out);

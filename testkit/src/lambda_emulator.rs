@@ -274,10 +274,10 @@ fn b64(input: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for c in input.chunks(3) {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        let n = ((c[0] as u32) << 16) | ((*c.get(1).unwrap_or(&0) as u32) << 8) | (*c.get(2).unwrap_or(&0) as u32);
         for k in 0..4 {
             if k <= c.len() {
-                out.push(T[(n >> (18 - 6 * k) & 63) as usize] as char);
+                out.push(T[((n >> (18 - 6 * k)) & 63) as usize] as char);
             } else {
                 out.push('=');
             }
