@@ -47,9 +47,11 @@ pub const REGIONS: &[(&str, &str)] = &[
     ("us-midwest-2", "Illinois, USA"),
 ];
 
-/// The instance types the emulator sells: (name, description, gpu_description, cents/h, vcpus,
-/// memory GiB, storage GiB, gpus), shaped like the spec's examples.
-const TYPES: &[(&str, &str, &str, i64, u32, u32, u32, u32)] = &[
+/// (name, description, gpu_description, cents/h, vcpus, memory GiB, storage GiB, gpus).
+type TypeRow = (&'static str, &'static str, &'static str, i64, u32, u32, u32, u32);
+
+/// The instance types the emulator sells, shaped like the spec's examples.
+const TYPES: &[TypeRow] = &[
     ("gpu_1x_a10", "1x A10 (24 GB PCIe)", "A10 (24 GB PCIe)", 75, 30, 200, 1400, 1),
     ("gpu_1x_a100_sxm4", "1x A100 (40 GB SXM4)", "A100 (40 GB SXM4)", 129, 30, 200, 512, 1),
     ("gpu_8x_h100_sxm5", "8x H100 (80 GB SXM5)", "H100 (80 GB SXM5)", 2392, 208, 1800, 24780, 8),
@@ -311,23 +313,29 @@ fn handle(state: &Mutex<State>, method: Method, uri: Uri, headers: HeaderMap, bo
     }
     let segs: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
     // Parses a POST body as a JSON object (content type and shape checked).
-    let parse = |st: &mut State, what: &str| -> Result<Map<String, Value>, Response> {
+    let parse = |st: &mut State, what: &str| -> Result<Map<String, Value>, Box<Response>> {
         let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
         if !ct.starts_with("application/json") {
-            return Err(invalid(st, what, format!("Content-Type must be application/json (got {ct:?})")));
+            return Err(Box::new(invalid(st, what, format!("Content-Type must be application/json (got {ct:?})"))));
         }
         match serde_json::from_slice::<Value>(&body) {
             Ok(Value::Object(m)) => Ok(m),
-            Ok(_) => Err(invalid(st, what, "the body must be a JSON object".into())),
-            Err(e) => Err(invalid(st, what, format!("the body is not JSON ({e})"))),
+            Ok(_) => Err(Box::new(invalid(st, what, "the body must be a JSON object".into()))),
+            Err(e) => Err(Box::new(invalid(st, what, format!("the body is not JSON ({e})")))),
         }
     };
     match (method.clone(), segs.as_slice()) {
         (Method::GET, ["instance-types"]) => instance_types(st),
-        (Method::POST, ["instance-operations", "launch"]) => parse(st, "launch").and_then(|b| launch(st, b)).unwrap_or_else(|e| e),
+        (Method::POST, ["instance-operations", "launch"]) => match parse(st, "launch") {
+            Ok(b) => launch(st, b),
+            Err(e) => *e,
+        },
         (Method::POST, ["instance-operations", op @ ("terminate" | "restart")]) => {
             let op = op.to_string();
-            parse(st, &op).and_then(|b| operate(st, &op, b)).unwrap_or_else(|e| e)
+            match parse(st, &op) {
+                Ok(b) => operate(st, &op, b),
+                Err(e) => *e,
+            }
         }
         (Method::GET, ["instances"]) => {
             let ids: Vec<usize> = (0..st.instances.len()).filter(|k| !st.instances[*k].view.delisted).collect();
@@ -344,7 +352,10 @@ fn handle(state: &Mutex<State>, method: Method, uri: Uri, headers: HeaderMap, bo
         (Method::GET, ["ssh-keys"]) => {
             ok(Value::Array(st.keys.iter().map(|(id, name, pk)| json!({"id": id, "name": name, "public_key": pk})).collect()))
         }
-        (Method::POST, ["ssh-keys"]) => parse(st, "ssh-keys").and_then(|b| add_key(st, b)).unwrap_or_else(|e| e),
+        (Method::POST, ["ssh-keys"]) => match parse(st, "ssh-keys") {
+            Ok(b) => add_key(st, b),
+            Err(e) => *e,
+        },
         (Method::DELETE, ["ssh-keys", id]) => {
             let before = st.keys.len();
             st.keys.retain(|k| k.0 != *id);
@@ -527,9 +538,9 @@ fn check_launch(b: &Map<String, Value>) -> Result<(), String> {
     Ok(())
 }
 
-fn launch(st: &mut State, b: Map<String, Value>) -> Result<Response, Response> {
+fn launch(st: &mut State, b: Map<String, Value>) -> Response {
     if let Err(why) = check_launch(&b) {
-        return Err(invalid(st, "launch", why));
+        return invalid(st, "launch", why);
     }
     let region = b["region_name"].as_str().unwrap_or_default().to_string();
     let itype = b["instance_type_name"].as_str().unwrap_or_default().to_string();
@@ -542,22 +553,22 @@ fn launch(st: &mut State, b: Map<String, Value>) -> Result<Response, Response> {
         error(status, code, msg, sugg)
     };
     if !TYPES.iter().any(|t| t.0 == itype) {
-        return Err(refuse(st, &mut seen, StatusCode::NOT_FOUND, "global/object-does-not-exist", "Specified instance type does not exist.", None));
+        return refuse(st, &mut seen, StatusCode::NOT_FOUND, "global/object-does-not-exist", "Specified instance type does not exist.", None);
     }
     if !st.keys.iter().any(|k| k.1 == key) {
-        return Err(refuse(st, &mut seen, StatusCode::NOT_FOUND, "global/object-does-not-exist", "Specified SSH key does not exist.", None));
+        return refuse(st, &mut seen, StatusCode::NOT_FOUND, "global/object-does-not-exist", "Specified SSH key does not exist.", None);
     }
     match st.faults.get(&region).copied() {
         Some(LaunchFault::QuotaExceeded) => {
-            return Err(refuse(st, &mut seen, StatusCode::BAD_REQUEST, "global/quota-exceeded", "Quota exceeded.", Some("Contact Support to increase your quota.")))
+            return refuse(st, &mut seen, StatusCode::BAD_REQUEST, "global/quota-exceeded", "Quota exceeded.", Some("Contact Support to increase your quota."))
         }
         Some(LaunchFault::InsufficientCapacity) => {
-            return Err(refuse(st, &mut seen, StatusCode::BAD_REQUEST, "instance-operations/launch/insufficient-capacity", "Not enough capacity to fulfill launch request.", None))
+            return refuse(st, &mut seen, StatusCode::BAD_REQUEST, "instance-operations/launch/insufficient-capacity", "Not enough capacity to fulfill launch request.", None)
         }
         None => {}
     }
     if !st.capacity.get(&itype).is_some_and(|c| c.contains(&region)) {
-        return Err(refuse(st, &mut seen, StatusCode::BAD_REQUEST, "instance-operations/launch/insufficient-capacity", "Not enough capacity to fulfill launch request.", None));
+        return refuse(st, &mut seen, StatusCode::BAD_REQUEST, "instance-operations/launch/insufficient-capacity", "Not enough capacity to fulfill launch request.", None);
     }
     let k = st.next_host;
     st.next_host += 1;
@@ -578,25 +589,25 @@ fn launch(st: &mut State, b: Map<String, Value>) -> Result<Response, Response> {
     st.instances.push(Instance { view, reads_left, image: b.get("image").cloned() });
     seen.outcome = Ok(id.clone());
     st.launches.push(seen);
-    Ok(ok(json!({ "instance_ids": [id] })))
+    ok(json!({ "instance_ids": [id] }))
 }
 
-fn operate(st: &mut State, op: &str, b: Map<String, Value>) -> Result<Response, Response> {
+fn operate(st: &mut State, op: &str, b: Map<String, Value>) -> Response {
     if let Some(k) = b.keys().find(|k| k.as_str() != "instance_ids") {
-        return Err(invalid(st, op, format!("unknown field {k:?}")));
+        return invalid(st, op, format!("unknown field {k:?}"));
     }
     let Some(ids) = b.get("instance_ids").and_then(Value::as_array) else {
-        return Err(invalid(st, op, "missing required field \"instance_ids\" (an array)".into()));
+        return invalid(st, op, "missing required field \"instance_ids\" (an array)".into());
     };
     if ids.is_empty() || ids.iter().any(|i| !i.is_string()) {
-        return Err(invalid(st, op, "instance_ids must be a non-empty array of strings".into()));
+        return invalid(st, op, "instance_ids must be a non-empty array of strings".into());
     }
     let ids: Vec<&str> = ids.iter().filter_map(Value::as_str).collect();
     let mut ks = Vec::new();
     for id in &ids {
         match st.instances.iter().position(|i| i.view.id == *id && !i.view.delisted && i.view.status != "terminated") {
             Some(k) => ks.push(k),
-            None => return Err(not_found("instance")),
+            None => return not_found("instance"),
         }
     }
     let boot_reads = st.cfg.boot_reads;
@@ -607,7 +618,7 @@ fn operate(st: &mut State, op: &str, b: Map<String, Value>) -> Result<Response, 
             i.view.status = "terminating".into();
         } else {
             if i.view.status != "active" {
-                return Err(error(StatusCode::BAD_REQUEST, "global/invalid-parameters", "Instance cannot be restarted now.", None));
+                return error(StatusCode::BAD_REQUEST, "global/invalid-parameters", "Instance cannot be restarted now.", None);
             }
             i.view.status = "booting".into();
             i.reads_left = boot_reads;
@@ -615,32 +626,32 @@ fn operate(st: &mut State, op: &str, b: Map<String, Value>) -> Result<Response, 
         out.push(render(i));
     }
     let key = if op == "terminate" { "terminated_instances" } else { "restarted_instances" };
-    Ok(ok(json!({ key: out })))
+    ok(json!({ key: out }))
 }
 
-fn add_key(st: &mut State, b: Map<String, Value>) -> Result<Response, Response> {
+fn add_key(st: &mut State, b: Map<String, Value>) -> Response {
     if let Some(k) = b.keys().find(|k| k.as_str() != "name" && k.as_str() != "public_key") {
-        return Err(invalid(st, "ssh-keys", format!("unknown field {k:?}")));
+        return invalid(st, "ssh-keys", format!("unknown field {k:?}"));
     }
     let Some(name) = b.get("name").and_then(Value::as_str) else {
-        return Err(invalid(st, "ssh-keys", "missing required field \"name\" (a string)".into()));
+        return invalid(st, "ssh-keys", "missing required field \"name\" (a string)".into());
     };
     if name.is_empty() || name.chars().count() > 64 {
-        return Err(invalid(st, "ssh-keys", "name must be 1 to 64 characters".into()));
+        return invalid(st, "ssh-keys", "name must be 1 to 64 characters".into());
     }
     let Some(pk) = b.get("public_key").and_then(Value::as_str) else {
         // Lambda would generate a pair and return the private half; the emulator does not.
-        return Err(invalid(st, "ssh-keys", "public_key missing: key generation is not emulated".into()));
+        return invalid(st, "ssh-keys", "public_key missing: key generation is not emulated".into());
     };
     if pk.len() > 4096 || !(pk.starts_with("ssh-") || pk.starts_with("ecdsa-")) {
-        return Err(invalid(st, "ssh-keys", "public_key is not an OpenSSH public key of at most 4096 characters".into()));
+        return invalid(st, "ssh-keys", "public_key is not an OpenSSH public key of at most 4096 characters".into());
     }
     if st.keys.iter().any(|k| k.1 == name) {
-        return Err(error(StatusCode::BAD_REQUEST, "global/invalid-parameters", "Invalid request data. SSH key name must be unique.", None));
+        return error(StatusCode::BAD_REQUEST, "global/invalid-parameters", "Invalid request data. SSH key name must be unique.", None);
     }
     let id = format!("{:032x}", 0xabcd_0000_u128 + st.keys.len() as u128);
     st.keys.push((id.clone(), name.to_string(), pk.to_string()));
-    Ok(ok(json!({ "id": id, "name": name, "public_key": pk })))
+    ok(json!({ "id": id, "name": name, "public_key": pk }))
 }
 
 #[cfg(test)]

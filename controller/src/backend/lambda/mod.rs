@@ -233,13 +233,10 @@ impl Lambda {
 
     async fn launch_nodes(&self, api: &LambdaApi, req: &ProvisionRequest, key_name: &str, ids: &mut Vec<String>) -> Result<(), ProvisionError> {
         let p = &req.placement;
-        let image = match req.image_id.as_ref().and_then(|i| i.for_region(&p.region)) {
-            Some(s) => Some(match s.strip_prefix("family:") {
-                Some(f) => ImageSpec::Family(f.to_string()),
-                None => ImageSpec::Id(s.to_string()),
-            }),
-            None => None,
-        };
+        let image = req.image_id.as_ref().and_then(|i| i.for_region(&p.region)).map(|s| match s.strip_prefix("family:") {
+            Some(f) => ImageSpec::Family(f.to_string()),
+            None => ImageSpec::Id(s.to_string()),
+        });
         for rank in 0..req.num_nodes.max(1) {
             let body = LaunchRequest {
                 region_name: p.region.clone(),
