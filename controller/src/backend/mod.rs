@@ -7,6 +7,7 @@
 //! A new cloud is one new file in this folder plus one line in [`Backends::registry`].
 
 pub mod aws;
+pub mod runpod;
 pub mod ssh;
 
 use std::collections::BTreeMap;
@@ -234,6 +235,7 @@ impl Backends {
         let list: Vec<Arc<dyn Backend>> = vec![
             Arc::new(ssh::SshPools::new(cx.clone())),
             Arc::new(aws::Aws::new(cx.clone())),
+            Arc::new(runpod::RunPod::new(cx.clone())),
         ];
         Backends { by_infra: list.into_iter().map(|b| (b.infra(), b)).collect() }
     }
@@ -258,7 +260,7 @@ impl Backends {
 
 /// Clouds that have a provisioning backend (the registry without `ssh`), for code that has no
 /// context at hand, such as `skycat check`. A test keeps it equal to the registry.
-pub const CLOUD_BACKENDS: &[&str] = &["aws"];
+pub const CLOUD_BACKENDS: &[&str] = &["aws", "runpod"];
 
 /// Parses a task's `ports` entries ("8080", "8000-8010") into inclusive ranges.
 pub fn parse_ports(ports: &[String]) -> Result<Vec<(u16, u16)>, ProvisionError> {
