@@ -212,14 +212,8 @@ impl RunPod {
                 let Some(pod) = api.pod(id).await? else {
                     return Err(ProvisionError::new(ErrorClass::Capacity, format!("pod {id} vanished while starting")));
                 };
-                match pod.desired_status.as_deref() {
-                    Some("EXITED" | "PAUSED" | "DEAD" | "TERMINATED") => {
-                        return Err(ProvisionError::new(
-                            ErrorClass::Capacity,
-                            format!("pod {id} is {} while starting", pod.desired_status.as_deref().unwrap_or("?")),
-                        ));
-                    }
-                    _ => {}
+                if let Some(s @ ("EXITED" | "PAUSED" | "DEAD" | "TERMINATED")) = pod.desired_status.as_deref() {
+                    return Err(ProvisionError::new(ErrorClass::Capacity, format!("pod {id} is {s} while starting")));
                 }
                 if pod.ssh_endpoint().is_some() {
                     ready.push(pod);
