@@ -8,6 +8,7 @@
 
 pub mod aws;
 pub mod lambda;
+pub mod runpod;
 pub mod ssh;
 
 use std::collections::BTreeMap;
@@ -242,6 +243,7 @@ impl Backends {
             Arc::new(ssh::SshPools::new(cx.clone())),
             Arc::new(aws::Aws::new(cx.clone())),
             Arc::new(lambda::Lambda::new(cx.clone())),
+            Arc::new(runpod::RunPod::new(cx.clone())),
         ];
         Backends { by_infra: list.into_iter().map(|b| (b.infra(), b)).collect() }
     }
@@ -266,7 +268,7 @@ impl Backends {
 
 /// Clouds that have a provisioning backend (the registry without `ssh`), for code that has no
 /// context at hand, such as `skycat check`. A test keeps it equal to the registry.
-pub const CLOUD_BACKENDS: &[&str] = &["aws", "lambda"];
+pub const CLOUD_BACKENDS: &[&str] = &["aws", "lambda", "runpod"];
 
 /// Parses a task's `ports` entries ("8080", "8000-8010") into inclusive ranges.
 pub fn parse_ports(ports: &[String]) -> Result<Vec<(u16, u16)>, ProvisionError> {

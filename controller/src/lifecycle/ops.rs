@@ -320,6 +320,10 @@ impl Controller {
             if n.ip != p.target.host {
                 self.store.set_node_address(&c.id, n.rank, &p.target.host).await?;
             }
+            // Port-mapping clouds (RunPod) may hand out a new public port for sshd.
+            if n.port != p.target.port {
+                self.store.set_node_port(&c.id, n.rank, p.target.port).await?;
+            }
         }
         let nodes = self.store.nodes(&c.id).await?;
         let wait = if c.cloud() == "ssh" { Duration::ZERO } else { ssh_ready_timeout() };
