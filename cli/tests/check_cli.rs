@@ -203,15 +203,16 @@ fn start_lambda() -> String {
 }
 
 #[test]
-fn lambda_key_verified_then_rejected_stays_prices_only() {
+fn lambda_key_verified_enables_launch_then_rejected_is_prices_only() {
     let base = start_lambda();
     let dir = tempfile::tempdir().expect("tempdir");
     let out = skycat(dir.path(), &["check", "lambda"], &[("SKYCAT_LAMBDA_ENDPOINT", &base), ("LAMBDA_API_KEY", "good-key")]);
     assert!(out.status.success(), "stderr: {}", stderr(&out));
     let l = stdout(&out);
     let l = line(&l, "lambda");
-    assert!(l.contains("verified (GET /api/v1/instance-types)") && l.contains("prices only (no launch backend yet)"), "{l}");
+    assert!(l.contains("verified (GET /api/v1/instance-types)") && l.contains("enabled (launch)"), "{l}");
     assert_eq!(cache(dir.path())["clouds"]["lambda"]["verified"], true);
+    assert_eq!(cache(dir.path())["clouds"]["lambda"]["launch"], true);
 
     let out = skycat(dir.path(), &["check", "lambda"], &[("SKYCAT_LAMBDA_ENDPOINT", &base), ("LAMBDA_API_KEY", "stale")]);
     assert!(out.status.success(), "stderr: {}", stderr(&out));

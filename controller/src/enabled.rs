@@ -212,7 +212,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let home = Home::at(dir.path());
         let mut c = EnabledClouds::default();
-        c.clouds.insert("lambda".into(), CloudState { launch: true, ..state(true) });
+        c.clouds.insert("vast".into(), CloudState { launch: true, ..state(true) });
         save(&home, &c).unwrap();
         assert_eq!(enabled_clouds(&home), BTreeSet::from(["ssh".to_string()]));
     }
@@ -220,7 +220,8 @@ mod tests {
     #[test]
     fn status_texts() {
         assert_eq!(launch_status("aws", true, true, None), (true, ENABLED.to_string()));
-        assert_eq!(launch_status("lambda", true, true, None).1, "prices only (no launch backend yet)");
+        assert_eq!(launch_status("vast", true, true, None).1, "prices only (no launch backend yet)");
+        assert_eq!(launch_status("lambda", true, true, None), (true, ENABLED.to_string()));
         assert_eq!(launch_status("aws", false, false, None).1, "prices only");
         assert_eq!(launch_status("aws", false, true, None).1, "prices only (credentials not verified)");
         let gcp = launch_status("gcp", true, true, Some("API key reads prices; launching needs OAuth"));

@@ -379,6 +379,18 @@ impl Store {
         Ok(())
     }
 
+    /// A node's SSH port (a cloud that maps ports may change it on start).
+    pub async fn set_node_port(&self, cluster_id: &str, rank: u32, port: u16) -> Result<(), StoreError> {
+        sqlx::query("UPDATE nodes SET port = ? WHERE cluster_id = ? AND rank = ?")
+            .bind(i64::from(port))
+            .bind(cluster_id)
+            .bind(rank as i64)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
     pub async fn set_agent_version(&self, id: &str, version: &str) -> Result<(), StoreError> {
         sqlx::query("UPDATE clusters SET agent_version = ?, updated_at = ? WHERE id = ?")
             .bind(version)

@@ -6,10 +6,14 @@
 //! * [`serve`]: a `skycat serve` child process, waited for until ready, stopped with SIGTERM or
 //!   SIGKILL;
 //! * [`storage`]: GCS (fake-gcs-server) and Azure Blob (azurite) emulators, and moto S3 puts;
+//! * [`lambda_emulator`]: an emulation of Lambda Cloud's REST API (see testkit/emulators/lambda.md);
+//! * [`runpod`]: an EMULATION of RunPod's GraphQL API (testkit/emulators/runpod.md);
 //! * [`free_port`]: a loopback port nothing listens on.
 
+pub mod lambda_emulator;
 pub mod moto;
 pub mod output;
+pub mod runpod;
 pub mod serve;
 pub mod storage;
 

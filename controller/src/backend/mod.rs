@@ -7,6 +7,8 @@
 //! A new cloud is one new file in this folder plus one line in [`Backends::registry`].
 
 pub mod aws;
+pub mod lambda;
+pub mod runpod;
 pub mod ssh;
 
 use std::collections::BTreeMap;
@@ -209,6 +211,12 @@ pub trait Backend: Send + Sync {
     /// The provider's view of one node.
     async fn describe(&self, cluster: &ClusterRow, node: &NodeRow) -> Result<NodeState, ProvisionError>;
 
+    /// Why this backend's nodes can never be stopped (Lambda Cloud only terminates), for
+    /// `skycat stop` to refuse before it touches the cluster; `None` when [`Backend::stop`] works.
+    fn cannot_stop(&self, _cluster: &ClusterRow) -> Option<String> {
+        None
+    }
+
     /// Stops the nodes (the disk is kept; billing of compute stops).
     async fn stop(&self, cluster: &ClusterRow, nodes: &[NodeRow]) -> Result<(), ProvisionError>;
 
@@ -234,6 +242,8 @@ impl Backends {
         let list: Vec<Arc<dyn Backend>> = vec![
             Arc::new(ssh::SshPools::new(cx.clone())),
             Arc::new(aws::Aws::new(cx.clone())),
+            Arc::new(lambda::Lambda::new(cx.clone())),
+            Arc::new(runpod::RunPod::new(cx.clone())),
         ];
         Backends { by_infra: list.into_iter().map(|b| (b.infra(), b)).collect() }
     }
@@ -258,7 +268,7 @@ impl Backends {
 
 /// Clouds that have a provisioning backend (the registry without `ssh`), for code that has no
 /// context at hand, such as `skycat check`. A test keeps it equal to the registry.
-pub const CLOUD_BACKENDS: &[&str] = &["aws"];
+pub const CLOUD_BACKENDS: &[&str] = &["aws", "lambda", "runpod"];
 
 /// Parses a task's `ports` entries ("8080", "8000-8010") into inclusive ranges.
 pub fn parse_ports(ports: &[String]) -> Result<Vec<(u16, u16)>, ProvisionError> {

@@ -71,10 +71,16 @@ impl Controller {
                     if c.down_on_idle {
                         self.say(&format!("Cluster {} autostopped with --down: tearing it down.", c.name));
                     } else if c.cloud() != "ssh" && !c.spot {
-                        // The agents stopped their meters; the provider's instances must stop too.
-                        self.say(&format!("Cluster {} autostopped: stopping its instances.", c.name));
-                        let nodes = self.store.nodes(&c.id).await?;
-                        self.backends.for_cluster(c)?.stop(c, &nodes).await?;
+                        let backend = self.backends.for_cluster(c)?;
+                        if let Some(why) = backend.cannot_stop(c) {
+                            // Nothing to stop at the provider: the instances keep billing.
+                            self.say(&format!("Cluster {} autostopped (its agents stopped metering), but {why}", c.name));
+                        } else {
+                            // The agents stopped their meters; the provider's instances must stop too.
+                            self.say(&format!("Cluster {} autostopped: stopping its instances.", c.name));
+                            let nodes = self.store.nodes(&c.id).await?;
+                            backend.stop(c, &nodes).await?;
+                        }
                     }
                 }
             }
@@ -286,6 +292,9 @@ impl Controller {
     pub async fn stop(&self, name: &str) -> Result<()> {
         let (c, nodes) = self.live(name).await?;
         let backend = self.backends.for_cluster(&c)?;
+        if let Some(why) = backend.cannot_stop(&c) {
+            bail!("{why}");
+        }
         if c.spot && c.cloud() != "ssh" {
             bail!("cluster {name} runs on spot instances, which cannot be stopped; `skycat down {name}` instead");
         }
@@ -310,6 +319,10 @@ impl Controller {
         for (n, p) in nodes.iter().zip(&started) {
             if n.ip != p.target.host {
                 self.store.set_node_address(&c.id, n.rank, &p.target.host).await?;
+            }
+            // Port-mapping clouds (RunPod) may hand out a new public port for sshd.
+            if n.port != p.target.port {
+                self.store.set_node_port(&c.id, n.rank, p.target.port).await?;
             }
         }
         let nodes = self.store.nodes(&c.id).await?;
