@@ -23,7 +23,7 @@ use std::collections::HashMap;
 
 use chrono::DateTime;
 
-use crate::filter::OfferFilter;
+use crate::filter::{OfferFilter, RowRule, SizeBounds};
 use crate::offer::Offer;
 
 pub const MAGIC: &[u8; 8] = b"SKYCATIX";
@@ -235,6 +235,73 @@ impl Verdicts {
     }
 }
 
+/// The ids and sizes of one row, as a [`RowRule`] judges it.
+struct RowIds {
+    cloud: u32,
+    itype: u32,
+    accelerator: u32,
+    accelerator_count: f64,
+    vcpus: Option<f64>,
+    memory_gib: Option<f64>,
+}
+
+/// A [`RowRule`] with its verdicts so far, so that each distinct name (and each cloud's size
+/// bounds) is judged once per load.
+struct RuleState<'r> {
+    rule: &'r RowRule,
+    clouds: Verdicts,
+    accelerators: Verdicts,
+    instance_types: Verdicts,
+    /// Per instance-type id and has-accelerator: the cloud id judged with, and the verdict.
+    machine_types: Vec<[(u32, u8); 2]>,
+    bounds: Option<(u32, SizeBounds)>,
+}
+
+impl<'r> RuleState<'r> {
+    fn new(rule: &'r RowRule, strings: usize) -> RuleState<'r> {
+        RuleState {
+            rule,
+            clouds: Verdicts::new(strings, false),
+            accelerators: Verdicts::new(strings, rule.keeps_accelerator(None)),
+            instance_types: Verdicts::new(strings, false),
+            machine_types: if rule.machine_rule().is_some() { vec![[(NONE_STR, Verdicts::UNKNOWN); 2]; strings] } else { Vec::new() },
+            bounds: None,
+        }
+    }
+
+    fn keeps(&mut self, row: &RowIds, strings: &[&str]) -> bool {
+        let rule = self.rule;
+        if !self.clouds.keeps(row.cloud, strings, |c| rule.keeps_cloud(c))
+            || !self.accelerators.keeps(row.accelerator, strings, |a| rule.keeps_accelerator(Some(a)))
+            || !self.instance_types.keeps(row.itype, strings, |t| rule.keeps_instance_type(t))
+        {
+            return false;
+        }
+        let Some(machines) = rule.machine_rule() else { return true };
+        let name = |id: u32| strings.get(id as usize).copied().unwrap_or_default();
+        let has_accelerator = row.accelerator != NONE_STR && row.accelerator_count > 0.0;
+        let Some(slot) = self.machine_types.get_mut(row.itype as usize).map(|s| &mut s[has_accelerator as usize]) else {
+            return true;
+        };
+        if slot.0 != row.cloud || slot.1 == Verdicts::UNKNOWN {
+            let kept = machines.keeps_type(name(row.cloud), name(row.itype), has_accelerator);
+            *slot = (row.cloud, if kept { Verdicts::KEEP } else { Verdicts::DROP });
+        }
+        if slot.1 != Verdicts::KEEP {
+            return false;
+        }
+        let bounds = match self.bounds {
+            Some((cloud, b)) if cloud == row.cloud => b,
+            _ => {
+                let b = machines.size_bounds(name(row.cloud));
+                self.bounds = Some((row.cloud, b));
+                b
+            }
+        };
+        bounds.admits(row.vcpus, row.memory_gib)
+    }
+}
+
 /// Decode the rows of a body returned by [`open`] that `filter` keeps, in file order. Rows it
 /// drops are never turned into [`Offer`]s: that is most of the cost of a load.
 pub fn decode_body_filtered(body: &[u8], filter: &OfferFilter) -> Result<Vec<Offer>, IndexError> {
@@ -401,6 +468,37 @@ mod files {
             loaded.offers.retain(|o| filter.keeps(o));
         }
         Ok(loaded)
+    }
+
+    /// An index file's bytes, mapped rather than read: a command touches only the columns and
+    /// rows it needs, and no copy of the file is made. (The checksum still reads every byte.)
+    enum IndexBytes {
+        Mapped(memmap2::Mmap),
+        Empty,
+    }
+
+    impl std::ops::Deref for IndexBytes {
+        type Target = [u8];
+        fn deref(&self) -> &[u8] {
+            match self {
+                IndexBytes::Mapped(m) => m,
+                IndexBytes::Empty => &[],
+            }
+        }
+    }
+
+    fn map_index(path: &Path) -> std::io::Result<IndexBytes> {
+        let file = std::fs::File::open(path)?;
+        if file.metadata()?.len() == 0 {
+            // An empty mapping is an error on some systems; an empty index is just corrupt.
+            return Ok(IndexBytes::Empty);
+        }
+        // SAFETY: skycat replaces an index only by renaming a complete new file over it
+        // (`write_atomic`), which leaves this mapping on the old file; no skycat process writes
+        // an index in place. A mapping changes under us only if another program rewrites the
+        // file in place while we read it — the same contract ripgrep's mmap search has.
+        let map = unsafe { memmap2::Mmap::map(&file)? };
+        Ok(IndexBytes::Mapped(map))
     }
 
     /// [`load_offers`] on bytes in memory (the embedded catalog): `index` is the index's bytes,

@@ -24,7 +24,7 @@ pub use catalog::{Catalog, CloudSource, Origin};
 #[cfg(feature = "parquet")]
 pub use catalog::{embedded_default, LoadedCatalog};
 pub use error::CatalogError;
-pub use filter::OfferFilter;
+pub use filter::{MachineRule, OfferFilter, RowRule, SizeBounds};
 pub use home::SkycatHome;
 pub use manifest::{CloudManifest, Manifest};
 pub use offer::Offer;

@@ -3,10 +3,11 @@
 //! warning, and a publish of new prices is seen by the next load (never stale).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use skycat_catalog::index::{self, index_path};
-use skycat_catalog::{parquet, Catalog, Offer, OfferFilter, OfferQuery, SkycatHome};
+use skycat_catalog::{parquet, Catalog, MachineRule, Offer, OfferFilter, OfferQuery, RowRule, SizeBounds, SkycatHome};
 
 /// xorshift64*: deterministic, dependency-free.
 struct Rng(u64);
@@ -144,12 +145,50 @@ fn index_answers_every_query_as_parquet_does() {
     }
 }
 
-fn random_filter(rng: &mut Rng) -> OfferFilter {
-    let mut f = match rng.below(3) {
-        0 => OfferFilter::all(),
-        n => OfferFilter::accelerators((0..n).map(|_| rng.pick(&["a100", "H100", "tpu-v5e-8", "nope", "A100-80GB"]))),
-    };
+/// A machine rule like the optimizer's CPU-only default: some types of some clouds, no
+/// accelerators on one cloud, and per-cloud least sizes.
+#[derive(Debug)]
+struct SomeMachines {
+    prefix: &'static str,
+    min_vcpus: f64,
+}
+
+impl MachineRule for SomeMachines {
+    fn keeps_type(&self, cloud: &str, instance_type: &str, has_accelerator: bool) -> bool {
+        instance_type.starts_with(self.prefix) && (cloud != "aws" || !has_accelerator)
+    }
+    fn size_bounds(&self, cloud: &str) -> SizeBounds {
+        match cloud {
+            "aws" => SizeBounds { min_vcpus: Some(self.min_vcpus), min_memory_gib: None, min_memory_per_vcpu: Some(4.0) },
+            _ => SizeBounds { min_vcpus: None, min_memory_gib: Some(64.0), min_memory_per_vcpu: None },
+        }
+    }
+}
+
+fn random_rule(rng: &mut Rng) -> RowRule {
+    let mut r = RowRule::every_row();
+    match rng.below(4) {
+        0 => r = r.accelerators((0..1 + rng.below(2)).map(|_| rng.pick(&["a100", "H100", "tpu-v5e-8", "nope", "A100-80GB"]))),
+        1 => r = r.instance_types([rng.pick(TYPES).to_ascii_uppercase()]),
+        2 => {
+            let prefix = rng.pick(&["p", "m", "a", "g", "n"]);
+            r = r.machines(Arc::new(SomeMachines { prefix, min_vcpus: (1 + rng.below(64)) as f64 }))
+        }
+        _ => {}
+    }
     if rng.below(2) == 0 {
+        r = r.in_clouds((0..1 + rng.below(2)).map(|_| rng.pick(&["aws", "GCP", "zeta-cloud", "runpod"])));
+    }
+    r
+}
+
+fn random_filter(rng: &mut Rng) -> OfferFilter {
+    let mut f = match rng.below(4) {
+        0 => OfferFilter::all(),
+        1 => OfferFilter::accelerators((0..1 + rng.below(2)).map(|_| rng.pick(&["a100", "H100", "tpu-v5e-8", "nope", "A100-80GB"]))),
+        n => OfferFilter::any_of((0..n).map(|_| random_rule(rng))),
+    };
+    if rng.below(3) == 0 {
         f = f.in_clouds((0..1 + rng.below(2)).map(|_| rng.pick(&["aws", "GCP", "zeta-cloud", "runpod"])));
     }
     f

@@ -272,6 +272,7 @@ fn task_candidates(
         blocked: opts.blocked.clone(),
         // A DAG's inputs are its own (`DagSpec::inputs`), charged by the model.
         inputs: Vec::new(),
+        filtered_rows: opts.filtered_rows,
     };
     task_opts.validate().map_err(|e| prefix(e, &t.name))?;
     t.task.validate().map_err(|e| prefix(e.into(), &t.name))?;

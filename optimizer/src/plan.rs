@@ -59,6 +59,11 @@ pub struct PlanOptions {
     /// looked up a bucket's region passes the located entry.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub inputs: Vec<DataInput>,
+    /// The index holds only the rows [`crate::offer_filter`] keeps for this task: skip what needs
+    /// rows the filter drops (the relaxed pass, reading an unknown accelerator name as the one
+    /// it is part of) and fail instead, so that the caller asks again over every row.
+    #[serde(skip)]
+    pub filtered_rows: bool,
 }
 
 impl Default for PlanOptions {
@@ -70,6 +75,7 @@ impl Default for PlanOptions {
             blocked: Vec::new(),
             max_failover: 100,
             inputs: Vec::new(),
+            filtered_rows: false,
         }
     }
 }
@@ -915,7 +921,7 @@ pub(crate) fn rank_with_fallback(
     egress: Option<&InputCosts>,
 ) -> (Ranked, Option<Vec<Alt>>) {
     let r = rank(ix, alts, num_nodes, opts, cap, egress);
-    if r.top.is_empty() {
+    if r.top.is_empty() && !opts.filtered_rows {
         let rel = relaxed(alts);
         if !rel.is_empty() {
             let r2 = rank(ix, &rel, num_nodes, opts, cap, egress);
@@ -1032,8 +1038,11 @@ pub fn plan_with_egress(task: &TaskSpec, index: &OfferIndex, egress: &EgressTabl
     let costs = InputCosts::new(egress, &inputs);
     let costs = (!inputs.is_empty()).then_some(&costs);
     let mut alts = resolve(task)?;
-    let name_notes = match_catalog_names(index, &mut alts);
     let num_nodes = task.num_nodes.unwrap_or(1);
+    if opts.filtered_rows && alts.iter().any(|a| a.accel.as_ref().is_some_and(|c| !index.counts_by_name.contains_key(&accel_key(&c.name)))) {
+        return Err(crate::explain::explain(index, &alts, num_nodes, opts));
+    }
+    let name_notes = match_catalog_names(index, &mut alts);
     let cap = if opts.max_failover == 0 { usize::MAX } else { opts.max_failover.max(1) };
     let (r, relaxed_alts) = rank_with_fallback(index, &alts, num_nodes, opts, cap, costs);
     let Some(best) = r.top.first().copied() else {

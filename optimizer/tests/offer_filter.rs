@@ -1,8 +1,8 @@
 //! `offer_filter`: a plan over only the rows the filter keeps equals the plan over the whole
 //! catalog, on random tasks over the shipped catalog (every cloud): accelerators in their
 //! registry spellings, counts on offer and not, sets and lists of accelerators, `any_of`,
-//! clouds, regions, spot, vCPU and memory bounds, instance types. A task the filter cannot narrow
-//! (CPU-only) keeps every row.
+//! clouds, regions, spot, vCPU and memory bounds, instance types, and CPU-only tasks (SkyPilot's
+//! default machines, named instance types, mixed with GPU alternatives in `any_of`).
 
 mod common;
 
@@ -49,7 +49,32 @@ fn random_task(rng: &mut Rng, offers: &[Offer], names: &[String], clouds: &[Stri
         let n = rng.pick(names).clone();
         format!("{}:{}", spelling(rng, &n), count(rng, &n))
     };
-    match rng.below(5) {
+    let cpu_types: Vec<&str> = offers.iter().filter(|o| o.accelerator_name.is_none()).map(|o| o.instance_type.as_str()).collect();
+    let cpu_only = |rng: &mut Rng| -> String {
+        match rng.below(4) {
+            0 => format!("instance_type: {}", rng.pick(&cpu_types)),
+            1 => format!("cpus: {}", [2, 4, 8, 16][rng.below(4) as usize]),
+            2 => format!("memory: {}+", [8, 32, 128][rng.below(3) as usize]),
+            _ => format!("cpus: {}+", [1, 8, 32][rng.below(3) as usize]),
+        }
+    };
+    match rng.below(7) {
+        5 => {
+            // The size and type fields below would repeat the one given here.
+            y += &format!("  {}\n", cpu_only(rng));
+            if rng.below(2) == 0 {
+                y += &format!("  infra: {}\n", rng.pick(clouds));
+            }
+            return y;
+        }
+        6 => {
+            y += "  any_of:\n";
+            y += &format!("    - accelerators: {}\n", accel(rng));
+            y += &format!("    - {}\n", cpu_only(rng));
+            if rng.below(2) == 0 {
+                y += &format!("      infra: {}\n", rng.pick(clouds));
+            }
+        }
         0 => {
             let (a, b) = (accel(rng), accel(rng));
             y += &format!("  accelerators: {{{a}, {b}}}\n");
@@ -111,9 +136,10 @@ fn a_plan_over_the_filtered_rows_equals_the_plan_over_all_rows() {
     clouds.sort();
     clouds.dedup();
     let opts = PlanOptions::default();
+    let filtered = PlanOptions { filtered_rows: true, ..PlanOptions::default() };
     let mut rng = Rng(0x5eed_1de4);
-    let (mut feasible, mut narrowed) = (0, 0);
-    for round in 0..150 {
+    let (mut feasible, mut narrowed, mut cpu_feasible) = (0, 0, 0);
+    for round in 0..200 {
         let yaml = random_task(&mut rng, &offers, &names, &clouds);
         let task = parse_task_yaml(&yaml).unwrap_or_else(|e| panic!("round {round}: {e}\n{yaml}"));
         let filter = offer_filter(&task).unwrap_or_else(|e| panic!("round {round}: {e}\n{yaml}"));
@@ -122,10 +148,11 @@ fn a_plan_over_the_filtered_rows_equals_the_plan_over_all_rows() {
             narrowed += 1;
         }
         let on_all = plan(&task, &full, &opts);
-        let on_kept = plan(&task, &OfferIndex::from_offers(kept), &opts);
+        let on_kept = plan(&task, &OfferIndex::from_offers(kept), &filtered);
         match (&on_all, &on_kept) {
             (Ok(a), Ok(k)) => {
                 feasible += 1;
+                cpu_feasible += usize::from(!yaml.contains("accelerators"));
                 assert_eq!(a, k, "round {round}: the plans differ\n{yaml}");
             }
             // A failed plan is asked again over every row by the callers.
@@ -134,18 +161,31 @@ fn a_plan_over_the_filtered_rows_equals_the_plan_over_all_rows() {
         }
     }
     // The test must exercise both: plans that succeed, and filters that cut most rows.
-    eprintln!("{feasible} feasible of 150; {narrowed} kept under a quarter of the rows");
-    assert!(feasible > 40, "only {feasible} feasible tasks");
-    assert!(narrowed > 100, "only {narrowed} tasks narrowed the catalog");
+    eprintln!("{feasible} feasible of 200; {narrowed} kept under a quarter of the rows; {cpu_feasible} CPU-only feasible");
+    assert!(feasible > 60, "only {feasible} feasible tasks");
+    assert!(narrowed > 130, "only {narrowed} tasks narrowed the catalog");
+    assert!(cpu_feasible > 10, "only {cpu_feasible} feasible CPU-only tasks");
 }
 
 #[test]
-fn cpu_only_tasks_keep_every_row() {
-    for yaml in ["resources:\n  cpus: 8+\n", "resources:\n  any_of:\n    - accelerators: A100:1\n    - cpus: 4+\n", "run: echo hi\n"] {
-        let task = parse_task_yaml(yaml).expect("parses");
-        assert!(offer_filter(&task).expect("filter").is_all(), "{yaml}");
+fn cpu_only_tasks_keep_the_default_machines_only() {
+    let offers = shipped();
+    let kept = |yaml: &str| {
+        let f = offer_filter(&parse_task_yaml(yaml).expect("parses")).expect("filter");
+        offers.iter().filter(|o| f.keeps(o)).count()
+    };
+    // SkyPilot's default machine (8+ vCPUs, 4 GiB per vCPU, the default families on AWS, Azure,
+    // GCP and OCI): a small part of the catalog.
+    for yaml in ["resources:\n  cpus: 8+\n", "run: echo hi\n"] {
+        let n = kept(yaml);
+        assert!(n > 0 && n < offers.len() / 2, "{yaml}: kept {n} of {}", offers.len());
     }
+    // A GPU alternative beside it adds that accelerator's rows.
+    let (cpu, a100) = (kept("resources:\n  cpus: 8+\n"), kept("resources:\n  accelerators: A100:1\n"));
+    let both = kept("resources:\n  any_of:\n    - accelerators: A100:1\n    - cpus: 8+\n");
+    assert!(both > cpu.max(a100) && both <= cpu + a100, "{cpu} + {a100} vs {both}");
     let pinned = parse_task_yaml("resources:\n  infra: aws\n  cpus: 8+\n").expect("parses");
     let f = offer_filter(&pinned).expect("filter");
-    assert!(f.keeps_cloud("aws") && !f.keeps_cloud("gcp") && f.keeps_accelerator(None));
+    assert!(f.keeps_cloud("aws") && !f.keeps_cloud("gcp"));
+    assert!(offers.iter().filter(|o| f.keeps(o)).all(|o| o.cloud == "aws" && o.accelerator_name.is_none()));
 }

@@ -294,7 +294,7 @@ pub fn plan_for(ctl: &Controller, spec: &skycat_optimizer::TaskSpec, blocked: &[
     };
     let filter = skycat_optimizer::offer_filter(spec).unwrap_or_default();
     let (_, catalog) = crate::commands::load_catalog_filtered(&filter)?;
-    let first = ctl.plan_launch(spec, &catalog.into_offers(), &opts);
+    let first = ctl.plan_launch(spec, &catalog.into_offers(), &PlanOptions { filtered_rows: !filter.is_all(), ..opts.clone() });
     let result = match first {
         Err(_) if !filter.is_all() => ctl.plan_launch(spec, &crate::commands::load_catalog()?.1.into_offers(), &opts),
         first => first,

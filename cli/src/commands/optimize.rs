@@ -90,8 +90,11 @@ pub fn optimize_loading(
         OptimizeRequest::Task(t) => skycat_optimizer::offer_filter(t).unwrap_or_default(),
         _ => OfferFilter::all(),
     };
-    let first = optimize(req, &load_index_filtered(&filter)?, egress, opts);
-    if first.is_ok() || filter.is_all() {
+    if filter.is_all() {
+        return Ok(optimize(req, &load_index()?, egress, opts));
+    }
+    let first = optimize(req, &load_index_filtered(&filter)?, egress, &PlanOptions { filtered_rows: true, ..opts.clone() });
+    if first.is_ok() {
         return Ok(first);
     }
     Ok(optimize(req, &load_index()?, egress, opts))
