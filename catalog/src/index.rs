@@ -344,16 +344,22 @@ pub fn decode_body_filtered(body: &[u8], filter: &OfferFilter) -> Result<Vec<Off
             bits => Some(f64::from_bits(bits)),
         }
     };
+    let mut rules: Vec<RuleState> = filter.rules().unwrap_or_default().iter().map(|r| RuleState::new(r, n_strings)).collect();
     let every_row = filter.is_all();
-    let mut clouds = Verdicts::new(n_strings, false);
-    let mut accelerators = Verdicts::new(n_strings, filter.keeps_accelerator(None));
     let mut offers = Vec::with_capacity(if every_row { rows } else { 0 });
     for i in 0..rows {
-        let kept = every_row
-            || (clouds.keeps(word32(text[0], i), &strings, |c| filter.keeps_cloud(c))
-                && accelerators.keeps(word32(text[4], i), &strings, |a| filter.keeps_accelerator(Some(a))));
-        if !kept {
-            continue;
+        if !every_row {
+            let row = RowIds {
+                cloud: word32(text[0], i),
+                itype: word32(text[1], i),
+                accelerator: word32(text[4], i),
+                accelerator_count: num(0, i).unwrap_or(0.0),
+                vcpus: num(2, i),
+                memory_gib: num(3, i),
+            };
+            if !rules.iter_mut().any(|r| r.keeps(&row, &strings)) {
+                continue;
+            }
         }
         let millis = word64(fetched, i) as i64;
         let fetched_at = DateTime::from_timestamp_millis(millis)
@@ -449,7 +455,7 @@ mod files {
     pub fn load_offers_filtered(path: &Path, filter: &OfferFilter) -> Result<IndexedOffers> {
         let bytes = std::fs::read(path).map_err(|e| CatalogError::io(path, e))?;
         let index = index_path(path);
-        let existing = match std::fs::read(&index) {
+        let existing = match map_index(&index) {
             Ok(b) => Some(b),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => {
