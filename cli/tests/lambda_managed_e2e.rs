@@ -1,0 +1,187 @@
+//! A managed job on Lambda Cloud recovers when Lambda takes its instance back: the testkit's
+//! Lambda Cloud EMULATION is the control plane (testkit/emulators/lambda.md), network-namespace
+//! sshd hosts are the instances (one at each instance's public IP), and the real agent reports
+//! heartbeats over HTTPS to this test's heartbeat router.
+//!
+//! Lambda sells no spot market, so the job is on demand; what Lambda can still do is end an
+//! instance under the job (`status: preempted` in its API, spec 1.8.3). The emulator sets that
+//! status and the instance's host goes away; the managed-jobs loop must see it through the
+//! backend (`GET /instances/{id}`), record the attempt as PREEMPTED, launch again and finish the
+//! job, and no instance may be left running at the end.
+//!
+//! Needs root, iproute2 and openssh-server (scripts/ci-setup-sshd.sh). Never skipped.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use skycat_controller::home::Home;
+use skycat_controller::lifecycle::Controller;
+use skycat_controller::managed::{JobRequest, JobView, Managed, ManagedOptions};
+use skycat_testkit::lambda_emulator::{LambdaEmulator, LambdaEmulatorConfig};
+
+#[path = "../../controller/tests/common/mod.rs"]
+mod common;
+use common::{agent_bin, TestHosts};
+
+const NET: u32 = 225;
+const KEY: &str = "secret_lambda-managed_77e0a1b3";
+
+/// What `skycat check lambda` writes when `GET /instance-types` answers (lambda_launch_e2e
+/// covers the command itself).
+fn lambda_enabled(dir: &std::path::Path) {
+    let mut cache = skycat_controller::enabled::EnabledClouds::default();
+    cache.clouds.insert(
+        "lambda".into(),
+        skycat_controller::enabled::CloudState {
+            launch: true,
+            status: skycat_controller::enabled::ENABLED.into(),
+            credentials: "LAMBDA_API_KEY".into(),
+            verified: true,
+            call: Some("GET /api/v1/instance-types".into()),
+            error: None,
+            checked_at: chrono::Utc::now(),
+        },
+    );
+    skycat_controller::enabled::save(&Home::at(dir), &cache).unwrap();
+}
+
+fn embedded_catalog() -> Vec<skycat_catalog::Offer> {
+    let empty = tempfile::tempdir().unwrap();
+    skycat_catalog::Catalog::load(&skycat_catalog::SkycatHome::new(empty.path())).expect("embedded catalog").catalog.into_offers()
+}
+
+/// A host for every booting or active instance, accepting the key it was launched with; the
+/// host goes when the instance is preempted or terminated.
+fn watch_instances(hosts: Arc<TestHosts>, emu: Arc<LambdaEmulator>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut up: BTreeMap<String, u32> = BTreeMap::new();
+        let mut next = 1u32;
+        loop {
+            for v in emu.instances() {
+                let live = v.status == "booting" || v.status == "active";
+                match (up.get(&v.id).copied(), live) {
+                    (None, true) => {
+                        for k in &v.ssh_key_names {
+                            hosts.authorize(&emu.ssh_key(k).expect("the launch named a registered key"));
+                        }
+                        let i = next;
+                        next += 1;
+                        let (h, ip) = (hosts.clone(), v.ip.clone());
+                        let hip = format!("10.230.{}.{i}", h.net());
+                        tokio::task::spawn_blocking(move || h.script(&["up-at", &i.to_string(), &ip, &hip])).await.expect("up-at");
+                        up.insert(v.id.clone(), i);
+                    }
+                    (Some(i), false) => {
+                        let h = hosts.clone();
+                        tokio::task::spawn_blocking(move || h.script(&["rm", &i.to_string()])).await.expect("rm");
+                        up.remove(&v.id);
+                    }
+                    _ => {}
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+async fn wait_for(what: &str, timeout: Duration, m: &Managed, id: i64, f: impl FnMut(&JobView) -> bool) -> JobView {
+    common::wait_for_job(m, id, what, timeout, f).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_job_on_lambda_recovers_after_its_instance_is_taken_back() {
+    let emu = Arc::new(LambdaEmulator::start(LambdaEmulatorConfig::new(KEY, NET as u8)).await);
+    // The only test in this binary: the process env is not shared with another test.
+    std::env::set_var("SKYCAT_LAMBDA_ENDPOINT", &emu.url);
+    std::env::set_var("LAMBDA_API_KEY", KEY);
+    std::env::remove_var("SKYCAT_LAMBDA_API_KEY");
+    std::env::set_var("SKYCAT_LAMBDA_BOOT_TIMEOUT_SECS", "60");
+    std::env::set_var("SKYCAT_SSH_READY_TIMEOUT_SECS", "60");
+    let hosts = Arc::new(TestHosts::empty(NET, "lmj"));
+    let watcher = watch_instances(hosts.clone(), emu.clone());
+
+    let home = tempfile::tempdir().unwrap();
+    // The test hosts accept root only (Lambda's images log in as ubuntu).
+    std::fs::write(home.path().join("config.yaml"), "lambda:\n  ssh_user: root\n").unwrap();
+    lambda_enabled(home.path());
+    let (tls, pin) = common::agent_cert(home.path());
+    let ctl = Controller::open(Home::at(home.path())).await.expect("controller").with_agent_bin(agent_bin()).with_server_cert_sha256(pin);
+    let store = ctl.store.clone();
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", 0)).await.expect("bind");
+    let port = listener.local_addr().unwrap().port();
+    let opts = ManagedOptions {
+        server_url: Some(format!("https://{{controller_ip}}:{port}")),
+        heartbeat_secs: 1.0,
+        deadline: Duration::from_secs(4),
+        poll: Duration::from_millis(300),
+        metadata_url: None,
+        metadata_poll_secs: 0.5,
+        termination_grace_secs: 2.0,
+        launch_retry_for: Duration::from_secs(60),
+        ssh_connect_timeout: Duration::from_secs(3),
+    };
+    let offers = Arc::new(embedded_catalog());
+    let catalog: skycat_controller::managed::CatalogSource = Arc::new(move || offers.as_ref().clone());
+    let managed = Managed::new(ctl, opts, catalog).await.expect("managed");
+    let app = skycat_server::routes::heartbeat::router(store.clone()).merge(skycat_server::routes::jobs::router(
+        managed.clone(),
+        skycat_server::Auth { verifier: std::sync::Arc::new(store.clone()) },
+    ));
+    let server = common::spawn_tls(listener, app, &tls, std::future::pending());
+
+    let spec = skycat_optimizer::parse_task_yaml(
+        "resources:\n  infra: lambda\n  accelerators: A10:1\n\
+         run: |\n  echo rc=$SKYCAT_JOB_RECOVERY_COUNT\n  if [ \"$SKYCAT_JOB_RECOVERY_COUNT\" = 0 ]; then sleep 300; fi\n  echo finished\n",
+    )
+    .expect("task");
+    let req = JobRequest {
+        name: Some("train".into()),
+        task: skycat_controller::TaskRun { name: Some("train".into()), num_nodes: 1, run: spec.run.clone(), ..Default::default() },
+        use_spot: false,
+        strategy: Some("FAILOVER".into()),
+        max_restarts_on_errors: 0,
+        spec: Some(spec),
+    };
+    let id = managed.submit(req).await.expect("submit");
+    let v = wait_for("the first attempt running on Lambda", Duration::from_secs(90), &managed, id, |v| v.status == "RUNNING").await;
+    let first = v.attempts[0].clone();
+    assert!(first.pool.starts_with("lambda/"), "{first:?}");
+    assert!(!first.spot, "Lambda has no spot market: {first:?}");
+    let live: Vec<_> = emu.instances().into_iter().filter(|i| i.status == "active").collect();
+    assert_eq!(live.len(), 1, "{live:?}");
+    let taken = live[0].clone();
+    assert_eq!(taken.instance_type, "gpu_1x_a10");
+    assert_eq!(first.hosts, vec![taken.ip.clone()]);
+
+    // Lambda takes the instance back; its host goes with it.
+    assert!(emu.preempt(&taken.id));
+    let v = wait_for("recovery after the instance was taken back", Duration::from_secs(120), &managed, id, |v| {
+        v.attempts.len() >= 2 && v.status == "RUNNING"
+    })
+    .await;
+    assert_eq!(v.attempts[0].outcome, "PREEMPTED", "{v:#?}");
+    assert!(v.attempts[0].reason.as_deref().unwrap_or("").contains("preempted"), "{v:#?}");
+    assert_eq!(v.recovery_count, 1);
+    assert_ne!(v.attempts[1].hosts, first.hosts, "the job runs on a new instance");
+
+    let v = managed.wait(id, Duration::from_secs(60)).await.expect("job ends");
+    assert_eq!(v.status, "SUCCEEDED", "{v:#?}");
+    let logs = managed.logs(id).await.unwrap().1;
+    assert!(logs.iter().any(|(_, l)| l.contains("rc=1") && l.contains("finished")), "{logs:?}");
+
+    // Teardown: no instance left running; the preempted one was terminated too.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left: Vec<_> = emu.instances().into_iter().filter(|i| i.status != "terminated").collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "instances left after the job: {left:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(emu.launches().iter().filter(|l| l.outcome.is_ok()).count() >= 2, "{:?}", emu.launches());
+    assert!(emu.rejections().is_empty(), "requests Lambda's API would refuse: {:?}", emu.rejections());
+    watcher.abort();
+    server.abort();
+}
