@@ -23,7 +23,10 @@
 #      off the request path) and the latency seen meanwhile
 # CATALOG_DIR=DIR serves the catalog of DIR's query indexes (`<cloud>.idx`: a
 # $SKYCAT_HOME/catalogs, e.g. the full all-region catalog scripts/bench-catalog.sh writes)
-# instead of the synthetic one. /optimize answers with its default failover list (10 entries).
+# instead of the synthetic one. CATALOG_HOME=DIR serves DIR's catalog (a $SKYCAT_HOME) loaded and
+# reloaded exactly as `skycat serve` does (index checks, parallel decode; builds bench_serve with
+# the fetch feature, as the skycat binary has). /optimize answers with its default failover list
+# (10 entries).
 # wrk keeps its connections open, so the HTTPS figures are record encryption, not handshakes.
 # Prints wrk's summary with the latency distribution for each run, then a table of all of them:
 # req/s, p50, p99 and non-2xx responses (a 401 would count there, so it must be 0).
@@ -47,7 +50,12 @@ ADDR=${ADDR:-127.0.0.1:18090}
 MODES=${MODES:-A B C Bc Cc R}
 RELOAD_MS=${RELOAD_MS:-1000}
 CATALOG_ENV=()
-if [ -n "${CATALOG_DIR:-}" ]; then
+BUILD_FEATURES=(--no-default-features --features control)
+if [ -n "${CATALOG_HOME:-}" ]; then
+    # The production loader (`skycat serve`'s): needs the fetch feature, as the skycat binary has.
+    CATALOG_ENV=(BENCH_HOME="$CATALOG_HOME")
+    BUILD_FEATURES=(--features control)
+elif [ -n "${CATALOG_DIR:-}" ]; then
     CATALOG_ENV=(BENCH_CATALOG_DIR="$CATALOG_DIR")
 fi
 ROUNDS=${ROUNDS:-1}
@@ -57,7 +65,7 @@ command -v wrk >/dev/null || { echo "wrk not found: apt-get install -y wrk" >&2;
 
 # SKIP_BUILD=1 reuses the binary already built (cargo waits for the shared target dir's lock).
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
-    cargo build --release -p skycat-server --no-default-features --features control --example bench_serve
+    cargo build --release -p skycat-server "${BUILD_FEATURES[@]}" --example bench_serve
 fi
 BIN="$CARGO_TARGET_DIR/release/examples/bench_serve"
 
@@ -121,7 +129,7 @@ bench() {
     ' "$WORK/wrk.out" >>"$SUMMARY"
 }
 
-echo "== host: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); server $SERVER_THREADS workers; wrk -t$WRK_THREADS -c$CONNS -d$DURATION; ${CATALOG_DIR:-$OFFERS synthetic offers}"
+echo "== host: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); server $SERVER_THREADS workers; wrk -t$WRK_THREADS -c$CONNS -d$DURATION; ${CATALOG_HOME:-${CATALOG_DIR:-$OFFERS synthetic offers}}"
 
 for round in $(seq 1 "$ROUNDS"); do
     [ "$ROUNDS" = 1 ] || echo "=== round $round of $ROUNDS"

@@ -160,7 +160,30 @@ impl OfferIndex {
     /// [`OfferIndex::build`] over offers handed over by value: a catalog loaded for one plan is
     /// indexed without copying every offer.
     pub fn from_offers(owned: Vec<Offer>) -> OfferIndex {
-        let offers: &[Offer] = &owned;
+        let mut ix = OfferIndex::columns(&owned);
+        ix.offers = owned;
+        ix
+    }
+
+    /// [`OfferIndex::from_offers`], running `alongside` over the same offers on a second thread
+    /// while the index is built (a server's catalog summaries), so a reload takes the longer of
+    /// the two rather than their sum.
+    pub fn from_offers_alongside<R: Send>(owned: Vec<Offer>, alongside: impl FnOnce(&[Offer]) -> R + Send) -> (OfferIndex, R) {
+        let (mut ix, side) = std::thread::scope(|scope| {
+            let offers: &[Offer] = &owned;
+            let side = scope.spawn(move || alongside(offers));
+            let ix = OfferIndex::columns(offers);
+            (ix, side.join())
+        });
+        ix.offers = owned;
+        match side {
+            Ok(r) => (ix, r),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
+    /// Everything but the offers themselves.
+    fn columns(offers: &[Offer]) -> OfferIndex {
         let mut ix = OfferIndex::default();
         // Catalog names are canonical already; canonicalize each distinct spelling once.
         let mut keys: FxHashMap<&str, String> = FxHashMap::default();
@@ -307,7 +330,6 @@ impl OfferIndex {
         for v in ix.counts_by_name.values_mut() {
             v.sort_unstable();
         }
-        ix.offers = owned;
         ix
     }
 

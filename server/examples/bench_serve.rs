@@ -21,6 +21,10 @@
 //! * `BENCH_CATALOG_DIR=DIR`: serve the catalog whose query indexes (`<cloud>.idx`, see
 //!   `skycat_catalog::index`) are in DIR (a `$SKYCAT_HOME/catalogs`, e.g. the full catalog of
 //!   `scripts/bench-catalog.sh`) instead of the synthetic one; the offer count argument is ignored.
+//! * `BENCH_HOME=DIR` (feature `fetch`, on by default): serve `DIR`'s catalog (a
+//!   `$SKYCAT_HOME`) loaded and reloaded as `skycat serve` does it
+//!   (`skycat_server::fetch::load_catalog`: indexes checked against their Parquet files, clouds
+//!   decoded in parallel, the shipped catalog for clouds the home lacks).
 //! * `BENCH_RELOAD_MS=N`: reload the catalog every N ms while serving, through the server's own
 //!   refresher (decode on a blocking thread, index built on a blocking thread, swapped in
 //!   atomically), printing `reload: <ms> ms, <rows> rows` to stderr each time.
@@ -129,6 +133,17 @@ fn offers_of_indexes(dir: &std::path::Path) -> std::io::Result<Vec<Offer>> {
     Ok(offers)
 }
 
+/// `home`'s catalog, loaded as `skycat serve` loads it.
+#[cfg(feature = "fetch")]
+fn load_home(home: &std::path::Path) -> std::io::Result<CatalogData> {
+    skycat_server::fetch::load_catalog(&skycat_catalog::SkycatHome::new(home)).map_err(|e| other(format!("{}: {e}", home.display())))
+}
+
+#[cfg(not(feature = "fetch"))]
+fn load_home(_home: &std::path::Path) -> std::io::Result<CatalogData> {
+    Err(other("BENCH_HOME needs the `fetch` feature (build without --no-default-features)"))
+}
+
 fn other(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
@@ -150,25 +165,30 @@ fn main() -> std::io::Result<()> {
         };
         let config = ServerConfig { public_read: auth.is_none(), auth, ..ServerConfig::default() };
         let catalog_dir = std::env::var_os("BENCH_CATALOG_DIR").map(std::path::PathBuf::from);
-        let offers = match &catalog_dir {
-            Some(dir) => offers_of_indexes(dir)?,
-            None => synthetic(n),
+        let home = std::env::var_os("BENCH_HOME").map(std::path::PathBuf::from);
+        let data = match (&home, &catalog_dir) {
+            (Some(home), _) => load_home(home)?,
+            (None, Some(dir)) => CatalogData::from_offers(offers_of_indexes(dir)?),
+            (None, None) => CatalogData::from_offers(synthetic(n)),
         };
-        let n = offers.len();
+        let n = data.offers.len();
         let loaded = started.elapsed();
-        let mut builder = AppBuilder::new(CatalogData::from_offers(offers)).config(config);
+        let mut builder = AppBuilder::new(data).config(config);
         let reload_every = std::env::var("BENCH_RELOAD_MS").ok().and_then(|s| s.parse::<u64>().ok());
         if reload_every.is_some() {
-            let dir = catalog_dir.clone();
+            let (dir, home) = (catalog_dir.clone(), home.clone());
             builder = builder.refresh_action(std::sync::Arc::new(move || {
-                let dir = dir.clone();
+                let (dir, home) = (dir.clone(), home.clone());
                 async move {
-                    let offers = tokio::task::spawn_blocking(move || match dir {
-                        Some(dir) => offers_of_indexes(&dir),
-                        None => Ok(synthetic(n)),
+                    // Decoding and deriving provenance both run on the blocking pool, as in
+                    // `skycat serve`, never on a request worker.
+                    let data = tokio::task::spawn_blocking(move || match (home, dir) {
+                        (Some(home), _) => load_home(&home),
+                        (None, Some(dir)) => offers_of_indexes(&dir).map(CatalogData::from_offers),
+                        (None, None) => Ok(CatalogData::from_offers(synthetic(n))),
                     })
                     .await??;
-                    Ok::<_, skycat_server::refresh::RefreshError>(CatalogData::from_offers(offers))
+                    Ok::<_, skycat_server::refresh::RefreshError>(data)
                 }
             }));
         }

@@ -61,48 +61,53 @@ impl CatalogData {
 
     /// Give every cloud with rows a source entry, and correct row counts to the rows present.
     pub fn complete_sources(&mut self, origin: &str) {
-        let mut per_cloud: BTreeMap<&str, (usize, Option<DateTime<Utc>>, BTreeSet<&str>)> =
-            BTreeMap::new();
-        // Rows come grouped by cloud, mostly with one source each: look the cloud up once per
-        // run of rows and the source once per change, not once per row.
-        let mut rest: &[Offer] = &self.offers;
-        while let Some(first) = rest.first() {
-            let run = rest.iter().position(|o| o.cloud != first.cloud).unwrap_or(rest.len());
-            let e = per_cloud.entry(first.cloud.as_str()).or_default();
-            let mut last_source = None;
-            for o in &rest[..run] {
-                e.0 += 1;
-                e.1 = Some(e.1.map_or(o.fetched_at, |t| t.max(o.fetched_at)));
-                if last_source != Some(o.source.as_str()) {
-                    e.2.insert(o.source.as_str());
-                    last_source = Some(o.source.as_str());
-                }
-            }
-            rest = &rest[run..];
-        }
-        let mut sources: Vec<CloudSource> = Vec::new();
-        for (cloud, (rows, as_of, srcs)) in &per_cloud {
-            match self.sources.iter().find(|s| s.cloud == *cloud) {
-                Some(s) => sources.push(CloudSource {
-                    rows: *rows,
-                    fetched_at: s.fetched_at.or(*as_of),
-                    ..s.clone()
-                }),
-                None => sources.push(CloudSource {
-                    cloud: (*cloud).to_owned(),
-                    source: srcs.iter().copied().collect::<Vec<_>>().join("; "),
-                    origin: origin.to_owned(),
-                    path: None,
-                    as_of: None,
-                    fetched_at: *as_of,
-                    rows: *rows,
-                    regions_failed: Vec::new(),
-                    stale_regions: Vec::new(),
-                }),
-            }
-        }
-        self.sources = sources;
+        self.sources = completed_sources(&self.offers, std::mem::take(&mut self.sources), origin);
     }
+}
+
+/// `sources` with an entry for every cloud of `offers` and row counts of the rows present.
+fn completed_sources(offers: &[Offer], given: Vec<CloudSource>, origin: &str) -> Vec<CloudSource> {
+    let mut per_cloud: BTreeMap<&str, (usize, Option<DateTime<Utc>>, BTreeSet<&str>)> =
+        BTreeMap::new();
+    // Rows come grouped by cloud, mostly with one source each: look the cloud up once per
+    // run of rows and the source once per change, not once per row.
+    let mut rest: &[Offer] = offers;
+    while let Some(first) = rest.first() {
+        let run = rest.iter().position(|o| o.cloud != first.cloud).unwrap_or(rest.len());
+        let e = per_cloud.entry(first.cloud.as_str()).or_default();
+        let mut last_source = None;
+        for o in &rest[..run] {
+            e.0 += 1;
+            e.1 = Some(e.1.map_or(o.fetched_at, |t| t.max(o.fetched_at)));
+            if last_source != Some(o.source.as_str()) {
+                e.2.insert(o.source.as_str());
+                last_source = Some(o.source.as_str());
+            }
+        }
+        rest = &rest[run..];
+    }
+    let mut sources: Vec<CloudSource> = Vec::new();
+    for (cloud, (rows, as_of, srcs)) in &per_cloud {
+        match given.iter().find(|s| s.cloud == *cloud) {
+            Some(s) => sources.push(CloudSource {
+                rows: *rows,
+                fetched_at: s.fetched_at.or(*as_of),
+                ..s.clone()
+            }),
+            None => sources.push(CloudSource {
+                cloud: (*cloud).to_owned(),
+                source: srcs.iter().copied().collect::<Vec<_>>().join("; "),
+                origin: origin.to_owned(),
+                path: None,
+                as_of: None,
+                fetched_at: *as_of,
+                rows: *rows,
+                regions_failed: Vec::new(),
+                stale_regions: Vec::new(),
+            }),
+        }
+    }
+    sources
 }
 
 /// Cheapest offer of one accelerator on one cloud, for one market.
@@ -156,17 +161,19 @@ pub struct CatalogSnapshot {
 impl CatalogSnapshot {
     /// Build the optimizer index and the summaries. CPU-bound (≈ linear in rows): refreshes run
     /// it on a blocking thread.
-    pub fn build(mut data: CatalogData, version: u64) -> Self {
-        data.complete_sources("memory");
-        let gpus = gpu_summaries(&data.offers);
-        // The index takes the offers over: no copy of every row.
-        let index = OfferIndex::from_offers(std::mem::take(&mut data.offers));
+    pub fn build(data: CatalogData, version: u64) -> Self {
+        let CatalogData { offers, sources, .. } = data;
+        // The index takes the offers over (no copy of every row); the summaries are made from
+        // the same rows on a second thread meanwhile.
+        let (index, (sources, gpus)) = OfferIndex::from_offers_alongside(offers, |offers| {
+            (completed_sources(offers, sources, "memory"), gpu_summaries(offers))
+        });
         let accelerator_names = gpus.iter().map(|g| g.accelerator.clone()).collect();
-        let clouds = data.sources.iter().map(|s| s.cloud.clone()).collect();
+        let clouds = sources.iter().map(|s| s.cloud.clone()).collect();
         CatalogSnapshot {
             index,
             loaded_at: Utc::now(),
-            sources: data.sources,
+            sources,
             version,
             gpus,
             accelerator_names,
