@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Benchmark: time from `skycat launch` to the job running, on an SSH pool host and on AWS
-# (moto's server + a network-namespace host at each instance's IP; the node's boot wait is
+# Benchmark: time from `skycat launch` to the job running, on an SSH pool host, on AWS, on Lambda
+# Cloud and on RunPod
+# (moto's server or the loopback emulators + a network-namespace host at each instance's IP; the boot wait is
 # reported apart). See cli/benches/launch.rs.
 #
 #   scripts/bench-launch.sh [ROUNDS]      (root; needs scripts/ci-setup-sshd.sh and ci-setup-moto.sh)

@@ -7,6 +7,12 @@
 //!   the rest (key pair, security group, RunInstances, describe, connect, agent, submit) is
 //!   skycat's own.
 //!
+//! * Lambda Cloud and RunPod: their loopback emulations (skycat-testkit) are the control planes,
+//!   and a namespace host comes up at each instance's (pod's) address. Lambda's instance is
+//!   `active` at once (no emulated boot), so only the SSH wait is taken out; a RunPod pod runs once
+//!   its host is up, so the time to "Provisioned" (the host's start, seen by polling `pod`) is
+//!   taken out too, the API calls in it with it (sub-millisecond on loopback).
+//!
 //! "Running" is when the job's first command runs: it writes `date +%s.%N` into the host's home,
 //! which this machine reads (namespace hosts share the filesystem).
 //!
@@ -25,6 +31,8 @@ use common::{agent_bin, TestHosts};
 
 const SSH_NET: u32 = 210;
 const AWS_NET: u32 = 215;
+const LAMBDA_NET: u32 = 211;
+const RUNPOD_NET: u32 = 212;
 
 struct Env {
     home: tempfile::TempDir,
@@ -147,6 +155,149 @@ async fn bench_aws(rounds: usize, agent: &Path) {
     println!("aws median of {rounds}: launch->running {:.3}s, without the boot wait {:.3}s", median(&mut total), median(&mut own));
 }
 
+/// The number right before `suffix` on the launch log's line that starts with `prefix`.
+fn logged(log: &str, prefix: &str, suffix: &str) -> f64 {
+    log.lines()
+        .find_map(|l| {
+            let rest = l.trim_start().strip_prefix(prefix)?;
+            rest[..rest.find(suffix)?].split_whitespace().last()?.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no `{prefix}…{suffix}` line in the launch output:\n{log}"))
+}
+
+/// Brings up a namespace host at the address of every instance `list` returns (id, address,
+/// public SSH port, the key it was launched with) once `live`; returns the ids' host numbers.
+fn watch_hosts(
+    hosts: Arc<TestHosts>,
+    list: impl Fn() -> Vec<(String, String, Option<u16>, Vec<String>)> + Send + 'static,
+    booted: impl Fn(&str) + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut up: std::collections::BTreeMap<String, u32> = Default::default();
+        let mut next = 1u32;
+        loop {
+            for (id, ip, port, keys) in list() {
+                if up.contains_key(&id) {
+                    continue;
+                }
+                for k in &keys {
+                    hosts.authorize(k);
+                }
+                let i = next;
+                next += 1;
+                let h = hosts.clone();
+                let hip = format!("10.230.{}.{i}", h.net());
+                let mut args = vec!["up-at".to_string(), i.to_string(), ip, hip];
+                args.extend(port.map(|p| p.to_string()));
+                tokio::task::spawn_blocking(move || h.script(&args.iter().map(String::as_str).collect::<Vec<_>>())).await.expect("up-at");
+                up.insert(id.clone(), i);
+                booted(&id);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+}
+
+async fn bench_lambda(rounds: usize, agent: &Path) {
+    use skycat_testkit::lambda_emulator::{LambdaEmulator, LambdaEmulatorConfig};
+    const KEY: &str = "secret_lambda-bench_0a1b2c3d";
+    let emu = Arc::new(LambdaEmulator::start(LambdaEmulatorConfig { boot_reads: 0, ..LambdaEmulatorConfig::new(KEY, LAMBDA_NET as u8) }).await);
+    let hosts = Arc::new(TestHosts::empty(LAMBDA_NET, "benchl"));
+    let e = emu.clone();
+    let watcher = watch_hosts(
+        hosts.clone(),
+        move || {
+            e.instances()
+                .into_iter()
+                .filter(|v| v.status == "booting" || v.status == "active")
+                .map(|v| {
+                    let keys = v.ssh_key_names.iter().filter_map(|k| e.ssh_key(k)).collect();
+                    (v.id, v.ip, None, keys)
+                })
+                .collect()
+        },
+        |_| {},
+    );
+    std::env::set_var("SKYCAT_LAMBDA_ENDPOINT", &emu.url);
+    std::env::set_var("LAMBDA_API_KEY", KEY);
+    let env = Env::new(agent);
+    env.write("config.yaml", "lambda:\n  ssh_user: root\n");
+    let task = env.write("task.yaml", &format!("{TASK}resources:\n  infra: lambda\n  accelerators: A10:1\n"));
+    tokio::task::block_in_place(|| env.skycat(&["check", "lambda"]));
+    let (mut total, mut own) = (Vec::new(), Vec::new());
+    for r in 1..=rounds {
+        let t0 = now();
+        let out = tokio::task::block_in_place(|| env.skycat(&["launch", "-c", "benchl", task.to_str().unwrap(), "-y"]));
+        let log = text(&out);
+        let ssh = logged(&log, "Node(s) answer SSH after ", "s.");
+        let homes: Vec<PathBuf> = (1..=r as u32).map(|i| hosts.home(i)).collect();
+        let t = tokio::task::block_in_place(|| started_after(&homes, 1, t0));
+        println!("lambda round {r}: launch->running {t:.3}s, of which the host's start (node answers SSH) {ssh:.1}s; skycat's own {:.3}s", t - ssh);
+        total.push(t);
+        own.push(t - ssh);
+        tokio::task::block_in_place(|| env.skycat(&["down", "benchl"]));
+        for h in &homes {
+            let _ = std::fs::remove_file(h.join("started.1"));
+        }
+    }
+    println!("lambda median of {rounds}: launch->running {:.3}s, without the host's start {:.3}s", median(&mut total), median(&mut own));
+    // The watcher holds the hosts, whose lock the next benchmark's hosts wait for.
+    watcher.abort();
+    let _ = watcher.await;
+}
+
+async fn bench_runpod(rounds: usize, agent: &Path) {
+    use skycat_testkit::runpod::{EmulatorConfig, RunPodEmulator};
+    const KEY: &str = "rpa_EMULATED_BENCH_KEY";
+    let emu = Arc::new(
+        RunPodEmulator::start(EmulatorConfig { api_key: KEY.into(), ip_prefix: format!("10.229.{RUNPOD_NET}."), first_public_port: 43022 })
+            .await,
+    );
+    let hosts = Arc::new(TestHosts::empty(RUNPOD_NET, "benchr"));
+    let (e, b) = (emu.clone(), emu.clone());
+    let watcher = watch_hosts(
+        hosts.clone(),
+        move || {
+            e.pods()
+                .into_iter()
+                .filter(|p| p.desired_status == "RUNNING")
+                .map(|p| (p.id, p.ip, Some(p.public_port), p.public_key.into_iter().collect()))
+                .collect()
+        },
+        move |id| {
+            b.mark_booted(id);
+        },
+    );
+    std::env::set_var("SKYCAT_RUNPOD_ENDPOINT", &emu.url);
+    std::env::set_var("RUNPOD_API_KEY", KEY);
+    let env = Env::new(agent);
+    let task = env.write("task.yaml", &format!("{TASK}resources:\n  infra: runpod/US\n  accelerators: RTXA4500:1\n"));
+    tokio::task::block_in_place(|| env.skycat(&["check", "runpod"]));
+    let (mut total, mut own) = (Vec::new(), Vec::new());
+    for r in 1..=rounds {
+        let t0 = now();
+        let out = tokio::task::block_in_place(|| env.skycat(&["launch", "-c", "benchr", task.to_str().unwrap(), "-y"]));
+        let log = text(&out);
+        let provisioned = logged(&log, "Provisioned ", "s after launch.");
+        let ssh = logged(&log, "Node(s) answer SSH after ", "s.");
+        let homes: Vec<PathBuf> = (1..=r as u32).map(|i| hosts.home(i)).collect();
+        let t = tokio::task::block_in_place(|| started_after(&homes, 1, t0));
+        let mine = t - provisioned - ssh;
+        println!(
+            "runpod round {r}: launch->running {t:.3}s, of which provisioned (pod host up) {provisioned:.1}s and SSH wait {ssh:.1}s; skycat's own {mine:.3}s"
+        );
+        total.push(t);
+        own.push(mine);
+        tokio::task::block_in_place(|| env.skycat(&["down", "benchr"]));
+        for h in &homes {
+            let _ = std::fs::remove_file(h.join("started.1"));
+        }
+    }
+    println!("runpod median of {rounds}: launch->running {:.3}s, without the pod's start {:.3}s", median(&mut total), median(&mut own));
+    watcher.abort();
+    let _ = watcher.await;
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; a plain `cargo test` of benches passes nothing we need.
     if !std::env::args().any(|a| a == "--bench") {
@@ -155,5 +306,8 @@ fn main() {
     let rounds: usize = std::env::var("SKYCAT_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3).max(1);
     let agent = agent_bin();
     bench_ssh(rounds, &agent);
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap().block_on(bench_aws(rounds, &agent));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(bench_aws(rounds, &agent));
+    rt.block_on(bench_lambda(rounds, &agent));
+    rt.block_on(bench_runpod(rounds, &agent));
 }

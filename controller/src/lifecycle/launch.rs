@@ -41,7 +41,7 @@ impl Controller {
                 (c, sessions.into_iter().map(|(n, s)| (Some(n), s)).collect::<Vec<_>>(), Vec::new(), Vec::new(), None)
             }
             None => {
-                let (c, picked, provisioned, skipped, token) = self.provision(req).await?;
+                let (c, picked, provisioned, skipped, token) = self.provision(req, t0).await?;
                 (c, picked.into_iter().map(|s| (None, s)).collect(), provisioned, skipped, Some(token))
             }
         };
@@ -72,7 +72,11 @@ impl Controller {
 
     /// Inserts the cluster, then walks the plan's failover order through the backends until one
     /// provisions the nodes; connects to them. Every try is reported on one line.
-    pub(super) async fn provision(&self, req: &LaunchRequest) -> Result<(ClusterRow, Vec<Arc<dyn NodeSession>>, Vec<ProvisionedNode>, Vec<(String, String)>, String)> {
+    pub(super) async fn provision(
+        &self,
+        req: &LaunchRequest,
+        t0: Instant,
+    ) -> Result<(ClusterRow, Vec<Arc<dyn NodeSession>>, Vec<ProvisionedNode>, Vec<(String, String)>, String)> {
         if req.placements.is_empty() {
             bail!("no placement to launch {} on (the plan is empty)", req.cluster);
         }
@@ -151,7 +155,15 @@ impl Controller {
         let mut skipped: Vec<(String, String)> = failed.iter().map(|f| (infra_of(&f.placement), f.error.to_string())).collect();
         skipped.extend(provisioned.skipped);
         let row = self.store.cluster_by_id(&id).await?.ok_or_else(|| anyhow!("cluster {} vanished", req.cluster))?;
-        self.say(&format!("Provisioned {} node(s) on {} ({}).", nodes.len(), infra_of(&chosen), chosen.instance_type));
+        // Seconds since the launch began: the provider's calls and its boot, the failover walk
+        // included (scripts/bench-launch.sh takes it out of the launch time with the SSH wait).
+        self.say(&format!(
+            "Provisioned {} node(s) on {} ({}) {:.1}s after launch.",
+            nodes.len(),
+            infra_of(&chosen),
+            chosen.instance_type,
+            t0.elapsed().as_secs_f64()
+        ));
         // Cloud nodes may still be booting sshd: wait for it (pool hosts answered already).
         let wait = if chosen.cloud == "ssh" { Duration::ZERO } else { ssh_ready_timeout() };
         let transport = self.transport_for(&row);
