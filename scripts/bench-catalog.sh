@@ -23,7 +23,7 @@
 # Needs hyperfine (apt-get install -y hyperfine) and python3 with venv.
 # Targets (issue 14): optimize and show-gpus ≤ 30 ms median and ≤ 60 MB peak RSS on the full
 # catalog. The serving side (reload time, /optimize req/s on this catalog) is
-# `CATALOG_DIR=$OUT/home/catalogs scripts/bench-serve.sh`.
+# `CATALOG_HOME=$OUT/home scripts/bench-serve.sh` (modes A and R).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${1:-${TMPDIR:-/tmp}/skycat-bench-catalog}
