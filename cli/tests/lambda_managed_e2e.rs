@@ -15,41 +15,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use skycat_controller::home::Home;
-use skycat_controller::lifecycle::Controller;
-use skycat_controller::managed::{JobRequest, JobView, Managed, ManagedOptions};
+use skycat_controller::managed::{JobRequest, JobView, Managed};
 use skycat_testkit::lambda_emulator::{LambdaEmulator, LambdaEmulatorConfig};
 
 #[path = "../../controller/tests/common/mod.rs"]
 mod common;
-use common::{agent_bin, TestHosts};
+use common::TestHosts;
 
 const NET: u32 = 225;
 const KEY: &str = "secret_lambda-managed_77e0a1b3";
-
-/// What `skycat check lambda` writes when `GET /instance-types` answers (lambda_launch_e2e
-/// covers the command itself).
-fn lambda_enabled(dir: &std::path::Path) {
-    let mut cache = skycat_controller::enabled::EnabledClouds::default();
-    cache.clouds.insert(
-        "lambda".into(),
-        skycat_controller::enabled::CloudState {
-            launch: true,
-            status: skycat_controller::enabled::ENABLED.into(),
-            credentials: "LAMBDA_API_KEY".into(),
-            verified: true,
-            call: Some("GET /api/v1/instance-types".into()),
-            error: None,
-            checked_at: chrono::Utc::now(),
-        },
-    );
-    skycat_controller::enabled::save(&Home::at(dir), &cache).unwrap();
-}
-
-fn embedded_catalog() -> Vec<skycat_catalog::Offer> {
-    let empty = tempfile::tempdir().unwrap();
-    skycat_catalog::Catalog::load(&skycat_catalog::SkycatHome::new(empty.path())).expect("embedded catalog").catalog.into_offers()
-}
 
 /// A host for every booting or active instance, accepting the key it was launched with; the
 /// host goes when the instance is preempted or terminated.
@@ -104,31 +78,8 @@ async fn managed_job_on_lambda_recovers_after_its_instance_is_taken_back() {
     let home = tempfile::tempdir().unwrap();
     // The test hosts accept root only (Lambda's images log in as ubuntu).
     std::fs::write(home.path().join("config.yaml"), "lambda:\n  ssh_user: root\n").unwrap();
-    lambda_enabled(home.path());
-    let (tls, pin) = common::agent_cert(home.path());
-    let ctl = Controller::open(Home::at(home.path())).await.expect("controller").with_agent_bin(agent_bin()).with_server_cert_sha256(pin);
-    let store = ctl.store.clone();
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", 0)).await.expect("bind");
-    let port = listener.local_addr().unwrap().port();
-    let opts = ManagedOptions {
-        server_url: Some(format!("https://{{controller_ip}}:{port}")),
-        heartbeat_secs: 1.0,
-        deadline: Duration::from_secs(4),
-        poll: Duration::from_millis(300),
-        metadata_url: None,
-        metadata_poll_secs: 0.5,
-        termination_grace_secs: 2.0,
-        launch_retry_for: Duration::from_secs(60),
-        ssh_connect_timeout: Duration::from_secs(3),
-    };
-    let offers = Arc::new(embedded_catalog());
-    let catalog: skycat_controller::managed::CatalogSource = Arc::new(move || offers.as_ref().clone());
-    let managed = Managed::new(ctl, opts, catalog).await.expect("managed");
-    let app = skycat_server::routes::heartbeat::router(store.clone()).merge(skycat_server::routes::jobs::router(
-        managed.clone(),
-        skycat_server::Auth { verifier: std::sync::Arc::new(store.clone()) },
-    ));
-    let server = common::spawn_tls(listener, app, &tls, std::future::pending());
+    common::mark_enabled(home.path(), "lambda", "LAMBDA_API_KEY", "GET /api/v1/instance-types");
+    let (managed, _store, server) = common::managed_harness(home.path()).await;
 
     let spec = skycat_optimizer::parse_task_yaml(
         "resources:\n  infra: lambda\n  accelerators: A10:1\n\

@@ -16,39 +16,18 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use skycat_controller::home::Home;
-use skycat_controller::lifecycle::Controller;
-use skycat_controller::managed::{JobRequest, JobView, Managed, ManagedOptions};
+use skycat_controller::managed::{JobRequest, JobView, Managed};
 
 mod common;
 use common::aws_hosts::{ec2, instances, make_vpc, InstanceHosts};
 use common::moto::{start_moto, use_fake_aws};
-use common::{agent_bin, TestHosts};
+use common::TestHosts;
 
 const NET: u32 = 150;
 
 fn aws_home(dir: &std::path::Path) {
     std::fs::write(dir.join("config.yaml"), "aws:\n  vpc_name: skycat-e2e\n  use_internal_ips: true\n  ssh_user: root\n").unwrap();
-    // What `skycat check aws` writes when DescribeRegions answers (cli/tests cover the command).
-    let mut cache = skycat_controller::enabled::EnabledClouds::default();
-    cache.clouds.insert(
-        "aws".into(),
-        skycat_controller::enabled::CloudState {
-            launch: true,
-            status: skycat_controller::enabled::ENABLED.into(),
-            credentials: "AWS_ACCESS_KEY_ID".into(),
-            verified: true,
-            call: Some("ec2:DescribeRegions".into()),
-            error: None,
-            checked_at: chrono::Utc::now(),
-        },
-    );
-    skycat_controller::enabled::save(&Home::at(dir), &cache).unwrap();
-}
-
-fn embedded_catalog() -> Vec<skycat_catalog::Offer> {
-    let empty = tempfile::tempdir().unwrap();
-    skycat_catalog::Catalog::load(&skycat_catalog::SkycatHome::new(empty.path())).expect("embedded catalog").catalog.into_offers()
+    common::mark_enabled(dir, "aws", "AWS_ACCESS_KEY_ID", "ec2:DescribeRegions");
 }
 
 async fn wait_for(what: &str, timeout: Duration, m: &Managed, id: i64, f: impl FnMut(&JobView) -> bool) -> JobView {
@@ -67,30 +46,7 @@ async fn managed_spot_job_on_ec2_recovers_in_another_zone() {
 
     let home = tempfile::tempdir().unwrap();
     aws_home(home.path());
-    let (tls, pin) = common::agent_cert(home.path());
-    let ctl = Controller::open(Home::at(home.path())).await.expect("controller").with_agent_bin(agent_bin()).with_server_cert_sha256(pin);
-    let store = ctl.store.clone();
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", 0)).await.expect("bind");
-    let port = listener.local_addr().unwrap().port();
-    let opts = ManagedOptions {
-        server_url: Some(format!("https://{{controller_ip}}:{port}")),
-        heartbeat_secs: 1.0,
-        deadline: Duration::from_secs(4),
-        poll: Duration::from_millis(300),
-        metadata_url: None,
-        metadata_poll_secs: 0.5,
-        termination_grace_secs: 2.0,
-        launch_retry_for: Duration::from_secs(60),
-        ssh_connect_timeout: Duration::from_secs(3),
-    };
-    let offers = Arc::new(embedded_catalog());
-    let catalog: skycat_controller::managed::CatalogSource = Arc::new(move || offers.as_ref().clone());
-    let managed = Managed::new(ctl, opts, catalog).await.expect("managed");
-    let app = skycat_server::routes::heartbeat::router(store.clone()).merge(skycat_server::routes::jobs::router(
-        managed.clone(),
-        skycat_server::Auth { verifier: std::sync::Arc::new(store.clone()) },
-    ));
-    let server = common::spawn_tls(listener, app, &tls, std::future::pending());
+    let (managed, store, server) = common::managed_harness(home.path()).await;
 
     // A spot job pinned to us-east-1 on a small real type; the plan orders its zones by the
     // catalog's spot prices.

@@ -227,3 +227,62 @@ pub fn fast_managed_options(server_url: String) -> skycat_controller::managed::M
         ssh_connect_timeout: Duration::from_secs(3),
     }
 }
+
+/// What `skycat check CLOUD` writes when its read-only `call` answers: `cloud` enabled for
+/// launch (the suites of the `check` command cover the command itself).
+pub fn mark_enabled(home: &Path, cloud: &str, credentials: &str, call: &str) {
+    use skycat_controller::enabled::{self, CloudState, EnabledClouds};
+    let mut cache: EnabledClouds = enabled::load(&skycat_controller::home::Home::at(home));
+    cache.clouds.insert(
+        cloud.into(),
+        CloudState {
+            launch: true,
+            status: enabled::ENABLED.into(),
+            credentials: credentials.into(),
+            verified: true,
+            call: Some(call.into()),
+            error: None,
+            checked_at: chrono::Utc::now(),
+        },
+    );
+    enabled::save(&skycat_controller::home::Home::at(home), &cache).unwrap();
+}
+
+/// The shipped catalog, as a managed job's planner sees it with no user catalog.
+pub fn embedded_catalog() -> Vec<skycat_catalog::Offer> {
+    let empty = tempfile::tempdir().unwrap();
+    skycat_catalog::Catalog::load(&skycat_catalog::SkycatHome::new(empty.path())).expect("embedded catalog").catalog.into_offers()
+}
+
+/// Managed jobs as `skycat serve` runs them, over a controller on `home`: the agents' heartbeat
+/// and the jobs routes served over TLS (the agents pin the certificate) on a port of this host,
+/// fast clocks ([`fast_managed_options`], a 4 s silence deadline), planning over the
+/// shipped catalog. Returns the controller's state store too; `abort` the server at the end.
+pub async fn managed_harness(home: &Path) -> (Managed, skycat_controller::store::Store, tokio::task::JoinHandle<()>) {
+    use std::sync::Arc;
+
+    use skycat_controller::home::Home;
+    use skycat_controller::lifecycle::Controller;
+    use skycat_controller::managed::ManagedOptions;
+
+    let (tls, pin) = agent_cert(home);
+    let ctl = Controller::open(Home::at(home)).await.expect("controller").with_agent_bin(agent_bin()).with_server_cert_sha256(pin);
+    let store = ctl.store.clone();
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", 0)).await.expect("bind");
+    let port = listener.local_addr().unwrap().port();
+    // A cloud launch (with its failover walk) takes longer than a pool's: more time to retry.
+    let opts = ManagedOptions {
+        deadline: Duration::from_secs(4),
+        launch_retry_for: Duration::from_secs(60),
+        ..fast_managed_options(format!("https://{{controller_ip}}:{port}"))
+    };
+    let offers = Arc::new(embedded_catalog());
+    let catalog: skycat_controller::managed::CatalogSource = Arc::new(move || offers.as_ref().clone());
+    let managed = Managed::new(ctl, opts, catalog).await.expect("managed");
+    let app = skycat_server::routes::heartbeat::router(store.clone()).merge(skycat_server::routes::jobs::router(
+        managed.clone(),
+        skycat_server::Auth { verifier: Arc::new(store.clone()) },
+    ));
+    let server = spawn_tls(listener, app, &tls, std::future::pending());
+    (managed, store, server)
+}
