@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use skycat_controller::managed::{JobRequest, JobView, Managed};
+use skycat_controller::managed::{JobView, Managed};
 use skycat_testkit::lambda_emulator::{LambdaEmulator, LambdaEmulatorConfig};
 
 #[path = "../../controller/tests/common/mod.rs"]
@@ -81,20 +81,7 @@ async fn managed_job_on_lambda_recovers_after_its_instance_is_taken_back() {
     common::mark_enabled(home.path(), "lambda", "LAMBDA_API_KEY", "GET /api/v1/instance-types");
     let (managed, _store, server) = common::managed_harness(home.path()).await;
 
-    let spec = skycat_optimizer::parse_task_yaml(
-        "resources:\n  infra: lambda\n  accelerators: A10:1\n\
-         run: |\n  echo rc=$SKYCAT_JOB_RECOVERY_COUNT\n  if [ \"$SKYCAT_JOB_RECOVERY_COUNT\" = 0 ]; then sleep 300; fi\n  echo finished\n",
-    )
-    .expect("task");
-    let req = JobRequest {
-        name: Some("train".into()),
-        task: skycat_controller::TaskRun { name: Some("train".into()), num_nodes: 1, run: spec.run.clone(), ..Default::default() },
-        use_spot: false,
-        strategy: Some("FAILOVER".into()),
-        max_restarts_on_errors: 0,
-        spec: Some(spec),
-    };
-    let id = managed.submit(req).await.expect("submit");
+    let id = common::submit_recovering_job(&managed, "  infra: lambda\n  accelerators: A10:1\n", false).await;
     let v = wait_for("the first attempt running on Lambda", Duration::from_secs(90), &managed, id, |v| v.status == "RUNNING").await;
     let first = v.attempts[0].clone();
     assert!(first.pool.starts_with("lambda/"), "{first:?}");

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use skycat_controller::managed::{JobRequest, JobView, Managed};
+use skycat_controller::managed::{JobView, Managed};
 use skycat_testkit::runpod::{EmulatorConfig, RunPodEmulator};
 
 #[path = "../../controller/tests/common/mod.rs"]
@@ -90,20 +90,7 @@ async fn managed_spot_job_on_runpod_recovers_after_an_interruption() {
     common::mark_enabled(home.path(), "runpod", "RUNPOD_API_KEY", "POST graphql query { myself { id } }");
     let (managed, _store, server) = common::managed_harness(home.path()).await;
 
-    let spec = skycat_optimizer::parse_task_yaml(
-        "resources:\n  infra: runpod/US\n  accelerators: RTXA4500:1\n  use_spot: true\n\
-         run: |\n  echo rc=$SKYCAT_JOB_RECOVERY_COUNT\n  if [ \"$SKYCAT_JOB_RECOVERY_COUNT\" = 0 ]; then sleep 300; fi\n  echo finished\n",
-    )
-    .expect("task");
-    let req = JobRequest {
-        name: Some("train".into()),
-        task: skycat_controller::TaskRun { name: Some("train".into()), num_nodes: 1, run: spec.run.clone(), ..Default::default() },
-        use_spot: true,
-        strategy: Some("FAILOVER".into()),
-        max_restarts_on_errors: 0,
-        spec: Some(spec),
-    };
-    let id = managed.submit(req).await.expect("submit");
+    let id = common::submit_recovering_job(&managed, "  infra: runpod/US\n  accelerators: RTXA4500:1\n  use_spot: true\n", true).await;
     let v = wait_for("the first attempt running on RunPod", Duration::from_secs(90), &managed, id, |v| v.status == "RUNNING").await;
     let first = v.attempts[0].clone();
     assert!(first.pool.starts_with("runpod/US"), "{first:?}");

@@ -16,7 +16,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use skycat_controller::managed::{JobRequest, JobView, Managed};
+use skycat_controller::managed::{JobView, Managed};
 
 mod common;
 use common::aws_hosts::{ec2, instances, make_vpc, InstanceHosts};
@@ -50,25 +50,7 @@ async fn managed_spot_job_on_ec2_recovers_in_another_zone() {
 
     // A spot job pinned to us-east-1 on a small real type; the plan orders its zones by the
     // catalog's spot prices.
-    let spec = skycat_optimizer::parse_task_yaml(
-        "resources:\n  infra: aws/us-east-1\n  instance_type: m6i.large\n  use_spot: true\n  ports: 8888\n  disk_size: 64\n  image_id: ami-785db401\n\
-         run: |\n  echo rc=$SKYCAT_JOB_RECOVERY_COUNT\n  if [ \"$SKYCAT_JOB_RECOVERY_COUNT\" = 0 ]; then sleep 300; fi\n  echo finished\n",
-    )
-    .expect("task");
-    let req = JobRequest {
-        name: Some("train".into()),
-        task: skycat_controller::TaskRun {
-            name: Some("train".into()),
-            num_nodes: 1,
-            run: spec.run.clone(),
-            ..Default::default()
-        },
-        use_spot: true,
-        strategy: Some("FAILOVER".into()),
-        max_restarts_on_errors: 0,
-        spec: Some(spec),
-    };
-    let id = managed.submit(req).await.expect("submit");
+    let id = common::submit_recovering_job(&managed, "  infra: aws/us-east-1\n  instance_type: m6i.large\n  use_spot: true\n  ports: 8888\n  disk_size: 64\n  image_id: ami-785db401\n", true).await;
     let v = wait_for("the first attempt running on EC2", Duration::from_secs(90), &managed, id, |v| v.status == "RUNNING").await;
     let first = v.attempts[0].clone();
     assert!(first.pool.starts_with("aws/us-east-1"), "{first:?}");

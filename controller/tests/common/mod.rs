@@ -286,3 +286,23 @@ pub async fn managed_harness(home: &Path) -> (Managed, skycat_controller::store:
     let server = spawn_tls(listener, app, &tls, std::future::pending());
     (managed, store, server)
 }
+
+/// Submits the job the recovery suites run: `resources` (YAML lines under `resources:`), a run
+/// that prints the recovery count, blocks on the first attempt (so only a recovery finishes
+/// it) and prints `finished` on the next; FAILOVER strategy, no restarts on errors.
+pub async fn submit_recovering_job(m: &Managed, resources: &str, use_spot: bool) -> i64 {
+    let spec = skycat_optimizer::parse_task_yaml(&format!(
+        "resources:\n{resources}run: |\n  echo rc=$SKYCAT_JOB_RECOVERY_COUNT\n  \
+         if [ \"$SKYCAT_JOB_RECOVERY_COUNT\" = 0 ]; then sleep 300; fi\n  echo finished\n"
+    ))
+    .expect("task");
+    let req = skycat_controller::managed::JobRequest {
+        name: Some("train".into()),
+        task: skycat_controller::TaskRun { name: Some("train".into()), num_nodes: 1, run: spec.run.clone(), ..Default::default() },
+        use_spot,
+        strategy: Some("FAILOVER".into()),
+        max_restarts_on_errors: 0,
+        spec: Some(spec),
+    };
+    m.submit(req).await.expect("submit")
+}
