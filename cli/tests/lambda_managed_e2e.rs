@@ -103,10 +103,7 @@ async fn managed_job_on_lambda_recovers_after_its_instance_is_taken_back() {
     assert_eq!(v.recovery_count, 1);
     assert_ne!(v.attempts[1].hosts, first.hosts, "the job runs on a new instance");
 
-    let v = managed.wait(id, Duration::from_secs(60)).await.expect("job ends");
-    assert_eq!(v.status, "SUCCEEDED", "{v:#?}");
-    let logs = managed.logs(id).await.unwrap().1;
-    assert!(logs.iter().any(|(_, l)| l.contains("rc=1") && l.contains("finished")), "{logs:?}");
+    common::assert_finished_after_recovery(&managed, id).await;
 
     // Teardown: no instance left running; the preempted one was terminated too.
     let deadline = Instant::now() + Duration::from_secs(60);

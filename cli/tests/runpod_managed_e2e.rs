@@ -112,10 +112,7 @@ async fn managed_spot_job_on_runpod_recovers_after_an_interruption() {
     assert!(v.attempts[0].reason.as_deref().unwrap_or("").contains("interrupted"), "{v:#?}");
     assert_eq!(v.recovery_count, 1);
 
-    let v = managed.wait(id, Duration::from_secs(60)).await.expect("job ends");
-    assert_eq!(v.status, "SUCCEEDED", "{v:#?}");
-    let logs = managed.logs(id).await.unwrap().1;
-    assert!(logs.iter().any(|(_, l)| l.contains("rc=1") && l.contains("finished")), "{logs:?}");
+    common::assert_finished_after_recovery(&managed, id).await;
 
     // Teardown: every pod terminated, the interrupted one included.
     let deadline = Instant::now() + Duration::from_secs(60);

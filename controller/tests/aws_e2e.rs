@@ -100,10 +100,7 @@ async fn managed_spot_job_on_ec2_recovers_in_another_zone() {
     let blocks = managed.blocks(id).await.unwrap();
     assert!(blocks.iter().any(|b| b.1 == zone_id && b.2 == "zone"), "{blocks:?}");
 
-    let v = managed.wait(id, Duration::from_secs(60)).await.expect("job ends");
-    assert_eq!(v.status, "SUCCEEDED", "{v:#?}");
-    let logs = managed.logs(id).await.unwrap().1;
-    assert!(logs.iter().any(|(_, l)| l.contains("rc=1") && l.contains("finished")), "{logs:?}");
+    common::assert_finished_after_recovery(&managed, id).await;
 
     // Teardown: every instance terminated in moto, the clusters' security groups gone.
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -306,3 +306,12 @@ pub async fn submit_recovering_job(m: &Managed, resources: &str, use_spot: bool)
     };
     m.submit(req).await.expect("submit")
 }
+
+/// Waits for the job of [`submit_recovering_job`] to end: it must have succeeded, and its
+/// output must come from the recovered attempt (`rc=1`, then `finished`).
+pub async fn assert_finished_after_recovery(m: &Managed, id: i64) {
+    let v = m.wait(id, Duration::from_secs(60)).await.expect("job ends");
+    assert_eq!(v.status, "SUCCEEDED", "{v:#?}");
+    let logs = m.logs(id).await.unwrap().1;
+    assert!(logs.iter().any(|(_, l)| l.contains("rc=1") && l.contains("finished")), "{logs:?}");
+}
