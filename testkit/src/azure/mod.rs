@@ -336,16 +336,16 @@ fn handle(st: &Mutex<State>, method: Method, uri: Uri, headers: HeaderMap, body:
     }
     let sub = st.cfg.subscription.clone();
     // Operation monitors: their URLs carry their own api-version.
-    if l.len() == 7 && l[2] == "providers" && l[4] == "locations" && l[5] == "operations" && method == Method::GET {
+    if l.len() == 8 && l[2] == "providers" && l[4] == "locations" && l[6] == "operations" && method == Method::GET {
         if query.get("monitor").map(String::as_str) == Some("true") {
-            return location_status(&mut st, segs[6]);
+            return location_status(&mut st, segs[7]);
         }
-        return async_status(&mut st, segs[6]);
+        return async_status(&mut st, segs[7]);
     }
     if l.len() == 4 && l[2] == "operationresults" && method == Method::GET {
         return location_status(&mut st, segs[3]);
     }
-    let provider_api = match l.get(6).copied() {
+    let provider_api = match l.get(5).copied() {
         _ if l.len() == 2 => SUBSCRIPTION_APIS,
         _ if l.len() == 4 => RESOURCES_APIS,
         Some("microsoft.network") => NETWORK_APIS,
