@@ -103,6 +103,8 @@ impl VmHosts {
         let task = tokio::spawn(async move {
             // A VM keeps its host index across stop/start.
             let mut index: BTreeMap<String, u32> = BTreeMap::new();
+            // A VM keeps its disk, so its SSH host key, across deallocate/start.
+            let mut keys: BTreeMap<String, Vec<u8>> = BTreeMap::new();
             loop {
                 let vms = emu.vms();
                 for v in &vms {
@@ -117,7 +119,14 @@ impl VmHosts {
                         let i = *index.entry(v.id.clone()).or_insert(n);
                         let hip = format!("10.230.{}.{i}", hosts.net());
                         let h = hosts.clone();
-                        tokio::task::spawn_blocking(move || h.script(&["up-at", &i.to_string(), &ip, &hip])).await.expect("up-at");
+                        let restarted = keys.get(&v.id).cloned();
+                        let saved = tokio::task::spawn_blocking(move || {
+                            h.script(&["up-at", &i.to_string(), &ip, &hip]);
+                            keep_host_key(&h, i, restarted)
+                        })
+                        .await
+                        .expect("up-at");
+                        keys.insert(v.id.clone(), saved);
                         u.lock().unwrap().insert(v.id.clone(), i);
                     } else if !running && have && v.power.starts_with("dealloc") {
                         let i = u.lock().unwrap().remove(&v.id).expect("up");
@@ -141,6 +150,36 @@ impl VmHosts {
     fn hosts_up(&self) -> usize {
         self.up.lock().unwrap().len()
     }
+}
+
+/// The host key of host `i` (testhosts.sh makes a new one at each `up-at`); with `restore`, puts
+/// that key back first and restarts the host's sshd, as a VM started again keeps its disk.
+fn keep_host_key(h: &TestHosts, i: u32, restore: Option<Vec<u8>>) -> Vec<u8> {
+    let dir = h.home(i).parent().expect("host dir").to_path_buf();
+    let key = dir.join("ssh_host_ed25519_key");
+    if let Some(old) = restore {
+        std::fs::write(&key, &old).expect("restore host key");
+        let _ = std::fs::remove_file(dir.join("ssh_host_ed25519_key.pub"));
+        let pid = std::fs::read_to_string(dir.join("sshd.pid")).expect("sshd pid");
+        let st = Command::new("kill").arg(pid.trim()).status().expect("kill sshd");
+        assert!(st.success(), "stopping host {i}'s sshd failed");
+        let _ = std::fs::remove_file(dir.join("sshd.pid"));
+        let cfg = dir.join("sshd_config");
+        let st = Command::new("ip")
+            .args(["netns", "exec", &h.ns(i), "/usr/sbin/sshd", "-f"])
+            .arg(&cfg)
+            .arg("-E")
+            .arg(dir.join("sshd.log"))
+            .status()
+            .expect("start sshd");
+        assert!(st.success(), "restarting host {i}'s sshd failed");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !dir.join("sshd.pid").exists() {
+            assert!(Instant::now() < deadline, "host {i}'s sshd did not come back");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    std::fs::read(&key).expect("host key")
 }
 
 /// The chatbot fixture with local setup/run: everything else byte-identical.
