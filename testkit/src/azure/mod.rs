@@ -603,7 +603,7 @@ fn resource_group(st: &mut State, method: &Method, name: &str, key: &str, body: 
         Method::PUT => {
             let v = match parse(st, body, &schema::RESOURCE_GROUP, what) {
                 Ok(v) => v,
-                Err(r) => return r,
+                Err(r) => return *r,
             };
             let existed = st.groups.contains_key(key);
             let g = (name.to_string(), v["location"].as_str().unwrap_or_default().to_string(), v.get("tags").cloned().unwrap_or(json!({})), false);
@@ -625,16 +625,16 @@ fn resource_group(st: &mut State, method: &Method, name: &str, key: &str, body: 
     }
 }
 
-fn parse(st: &mut State, body: &[u8], s: &schema::S, what: &str) -> Result<Value, Response> {
+fn parse(st: &mut State, body: &[u8], s: &schema::S, what: &str) -> Result<Value, Box<Response>> {
     let v: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => {
             let m = format!("The request content was invalid and could not be deserialized: '{e}'.");
-            return Err(reject(st, what.to_string(), StatusCode::BAD_REQUEST, "InvalidRequestContent", &m, None));
+            return Err(Box::new(reject(st, what.to_string(), StatusCode::BAD_REQUEST, "InvalidRequestContent", &m, None)));
         }
     };
     if let Err(r) = schema::check(&v, s, "") {
-        return Err(reject(st, what.to_string(), StatusCode::BAD_REQUEST, r.code, &r.message, r.target.as_deref()));
+        return Err(Box::new(reject(st, what.to_string(), StatusCode::BAD_REQUEST, r.code, &r.message, r.target.as_deref())));
     }
     Ok(v)
 }
@@ -658,7 +658,7 @@ fn network(st: &mut State, method: &Method, action: Option<&str>, ty: &str, id: 
             };
             let mut v = match parse(st, body, s, what) {
                 Ok(v) => v,
-                Err(r) => return r,
+                Err(r) => return *r,
             };
             // References must resolve to resources that exist.
             let mut refs: Vec<String> = Vec::new();
@@ -837,7 +837,7 @@ const RESERVED_USERS: &[&str] = &["administrator", "admin", "user", "user1", "te
 fn create_vm(st: &mut State, id: &str, key: &str, name: &str, group: &str, body: &[u8], what: &str) -> Response {
     let v = match parse(st, body, &schema::VM, what) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let s = |p: &str| v.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string();
     let (location, size) = (s("/location").to_ascii_lowercase(), s("/properties/hardwareProfile/vmSize"));
@@ -882,17 +882,14 @@ fn create_vm(st: &mut State, id: &str, key: &str, name: &str, group: &str, body:
         let m = format!("Resource {nic} referenced by resource {id} was not found.");
         return reject(st, what.to_string(), StatusCode::BAD_REQUEST, "InvalidResourceReference", &m, None);
     }
-    match st.faults.get(&location).copied() {
-        Some(f @ (Fault::SkuNotAvailable | Fault::Quota)) => {
-            let (code, m) = if f == Fault::SkuNotAvailable {
-                ("SkuNotAvailable", format!("The requested VM size for resource 'Following SKUs have failed for Capacity Restrictions: {size}' is currently not available in location '{location}'. Please try another size or deploy to a different location or different zone. See https://aka.ms/azureskunotavailable for details."))
-            } else {
-                ("OperationNotAllowed", format!("Operation could not be completed as it results in exceeding approved Total Regional Cores quota. Additional details - Deployment Model: Resource Manager, Location: {location}, Current Limit: 0, Current Usage: 0, Additional Required: 6, (Minimum) New Limit Required: 6."))
-            };
-            st.vm_puts.push(VmPut { location, size, outcome: Err(code.into()) });
-            return arm_error(StatusCode::CONFLICT, code, &m, None);
-        }
-        _ => {}
+    if let Some(f @ (Fault::SkuNotAvailable | Fault::Quota)) = st.faults.get(&location).copied() {
+        let (code, m) = if f == Fault::SkuNotAvailable {
+            ("SkuNotAvailable", format!("The requested VM size for resource 'Following SKUs have failed for Capacity Restrictions: {size}' is currently not available in location '{location}'. Please try another size or deploy to a different location or different zone. See https://aka.ms/azureskunotavailable for details."))
+        } else {
+            ("OperationNotAllowed", format!("Operation could not be completed as it results in exceeding approved Total Regional Cores quota. Additional details - Deployment Model: Resource Manager, Location: {location}, Current Limit: 0, Current Usage: 0, Additional Required: 6, (Minimum) New Limit Required: 6."))
+        };
+        st.vm_puts.push(VmPut { location, size, outcome: Err(code.into()) });
+        return arm_error(StatusCode::CONFLICT, code, &m, None);
     }
     let failure = match st.faults.get(&location) {
         Some(Fault::AllocationFailed) => Some(("AllocationFailed", "Allocation failed. We do not have sufficient capacity for the requested VM size in this region. Read more about improving likelihood of allocation success at http://aka.ms/allocation-guidance")),
