@@ -6,10 +6,12 @@
 //! * [`serve`]: a `skycat serve` child process, waited for until ready, stopped with SIGTERM or
 //!   SIGKILL;
 //! * [`storage`]: GCS (fake-gcs-server) and Azure Blob (azurite) emulators, and moto S3 puts;
+//! * [`azure`]: an EMULATION of Azure Resource Manager and its token endpoint (testkit/emulators/azure.md);
 //! * [`lambda_emulator`]: an emulation of Lambda Cloud's REST API (see testkit/emulators/lambda.md);
 //! * [`runpod`]: an EMULATION of RunPod's GraphQL API (testkit/emulators/runpod.md);
 //! * [`free_port`]: a loopback port nothing listens on.
 
+pub mod azure;
 pub mod lambda_emulator;
 pub mod moto;
 pub mod output;
