@@ -14,41 +14,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use skycat_controller::home::Home;
-use skycat_controller::lifecycle::Controller;
-use skycat_controller::managed::{JobRequest, JobView, Managed, ManagedOptions};
+use skycat_controller::managed::{JobView, Managed};
 use skycat_testkit::azure::{AzureEmulator, AzureEmulatorConfig};
 
 #[path = "../../controller/tests/common/mod.rs"]
 mod common;
-use common::{agent_bin, TestHosts};
+use common::TestHosts;
 
 const NET: u32 = 255;
 const SECRET: &str = "Emu8Q~azure-managed.secret_51ab";
-
-/// What `skycat check azure` writes when `GET /subscriptions/{id}` answers (azure_launch_e2e
-/// covers the command itself).
-fn azure_enabled(dir: &std::path::Path) {
-    let mut cache = skycat_controller::enabled::EnabledClouds::default();
-    cache.clouds.insert(
-        "azure".into(),
-        skycat_controller::enabled::CloudState {
-            launch: true,
-            status: skycat_controller::enabled::ENABLED.into(),
-            credentials: "AZURE_SUBSCRIPTION_ID, AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET".into(),
-            verified: true,
-            call: Some("GET subscriptions/{id}".into()),
-            error: None,
-            checked_at: chrono::Utc::now(),
-        },
-    );
-    skycat_controller::enabled::save(&Home::at(dir), &cache).unwrap();
-}
-
-fn embedded_catalog() -> Vec<skycat_catalog::Offer> {
-    let empty = tempfile::tempdir().unwrap();
-    skycat_catalog::Catalog::load(&skycat_catalog::SkycatHome::new(empty.path())).expect("embedded catalog").catalog.into_offers()
-}
 
 /// A host for every running VM; the host goes when its VM is deallocated or gone.
 fn watch_vms(hosts: Arc<TestHosts>, emu: Arc<AzureEmulator>) -> tokio::task::JoinHandle<()> {
@@ -112,48 +86,16 @@ async fn managed_spot_job_on_azure_recovers_after_an_eviction() {
     let watcher = watch_vms(hosts.clone(), emu.clone());
 
     let home = tempfile::tempdir().unwrap();
-    azure_enabled(home.path());
+    common::mark_enabled(
+        home.path(),
+        "azure",
+        "AZURE_SUBSCRIPTION_ID, AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET",
+        "GET subscriptions/{id}",
+    );
     // VMs are made for adminUsername azureuser; the test hosts accept root only.
     std::fs::write(home.path().join("config.yaml"), "azure:\n  ssh_user: root\n").unwrap();
-    let (tls, pin) = common::agent_cert(home.path());
-    let ctl = Controller::open(Home::at(home.path())).await.expect("controller").with_agent_bin(agent_bin()).with_server_cert_sha256(pin);
-    let store = ctl.store.clone();
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", 0)).await.expect("bind");
-    let port = listener.local_addr().unwrap().port();
-    let opts = ManagedOptions {
-        server_url: Some(format!("https://{{controller_ip}}:{port}")),
-        heartbeat_secs: 1.0,
-        deadline: Duration::from_secs(4),
-        poll: Duration::from_millis(300),
-        metadata_url: None,
-        metadata_poll_secs: 0.5,
-        termination_grace_secs: 2.0,
-        launch_retry_for: Duration::from_secs(60),
-        ssh_connect_timeout: Duration::from_secs(3),
-    };
-    let offers = Arc::new(embedded_catalog());
-    let catalog: skycat_controller::managed::CatalogSource = Arc::new(move || offers.as_ref().clone());
-    let managed = Managed::new(ctl, opts, catalog).await.expect("managed");
-    let app = skycat_server::routes::heartbeat::router(store.clone()).merge(skycat_server::routes::jobs::router(
-        managed.clone(),
-        skycat_server::Auth { verifier: std::sync::Arc::new(store.clone()) },
-    ));
-    let server = common::spawn_tls(listener, app, &tls, std::future::pending());
-
-    let spec = skycat_optimizer::parse_task_yaml(
-        "resources:\n  infra: azure\n  accelerators: V100:1\n  use_spot: true\n\
-         run: |\n  echo rc=$SKYCAT_JOB_RECOVERY_COUNT\n  if [ \"$SKYCAT_JOB_RECOVERY_COUNT\" = 0 ]; then sleep 300; fi\n  echo finished\n",
-    )
-    .expect("task");
-    let req = JobRequest {
-        name: Some("train".into()),
-        task: skycat_controller::TaskRun { name: Some("train".into()), num_nodes: 1, run: spec.run.clone(), ..Default::default() },
-        use_spot: true,
-        strategy: Some("FAILOVER".into()),
-        max_restarts_on_errors: 0,
-        spec: Some(spec),
-    };
-    let id = managed.submit(req).await.expect("submit");
+    let (managed, _store, server) = common::managed_harness(home.path()).await;
+    let id = common::submit_recovering_job(&managed, "  infra: azure\n  accelerators: V100:1\n  use_spot: true\n", true).await;
     let v = wait_for("the first attempt running on Azure", Duration::from_secs(90), &managed, id, |v| v.status == "RUNNING").await;
     let first = v.attempts[0].clone();
     assert!(first.pool.starts_with("azure/"), "{first:?}");
@@ -176,10 +118,7 @@ async fn managed_spot_job_on_azure_recovers_after_an_eviction() {
     assert!(v.attempts[0].reason.as_deref().unwrap_or("").contains("evicted"), "{v:#?}");
     assert_eq!(v.recovery_count, 1);
 
-    let v = managed.wait(id, Duration::from_secs(60)).await.expect("job ends");
-    assert_eq!(v.status, "SUCCEEDED", "{v:#?}");
-    let logs = managed.logs(id).await.unwrap().1;
-    assert!(logs.iter().any(|(_, l)| l.contains("rc=1") && l.contains("finished")), "{logs:?}");
+    common::assert_finished_after_recovery(&managed, id).await;
 
     // Teardown: every resource group deleted, the evicted VM's included.
     let deadline = Instant::now() + Duration::from_secs(60);
