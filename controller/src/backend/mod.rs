@@ -7,6 +7,7 @@
 //! A new cloud is one new file in this folder plus one line in [`Backends::registry`].
 
 pub mod aws;
+pub mod gcp;
 pub mod lambda;
 pub mod runpod;
 pub mod ssh;
@@ -242,6 +243,7 @@ impl Backends {
         let list: Vec<Arc<dyn Backend>> = vec![
             Arc::new(ssh::SshPools::new(cx.clone())),
             Arc::new(aws::Aws::new(cx.clone())),
+            Arc::new(gcp::Gcp::new(cx.clone())),
             Arc::new(lambda::Lambda::new(cx.clone())),
             Arc::new(runpod::RunPod::new(cx.clone())),
         ];
@@ -268,7 +270,7 @@ impl Backends {
 
 /// Clouds that have a provisioning backend (the registry without `ssh`), for code that has no
 /// context at hand, such as `skycat check`. A test keeps it equal to the registry.
-pub const CLOUD_BACKENDS: &[&str] = &["aws", "lambda", "runpod"];
+pub const CLOUD_BACKENDS: &[&str] = &["aws", "gcp", "lambda", "runpod"];
 
 /// Parses a task's `ports` entries ("8080", "8000-8010") into inclusive ranges.
 pub fn parse_ports(ports: &[String]) -> Result<Vec<(u16, u16)>, ProvisionError> {
