@@ -10,11 +10,11 @@
 //!   Operation: the zone is blocked and the launch lands in another zone of the region. The job
 //!   runs; stop → start (a new natIP) → a second job runs; down deletes the VM and the
 //!   cluster's firewall rule: nothing is left in the emulator.
-//! * `gcp_exhausted_everywhere_fails_over_to_lambda` (NET 245): the cross-cloud failover of
-//!   issue 12. A task that may run on a T4 on GCP (cheapest) or an A10 on Lambda Cloud: every GCP
-//!   zone of the plan is exhausted (stockouts on both the call and the Operation path, a quota
-//!   error), so the launch walks on to Lambda (its loopback emulation runs in the same test) and
-//!   the job runs there.
+//! * `gcp_exhausted_everywhere_fails_over_to_lambda` (NET 240 too: the host lock runs the two
+//!   tests one after the other): the cross-cloud failover of issue 12. A task that may run on
+//!   a T4 on GCP (cheapest) or an A10 on Lambda Cloud: every GCP zone of the plan is exhausted
+//!   (stockouts on both the call and the Operation path), so the launch walks on to Lambda (its
+//!   loopback emulation runs in the same test) and the job runs there.
 //!
 //! No request either emulator refused for its shape is allowed. Needs root, iproute2 and
 //! openssh-server (scripts/ci-setup-sshd.sh). Never skipped.
@@ -233,7 +233,7 @@ async fn launch_on_gcp_fails_over_stops_starts_and_goes_down() {
     assert!(out.status.success(), "{}", text(&out));
     let plan = text(&out);
     let zones = plan_zones(&plan);
-    assert!(zones.len() >= 2, "{plan}");
+    assert!(!zones.is_empty(), "{plan}");
     let exhausted = zones[0].clone();
     assert!(exhausted.starts_with("us-central1-"), "{plan}");
 
@@ -279,7 +279,7 @@ async fn launch_on_gcp_fails_over_stops_starts_and_goes_down() {
     let out = env.skycat(&["stop", "web"]).await;
     assert!(out.status.success(), "{}", text(&out));
     let stopped = gcp.instances()[0].clone();
-    assert!(matches!(stopped.status.as_str(), "STOPPING" | "TERMINATED"), "{stopped:?}");
+    assert_eq!(stopped.status, "TERMINATED", "{stopped:?}");
     let out = env.skycat(&["start", "web"]).await;
     assert!(out.status.success(), "{}", text(&out));
     let started = gcp.instances()[0].clone();
@@ -312,7 +312,7 @@ async fn launch_on_gcp_fails_over_stops_starts_and_goes_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gcp_exhausted_everywhere_fails_over_to_lambda() {
-    const NET: u32 = 245;
+    const NET: u32 = 240;
     let gcp = Arc::new(GcpEmulator::start(emulator_config(NET)).await);
     let lambda = Arc::new(LambdaEmulator::start(LambdaEmulatorConfig::new(LAMBDA_KEY, NET as u8)).await);
     let hosts = Arc::new(TestHosts::empty(NET, "gcpx"));

@@ -11,8 +11,8 @@
 //!   ([`schema`]); a refusal is 400 `invalid` and is kept in [`GcpEmulator::rejections`], as is any
 //!   request to a path or verb the API does not have.
 //! * State machines: instances PROVISIONING → STAGING → RUNNING (one step per HTTP read),
-//!   stop → STOPPING → TERMINATED (no natIP), start → STAGING → RUNNING with a new natIP, delete →
-//!   gone. Every mutation answers an Operation PENDING → RUNNING → DONE (`wait` answers DONE);
+//!   stop → STOPPING (while its operation runs) → TERMINATED (no natIP), start → STAGING →
+//!   RUNNING with a new natIP, delete → STOPPING → gone. Every mutation answers an Operation PENDING → RUNNING → DONE (`wait` answers DONE);
 //!   its effect lands when it is DONE.
 //! * Faults per zone ([`GcpEmulator::fail_inserts`]): capacity and quota codes, delivered as the
 //!   insert call's HTTP error or as the Operation's `error` after DONE. Preemption
@@ -678,6 +678,8 @@ fn mutate(st: &mut State, zone: &str, name: &str, action: &str) -> Response {
     let status = i.view.status.clone();
     let link = format!("{}/instances/{name}", zone_link(st, zone));
     let effect = match action {
+        // Stopping a stopped VM is a no-op operation.
+        "stop" if status == "TERMINATED" => return new_op(st, Some(zone), action, link, Effect::None),
         "stop" => Effect::Stop(name.into()),
         "start" => {
             if status != "TERMINATED" {
@@ -688,6 +690,12 @@ fn mutate(st: &mut State, zone: &str, name: &str, action: &str) -> Response {
         }
         _ => Effect::Delete(name.into()),
     };
+    // A stop or delete shows STOPPING while its operation runs.
+    if matches!(effect, Effect::Stop(_) | Effect::Delete(_)) && status != "TERMINATED" {
+        if let Some(i) = st.instances.iter_mut().find(|i| i.view.zone == zone && i.view.name == name) {
+            i.view.status = "STOPPING".into();
+        }
+    }
     new_op(st, Some(zone), action, link, effect)
 }
 
@@ -724,8 +732,7 @@ fn apply(st: &mut State, zone: &str, effect: Effect) -> Option<(String, String, 
         }
         Effect::Stop(n) => {
             if let Some(p) = find(st, &n) {
-                st.instances[p].view.status = "STOPPING".into();
-                st.instances[p].reads_left = 0;
+                st.instances[p].view.status = "TERMINATED".into();
             }
             None
         }

@@ -245,7 +245,7 @@ pub fn instance_insert(body: &Value, zone: &str) -> Result<InsertSpec, String> {
             let it = object(it, &at)?;
             unknown(it, &["key", "value"], &at)?;
             let k = string(it.get("key").ok_or(format!("Required field '{at}.key' not specified"))?, &at)?;
-            let v = string(it.get("value").unwrap_or(&Value::String(String::new())), &at)?;
+            let v = it.get("value").map(|v| string(v, &at)).transpose()?.unwrap_or("");
             if k == "ssh-keys" {
                 for line in v.lines().filter(|l| !l.trim().is_empty()) {
                     let Some((user, key)) = line.split_once(':') else {

@@ -574,10 +574,12 @@ impl Backend for Gcp {
                 Ok(node_state(&i, preempted))
             }
             // instanceTerminationAction=DELETE, or deleted by hand.
-            None if cluster.spot && self.was_preempted(&api, &zone, name).await? => {
-                Ok(NodeState::Preempted { reason: format!("GCP preempted and deleted Spot VM {name} ({PREEMPTED_OP})") })
+            None => {
+                if cluster.spot && self.was_preempted(&api, &zone, name).await? {
+                    return Ok(NodeState::Preempted { reason: format!("GCP preempted and deleted Spot VM {name} ({PREEMPTED_OP})") });
+                }
+                Ok(NodeState::Terminated { reason: Some(format!("instance {name} not found in {zone}")) })
             }
-            None => Ok(NodeState::Terminated { reason: Some(format!("instance {name} not found in {zone}")) }),
         }
     }
 
