@@ -96,6 +96,7 @@ fn zonal<'a>(v: &'a str, zone: &str, kind: &str) -> Option<&'a str> {
 }
 
 /// What an accepted insert asks for, for the emulator to keep.
+#[derive(Debug)]
 pub struct InsertSpec {
     pub name: String,
     pub machine_type: String,
