@@ -21,12 +21,15 @@
 //! * natIPs come from the test's network-namespace range (`10.<public_octet>.<net>.<k>`), private
 //!   IPs from `10.<private_octet>.<net>.<k>`; a test brings up an sshd host at each natIP.
 
+mod firewall;
 pub mod schema;
 pub mod token;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use firewall::{firewall_insert, firewall_patch};
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -774,30 +777,4 @@ fn apply(st: &mut State, zone: &str, effect: Effect) -> Option<(String, String, 
             None
         }
     }
-}
-
-fn firewall_insert(st: &mut State, body: Value) -> Response {
-    if let Err(why) = schema::firewall(&body, true) {
-        return invalid(st, "firewalls.insert", why);
-    }
-    let name = body["name"].as_str().unwrap_or_default().to_string();
-    if st.firewalls.contains_key(&name) || st.ops.iter().any(|o| o.status != "DONE" && matches!(&o.effect, Effect::FirewallInsert(v) if v["name"] == name.as_str())) {
-        return error(StatusCode::CONFLICT, "alreadyExists", &format!("The resource 'projects/{}/global/firewalls/{name}' already exists", st.cfg.project));
-    }
-    let mut stored = body.clone();
-    stored["kind"] = json!("compute#firewall");
-    stored["selfLink"] = json!(format!("{LINK_HOST}projects/{}/global/firewalls/{name}", st.cfg.project));
-    let link = stored["selfLink"].as_str().unwrap_or_default().to_string();
-    new_op(st, None, "insert", link, Effect::FirewallInsert(stored))
-}
-
-fn firewall_patch(st: &mut State, name: &str, body: Value) -> Response {
-    if let Err(why) = schema::firewall(&body, false) {
-        return invalid(st, "firewalls.patch", why);
-    }
-    if !st.firewalls.contains_key(name) {
-        return not_found(&format!("projects/{}/global/firewalls/{name}", st.cfg.project));
-    }
-    let link = format!("{LINK_HOST}projects/{}/global/firewalls/{name}", st.cfg.project);
-    new_op(st, None, "patch", link, Effect::FirewallPatch(name.into(), body))
 }

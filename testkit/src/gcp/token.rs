@@ -73,8 +73,8 @@ pub fn check_grant(sa: &ServiceAccount, body: &[u8], token_url: &str, now: u64) 
         let bytes = URL_SAFE_NO_PAD.decode(p).map_err(|_| "Invalid JWT: not base64url".to_string())?;
         serde_json::from_slice(&bytes).map_err(|_| "Invalid JWT: not JSON".to_string())
     };
-    let header = decode(*h)?;
-    let claims = decode(*c)?;
+    let header = decode(h)?;
+    let claims = decode(c)?;
     if header["alg"] != "RS256" {
         return Err(format!("Invalid JWT: alg {} (RS256 required)", header["alg"]));
     }
