@@ -7,11 +7,14 @@
 //!   SIGKILL;
 //! * [`storage`]: GCS (fake-gcs-server) and Azure Blob (azurite) emulators, and moto S3 puts;
 //! * [`azure`]: an EMULATION of Azure Resource Manager and its token endpoint (testkit/emulators/azure.md);
+//! * [`gcp`]: an EMULATION of the Compute Engine API v1 and Google's token endpoint
+//!   (testkit/emulators/gcp.md);
 //! * [`lambda_emulator`]: an emulation of Lambda Cloud's REST API (see testkit/emulators/lambda.md);
 //! * [`runpod`]: an EMULATION of RunPod's GraphQL API (testkit/emulators/runpod.md);
 //! * [`free_port`]: a loopback port nothing listens on.
 
 pub mod azure;
+pub mod gcp;
 pub mod lambda_emulator;
 pub mod moto;
 pub mod output;

@@ -8,6 +8,7 @@
 
 pub mod aws;
 pub mod azure;
+pub mod gcp;
 pub mod lambda;
 pub mod runpod;
 pub mod ssh;
@@ -244,6 +245,7 @@ impl Backends {
             Arc::new(ssh::SshPools::new(cx.clone())),
             Arc::new(aws::Aws::new(cx.clone())),
             Arc::new(azure::Azure::new(cx.clone())),
+            Arc::new(gcp::Gcp::new(cx.clone())),
             Arc::new(lambda::Lambda::new(cx.clone())),
             Arc::new(runpod::RunPod::new(cx.clone())),
         ];
@@ -270,7 +272,7 @@ impl Backends {
 
 /// Clouds that have a provisioning backend (the registry without `ssh`), for code that has no
 /// context at hand, such as `skycat check`. A test keeps it equal to the registry.
-pub const CLOUD_BACKENDS: &[&str] = &["aws", "azure", "lambda", "runpod"];
+pub const CLOUD_BACKENDS: &[&str] = &["aws", "azure", "gcp", "lambda", "runpod"];
 
 /// Parses a task's `ports` entries ("8080", "8000-8010") into inclusive ranges.
 pub fn parse_ports(ports: &[String]) -> Result<Vec<(u16, u16)>, ProvisionError> {
