@@ -15,42 +15,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use skycat_controller::home::Home;
-use skycat_controller::lifecycle::Controller;
-use skycat_controller::managed::{JobRequest, JobView, Managed, ManagedOptions};
+use skycat_controller::managed::{JobView, Managed};
 use skycat_testkit::gcp::{GcpEmulator, GcpEmulatorConfig};
 
 #[path = "../../controller/tests/common/mod.rs"]
 mod common;
-use common::{agent_bin, TestHosts};
+use common::TestHosts;
 
 const NET: u32 = 245;
 const PROJECT: &str = "skycat-managed-proj";
 const TOKEN: &str = "ya29.managed-e2e-token-0c9d";
-
-/// What `skycat check gcp` writes when `GET projects/{p}` answers (gcp_launch_e2e covers the
-/// command itself).
-fn gcp_enabled(dir: &std::path::Path) {
-    let mut cache = skycat_controller::enabled::EnabledClouds::default();
-    cache.clouds.insert(
-        "gcp".into(),
-        skycat_controller::enabled::CloudState {
-            launch: true,
-            status: skycat_controller::enabled::ENABLED.into(),
-            credentials: "GOOGLE_OAUTH_ACCESS_TOKEN, GOOGLE_CLOUD_PROJECT".into(),
-            verified: true,
-            call: Some("GET compute/v1/projects/{project}".into()),
-            error: None,
-            checked_at: chrono::Utc::now(),
-        },
-    );
-    skycat_controller::enabled::save(&Home::at(dir), &cache).unwrap();
-}
-
-fn embedded_catalog() -> Vec<skycat_catalog::Offer> {
-    let empty = tempfile::tempdir().unwrap();
-    skycat_catalog::Catalog::load(&skycat_catalog::SkycatHome::new(empty.path())).expect("embedded catalog").catalog.into_offers()
-}
 
 /// A host at the natIP of every VM that is up (PROVISIONING/STAGING/RUNNING), accepting its
 /// `ssh-keys`; the host goes when the VM stops, is preempted or deleted.
@@ -110,48 +84,11 @@ async fn managed_spot_job_on_gcp_recovers_after_a_preemption() {
     let watcher = watch_vms(hosts.clone(), emu.clone());
 
     let home = tempfile::tempdir().unwrap();
-    gcp_enabled(home.path());
+    common::mark_enabled(home.path(), "gcp", "GOOGLE_OAUTH_ACCESS_TOKEN, GOOGLE_CLOUD_PROJECT", "GET compute/v1/projects/{project}");
     // The test hosts accept root only.
     std::fs::write(home.path().join("config.yaml"), "gcp:\n  ssh_user: root\n").unwrap();
-    let (tls, pin) = common::agent_cert(home.path());
-    let ctl = Controller::open(Home::at(home.path())).await.expect("controller").with_agent_bin(agent_bin()).with_server_cert_sha256(pin);
-    let store = ctl.store.clone();
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", 0)).await.expect("bind");
-    let port = listener.local_addr().unwrap().port();
-    let opts = ManagedOptions {
-        server_url: Some(format!("https://{{controller_ip}}:{port}")),
-        heartbeat_secs: 1.0,
-        deadline: Duration::from_secs(4),
-        poll: Duration::from_millis(300),
-        metadata_url: None,
-        metadata_poll_secs: 0.5,
-        termination_grace_secs: 2.0,
-        launch_retry_for: Duration::from_secs(60),
-        ssh_connect_timeout: Duration::from_secs(3),
-    };
-    let offers = Arc::new(embedded_catalog());
-    let catalog: skycat_controller::managed::CatalogSource = Arc::new(move || offers.as_ref().clone());
-    let managed = Managed::new(ctl, opts, catalog).await.expect("managed");
-    let app = skycat_server::routes::heartbeat::router(store.clone()).merge(skycat_server::routes::jobs::router(
-        managed.clone(),
-        skycat_server::Auth { verifier: std::sync::Arc::new(store.clone()) },
-    ));
-    let server = common::spawn_tls(listener, app, &tls, std::future::pending());
-
-    let spec = skycat_optimizer::parse_task_yaml(
-        "resources:\n  infra: gcp/us-central1\n  accelerators: T4:1\n  use_spot: true\n\
-         run: |\n  echo rc=$SKYCAT_JOB_RECOVERY_COUNT\n  if [ \"$SKYCAT_JOB_RECOVERY_COUNT\" = 0 ]; then sleep 300; fi\n  echo finished\n",
-    )
-    .expect("task");
-    let req = JobRequest {
-        name: Some("train".into()),
-        task: skycat_controller::TaskRun { name: Some("train".into()), num_nodes: 1, run: spec.run.clone(), ..Default::default() },
-        use_spot: true,
-        strategy: Some("FAILOVER".into()),
-        max_restarts_on_errors: 0,
-        spec: Some(spec),
-    };
-    let id = managed.submit(req).await.expect("submit");
+    let (managed, _store, server) = common::managed_harness(home.path()).await;
+    let id = common::submit_recovering_job(&managed, "  infra: gcp/us-central1\n  accelerators: T4:1\n  use_spot: true\n", true).await;
     let v = wait_for("the first attempt running on GCP", Duration::from_secs(90), &managed, id, |v| v.status == "RUNNING").await;
     let first = v.attempts[0].clone();
     assert!(first.pool.starts_with("gcp/us-central1"), "{first:?}");
@@ -173,10 +110,7 @@ async fn managed_spot_job_on_gcp_recovers_after_a_preemption() {
     assert!(v.attempts[0].reason.as_deref().unwrap_or("").contains("preempted"), "{v:#?}");
     assert_eq!(v.recovery_count, 1);
 
-    let v = managed.wait(id, Duration::from_secs(60)).await.expect("job ends");
-    assert_eq!(v.status, "SUCCEEDED", "{v:#?}");
-    let logs = managed.logs(id).await.unwrap().1;
-    assert!(logs.iter().any(|(_, l)| l.contains("rc=1") && l.contains("finished")), "{logs:?}");
+    common::assert_finished_after_recovery(&managed, id).await;
 
     // Teardown: every VM deleted (the preempted one included) and no firewall rule left.
     let deadline = Instant::now() + Duration::from_secs(60);
