@@ -7,7 +7,7 @@
 //!   the rest (key pair, security group, RunInstances, describe, connect, agent, submit) is
 //!   skycat's own.
 //!
-//! * Lambda Cloud and RunPod: their loopback emulations (skycat-testkit) are the control planes,
+//! * GCP, Azure, Lambda Cloud and RunPod: their loopback emulations (skycat-testkit) are the control planes,
 //!   and a namespace host comes up at each instance's (pod's) address. Lambda's instance is
 //!   `active` at once (no emulated boot), so only the SSH wait is taken out; a RunPod pod runs once
 //!   its host is up, so the time to "Provisioned" (the host's start, seen by polling `pod`) is
@@ -33,6 +33,8 @@ const SSH_NET: u32 = 210;
 const AWS_NET: u32 = 215;
 const LAMBDA_NET: u32 = 211;
 const RUNPOD_NET: u32 = 212;
+const GCP_NET: u32 = 213;
+const AZURE_NET: u32 = 214;
 
 struct Env {
     home: tempfile::TempDir,
@@ -198,6 +200,53 @@ fn watch_hosts(
     })
 }
 
+/// What a cloud's launch log says is not skycat's own time.
+#[derive(Clone, Copy)]
+enum BootWait {
+    /// The wait for the new host to answer SSH (the provider reports the instance up at once).
+    SshOnly,
+    /// That, and the time to "Provisioned": the provider starts the instance only once its host
+    /// is up (RunPod's pod), so the provisioning wait is the host's start too.
+    ProvisionedAndSsh,
+}
+
+/// `rounds` launches of `task` as cluster `cluster` on a cloud whose instances come up as
+/// `hosts`: launch → the job's first command, minus the boot wait, each round and the medians.
+fn launch_rounds(cloud: &str, rounds: usize, env: &Env, task: &Path, cluster: &str, hosts: &TestHosts, boot: BootWait) {
+    let (mut total, mut own) = (Vec::new(), Vec::new());
+    for r in 1..=rounds {
+        let t0 = now();
+        let out = tokio::task::block_in_place(|| env.skycat(&["launch", "-c", cluster, task.to_str().unwrap(), "-y"]));
+        let log = text(&out);
+        let provisioned = logged(&log, "Provisioned ", "s after launch.");
+        let ssh = logged(&log, "Node(s) answer SSH after ", "s.");
+        let homes: Vec<PathBuf> = (1..=r as u32).map(|i| hosts.home(i)).collect();
+        let t = tokio::task::block_in_place(|| started_after(&homes, 1, t0));
+        let wait = match boot {
+            BootWait::SshOnly => ssh,
+            BootWait::ProvisionedAndSsh => provisioned + ssh,
+        };
+        println!(
+            "{cloud} round {r}: launch->running {t:.3}s; provisioned at {provisioned:.1}s, SSH wait {ssh:.1}s; boot wait {wait:.1}s; skycat's own {:.3}s",
+            t - wait
+        );
+        total.push(t);
+        own.push(t - wait);
+        tokio::task::block_in_place(|| env.skycat(&["down", cluster]));
+        for h in &homes {
+            let _ = std::fs::remove_file(h.join("started.1"));
+        }
+    }
+    println!("{cloud} median of {rounds}: launch->running {:.3}s, without the boot wait {:.3}s", median(&mut total), median(&mut own));
+}
+
+/// Stops a host watcher and waits for it: it holds the hosts, whose lock the next benchmark's
+/// hosts wait for.
+async fn stop_watching(watcher: tokio::task::JoinHandle<()>) {
+    watcher.abort();
+    let _ = watcher.await;
+}
+
 async fn bench_lambda(rounds: usize, agent: &Path) {
     use skycat_testkit::lambda_emulator::{LambdaEmulator, LambdaEmulatorConfig};
     const KEY: &str = "secret_lambda-bench_0a1b2c3d";
@@ -224,26 +273,8 @@ async fn bench_lambda(rounds: usize, agent: &Path) {
     env.write("config.yaml", "lambda:\n  ssh_user: root\n");
     let task = env.write("task.yaml", &format!("{TASK}resources:\n  infra: lambda\n  accelerators: A10:1\n"));
     tokio::task::block_in_place(|| env.skycat(&["check", "lambda"]));
-    let (mut total, mut own) = (Vec::new(), Vec::new());
-    for r in 1..=rounds {
-        let t0 = now();
-        let out = tokio::task::block_in_place(|| env.skycat(&["launch", "-c", "benchl", task.to_str().unwrap(), "-y"]));
-        let log = text(&out);
-        let ssh = logged(&log, "Node(s) answer SSH after ", "s.");
-        let homes: Vec<PathBuf> = (1..=r as u32).map(|i| hosts.home(i)).collect();
-        let t = tokio::task::block_in_place(|| started_after(&homes, 1, t0));
-        println!("lambda round {r}: launch->running {t:.3}s, of which the host's start (node answers SSH) {ssh:.1}s; skycat's own {:.3}s", t - ssh);
-        total.push(t);
-        own.push(t - ssh);
-        tokio::task::block_in_place(|| env.skycat(&["down", "benchl"]));
-        for h in &homes {
-            let _ = std::fs::remove_file(h.join("started.1"));
-        }
-    }
-    println!("lambda median of {rounds}: launch->running {:.3}s, without the host's start {:.3}s", median(&mut total), median(&mut own));
-    // The watcher holds the hosts, whose lock the next benchmark's hosts wait for.
-    watcher.abort();
-    let _ = watcher.await;
+    launch_rounds("lambda", rounds, &env, &task, "benchl", &hosts, BootWait::SshOnly);
+    stop_watching(watcher).await;
 }
 
 async fn bench_runpod(rounds: usize, agent: &Path) {
@@ -273,29 +304,70 @@ async fn bench_runpod(rounds: usize, agent: &Path) {
     let env = Env::new(agent);
     let task = env.write("task.yaml", &format!("{TASK}resources:\n  infra: runpod/US\n  accelerators: RTXA4500:1\n"));
     tokio::task::block_in_place(|| env.skycat(&["check", "runpod"]));
-    let (mut total, mut own) = (Vec::new(), Vec::new());
-    for r in 1..=rounds {
-        let t0 = now();
-        let out = tokio::task::block_in_place(|| env.skycat(&["launch", "-c", "benchr", task.to_str().unwrap(), "-y"]));
-        let log = text(&out);
-        let provisioned = logged(&log, "Provisioned ", "s after launch.");
-        let ssh = logged(&log, "Node(s) answer SSH after ", "s.");
-        let homes: Vec<PathBuf> = (1..=r as u32).map(|i| hosts.home(i)).collect();
-        let t = tokio::task::block_in_place(|| started_after(&homes, 1, t0));
-        let mine = t - provisioned - ssh;
-        println!(
-            "runpod round {r}: launch->running {t:.3}s, of which provisioned (pod host up) {provisioned:.1}s and SSH wait {ssh:.1}s; skycat's own {mine:.3}s"
-        );
-        total.push(t);
-        own.push(mine);
-        tokio::task::block_in_place(|| env.skycat(&["down", "benchr"]));
-        for h in &homes {
-            let _ = std::fs::remove_file(h.join("started.1"));
-        }
-    }
-    println!("runpod median of {rounds}: launch->running {:.3}s, without the pod's start {:.3}s", median(&mut total), median(&mut own));
-    watcher.abort();
-    let _ = watcher.await;
+    launch_rounds("runpod", rounds, &env, &task, "benchr", &hosts, BootWait::ProvisionedAndSsh);
+    stop_watching(watcher).await;
+}
+
+async fn bench_gcp(rounds: usize, agent: &Path) {
+    use skycat_testkit::gcp::{GcpEmulator, GcpEmulatorConfig};
+    const TOKEN: &str = "ya29.bench-token-5e1f";
+    const PROJECT: &str = "skycat-bench-proj";
+    let emu = Arc::new(GcpEmulator::start(GcpEmulatorConfig::new(PROJECT, TOKEN, GCP_NET as u8)).await);
+    let hosts = Arc::new(TestHosts::empty(GCP_NET, "benchg"));
+    let e = emu.clone();
+    let watcher = watch_hosts(
+        hosts.clone(),
+        move || {
+            e.instances()
+                .into_iter()
+                .filter(|v| matches!(v.status.as_str(), "PROVISIONING" | "STAGING" | "RUNNING"))
+                .map(|v| (format!("{}/{}/{}", v.zone, v.name, v.nat_ip), v.nat_ip, None, v.ssh_keys))
+                .collect()
+        },
+        |_| {},
+    );
+    std::env::set_var("SKYCAT_GCP_COMPUTE_ENDPOINT", &emu.url);
+    std::env::set_var("GOOGLE_OAUTH_ACCESS_TOKEN", TOKEN);
+    std::env::set_var("GOOGLE_CLOUD_PROJECT", PROJECT);
+    let env = Env::new(agent);
+    env.write("config.yaml", "gcp:\n  ssh_user: root\n");
+    let task = env.write("task.yaml", &format!("{TASK}resources:\n  infra: gcp/us-central1\n  accelerators: T4:1\n"));
+    tokio::task::block_in_place(|| env.skycat(&["check", "gcp"]));
+    launch_rounds("gcp", rounds, &env, &task, "benchg", &hosts, BootWait::SshOnly);
+    stop_watching(watcher).await;
+}
+
+async fn bench_azure(rounds: usize, agent: &Path) {
+    use skycat_testkit::azure::{AzureEmulator, AzureEmulatorConfig};
+    const SECRET: &str = "Emu8Q~azure-bench.secret_77c2";
+    // Operations finish at the first poll: the emulation adds no provisioning time of its own.
+    let cfg = AzureEmulatorConfig { lro_polls: 0, retry_after: 0, ..AzureEmulatorConfig::new(SECRET, AZURE_NET as u8) };
+    let emu = Arc::new(AzureEmulator::start(cfg).await);
+    let hosts = Arc::new(TestHosts::empty(AZURE_NET, "benchz"));
+    let e = emu.clone();
+    let watcher = watch_hosts(
+        hosts.clone(),
+        move || {
+            e.vms()
+                .into_iter()
+                .filter(|v| v.power == "running" && v.provisioning == "Succeeded")
+                .filter_map(|v| Some((v.id, v.public_ip?, None, v.ssh_keys)))
+                .collect()
+        },
+        |_| {},
+    );
+    std::env::set_var("SKYCAT_AZURE_MANAGEMENT_ENDPOINT", &emu.url);
+    std::env::set_var("SKYCAT_AZURE_LOGIN_ENDPOINT", &emu.url);
+    std::env::set_var("AZURE_TENANT_ID", &emu.tenant);
+    std::env::set_var("AZURE_CLIENT_ID", &emu.client_id);
+    std::env::set_var("AZURE_CLIENT_SECRET", SECRET);
+    std::env::set_var("AZURE_SUBSCRIPTION_ID", &emu.subscription);
+    let env = Env::new(agent);
+    env.write("config.yaml", "azure:\n  ssh_user: root\n");
+    let task = env.write("task.yaml", &format!("{TASK}resources:\n  infra: azure\n  accelerators: V100:1\n"));
+    tokio::task::block_in_place(|| env.skycat(&["check", "azure"]));
+    launch_rounds("azure", rounds, &env, &task, "benchz", &hosts, BootWait::SshOnly);
+    stop_watching(watcher).await;
 }
 
 fn main() {
@@ -310,4 +382,6 @@ fn main() {
     rt.block_on(bench_aws(rounds, &agent));
     rt.block_on(bench_lambda(rounds, &agent));
     rt.block_on(bench_runpod(rounds, &agent));
+    rt.block_on(bench_gcp(rounds, &agent));
+    rt.block_on(bench_azure(rounds, &agent));
 }
