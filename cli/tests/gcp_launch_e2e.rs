@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use skycat_testkit::gcp::token::key_file_json;
-use skycat_testkit::gcp::{Delivery, GcpEmulator, GcpEmulatorConfig, InsertFault, ServiceAccount, TEST_ONLY_KEY_1};
+use skycat_testkit::gcp::{Delivery, GcpEmulator, GcpEmulatorConfig, InsertFault, ServiceAccount, TEST_ONLY_KEY_1, TEST_ONLY_KEY_2};
 use skycat_testkit::lambda_emulator::{LambdaEmulator, LambdaEmulatorConfig};
 
 #[path = "../../controller/tests/common/mod.rs"]
@@ -241,7 +241,20 @@ async fn launch_on_gcp_fails_over_stops_starts_and_goes_down() {
     // token from the emulated token endpoint.
     env.vars.remove("GOOGLE_OAUTH_ACCESS_TOKEN");
     env.vars.remove("GOOGLE_CLOUD_PROJECT");
+
+    // `skycat check gcp` with only a key file exchanges it as a launch does: a key the account
+    // does not have is refused at the token endpoint (GCP stays disabled), the right one enables.
+    let wrong_key = env.home.path().join("sa-wrong-key.json");
+    write(&wrong_key, &key_file_json(PROJECT, SA_EMAIL, "e2e-key-2", TEST_ONLY_KEY_2, &gcp.token_url));
+    env.vars.insert("GOOGLE_APPLICATION_CREDENTIALS", wrong_key.display().to_string());
+    let out = env.skycat(&["check", "gcp"]).await;
+    assert!(!text(&out).contains("enabled (launch)") && !text(&out).contains("PRIVATE KEY"), "{}", text(&out));
+    assert_eq!(gcp.token_refusals().len(), 1, "{:?}", gcp.token_refusals());
     env.vars.insert("GOOGLE_APPLICATION_CREDENTIALS", key_file.display().to_string());
+    let out = env.skycat(&["check", "gcp"]).await;
+    assert!(out.status.success() && text(&out).contains("enabled (launch)"), "{}", text(&out));
+    assert!(!text(&out).contains("PRIVATE KEY") && !text(&out).contains("ya29."), "{}", text(&out));
+    assert!(gcp.tokens_issued() >= 1);
 
     gcp.fail_inserts(&exhausted, InsertFault::ZoneResourcePoolExhausted, Delivery::Operation);
     let t0 = Instant::now();
@@ -250,7 +263,7 @@ async fn launch_on_gcp_fails_over_stops_starts_and_goes_down() {
     assert!(out.status.success(), "{log}");
     eprintln!("launch on the GCP emulation + netns took {:.2}s:\n{log}", t0.elapsed().as_secs_f64());
     assert!(log.contains("ZONE_RESOURCE_POOL_EXHAUSTED") && log.contains(&format!("blocking zone {exhausted}")), "{log}");
-    assert!(gcp.tokens_issued() >= 1 && gcp.token_refusals().is_empty(), "{:?}", gcp.token_refusals());
+    assert!(gcp.tokens_issued() >= 2 && gcp.token_refusals().len() == 1, "only the wrong key was refused: {:?}", gcp.token_refusals());
     let inserts = gcp.inserts();
     assert_eq!(inserts[0].zone, exhausted, "{inserts:?}");
     assert_eq!(inserts[0].outcome, Err("ZONE_RESOURCE_POOL_EXHAUSTED".to_string()));

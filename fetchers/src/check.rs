@@ -5,7 +5,7 @@
 //! | cloud | credentials looked for | call |
 //! |---|---|---|
 //! | aws | `AWS_ACCESS_KEY_ID` + `AWS_SECRET_ACCESS_KEY` (+ `AWS_SESSION_TOKEN`); else the profile `AWS_PROFILE` (default `default`) in `AWS_SHARED_CREDENTIALS_FILE` (`~/.aws/credentials`) or `AWS_CONFIG_FILE` (`~/.aws/config`). Never instance metadata. | EC2 `DescribeRegions` through aws-sdk-ec2 (`AWS_ENDPOINT_URL_EC2`, `AWS_ENDPOINT_URL`), region `AWS_REGION` / `AWS_DEFAULT_REGION` / `us-east-1` |
-//! | gcp | `GOOGLE_OAUTH_ACCESS_TOKEN` + `GOOGLE_CLOUD_PROJECT` (or `CLOUDSDK_CORE_PROJECT`); an API key (`SKYCAT_GCP_API_KEY`, `GOOGLE_API_KEY`); a service-account / ADC file (reported, not verified) | `GET {SKYCAT_GCP_COMPUTE_ENDPOINT}compute/v1/projects/{project}` (Bearer); with a key only: `GET {SKYCAT_GCP_ENDPOINT}v1/services/6F81-5844-456A/skus?pageSize=1` (`x-goog-api-key`) |
+//! | gcp | `GOOGLE_OAUTH_ACCESS_TOKEN` + `GOOGLE_CLOUD_PROJECT` (or `CLOUDSDK_CORE_PROJECT`); an API key (`SKYCAT_GCP_API_KEY`, `GOOGLE_API_KEY`); a service-account key file (exchanged for a token, then the same call); other ADC files (reported, not verified) | `GET {SKYCAT_GCP_COMPUTE_ENDPOINT}compute/v1/projects/{project}` (Bearer); with a key only: `GET {SKYCAT_GCP_ENDPOINT}v1/services/6F81-5844-456A/skus?pageSize=1` (`x-goog-api-key`) |
 //! | azure | `AZURE_SUBSCRIPTION_ID` + `AZURE_ACCESS_TOKEN`, or + a service principal (`AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`, token from `SKYCAT_AZURE_LOGIN_ENDPOINT`) | `GET {SKYCAT_AZURE_MANAGEMENT_ENDPOINT}subscriptions/{id}?api-version=2022-12-01` (Bearer) |
 //! | lambda | `SKYCAT_LAMBDA_API_KEY`, `LAMBDA_API_KEY` | `GET {SKYCAT_LAMBDA_ENDPOINT}api/v1/instance-types` (Bearer) |
 //! | runpod | `SKYCAT_RUNPOD_API_KEY`, `RUNPOD_API_KEY` | `POST {SKYCAT_RUNPOD_ENDPOINT}graphql` `query { myself { id } }` (Bearer) |
@@ -470,6 +470,48 @@ fn expand_home(cx: &FetchContext, p: &str) -> PathBuf {
     }
 }
 
+/// `GET compute/v1/projects/{project}` with `token`: what a GCP launch needs to work.
+async fn verify_gcp_project(cx: &FetchContext, token: &str, project: &str) -> Verification {
+    match cx.endpoint("gcp_compute", providers::gcp::DEFAULT_COMPUTE) {
+        Ok(base) => match join_segments(&base, &["compute", "v1", "projects", project]) {
+            Ok(url) => http_verify(cx, Method::GET, url, &bearer(token), None, has_field("name")).await,
+            Err(error) => Verification::Failed { call: "GET compute/v1/projects/{project}".into(), error },
+        },
+        Err(e) => Verification::Failed { call: "GET compute/v1/projects/{project}".into(), error: e.to_string() },
+    }
+}
+
+/// A bearer for `key`, exchanged at its `token_uri` as a GCP launch does; a refusal (4xx) is
+/// `Rejected`, anything else `Failed`.
+async fn service_account_token(
+    key: skycat_gcp_auth::ServiceAccountKey,
+    path: PathBuf,
+) -> Result<skycat_gcp_auth::Secret, Verification> {
+    let call = format!("POST {} (service-account token)", key.token_uri());
+    let creds = skycat_gcp_auth::Credentials::service_account(key, path);
+    let http = reqwest::Client::builder().timeout(CALL_TIMEOUT).build().map_err(|e| Verification::Failed {
+        call: call.clone(),
+        error: e.to_string(),
+    })?;
+    match creds.bearer(&http).await {
+        Ok(token) => Ok(token),
+        Err(e) if e.status.is_some_and(|s| (400..500).contains(&s)) => Err(Verification::Rejected { call, error: e.to_string() }),
+        Err(e) => Err(Verification::Failed { call, error: e.to_string() }),
+    }
+}
+
+/// The service-account key in `path`, when the file is one (`"type": "service_account"`); a
+/// file of another type (gcloud's user credentials) is `None`, a broken key an error.
+fn service_account_key(path: &Path) -> Option<Result<(skycat_gcp_auth::ServiceAccountKey, PathBuf), String>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let kind = serde_json::from_str::<serde_json::Value>(&text).ok()?.get("type")?.as_str()?.to_string();
+    (kind == "service_account").then(|| {
+        skycat_gcp_auth::ServiceAccountKey::parse(&text, &path.display().to_string())
+            .map(|k| (k, path.to_path_buf()))
+            .map_err(|e| e.to_string())
+    })
+}
+
 async fn check_gcp(cx: &FetchContext) -> CloudCheck {
     let token = cx.env("GOOGLE_OAUTH_ACCESS_TOKEN");
     let project = first_env(cx, GCP_PROJECT_VARS);
@@ -496,12 +538,25 @@ async fn check_gcp(cx: &FetchContext) -> CloudCheck {
     }
 
     if let (Some(token), Some((_, project))) = (token, project) {
-        let verification = match cx.endpoint("gcp_compute", providers::gcp::DEFAULT_COMPUTE) {
-            Ok(base) => match join_segments(&base, &["compute", "v1", "projects", project]) {
-                Ok(url) => http_verify(cx, Method::GET, url, &bearer(token), None, has_field("name")).await,
-                Err(error) => Verification::Failed { call: "GET compute/v1/projects/{project}".into(), error },
-            },
-            Err(e) => Verification::Failed { call: "GET compute/v1/projects/{project}".into(), error: e.to_string() },
+        let verification = verify_gcp_project(cx, token, project).await;
+        return CloudCheck { cloud: "gcp".into(), credentials, verification, prices_only: None };
+    }
+    // A service-account key file: exchanged for a token (as a launch does), then the same call.
+    if let Some(account) = token.is_none().then(|| adc.as_ref().and_then(|(path, _)| service_account_key(path))).flatten() {
+        let verification = match account {
+            Err(error) => Verification::Failed { call: "read the service-account key".into(), error },
+            Ok((sa, path)) => {
+                match project.map(|(_, p)| p.to_string()).or_else(|| sa.project_id.clone().filter(|p| !p.is_empty())) {
+                    None => Verification::Failed {
+                        call: "GET compute/v1/projects/{project}".into(),
+                        error: "no project: set GOOGLE_CLOUD_PROJECT (the key file names none)".into(),
+                    },
+                    Some(project) => match service_account_token(sa, path).await {
+                        Ok(token) => verify_gcp_project(cx, token.expose(), &project).await,
+                        Err(refused) => refused,
+                    },
+                }
+            }
         };
         return CloudCheck { cloud: "gcp".into(), credentials, verification, prices_only: None };
     }

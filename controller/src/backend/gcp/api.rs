@@ -36,6 +36,12 @@ pub struct GcpError {
     pub message: String,
 }
 
+impl From<super::auth::AuthError> for GcpError {
+    fn from(e: super::auth::AuthError) -> GcpError {
+        GcpError { op: e.op, status: e.status, code: e.code, message: e.message }
+    }
+}
+
 impl GcpError {
     pub fn is_not_found(&self) -> bool {
         self.status == Some(404)

@@ -37,7 +37,7 @@
 //! `GOOGLE_APPLICATION_CREDENTIALS` (see [`auth`]).
 
 pub mod api;
-pub mod auth;
+pub use skycat_gcp_auth as auth;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -321,7 +321,7 @@ impl Gcp {
         if let Some(a) = &self.api {
             return Ok(a.clone());
         }
-        let creds = Credentials::from_env().map_err(|e| classify(&e))?;
+        let creds = Credentials::from_env().map_err(|e| classify(&GcpError::from(e)))?;
         let project = auth::PROJECT_VARS
             .iter()
             .find_map(|v| std::env::var(v).ok().map(|p| p.trim().to_string()).filter(|p| !p.is_empty()))

@@ -16,7 +16,18 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use serde::Deserialize;
 
-use super::api::GcpError;
+/// A credential or token-endpoint failure; the GCP backend turns it into its own error.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{op}: {}{message}", .code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default())]
+pub struct AuthError {
+    /// `credentials`, or the token call (`POST {token_uri} (service account …, file)`).
+    pub op: String,
+    /// The token endpoint's HTTP status; None when no answer came.
+    pub status: Option<u16>,
+    /// The OAuth `error` (`invalid_grant`, `invalid_client`).
+    pub code: Option<String>,
+    pub message: String,
+}
 
 /// The scope skycat asks for (SkyPilot and dstack ask for the same).
 pub const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
@@ -77,13 +88,13 @@ impl fmt::Debug for ServiceAccountKey {
     }
 }
 
-fn cred_err(message: String) -> GcpError {
-    GcpError { op: "credentials".into(), status: None, code: None, message }
+fn cred_err(message: String) -> AuthError {
+    AuthError { op: "credentials".into(), status: None, code: None, message }
 }
 
 impl ServiceAccountKey {
     /// Parses a key file's JSON; `what` names the file in errors.
-    pub fn parse(text: &str, what: &str) -> Result<ServiceAccountKey, GcpError> {
+    pub fn parse(text: &str, what: &str) -> Result<ServiceAccountKey, AuthError> {
         let k: ServiceAccountKey =
             serde_json::from_str(text).map_err(|e| cred_err(format!("{what}: not a service-account key file ({e})")))?;
         if k.kind != "service_account" {
@@ -99,7 +110,7 @@ impl ServiceAccountKey {
         Ok(k)
     }
 
-    pub fn load(path: &Path) -> Result<ServiceAccountKey, GcpError> {
+    pub fn load(path: &Path) -> Result<ServiceAccountKey, AuthError> {
         let what = format!("{KEY_FILE_VAR}={}", path.display());
         let text = std::fs::read_to_string(path).map_err(|e| cred_err(format!("{what}: {e}")))?;
         ServiceAccountKey::parse(&text, &what)
@@ -110,7 +121,7 @@ impl ServiceAccountKey {
         self.token_uri.as_deref().filter(|u| !u.trim().is_empty()).unwrap_or(TOKEN_AUDIENCE)
     }
 
-    fn signing_key(&self, what: &str) -> Result<ring::signature::RsaKeyPair, GcpError> {
+    fn signing_key(&self, what: &str) -> Result<ring::signature::RsaKeyPair, AuthError> {
         let der = pem_body(&self.private_key, "PRIVATE KEY")
             .ok_or_else(|| cred_err(format!("{what}: private_key is not a PKCS#8 PEM (-----BEGIN PRIVATE KEY-----)")))?;
         ring::signature::RsaKeyPair::from_pkcs8(&der)
@@ -118,7 +129,7 @@ impl ServiceAccountKey {
     }
 
     /// The signed assertion `header.claims.signature` for `now` (seconds since the epoch).
-    pub fn assertion(&self, now: u64) -> Result<String, GcpError> {
+    pub fn assertion(&self, now: u64) -> Result<String, AuthError> {
         let key = self.signing_key("service-account key")?;
         let mut header = serde_json::json!({"alg": "RS256", "typ": "JWT"});
         if let Some(kid) = self.private_key_id.as_deref().filter(|k| !k.is_empty()) {
@@ -138,6 +149,19 @@ impl ServiceAccountKey {
             .map_err(|_| cred_err("signing the JWT assertion failed".into()))?;
         Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig)))
     }
+}
+
+/// reqwest's error text without the URL (a token endpoint's URL is the key file's, not a secret,
+/// but errors name the call once, in `op`).
+fn without_url(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    if let Some(u) = e.url() {
+        s = s.replace(&format!(" ({u})"), "").replace(u.as_str(), "");
+    }
+    if e.is_timeout() {
+        s.push_str(" (timed out)");
+    }
+    s
 }
 
 /// The base64 body of the first PEM block labelled `label`.
@@ -178,7 +202,7 @@ impl Credentials {
 
     /// `GOOGLE_OAUTH_ACCESS_TOKEN` first (what `skycat check` verifies), else the key file of
     /// `GOOGLE_APPLICATION_CREDENTIALS`.
-    pub fn from_env() -> Result<Credentials, GcpError> {
+    pub fn from_env() -> Result<Credentials, AuthError> {
         if let Some(t) = std::env::var(TOKEN_VAR).ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()) {
             return Ok(Credentials::Token(Secret(t)));
         }
@@ -201,7 +225,7 @@ impl Credentials {
     }
 
     /// A bearer token: the given one, or a cached/fresh one from the token endpoint.
-    pub async fn bearer(&self, http: &reqwest::Client) -> Result<Secret, GcpError> {
+    pub async fn bearer(&self, http: &reqwest::Client) -> Result<Secret, AuthError> {
         let (key, path, cached) = match self {
             Credentials::Token(t) => return Ok(t.clone()),
             Credentials::ServiceAccount { key, path, cached } => (key, path, cached),
@@ -214,7 +238,7 @@ impl Credentials {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let assertion = key.assertion(now)?;
         let op = format!("POST {} (service account {}, {})", key.token_uri(), key.client_email, path.display());
-        let fail = |status: Option<u16>, code: Option<String>, message: String| GcpError { op: op.clone(), status, code, message };
+        let fail = |status: Option<u16>, code: Option<String>, message: String| AuthError { op: op.clone(), status, code, message };
         let body = format!(
             "grant_type={}&assertion={}",
             "urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer",
@@ -226,9 +250,9 @@ impl Credentials {
             .body(body)
             .send()
             .await
-            .map_err(|e| fail(None, None, format!("no answer ({})", super::api::without_url(&e))))?;
+            .map_err(|e| fail(None, None, format!("no answer ({})", without_url(&e))))?;
         let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(|e| fail(Some(status), None, super::api::without_url(&e)))?;
+        let bytes = resp.bytes().await.map_err(|e| fail(Some(status), None, without_url(&e)))?;
         if (200..300).contains(&status) {
             let a: TokenAnswer =
                 serde_json::from_slice(&bytes).map_err(|e| fail(Some(status), None, format!("unexpected token answer ({e})")))?;
