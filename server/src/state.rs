@@ -65,10 +65,12 @@ impl CatalogData {
     }
 }
 
+/// Per cloud: rows, the newest `fetched_at`, and the distinct sources.
+type CloudRows<'a> = BTreeMap<&'a str, (usize, Option<DateTime<Utc>>, BTreeSet<&'a str>)>;
+
 /// `sources` with an entry for every cloud of `offers` and row counts of the rows present.
 fn completed_sources(offers: &[Offer], given: Vec<CloudSource>, origin: &str) -> Vec<CloudSource> {
-    let mut per_cloud: BTreeMap<&str, (usize, Option<DateTime<Utc>>, BTreeSet<&str>)> =
-        BTreeMap::new();
+    let mut per_cloud: CloudRows = BTreeMap::new();
     // Rows come grouped by cloud, mostly with one source each: look the cloud up once per
     // run of rows and the source once per change, not once per row.
     let mut rest: &[Offer] = offers;
