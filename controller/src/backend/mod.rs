@@ -10,6 +10,7 @@ pub mod aws;
 pub mod azure;
 pub mod gcp;
 pub mod lambda;
+mod rest;
 pub mod runpod;
 pub mod ssh;
 

@@ -14,6 +14,7 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::backend::rest::{snippet, without_url};
 use super::auth::{Credential, TokenSource, DEFAULT_LOGIN, LOGIN_VARS};
 
 /// The ARM host; the variable is the one `skycat check azure` and the price fetcher's Resource
@@ -330,25 +331,4 @@ fn short(path: &str) -> String {
     }
 }
 
-/// reqwest's error text without the URL.
-pub(crate) fn without_url(e: &reqwest::Error) -> String {
-    let mut s = e.to_string();
-    if let Some(u) = e.url() {
-        s = s.replace(&format!(" ({u})"), "").replace(u.as_str(), "");
-    }
-    if e.is_timeout() {
-        s.push_str(" (timed out)");
-    }
-    s
-}
 
-/// The start of a body, on one line.
-pub(crate) fn snippet(bytes: &[u8]) -> String {
-    let s = String::from_utf8_lossy(bytes);
-    let one: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one.chars().count() > 200 {
-        format!("{}…", one.chars().take(200).collect::<String>())
-    } else {
-        one
-    }
-}

@@ -136,9 +136,9 @@ impl TokenSource {
             .form(&form)
             .send()
             .await
-            .map_err(|e| err(None, None, format!("no answer from {}: {}", self.login, super::api::without_url(&e))))?;
+            .map_err(|e| err(None, None, format!("no answer from {}: {}", self.login, crate::backend::rest::without_url(&e))))?;
         let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(|e| err(Some(status), None, super::api::without_url(&e)))?;
+        let bytes = resp.bytes().await.map_err(|e| err(Some(status), None, crate::backend::rest::without_url(&e)))?;
         if !(200..300).contains(&status) {
             return Err(match serde_json::from_slice::<TokenError>(&bytes) {
                 // The first line of the description carries the AADSTS code; the rest is trace ids.
@@ -147,7 +147,7 @@ impl TokenSource {
                     Some(e.error),
                     e.error_description.unwrap_or_default().lines().next().unwrap_or_default().to_string(),
                 ),
-                Err(_) => err(Some(status), None, format!("HTTP {status}: {}", super::api::snippet(&bytes))),
+                Err(_) => err(Some(status), None, format!("HTTP {status}: {}", crate::backend::rest::snippet(&bytes))),
             });
         }
         let t: TokenAnswer = serde_json::from_slice(&bytes)

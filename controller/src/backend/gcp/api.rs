@@ -16,6 +16,7 @@ use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::backend::rest::{snippet, without_url};
 use super::auth::Credentials;
 
 pub const DEFAULT_ENDPOINT: &str = "https://compute.googleapis.com/";
@@ -507,25 +508,4 @@ impl ComputeApi {
     }
 }
 
-/// reqwest's error text without the URL.
-pub(crate) fn without_url(e: &reqwest::Error) -> String {
-    let mut s = e.to_string();
-    if let Some(u) = e.url() {
-        s = s.replace(&format!(" ({u})"), "").replace(u.as_str(), "");
-    }
-    if e.is_timeout() {
-        s.push_str(" (timed out)");
-    }
-    s
-}
 
-/// The start of a body, on one line.
-fn snippet(bytes: &[u8]) -> String {
-    let s = String::from_utf8_lossy(bytes);
-    let one: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one.chars().count() > 200 {
-        format!("{}…", one.chars().take(200).collect::<String>())
-    } else {
-        one
-    }
-}

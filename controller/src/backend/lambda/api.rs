@@ -13,6 +13,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use crate::backend::rest::{snippet, without_url};
 
 /// The production endpoint (spec 1.8.3 "Production server"); the fetchers and `skycat check`
 /// use the same default and the same variable, `SKYCAT_LAMBDA_ENDPOINT`.
@@ -341,28 +342,7 @@ impl LambdaApi {
     }
 }
 
-/// reqwest's error text without the URL (it never carries the key, but keep lines short).
-fn without_url(e: &reqwest::Error) -> String {
-    let mut s = e.to_string();
-    if let Some(u) = e.url() {
-        s = s.replace(&format!(" ({u})"), "").replace(u.as_str(), "");
-    }
-    if e.is_timeout() {
-        s.push_str(" (timed out)");
-    }
-    s
-}
 
-/// The start of a body, on one line.
-fn snippet(bytes: &[u8]) -> String {
-    let s = String::from_utf8_lossy(bytes);
-    let one: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one.chars().count() > 200 {
-        format!("{}…", one.chars().take(200).collect::<String>())
-    } else {
-        one
-    }
-}
 
 #[cfg(test)]
 mod tests {
