@@ -52,6 +52,7 @@ async fn main() -> std::process::ExitCode {
     commands::init_tracing();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::ShowGpus(args) if args.infra.is_some() => commands::show_gpus_k8s::run(args).await,
         Command::ShowGpus(args) => commands::show_gpus::run(args),
         Command::Catalog(cmd) => commands::catalog::run(cmd),
         Command::Fetch(args) => commands::fetch::run(args).await,

@@ -101,7 +101,7 @@ pub(crate) struct Probe {
 /// the agent's status for this cluster (if installed).
 pub(crate) async fn probe(s: &dyn NodeSession, cluster: &str) -> Result<Probe> {
     let script = format!(
-        "echo \"HOME=$HOME\"; echo \"CONN=$SSH_CONNECTION\"; \
+        "echo \"HOME=$HOME\"; echo \"CONN=${{SSH_CONNECTION:-$SKYCAT_CONTROLLER_IP}}\"; \
          echo \"SHA=$(cat \"$HOME/{AGENT_ROOT}/bin/skycat-agent.sha256\" 2>/dev/null)\"; \
          if [ -x \"$HOME/{AGENT_ROOT}/bin/skycat-agent\" ] && [ -d \"$HOME/{AGENT_ROOT}/clusters/{c}\" ]; then \
            echo STATUS; \"$HOME/{AGENT_ROOT}/bin/skycat-agent\" status --state-dir \"$HOME/{AGENT_ROOT}/clusters/{c}\" --json 2>/dev/null; fi",

@@ -21,6 +21,9 @@ pub enum TransportError {
     /// A command ran and failed (`run_ok`).
     #[error("{node}: `{command}` exited {status}: {why}")]
     Command { node: String, command: String, status: String, why: String },
+    /// The Kubernetes API refused or dropped an exec (or the pod is not running).
+    #[error("{node}: {message}")]
+    Kube { node: String, message: String, transient: bool },
 }
 
 impl TransportError {
@@ -30,6 +33,7 @@ impl TransportError {
         matches!(
             self,
             TransportError::Ssh(SshError::Unreachable { .. } | SshError::Timeout { .. } | SshError::Protocol { .. } | SshError::Auth { .. })
+                | TransportError::Kube { transient: true, .. }
         )
     }
 }
@@ -56,6 +60,18 @@ pub trait NodeSession: Send + Sync {
 
     /// Closes the channel; later calls fail.
     async fn close(&self);
+
+    /// Runs `cmd` wired to this process's stdin and stdout (with a terminal when `tty`), for
+    /// `skycat ssh`; its exit code. SSH nodes are reached with `ssh CLUSTER` (the SSH config
+    /// skycat writes) instead.
+    async fn interactive(&self, _cmd: &str, _tty: bool) -> Result<Option<u32>, TransportError> {
+        Err(TransportError::Command {
+            node: self.peer(),
+            command: "shell".into(),
+            status: "not run".into(),
+            why: "this node is reached over SSH: use `ssh <cluster>` (skycat writes the SSH config entry)".into(),
+        })
+    }
 
     /// Runs `cmd` with `stdin` bytes.
     async fn exec(&self, cmd: &str, stdin: Option<&[u8]>) -> Result<ExecOutput, TransportError> {

@@ -13,7 +13,7 @@ use skycat_fetchers::check::{self as checks, CloudCheck};
 
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
-    /// Clouds to check (default: all of them): aws, azure, gcp, lambda, oci, runpod, vast, ssh.
+    /// Clouds to check (default: all of them): aws, azure, gcp, kubernetes (k8s), lambda, oci, runpod, vast, ssh.
     pub clouds: Vec<String>,
     /// Print JSON instead of a table.
     #[arg(long)]
@@ -39,7 +39,7 @@ struct Row {
 }
 
 pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
-    let (clouds, with_ssh) = select(&args.clouds)?;
+    let (clouds, with_ssh, with_k8s) = select(&args.clouds)?;
     let home = Home::from_env();
     let mut cache = enabled::load(&home);
     if let Some(w) = cache.warning.take() {
@@ -72,6 +72,31 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
         );
         rows.push(row);
     }
+    if with_k8s {
+        let ctl = super::cluster::controller().await?;
+        let k = skycat_controller::backend::kubernetes::Kubernetes::new(ctl.backend_context()).check().await;
+        let cloud = skycat_controller::backend::kubernetes::INFRA;
+        let (launch, status) = enabled::launch_status(cloud, k.verified, k.has_credentials, None);
+        let check = match (&k.error, k.verified) {
+            (None, _) => "every context answered".to_string(),
+            (Some(e), true) => format!("some contexts failed: {e}"),
+            (Some(e), false) => e.clone(),
+        };
+        cache.clouds.insert(
+            cloud.to_string(),
+            CloudState {
+                launch,
+                status: status.clone(),
+                credentials: k.credentials.clone(),
+                verified: k.verified,
+                call: k.call.clone(),
+                error: k.error.clone(),
+                checked_at: now,
+            },
+        );
+        let hint = (!launch).then(|| "point KUBECONFIG (or kubernetes.kubeconfig in config.yaml) at a kubeconfig whose contexts may list nodes".to_string());
+        rows.push(Row { cloud: cloud.into(), credentials: k.credentials, verified: k.verified, call: k.call, error: k.error, check, launch, status, hint });
+    }
     if with_ssh {
         rows.push(Row {
             cloud: "ssh".into(),
@@ -85,7 +110,7 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
             hint: None,
         });
     }
-    if !results.is_empty() {
+    if !results.is_empty() || with_k8s {
         enabled::save(&home, &cache)
             .with_context(|| format!("writing {}", enabled::path(&home).display()))?;
     }
@@ -102,34 +127,39 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
             println!("{h}");
         }
     }
-    if !results.is_empty() {
+    if !results.is_empty() || with_k8s {
         println!("\nSaved to {}", enabled::path(&home).display());
     }
     Ok(())
 }
 
-/// The fetcher clouds to check, and whether to show `ssh`. Empty = every cloud and ssh.
-fn select(names: &[String]) -> anyhow::Result<(Vec<String>, bool)> {
+/// The fetcher clouds to check, and whether to show `ssh` and check Kubernetes. Empty = every
+/// cloud, Kubernetes and ssh.
+fn select(names: &[String]) -> anyhow::Result<(Vec<String>, bool, bool)> {
     if names.is_empty() {
-        return Ok((checks::known_clouds().into_iter().map(String::from).collect(), true));
+        return Ok((checks::known_clouds().into_iter().map(String::from).collect(), true, true));
     }
     let mut clouds = Vec::new();
     let mut with_ssh = false;
+    let mut with_k8s = false;
     for n in names {
         let n = n.trim().to_ascii_lowercase();
         if ALWAYS_ENABLED.contains(&n.as_str()) {
             with_ssh = true;
+        } else if n == "k8s" || n == "kubernetes" {
+            with_k8s = true;
         } else if checks::known_clouds().contains(&n.as_str()) {
             if !clouds.contains(&n) {
                 clouds.push(n);
             }
         } else {
             let mut known: Vec<&str> = checks::known_clouds();
+            known.push("kubernetes");
             known.extend(ALWAYS_ENABLED);
             bail!("unknown cloud `{n}` (known: {})", known.join(", "));
         }
     }
-    Ok((clouds, with_ssh))
+    Ok((clouds, with_ssh, with_k8s))
 }
 
 fn row_for(r: &CloudCheck) -> Row {

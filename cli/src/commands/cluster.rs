@@ -44,6 +44,17 @@ pub enum ClusterCommand {
     Down(DownArgs),
     /// Cost of every cluster, from the agents' metered ledger (never re-priced).
     CostReport(CostReportArgs),
+    /// A shell (or one command) on a cluster's head node: Kubernetes pods through exec with a
+    /// terminal. Clusters on VMs and SSH pools: `ssh CLUSTER`.
+    Ssh(SshArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SshArgs {
+    pub cluster: String,
+    /// A command to run instead of a login shell.
+    #[arg(last = true)]
+    pub command: Vec<String>,
 }
 
 #[derive(Args)]
@@ -245,6 +256,22 @@ pub async fn run(cmd: ClusterCommand) -> Result<()> {
             println!("Cluster {} is UP.", a.cluster);
             Ok(())
         }
+        ClusterCommand::Ssh(a) => {
+            use std::io::IsTerminal;
+            let ctl = controller().await?;
+            // A terminal on both ends: raw mode here, a TTY there. Pipes stay pipes.
+            let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+            let raw = tty && crossterm::terminal::enable_raw_mode().is_ok();
+            let r = ctl.shell(&a.cluster, &a.command.join(" "), tty).await;
+            if raw {
+                let _ = crossterm::terminal::disable_raw_mode();
+            }
+            match r? {
+                Some(0) => Ok(()),
+                Some(code) => std::process::exit(code.min(255) as i32),
+                None => bail!("the shell on {} ended without an exit status", a.cluster),
+            }
+        }
         ClusterCommand::Down(a) => {
             controller().await?.down(&a.cluster, a.purge).await?;
             println!("Cluster {} terminated.", a.cluster);
@@ -372,6 +399,9 @@ async fn launch(a: LaunchArgs) -> Result<()> {
         ctl = ctl.with_server_cert_sha256(pin);
     }
     let existing = ctl.store.cluster(&a.cluster).await?;
+    if existing.is_none() || a.dryrun {
+        ctl.refresh_live_offers().await;
+    }
     let lp = if existing.is_none() || a.dryrun { Some(plan_for(&ctl, &spec, &a.blocked)?) } else { None };
     if a.dryrun {
         if let Some(lp) = &lp {
@@ -402,6 +432,15 @@ async fn launch(a: LaunchArgs) -> Result<()> {
     Ok(())
 }
 
+fn fmt_ports<'a>(ports: impl Iterator<Item = &'a u16>) -> String {
+    let v: Vec<String> = ports.map(u16::to_string).collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
 async fn status(a: StatusArgs) -> Result<()> {
     let ctl = controller().await?;
     let quick = a.ip || a.endpoints || a.endpoint.is_some();
@@ -414,6 +453,22 @@ async fn status(a: StatusArgs) -> Result<()> {
         let v = views.first().ok_or_else(|| anyhow!("cluster {:?} not found", a.clusters[0]))?;
         let head = v.nodes.first().ok_or_else(|| anyhow!("cluster {} has no nodes", v.cluster.name))?;
         let ranges = v.cluster.port_ranges();
+        // Backends that expose ports elsewhere (a Kubernetes Service) say where.
+        if let Some(map) = ctl.endpoints(&v.cluster, &v.nodes).await? {
+            match a.endpoint {
+                Some(p) => match map.get(&p) {
+                    Some(at) => println!("{at}"),
+                    None => bail!("port {p} is not exposed on cluster {} (exposed: {})", v.cluster.name, fmt_ports(map.keys())),
+                },
+                None if map.is_empty() => bail!("cluster {} opened no ports (resources.ports / --ports)", v.cluster.name),
+                None => {
+                    for (p, at) in &map {
+                        println!("{p}: {at}");
+                    }
+                }
+            }
+            return Ok(());
+        }
         match a.endpoint {
             Some(p) => {
                 if !ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&p)) {

@@ -83,6 +83,7 @@ pub async fn run(kind: NodeKind, mut a: NodeArgs) -> Result<()> {
         }
         None => {
             let (task, spec) = load_task(None, &a.resources)?;
+            ctl.refresh_live_offers().await;
             let lp = plan_for(&ctl, &spec, &[])?;
             print_plan(&lp, 5);
             if !a.yes && !crate::commands::cluster::confirm(&format!("Launching a new {} '{name}'. Proceed?", kind.name()))? {

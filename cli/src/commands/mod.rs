@@ -13,6 +13,7 @@ pub mod price_history;
 pub mod serve;
 pub mod server_client;
 pub mod show_gpus;
+pub mod show_gpus_k8s;
 pub mod storage;
 pub mod task_args;
 

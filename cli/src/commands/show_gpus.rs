@@ -34,6 +34,10 @@ pub struct ShowGpusArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
+    /// Live capacity of Kubernetes clusters instead of catalog prices: `k8s` (every context)
+    /// or `k8s/<context>`.
+    #[arg(long)]
+    pub infra: Option<String>,
 }
 
 /// `A100:8` → ("A100", Some(8.0)).

@@ -9,6 +9,7 @@
 pub mod aws;
 pub mod azure;
 pub mod gcp;
+pub mod kubernetes;
 pub mod lambda;
 mod rest;
 pub mod runpod;
@@ -207,6 +208,18 @@ pub trait Backend: Send + Sync {
         catalog.iter().filter(|o| o.cloud == self.infra()).cloned().collect()
     }
 
+    /// Re-reads offers that come from live capacity rather than the catalog (Kubernetes
+    /// clusters' free GPUs), for [`Backend::offers`] to serve; a no-op elsewhere.
+    async fn refresh_offers(&self) -> Result<(), ProvisionError> {
+        Ok(())
+    }
+
+    /// Port → address where the cluster's opened ports are reached from outside, when that is
+    /// not the head node's IP and the port itself (a Kubernetes Service); `None` otherwise.
+    async fn endpoints(&self, _cluster: &ClusterRow, _nodes: &[NodeRow]) -> Result<Option<BTreeMap<u16, String>>, ProvisionError> {
+        Ok(None)
+    }
+
     /// Provisions `req.num_nodes` nodes at `req.placement`, waiting until they run. On error
     /// nothing is left running.
     async fn provision(&self, req: &ProvisionRequest) -> Result<Provisioned, ProvisionError>;
@@ -247,6 +260,7 @@ impl Backends {
             Arc::new(aws::Aws::new(cx.clone())),
             Arc::new(azure::Azure::new(cx.clone())),
             Arc::new(gcp::Gcp::new(cx.clone())),
+            Arc::new(kubernetes::Kubernetes::new(cx.clone())),
             Arc::new(lambda::Lambda::new(cx.clone())),
             Arc::new(runpod::RunPod::new(cx.clone())),
         ];
@@ -273,7 +287,7 @@ impl Backends {
 
 /// Clouds that have a provisioning backend (the registry without `ssh`), for code that has no
 /// context at hand, such as `skycat check`. A test keeps it equal to the registry.
-pub const CLOUD_BACKENDS: &[&str] = &["aws", "azure", "gcp", "lambda", "runpod"];
+pub const CLOUD_BACKENDS: &[&str] = &["aws", "azure", "gcp", "kubernetes", "lambda", "runpod"];
 
 /// Parses a task's `ports` entries ("8080", "8000-8010") into inclusive ranges.
 pub fn parse_ports(ports: &[String]) -> Result<Vec<(u16, u16)>, ProvisionError> {

@@ -305,10 +305,56 @@ impl Controller {
         let enabled = crate::enabled::enabled_clouds(&self.home);
         let launchable = placement::launchable_offers(&self.backends, &enabled, catalog);
         let mut everything = catalog.to_vec();
-        if let Some(ssh) = self.backends.get("ssh") {
-            everything.extend(ssh.offers(catalog));
+        // Offers that are not catalog rows (pools from their YAML, Kubernetes capacity).
+        for live in ["ssh", crate::backend::kubernetes::INFRA] {
+            if let Some(b) = self.backends.get(live) {
+                everything.extend(b.offers(catalog));
+            }
         }
         placement::plan_launch(spec, &launchable, &everything, opts, &crate::enabled::how_to_enable)
+    }
+
+    /// `skycat ssh`: runs `cmd` (a login shell when empty) on the head node, attached to this
+    /// terminal; its exit code.
+    pub async fn shell(&self, name: &str, cmd: &str, tty: bool) -> Result<Option<u32>> {
+        let c = self.store.cluster(name).await?.ok_or_else(|| anyhow::anyhow!("cluster {name} not found"))?;
+        let nodes = self.store.nodes(&c.id).await?;
+        let head = nodes.first().ok_or_else(|| anyhow::anyhow!("cluster {name} has no nodes"))?;
+        let s = self.connect(&c, head).await?;
+        let cmd = if cmd.trim().is_empty() { "exec /bin/bash -l 2>/dev/null || exec /bin/sh -l" } else { cmd };
+        let code = s.interactive(cmd, tty).await;
+        s.close().await;
+        Ok(code?)
+    }
+
+    /// What the backends are made with: for code that needs one backend's own calls
+    /// (`show-gpus --infra k8s`).
+    pub fn backend_context(&self) -> BackendContext {
+        BackendContext { home: self.home.clone(), store: self.store.clone(), ssh: self.ssh.clone() }
+    }
+
+    /// Re-reads the offers that come from live capacity (Kubernetes contexts) of the enabled
+    /// backends, before a plan. A context that cannot be read plans without its offers; the
+    /// progress line says why.
+    pub async fn refresh_live_offers(&self) {
+        let enabled = crate::enabled::enabled_clouds(&self.home);
+        for name in self.backends.names() {
+            if !enabled.contains(name) {
+                continue;
+            }
+            if let Some(b) = self.backends.get(name) {
+                if let Err(e) = b.refresh_offers().await {
+                    self.say(&format!("{name}: {e}; planning without its offers"));
+                }
+            }
+        }
+    }
+
+    /// Where the cluster's opened ports are reached from outside: port → address, when the
+    /// backend exposes them elsewhere than on the head node (a Kubernetes Service).
+    pub async fn endpoints(&self, cluster: &ClusterRow, nodes: &[NodeRow]) -> Result<Option<std::collections::BTreeMap<u16, String>>> {
+        let b = self.backends.for_cluster(cluster)?;
+        Ok(b.endpoints(cluster, nodes).await?)
     }
 
     fn say(&self, line: &str) {

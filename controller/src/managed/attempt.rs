@@ -54,6 +54,7 @@ impl Managed {
             let blocks = JobBlocks::from_rows(&self.blocks(id).await?);
             let plan_opts = PlanOptions { blocked: blocks.zones.clone(), ..PlanOptions::default() };
             let catalog = (self.inner.catalog)();
+            ctl.refresh_live_offers().await;
             let lp = match ctl.plan_launch(&spec, &catalog, &plan_opts) {
                 Ok(lp) => lp,
                 Err(e) => {
@@ -182,7 +183,7 @@ impl Managed {
             let b = shell_quote(&n.agent_bin);
             let d = shell_quote(&n.state_dir);
             if let Some(tpl) = &opts.metadata_url {
-                let out = s.run_ok(&format!("cat {d}/config.json; printf '\\n@@CONN=%s\\n' \"$SSH_CONNECTION\""), None).await?;
+                let out = s.run_ok(&format!("cat {d}/config.json; printf '\\n@@CONN=%s\\n' \"${{SSH_CONNECTION:-$SKYCAT_CONTROLLER_IP}}\""), None).await?;
                 let (cfg_text, conn) = out.split_once("\n@@CONN=").ok_or_else(|| anyhow!("{}: cannot read the agent config", n.host_key()))?;
                 let mut cfg: AgentConfig = serde_json::from_str(cfg_text.trim())
                     .with_context(|| format!("{}: agent config.json", n.host_key()))?;
