@@ -493,3 +493,103 @@ async fn node_loss_ends_its_pods_and_frees_their_sandboxes() {
     client.request("POST", "/api/v1/namespaces/default/pods", Some(&pod_body("recovered", &[("nvidia.com/gpu", "4")]))).await;
     assert_eq!(wait_running(&emulator, "recovered").await["spec"]["nodeName"], "replacement");
 }
+
+/// Runs the machine's kubectl against `kubeconfig` (its caches in `home`); (exit code, stdout, stderr).
+fn kubectl(kubeconfig: &std::path::Path, home: &std::path::Path, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    assert!(std::path::Path::new("/usr/bin/kubectl").exists(), "the kubectl faithfulness test needs the real kubectl at /usr/bin/kubectl");
+    let mut child = Command::new("/usr/bin/kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .env("HOME", home)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kubectl");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin");
+        pipe.write_all(input.as_bytes()).expect("write kubectl stdin");
+    }
+    let out = child.wait_with_output().expect("kubectl output");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string());
+    eprintln!("$ kubectl {}\n{stdout}{stderr}(exit {:?})", args.join(" "), out.status.code());
+    (out.status.code().unwrap_or(-1), stdout, stderr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_agrees_with_the_emulator() {
+    let hosts = TestHosts::up(2);
+    let emulator = KubeEmulator::start(TOKEN).await;
+    emulator.add_sandboxes(hosts.sandboxes());
+    emulator.add_node(gpu_node("gpu-a", "8"));
+    emulator.add_node(node("cpu-b", &[("cpu", "4"), ("memory", "16Gi")], &[("node-role.kubernetes.io/worker", "")], vec![]));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("kubeconfig");
+    std::fs::write(&config, emulator.kubeconfig_yaml("emu", "default")).expect("write kubeconfig");
+    let home = dir.path();
+    let run = |args: &'static [&'static str], stdin: Option<&'static str>| {
+        let (config, home) = (config.clone(), home.to_path_buf());
+        async move { tokio::task::spawn_blocking(move || kubectl(&config, &home, args, stdin)).await.expect("kubectl thread") }
+    };
+
+    let (code, stdout, stderr) = run(&["get", "nodes", "-L", "nvidia.com/gpu.product"], None).await;
+    assert_eq!((code, stderr.as_str()), (0, ""));
+    let lines: Vec<Vec<&str>> = stdout.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(lines[0], ["NAME", "STATUS", "ROLES", "AGE", "VERSION", "GPU.PRODUCT"]);
+    assert_eq!((lines[1][0], lines[1][1], lines[1][2], lines[1][4]), ("cpu-b", "Ready", "worker", "v1.32.4"));
+    assert_eq!((lines[2][0], lines[2][5]), ("gpu-a", "NVIDIA-H100-80GB-HBM3"));
+    let (code, stdout, stderr) = run(&["get", "nodes", "-o", "json"], None).await;
+    assert_eq!((code, stderr.as_str()), (0, ""));
+    let nodes: Value = serde_json::from_str(&stdout).expect("kubectl -o json");
+    assert_eq!(nodes["items"][1]["status"]["allocatable"]["nvidia.com/gpu"], "8");
+
+    let pod_yaml = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: kc\n  labels:\n    app: kc\nspec:\n  containers:\n  - name: main\n    image: ubuntu:22.04\n    resources:\n      limits:\n        nvidia.com/gpu: 1\n";
+    std::fs::write(dir.path().join("pod.yaml"), pod_yaml).expect("write pod.yaml");
+    let pod_file: &'static str = Box::leak(dir.path().join("pod.yaml").display().to_string().into_boxed_str());
+    let create_args: &'static [&'static str] = Box::leak(vec!["create", "-f", pod_file].into_boxed_slice());
+    let (code, stdout, stderr) = run(create_args, None).await;
+    assert_eq!((code, stdout.trim(), stderr.as_str()), (0, "pod/kc created", ""));
+    wait_running(&emulator, "kc").await;
+
+    let (code, stdout, stderr) = run(&["get", "pods"], None).await;
+    assert_eq!((code, stderr.as_str()), (0, ""));
+    let lines: Vec<Vec<&str>> = stdout.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(lines[0], ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]);
+    assert_eq!(&lines[1][..4], ["kc", "1/1", "Running", "0"]);
+    let (code, stdout, stderr) = run(&["get", "pods", "-o", "wide"], None).await;
+    assert_eq!((code, stderr.as_str()), (0, ""));
+    let lines: Vec<Vec<&str>> = stdout.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(lines[0], ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "NOMINATED", "NODE", "READINESS", "GATES"]);
+    assert_eq!((lines[1][5], lines[1][6]), (hosts.sandboxes()[0].pod_ip.as_str(), "gpu-a"));
+    let (code, stdout, stderr) = run(&["get", "pods", "-A", "-L", "app"], None).await;
+    assert_eq!((code, stderr.as_str()), (0, ""));
+    let lines: Vec<Vec<&str>> = stdout.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(lines[0], ["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE", "APP"]);
+    assert_eq!((lines[1][0], lines[1][1], lines[1][6]), ("default", "kc", "kc"));
+
+    let (code, stdout, stderr) = run(&["exec", "kc", "--", "sh", "-c", "echo hi; echo err >&2; exit 3"], None).await;
+    assert_eq!((code, stdout.as_str()), (3, "hi\n"));
+    assert_eq!(stderr, "err\ncommand terminated with exit code 3\n");
+    let (code, stdout, stderr) = run(&["exec", "-i", "kc", "--", "cat"], Some("piped through\nstdin\n")).await;
+    assert_eq!((code, stdout.as_str(), stderr.as_str()), (0, "piped through\nstdin\n", ""));
+    let (code, stdout, stderr) = run(&["exec", "kc", "-c", "main", "--", "printenv", "HOSTNAME"], None).await;
+    assert_eq!((code, stdout.as_str(), stderr.as_str()), (0, "kc\n", ""));
+
+    let (code, stdout, stderr) = run(&["delete", "pod", "kc"], None).await;
+    assert_eq!((code, stdout.trim(), stderr.as_str()), (0, "pod \"kc\" deleted", ""));
+    assert!(emulator.pods().is_empty());
+    let (code, _, stderr) = run(&["get", "pod", "kc"], None).await;
+    assert_eq!((code, stderr.trim()), (1, "Error from server (NotFound): pods \"kc\" not found"));
+    assert!(emulator.rejections().is_empty(), "{:?}", emulator.rejections());
+
+    // A wrong token: kubectl says Unauthorized.
+    let wrong = emulator.kubeconfig_yaml("emu", "default").replace(TOKEN, "not-the-token");
+    std::fs::write(&config, wrong).expect("write kubeconfig");
+    let (code, _, stderr) = run(&["get", "nodes"], None).await;
+    assert_eq!(code, 1);
+    assert!(stderr.contains("error: You must be logged in to the server (Unauthorized)"), "{stderr}");
+}

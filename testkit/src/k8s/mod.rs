@@ -18,6 +18,7 @@ mod discovery;
 mod exec;
 mod listing;
 mod objects;
+mod openapi;
 mod quantity;
 mod routes;
 mod sandbox;

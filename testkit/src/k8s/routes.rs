@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::listing::{list_body, page, Selectors};
 use super::state::{Resource, State};
-use super::{discovery, exec, sandbox, services, table, validate, watch};
+use super::{discovery, exec, openapi, sandbox, services, table, validate, watch};
 
 pub type Shared = Arc<Mutex<State>>;
 
@@ -117,8 +117,10 @@ async fn handle(Ext(state): Ext<Shared>, req: Request) -> Response {
         }
         ["api", "v1"] if get => value_response(200, &discovery::core_v1_resources()),
         ["apis"] if get => value_response(200, &discovery::api_groups()),
-        // OpenAPI documents are not emulated; kubectl falls back without them. Not a rejection:
-        // a real server has them, the emulation just does not.
+        ["openapi", "v3"] if get => value_response(200, &openapi::discovery()),
+        ["openapi", "v3", "api", "v1"] if get => value_response(200, &openapi::core_v1()),
+        // The OpenAPI v2 document is not emulated (kubectl 1.32 reads v3). Not a rejection: a
+        // real server has it.
         ["openapi", ..] => status(404, "NotFound", "the server could not find the requested resource", None),
         ["api", "v1", "nodes"] if get => list_or_watch(&state, &call, Resource::Node, None).await,
         ["api", "v1", "nodes", name] if get => get_one(&state, &call, Resource::Node, None, name),
