@@ -196,7 +196,9 @@ impl KubeEmulator {
     /// Adds network-namespace hosts to the pool that backs running pods.
     pub fn add_sandboxes(&self, sandboxes: Vec<Sandbox>) {
         let slots: Vec<sandbox::SandboxSlot> = sandboxes.into_iter().map(sandbox::SandboxSlot::new).collect();
-        self.lock().sandboxes.extend(slots);
+        let mut state = self.lock();
+        state.sandboxes.extend(slots);
+        state.sandboxes_freed += 1; // new room for waiting pods
     }
 
     /// Addresses handed out as LoadBalancer ingress IPs, in order (default 10.97.0.1, .2, …).

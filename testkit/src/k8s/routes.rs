@@ -9,7 +9,7 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::listing::{list_body, page, Selectors};
+use super::listing::{list_body, page, ListKey, Selectors};
 use super::state::{Resource, State};
 use super::{discovery, exec, openapi, sandbox, services, table, validate, watch};
 
@@ -225,20 +225,24 @@ async fn list_or_watch(state: &Shared, call: &Call, resource: Resource, namespac
     let continue_token = call.param("continue").unwrap_or("");
     let s = lock(state);
     let in_namespace = |value: &Value| namespace.is_none_or(|ns| value["metadata"]["namespace"] == ns);
-    let items: Vec<(String, &Arc<super::state::Stored>)> = match resource {
-        Resource::Node => s.nodes.iter().filter(|(_, n)| selectors.matches(&n.value)).map(|(k, n)| (k.clone(), n)).collect(),
-        Resource::Pod => s
-            .pods
-            .iter()
-            .filter(|((ns, _), _)| namespace.is_none_or(|want| want == ns))
-            .filter(|(_, p)| selectors.matches(&p.stored.value))
-            .map(|((ns, name), p)| (format!("{ns}\u{1}{name}"), &p.stored))
-            .collect(),
+    let unfiltered = selectors.is_empty();
+    let items: Vec<(ListKey, &Arc<super::state::Stored>)> = match resource {
+        Resource::Node => {
+            s.nodes.iter().filter(|(_, n)| unfiltered || selectors.matches(&n.value)).map(|(k, n)| (("", k.as_str()), n)).collect()
+        }
+        Resource::Pod => {
+            let in_scope = |ns: &str| namespace.is_none_or(|want| want == ns);
+            s.pods
+                .iter()
+                .filter(|((ns, _), p)| in_scope(ns) && (unfiltered || selectors.matches(&p.stored.value)))
+                .map(|((ns, name), p)| ((ns.as_str(), name.as_str()), &p.stored))
+                .collect()
+        }
         Resource::Service => s
             .services
             .iter()
             .filter(|(_, v)| in_namespace(&v.value) && selectors.matches(&v.value))
-            .map(|((ns, name), v)| (format!("{ns}\u{1}{name}"), v))
+            .map(|((ns, name), v)| ((ns.as_str(), name.as_str()), v))
             .collect(),
     };
     let rv = s.resource_version();

@@ -92,5 +92,6 @@ pub fn reset_and_free(state: &Mutex<State>, released: Vec<Released>) {
         if let Some(slot) = state.sandboxes.get_mut(one.index) {
             slot.in_use = SlotUse::Free;
         }
+        state.sandboxes_freed += 1;
     }
 }

@@ -16,11 +16,19 @@ use super::state::{PodKey, State};
 pub async fn run(state: Arc<Mutex<State>>) {
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A pass only follows a change (a new resourceVersion or a freed sandbox): with 10,000 pods
+    // an idle cluster costs nothing.
+    let mut seen = (0, 0);
     loop {
         tick.tick().await;
         let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = (state.resource_version(), state.sandboxes_freed);
+        if now == seen {
+            continue;
+        }
         schedule_pending(&mut state);
         start_bound(&mut state);
+        seen = (state.resource_version(), state.sandboxes_freed);
     }
 }
 

@@ -76,6 +76,8 @@ pub struct State {
     pub requests: Vec<String>,
     pub rejections: Vec<String>,
     pub forbid_pod_list: bool,
+    /// Counts sandboxes made free again, so the scheduler knows to look at waiting pods.
+    pub sandboxes_freed: u64,
     pub load_balancer_pool: VecDeque<String>,
     pub load_balancer_next: u32,
     pub cluster_ip_next: u32,
@@ -99,6 +101,7 @@ impl State {
             requests: Vec::new(),
             rejections: Vec::new(),
             forbid_pod_list: false,
+            sandboxes_freed: 0,
             load_balancer_pool: VecDeque::new(),
             load_balancer_next: 0,
             cluster_ip_next: 0,

@@ -36,6 +36,8 @@ pub struct Client {
 }
 
 pub struct Reply {
+    /// From sending the request to reading the status line (the server's part, mostly).
+    pub first_byte: Duration,
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
@@ -126,8 +128,10 @@ impl Client {
     }
 
     pub async fn request_accept(&self, method: &str, path: &str, body: Option<&Value>, accept: &str) -> Reply {
+        let started = std::time::Instant::now();
         let mut reader = self.send(method, path, body, accept).await;
         let (status, headers) = read_head(&mut reader).await;
+        let first_byte = started.elapsed();
         let mut body = Vec::new();
         if is_chunked(&headers) {
             while let Some(chunk) = read_chunk(&mut reader).await {
@@ -136,7 +140,7 @@ impl Client {
         } else {
             reader.read_to_end(&mut body).await.expect("read body");
         }
-        Reply { status, headers, body }
+        Reply { first_byte, status, headers, body }
     }
 
     pub async fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Reply {
@@ -277,6 +281,15 @@ pub async fn wait_pod(emulator: &KubeEmulator, name: &str, what: &str, pred: imp
         } else {
             assert!(tokio::time::Instant::now() < deadline, "pod {name} never appeared");
         }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls `cond` until it holds (bounded by [`PATIENCE`]).
+pub async fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}: never happened");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
