@@ -421,6 +421,12 @@ async fn exec_runs_in_the_pods_sandbox_over_v5_and_v4() {
     let out = run_exec(ws, Some(b"through stdin\n"), true).await;
     assert_eq!((out.stdout.as_str(), out.status["status"].as_str()), ("through stdin\n", Some("Success")));
 
+    // A command that is not there: the runtime's error on channel 3, no output.
+    let (ws, _) = client.exec(&exec_path("p", &["no-such-command", "x"], false, false), "v5.channel.k8s.io").await.unwrap();
+    let out = run_exec(ws, None, false).await;
+    assert_eq!((out.status["status"].as_str(), out.status["reason"].as_str()), (Some("Failure"), Some("InternalError")));
+    assert!(out.status["message"].as_str().unwrap().contains("exec: \"no-such-command\": executable file not found in $PATH"), "{out:?}");
+
     // v4 when v5 is not offered.
     let (ws, protocol) = client.exec(&exec_path("p", &["sh", "-c", "exit 7"], false, false), "v4.channel.k8s.io").await.unwrap();
     assert_eq!(protocol, "v4.channel.k8s.io");
@@ -573,6 +579,10 @@ async fn kubectl_agrees_with_the_emulator() {
     let lines: Vec<Vec<&str>> = stdout.lines().map(|l| l.split_whitespace().collect()).collect();
     assert_eq!(lines[0], ["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE", "APP"]);
     assert_eq!((lines[1][0], lines[1][1], lines[1][6]), ("default", "kc", "kc"));
+
+    let (code, stdout, stderr) = run(&["describe", "pod", "kc"], None).await;
+    assert_eq!((code, stderr.as_str()), (0, ""));
+    assert!(stdout.contains("Status:           Running") && stdout.contains("nvidia.com/gpu:  1"), "{stdout}");
 
     let (code, stdout, stderr) = run(&["exec", "kc", "--", "sh", "-c", "echo hi; echo err >&2; exit 3"], None).await;
     assert_eq!((code, stdout.as_str()), (3, "hi\n"));

@@ -188,6 +188,23 @@ pub async fn handle(state: Shared, call: &Call, namespace: &str, name: &str, mut
         .expect("101 response")
 }
 
+/// Resolves the command as the runtime does before starting it: a path (relative to the working
+/// directory) or a name searched in the container's PATH.
+fn find_executable(command: &str, cwd: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &std::path::Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    if command.contains('/') {
+        let path = cwd.join(command);
+        return if executable(&path) { Ok(()) } else { Err(format!("exec: \"{command}\": stat {command}: no such file or directory")) };
+    }
+    let dirs = PATH.trim_start_matches("PATH=").split(':');
+    if dirs.map(|d| std::path::Path::new(d).join(command)).any(|p| executable(&p)) {
+        Ok(())
+    } else {
+        Err(format!("exec: \"{command}\": executable file not found in $PATH"))
+    }
+}
+
 fn frame(channel: u8, data: &[u8]) -> Message {
     let mut bytes = Vec::with_capacity(data.len() + 1);
     bytes.push(channel);
@@ -241,6 +258,15 @@ where
         let _ = sink.close().await;
     });
 
+    if let Err(message) = find_executable(&exec.argv[0], &sandbox.home) {
+        // What containerd answers on the error channel when the command cannot start.
+        let failure = json!({"metadata": {}, "status": "Failure", "reason": "InternalError",
+            "message": format!("Internal error occurred: error executing command in container: failed to exec in container: failed to start exec: OCI runtime exec failed: exec failed: unable to start container process: {message}: unknown")});
+        let _ = out_tx.send(frame(ERROR, failure.to_string().as_bytes())).await;
+        drop(out_tx);
+        let _ = writer.await;
+        return;
+    }
     let argv: Vec<String> = if exec.tty {
         // A pseudo-terminal from util-linux script(1); -e passes the command's exit status on.
         let line = exec.argv.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ");

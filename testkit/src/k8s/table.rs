@@ -229,6 +229,9 @@ fn partial_metadata(object: &Value) -> Value {
     json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta})
 }
 
+/// A kind's row printer.
+type Printer = fn(&Value) -> Vec<Value>;
+
 /// The Table for `objects` as JSON bytes.
 pub fn render(
     resource: Resource,
@@ -237,7 +240,7 @@ pub fn render(
     include_object: &str,
     continue_token: Option<&str>,
 ) -> Vec<u8> {
-    let (columns, cells): (Vec<Value>, fn(&Value) -> Vec<Value>) = match resource {
+    let (columns, cells): (Vec<Value>, Printer) = match resource {
         Resource::Node => (node_columns(), node_cells),
         Resource::Pod => (pod_columns(), pod_cells),
         Resource::Service => (service_columns(), service_cells),

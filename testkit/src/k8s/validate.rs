@@ -321,7 +321,8 @@ fn apply_defaults(pod: &mut Value, name: &str, namespace: &str, uid: &str) {
             }
         }
         let requests = resources["requests"].as_object().cloned().unwrap_or_default();
-        if !requests.is_empty() || !limits.is_empty() {
+        // QoS looks at cpu and memory only (an extended resource alone leaves a pod BestEffort).
+        if ["cpu", "memory"].iter().any(|r| requests.contains_key(*r) || limits.contains_key(*r)) {
             qos_parts.1 = false;
         }
         let same = |r: &str| requests.get(r).is_some() && requests.get(r) == limits.get(r);
