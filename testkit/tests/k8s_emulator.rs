@@ -250,6 +250,15 @@ async fn watches_deliver_changes_after_a_resource_version() {
     client.request("DELETE", "/api/v1/namespaces/default/pods/w1", None).await;
     pod_watch.until("DELETED", "w1").await;
 
+    // A selector on the phase: eviction (Running → Failed) is the pod leaving the watched set.
+    client.request("POST", "/api/v1/namespaces/default/pods", Some(&pod_body("w2", &[("nvidia.com/gpu", "1")]))).await;
+    wait_pod(&emulator, "w2", "bound", |p| p["spec"]["nodeName"].is_string()).await;
+    let mut live = client.watch("/api/v1/pods?watch=1&fieldSelector=status.phase!%3DFailed").await;
+    assert_eq!(live.next().await["object"]["metadata"]["name"], "w2");
+    emulator.evict_pod("default", "w2");
+    let left = live.next().await;
+    assert_eq!((left["type"].as_str(), left["object"]["status"]["reason"].as_str()), (Some("DELETED"), Some("Evicted")));
+
     // Replays: a watch from the first list's version sees the whole history again.
     let mut replay = client.watch(&format!("/api/v1/pods?watch=1&resourceVersion={rv}")).await;
     assert_eq!(replay.next().await["type"], "ADDED");

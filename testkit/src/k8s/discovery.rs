@@ -30,6 +30,12 @@ fn resource(name: &str, singular: &str, namespaced: bool, kind: &str, verbs: &[&
     r
 }
 
+/// Members of `kubectl get all`.
+fn with_category_all(mut r: Value) -> Value {
+    r["categories"] = json!(["all"]);
+    r
+}
+
 pub fn core_v1_resources() -> Value {
     json!({
         "kind": "APIResourceList",
@@ -38,9 +44,9 @@ pub fn core_v1_resources() -> Value {
             resource("events", "event", true, "Event", &["list"], &["ev"]),
             resource("namespaces", "namespace", false, "Namespace", &["get", "list"], &["ns"]),
             resource("nodes", "node", false, "Node", &["get", "list", "watch"], &["no"]),
-            resource("pods", "pod", true, "Pod", &["create", "delete", "get", "list", "watch"], &["po"]),
+            with_category_all(resource("pods", "pod", true, "Pod", &["create", "delete", "get", "list", "watch"], &["po"])),
             resource("pods/exec", "", true, "PodExecOptions", &["create", "get"], &[]),
-            resource("services", "service", true, "Service", &["create", "delete", "get", "list", "watch"], &["svc"]),
+            with_category_all(resource("services", "service", true, "Service", &["create", "delete", "get", "list", "watch"], &["svc"])),
         ]
     })
 }

@@ -36,8 +36,6 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-pub use quantity::parse_milli;
-
 use state::State;
 
 /// A node as a test declares it; the emulator writes the Node object around it.

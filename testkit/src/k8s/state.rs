@@ -35,6 +35,9 @@ pub struct Event {
     pub resource: Resource,
     pub event_type: &'static str,
     pub stored: Arc<Stored>,
+    /// The object before a MODIFIED change: a watch with a selector turns a change into ADDED or
+    /// DELETED when the object starts or stops matching, as the real watch cache does.
+    pub previous: Option<Arc<Stored>>,
 }
 
 pub struct PodEntry {
@@ -138,12 +141,23 @@ impl State {
     }
 
     /// Stamps a new resourceVersion on `value`, serializes it and records the watch event.
-    pub fn commit(&mut self, resource: Resource, event_type: &'static str, mut value: Value) -> Arc<Stored> {
+    pub fn commit(&mut self, resource: Resource, event_type: &'static str, value: Value) -> Arc<Stored> {
+        self.commit_change(resource, event_type, value, None)
+    }
+
+    /// As [`State::commit`], for a change of `previous`.
+    pub fn commit_change(
+        &mut self,
+        resource: Resource,
+        event_type: &'static str,
+        mut value: Value,
+        previous: Option<Arc<Stored>>,
+    ) -> Arc<Stored> {
         self.resource_version += 1;
         value["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
         let bytes = serde_json::to_vec(&value).expect("JSON value serializes");
         let stored = Arc::new(Stored { value, bytes });
-        let event = Arc::new(Event { resource_version: self.resource_version, resource, event_type, stored: stored.clone() });
+        let event = Arc::new(Event { resource_version: self.resource_version, resource, event_type, stored: stored.clone(), previous });
         if self.events.len() >= EVENT_LOG_LIMIT {
             self.events.pop_front();
         }
@@ -161,9 +175,10 @@ impl State {
     pub fn add_node(&mut self, node: &KubeNode) {
         let uid = self.new_uid();
         let index = self.nodes.len();
-        let event_type = if self.nodes.contains_key(&node.name) { "MODIFIED" } else { "ADDED" };
+        let previous = self.nodes.get(&node.name).cloned();
+        let event_type = if previous.is_some() { "MODIFIED" } else { "ADDED" };
         let value = objects::node_object(node, &uid, index);
-        let stored = self.commit(Resource::Node, event_type, value);
+        let stored = self.commit_change(Resource::Node, event_type, value, previous);
         self.nodes.insert(node.name.clone(), stored);
     }
 
@@ -179,7 +194,8 @@ impl State {
             return;
         }
         let value = objects::node_with_readiness(&node.value, ready);
-        let stored = self.commit(Resource::Node, "MODIFIED", value);
+        let previous = Some(node.clone());
+        let stored = self.commit_change(Resource::Node, "MODIFIED", value, previous);
         self.nodes.insert(name.to_string(), stored);
         // The node lifecycle controller marks the node's pods not Ready (MarkPodsNotReady); they
         // come back Ready when the kubelet reports again.
@@ -217,7 +233,8 @@ impl State {
 
     /// Replaces a pod's object (MODIFIED), keeping its bookkeeping.
     pub fn replace_pod(&mut self, key: &PodKey, value: Value) {
-        let stored = self.commit(Resource::Pod, "MODIFIED", value);
+        let previous = self.pods.get(key).map(|e| e.stored.clone());
+        let stored = self.commit_change(Resource::Pod, "MODIFIED", value, previous);
         if let Some(entry) = self.pods.get_mut(key) {
             entry.stored = stored;
         }

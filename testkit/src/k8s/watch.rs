@@ -4,9 +4,8 @@
 //! resourceVersion older than the kept event log answers an ERROR event with a 410 Expired Status,
 //! as a compacted server does. `timeoutSeconds` ends the stream.
 //!
-//! Simplification: a selector is matched against each event's object alone, so an object that
-//! stops matching is not announced as DELETED (the real server does that); clients that re-list
-//! on reconnect are not affected.
+//! With a selector, a change that makes an object match is sent as ADDED and one that makes it
+//! stop matching as DELETED, as the real watch cache does.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -33,6 +32,19 @@ impl Filter {
         resource == self.resource
             && self.namespace.as_deref().is_none_or(|ns| stored.value["metadata"]["namespace"] == ns)
             && self.selectors.matches(&stored.value)
+    }
+
+    /// The event as this watch reports it, if at all: a change that makes the object match is
+    /// ADDED, one that makes it stop matching is DELETED (carrying the new object).
+    fn translate(&self, event: &Event) -> Option<&'static str> {
+        let now = self.matches(event.resource, &event.stored);
+        let before = event.previous.as_ref().map(|p| self.matches(event.resource, p));
+        match (event.event_type, before, now) {
+            ("MODIFIED", Some(false), true) => Some("ADDED"),
+            ("MODIFIED", Some(true), false) => Some("DELETED"),
+            (event_type, _, true) => Some(event_type),
+            _ => None,
+        }
     }
 }
 
@@ -89,8 +101,8 @@ pub fn serve(state: &Shared, call: &Call, resource: Resource, namespace: Option<
         }
         Some(after) => {
             for event in s.events_after(after) {
-                if filter.matches(event.resource, &event.stored) {
-                    pending.push_back(event_line(event.event_type, &event.stored.bytes));
+                if let Some(event_type) = filter.translate(&event) {
+                    pending.push_back(event_line(event_type, &event.stored.bytes));
                 }
             }
             Some(s.events_tx.subscribe())
@@ -109,8 +121,8 @@ pub fn serve(state: &Shared, call: &Call, resource: Resource, namespace: Option<
                 // Timed out, lagged (a slow reader is dropped, as the server drops it) or closed.
                 _ => return None,
             };
-            if st.filter.matches(event.resource, &event.stored) {
-                st.pending.push_back(event_line(event.event_type, &event.stored.bytes));
+            if let Some(event_type) = st.filter.translate(&event) {
+                st.pending.push_back(event_line(event_type, &event.stored.bytes));
             }
         }
     });
