@@ -450,6 +450,12 @@ async fn exec_runs_in_the_pods_sandbox_over_v5_and_v4() {
     let out = run_exec(ws, None, false).await;
     assert!(out.stdout.contains("on-a-tty"), "{out:?}");
 
+    // An interactive shell on a TTY (what `skycat ssh` does): input in, echo and output back, its exit code.
+    let (ws, _) = client.exec(&exec_path("p", &["sh"], true, true), "v5.channel.k8s.io").await.unwrap();
+    let out = run_exec(ws, Some(b"echo $((6*7))\nexit 5\n"), false).await;
+    assert!(out.stdout.contains("42\r\n"), "{out:?}");
+    assert_eq!(out.status["details"]["causes"][0]["message"], "5");
+
     // A daemon started with setsid outlives its exec session, and the file it writes stays.
     let (ws, _) = client
         .exec(
