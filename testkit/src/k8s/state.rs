@@ -79,6 +79,8 @@ pub struct State {
     pub requests: Vec<String>,
     pub rejections: Vec<String>,
     pub forbid_pod_list: bool,
+    /// The next `bulk-<k>` per namespace for `add_pods_bulk`.
+    bulk_next: BTreeMap<String, usize>,
     /// Counts sandboxes made free again, so the scheduler knows to look at waiting pods.
     pub sandboxes_freed: u64,
     pub load_balancer_pool: VecDeque<String>,
@@ -105,6 +107,7 @@ impl State {
             rejections: Vec::new(),
             forbid_pod_list: false,
             sandboxes_freed: 0,
+            bulk_next: BTreeMap::new(),
             load_balancer_pool: VecDeque::new(),
             load_balancer_next: 0,
             cluster_ip_next: 0,
@@ -279,11 +282,17 @@ impl State {
     }
 
     pub fn add_pods_bulk(&mut self, namespace: &str, node: &str, n: usize, requests: &BTreeMap<String, String>) {
-        let start = self.pods.keys().filter(|(ns, name)| ns == namespace && name.starts_with("bulk-")).count();
-        for k in start..start + n {
+        let mut added = 0;
+        while added < n {
+            let k = *self.bulk_next.entry(namespace.to_string()).and_modify(|k| *k += 1).or_insert(0);
+            let name = format!("bulk-{k}");
+            if self.pods.contains_key(&(namespace.to_string(), name.clone())) {
+                continue; // a test's own pod has the name
+            }
             let uid = self.new_uid();
-            let value = objects::bulk_pod(namespace, &format!("bulk-{k}"), &uid, node, requests, k);
+            let value = objects::bulk_pod(namespace, &name, &uid, node, requests, k);
             self.insert_pod(value, true);
+            added += 1;
         }
     }
 
