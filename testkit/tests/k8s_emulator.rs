@@ -127,6 +127,14 @@ async fn pods_are_created_listed_and_deleted_with_api_errors() {
     assert_eq!(client.request("POST", "/api/v1/namespaces/default/pods", Some(&pod_body("p4", &[("cpu", "lots")]))).await.status, 400);
     assert_eq!(emulator.rejections().len(), 5, "{:?}", emulator.rejections());
 
+    // Paths and verbs the emulation does not serve: 404/405 Status, recorded.
+    let unknown = client.get("/apis/apps/v1/namespaces/default/deployments").await;
+    assert_eq!((unknown.status, unknown.json()["reason"].as_str()), (404, Some("NotFound")));
+    let not_allowed = client.request("PUT", "/api/v1/namespaces/default/pods/p1", Some(&pod_body("p1", &[]))).await;
+    assert_eq!((not_allowed.status, not_allowed.json()["reason"].as_str()), (405, Some("MethodNotAllowed")));
+    assert_eq!(client.get("/api/v1/pods?labelSelector=a%20b%3Dc").await.status, 400);
+    assert_eq!(emulator.rejections().len(), 8, "{:?}", emulator.rejections());
+
     let deleted = client
         .request(
             "DELETE",
@@ -429,6 +437,13 @@ async fn exec_runs_in_the_pods_sandbox_over_v5_and_v4() {
     let (ws, _) = client.exec(&exec_path("p", &["cat"], true, false), "v5.channel.k8s.io").await.unwrap();
     let out = run_exec(ws, Some(b"through stdin\n"), true).await;
     assert_eq!((out.stdout.as_str(), out.status["status"].as_str()), ("through stdin\n", Some("Success")));
+
+    let wrong_container = client.exec(&format!("{}&container=sidecar", exec_path("p", &["true"], false, false)), "v5.channel.k8s.io").await;
+    assert!(
+        wrong_container.as_ref().is_err_and(|e| e.contains("container sidecar is not valid for pod p")),
+        "{:?}",
+        wrong_container.map(|r| r.1)
+    );
 
     // A command that is not there: the runtime's error on channel 3, no output.
     let (ws, _) = client.exec(&exec_path("p", &["no-such-command", "x"], false, false), "v5.channel.k8s.io").await.unwrap();
