@@ -69,6 +69,7 @@ pub struct State {
     pub token: String,
     resource_version: u64,
     uid_counter: u64,
+    uid_seed: u64,
     pub nodes: BTreeMap<String, Arc<Stored>>,
     pub pods: BTreeMap<PodKey, PodEntry>,
     pub services: BTreeMap<PodKey, Arc<Stored>>,
@@ -96,6 +97,9 @@ impl State {
             token: token.to_string(),
             resource_version: 1000,
             uid_counter: 0,
+            // Clock and pid: two emulators in one test (two contexts) hand out different uids.
+            uid_seed: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos() as u64).unwrap_or(0)
+                ^ ((std::process::id() as u64) << 32),
             nodes: BTreeMap::new(),
             pods: BTreeMap::new(),
             services: BTreeMap::new(),
@@ -130,15 +134,16 @@ impl State {
         self.events.range(start..).cloned().collect()
     }
 
+    /// A UUID-shaped uid, unique within this emulator (counter) and across emulators (seed).
     pub fn new_uid(&mut self) -> String {
         self.uid_counter += 1;
-        let seed = std::process::id() as u64;
+        let seed = self.uid_seed;
         format!(
             "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
             seed & 0xffff_ffff,
             self.uid_counter >> 16 & 0xffff,
             self.uid_counter & 0xfff,
-            seed >> 4 & 0xfff,
+            seed >> 32 & 0xfff,
             self.uid_counter
         )
     }
