@@ -105,9 +105,12 @@ async fn pods_are_created_listed_and_deleted_with_api_errors() {
     let paged = client.get("/api/v1/namespaces/default/pods?limit=1").await.json();
     assert_eq!(paged["items"].as_array().unwrap().len(), 1);
     let token = paged["metadata"]["continue"].as_str().expect("a continue token");
+    emulator.add_node(gpu_node("between-pages", "1")); // a change between the pages
     let rest = client.get(&format!("/api/v1/namespaces/default/pods?limit=1&continue={token}")).await.json();
     assert_eq!(rest["items"].as_array().unwrap().len(), 1);
     assert_ne!(rest["items"][0]["metadata"]["name"], paged["items"][0]["metadata"]["name"]);
+    // Every page reports the first page's resourceVersion (a watch from it misses nothing).
+    assert_eq!(rest["metadata"]["resourceVersion"], paged["metadata"]["resourceVersion"]);
     assert!(emulator.rejections().is_empty(), "{:?}", emulator.rejections());
 
     // Malformed bodies: 400 (strict decoding) or 422 (validation), each kept as a rejection.

@@ -202,6 +202,10 @@ pub struct Page<'a> {
     pub items: Vec<&'a Arc<Stored>>,
     pub continue_token: Option<String>,
     pub remaining: usize,
+    /// The first page's resourceVersion, carried by the continue token: every page of a list
+    /// reports it, so a watch from the list's version replays what changed since the first page
+    /// (pages here are read from the latest state, not from a snapshot).
+    pub resource_version: u64,
 }
 
 /// An object's place in a list: (namespace, name); "" for cluster-scoped kinds. Borrowed, so a
@@ -209,12 +213,8 @@ pub struct Page<'a> {
 pub type ListKey<'a> = (&'a str, &'a str);
 
 /// Pages `items` (sorted by key) after the continue token's key, `limit` at a time (0 = all).
-pub fn page<'a>(
-    items: Vec<(ListKey<'a>, &'a Arc<Stored>)>,
-    limit: usize,
-    continue_token: &str,
-    resource_version: u64,
-) -> Result<Page<'a>, String> {
+pub fn page<'a>(items: Vec<(ListKey<'a>, &'a Arc<Stored>)>, limit: usize, continue_token: &str, latest: u64) -> Result<Page<'a>, String> {
+    let mut resource_version = latest;
     let start = if continue_token.is_empty() {
         0
     } else {
@@ -222,6 +222,7 @@ pub fn page<'a>(
         let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(continue_token).map_err(|_| invalid())?;
         let token: Value = serde_json::from_slice(&raw).map_err(|_| invalid())?;
         let after = (token["start"][0].as_str().ok_or_else(invalid)?, token["start"][1].as_str().ok_or_else(invalid)?);
+        resource_version = token["rv"].as_u64().ok_or_else(invalid)?;
         items.partition_point(|(k, _)| *k <= after)
     };
     let rest = &items[start..];
@@ -232,12 +233,12 @@ pub fn page<'a>(
         let token = serde_json::json!({"v": "meta.k8s.io/v1", "rv": resource_version, "start": [ns, name]});
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token.to_string())
     });
-    Ok(Page { items: rest[..take].iter().map(|(_, s)| *s).collect(), continue_token, remaining })
+    Ok(Page { items: rest[..take].iter().map(|(_, s)| *s).collect(), continue_token, remaining, resource_version })
 }
 
 /// `{"kind":"<kind>List","apiVersion":"v1","metadata":{…},"items":[…]}` from stored bytes.
-pub fn list_body(kind: &str, resource_version: u64, page: &Page) -> Vec<u8> {
-    let mut meta = serde_json::json!({"resourceVersion": resource_version.to_string()});
+pub fn list_body(kind: &str, page: &Page) -> Vec<u8> {
+    let mut meta = serde_json::json!({"resourceVersion": page.resource_version.to_string()});
     if let Some(token) = &page.continue_token {
         meta["continue"] = token.clone().into();
         meta["remainingItemCount"] = page.remaining.into();

@@ -256,10 +256,10 @@ async fn list_or_watch(state: &Shared, call: &Call, resource: Resource, namespac
     if call.wants_table() {
         let values: Vec<&Value> = page.items.iter().map(|s| &s.value).collect();
         let include = call.param("includeObject").unwrap_or("Metadata");
-        let body = table::render(resource, &values, rv, include, page.continue_token.as_deref());
+        let body = table::render(resource, &values, page.resource_version, include, page.continue_token.as_deref());
         return json_typed(200, body, "application/json;as=Table;v=v1;g=meta.k8s.io");
     }
-    json_response(200, list_body(kind(resource), rv, &page))
+    json_response(200, list_body(kind(resource), &page))
 }
 
 fn get_one(state: &Shared, call: &Call, resource: Resource, namespace: Option<&str>, name: &str) -> Response {
