@@ -653,3 +653,56 @@ async fn kubectl_agrees_with_the_emulator() {
     assert_eq!(code, 1);
     assert!(stderr.contains("error: You must be logged in to the server (Unauthorized)"), "{stderr}");
 }
+
+#[tokio::test]
+async fn malformed_bodies_are_refused_without_harm() {
+    let emulator = KubeEmulator::start(TOKEN).await;
+    let client = Client::new(&emulator, TOKEN);
+    let pod = |patch: &dyn Fn(&mut Value)| {
+        let mut body = pod_body("m", &[("cpu", "1")]);
+        patch(&mut body);
+        body
+    };
+    let bodies: Vec<Value> = vec![
+        json!([1, 2]),
+        json!("pod"),
+        json!({"apiVersion": "v1", "kind": "Pod"}),
+        json!({"apiVersion": "apps/v1", "kind": "Pod", "metadata": {"name": "m"}}),
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "m"}}),
+        pod(&|b| b["metadata"] = json!("m")),
+        pod(&|b| b["metadata"]["namespace"] = json!("other")),
+        pod(&|b| b["spec"] = json!("x")),
+        pod(&|b| b["spec"]["containers"] = json!([1, "two"])),
+        pod(&|b| b["spec"]["containers"] = json!({"name": "main"})),
+        pod(&|b| b["spec"]["containers"][0]["resources"]["limits"] = json!({"memory": "1Qi"})),
+        pod(&|b| b["spec"]["containers"][0]["resources"]["requests"] = json!({"cpu": -1})),
+        pod(&|b| b["spec"]["containers"][0]["name"] = json!("Main_1")),
+        pod(&|b| b["spec"]["containers"][0]["image"] = json!("")),
+        pod(&|b| b["spec"]["tolerations"] = json!([{"key": "k", "operator": "Exists", "value": "v"}])),
+        pod(&|b| b["spec"]["tolerations"] = json!([{"key": "k", "operator": "Maybe"}])),
+        pod(&|b| b["spec"]["tolerations"] = json!([{"key": "k", "operator": "Equal", "tolerationseconds": 5}])),
+        pod(&|b| b["spec"]["containers"][0]["env"] = json!([{"name": "A", "valuefrom": {}}])),
+    ];
+    for body in &bodies {
+        let reply = client.request("POST", "/api/v1/namespaces/default/pods", Some(body)).await;
+        assert!(matches!(reply.status, 400 | 422), "{body}: {} {}", reply.status, String::from_utf8_lossy(&reply.body));
+        assert_eq!(reply.json()["kind"], "Status");
+    }
+    // Odd but valid shapes are accepted and defaulted without harm.
+    let odd = pod(&|b| {
+        b["spec"]["containers"][0]["resources"] = json!({"limits": {"cpu": 2}});
+        b["spec"]["tolerations"] = json!([]);
+    });
+    assert_eq!(client.request("POST", "/api/v1/namespaces/default/pods", Some(&odd)).await.status, 201);
+    for garbage in [&b"{not json"[..], b"", b"\xff\xfe"] {
+        let reply = client.request_raw("POST", "/api/v1/namespaces/default/services", garbage).await;
+        assert_eq!(reply.status, 400);
+    }
+    assert_eq!(client.request("DELETE", "/api/v1/namespaces/default/pods/m", Some(&json!([1]))).await.status, 400);
+    assert_eq!(client.get("/api/v1/pods?continue=not-a-token&limit=1").await.status, 400);
+    assert_eq!(client.get("/api/v1/pods?watch=1&resourceVersion=abc").await.status, 400);
+    assert_eq!(client.get("/api/v1/nodes?fieldSelector=status.phase%3DRunning").await.status, 400);
+    // Still serving, and every refusal recorded.
+    assert_eq!(client.get("/api/v1/namespaces/default/pods/m").await.status, 200);
+    assert_eq!(emulator.rejections().len(), bodies.len() + 3 + 4, "{:#?}", emulator.rejections());
+}

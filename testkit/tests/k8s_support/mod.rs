@@ -143,6 +143,26 @@ impl Client {
         Reply { first_byte, status, headers, body }
     }
 
+    /// A request with raw body bytes (malformed on purpose).
+    pub async fn request_raw(&self, method: &str, path: &str, body: &[u8]) -> Reply {
+        let started = std::time::Instant::now();
+        let mut tls = self.connect().await;
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            self.addr,
+            self.token,
+            body.len()
+        );
+        tls.write_all(head.as_bytes()).await.expect("write request");
+        tls.write_all(body).await.expect("write body");
+        let mut reader = BufReader::new(tls);
+        let (status, headers) = read_head(&mut reader).await;
+        let first_byte = started.elapsed();
+        let mut body = Vec::new();
+        reader.read_to_end(&mut body).await.expect("read body");
+        Reply { first_byte, status, headers, body }
+    }
+
     pub async fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Reply {
         self.request_accept(method, path, body, "application/json").await
     }
