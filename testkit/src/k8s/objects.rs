@@ -244,7 +244,14 @@ pub fn pod_evicted(pod: &Value) -> Value {
 
 /// A Running pod bound to `node` with no sandbox (accounting only); its pod IP is a made-up
 /// address that is never dialed.
-pub fn bulk_pod(namespace: &str, name: &str, uid: &str, node: &str, requests: &BTreeMap<String, String>, k: usize) -> Value {
+pub fn bulk_pod(
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    (node, host_ip): (&str, &str),
+    requests: &BTreeMap<String, String>,
+    k: usize,
+) -> Value {
     let stamp = now();
     let ip = format!("10.244.{}.{}", (k / 250) % 256, k % 250 + 2);
     json!({
@@ -257,7 +264,7 @@ pub fn bulk_pod(namespace: &str, name: &str, uid: &str, node: &str, requests: &B
         "status": {
             "phase": "Running",
             "conditions": [{"type": "Ready", "status": "True"}, {"type": "PodScheduled", "status": "True"}],
-            "hostIP": "10.240.0.1", "podIP": ip, "podIPs": [{"ip": ip}], "startTime": stamp,
+            "hostIP": host_ip, "podIP": ip, "podIPs": [{"ip": ip}], "startTime": stamp,
             "containerStatuses": [{"name": "main", "image": "registry.k8s.io/pause:3.10", "ready": true, "started": true, "restartCount": 0, "state": {"running": {"startedAt": stamp}}}],
             "qosClass": "Burstable"
         }

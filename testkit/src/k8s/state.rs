@@ -287,6 +287,16 @@ impl State {
     }
 
     pub fn add_pods_bulk(&mut self, namespace: &str, node: &str, n: usize, requests: &BTreeMap<String, String>) {
+        // A pod's hostIP is its node's InternalIP.
+        let host_ip = self
+            .nodes
+            .get(node)
+            .and_then(|n| {
+                n.value["status"]["addresses"].as_array()?.iter().find(|a| a["type"] == "InternalIP")?["address"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .unwrap_or_default();
         let mut added = 0;
         while added < n {
             let k = *self.bulk_next.entry(namespace.to_string()).and_modify(|k| *k += 1).or_insert(0);
@@ -295,7 +305,7 @@ impl State {
                 continue; // a test's own pod has the name
             }
             let uid = self.new_uid();
-            let value = objects::bulk_pod(namespace, &name, &uid, node, requests, k);
+            let value = objects::bulk_pod(namespace, &name, &uid, (node, &host_ip), requests, k);
             self.insert_pod(value, true);
             added += 1;
         }
