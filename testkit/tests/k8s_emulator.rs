@@ -66,6 +66,17 @@ async fn discovery_describes_the_core_group() {
     let ns = client.get("/api/v1/namespaces/default").await.json();
     assert_eq!((ns["kind"].as_str(), ns["status"]["phase"].as_str()), (Some("Namespace"), Some("Active")));
     assert_eq!(client.get("/api/v1/namespaces/nope").await.status, 404);
+
+    // The kubeconfig: one cluster (server + CA data), user (token), context with namespace.
+    let config: serde_yaml::Value = serde_yaml::from_str(&emulator.kubeconfig_yaml("lab-1", "skycat")).expect("kubeconfig YAML");
+    assert_eq!(config["current-context"].as_str(), Some("lab-1"));
+    assert_eq!(config["clusters"][0]["cluster"]["server"].as_str(), Some(emulator.server().as_str()));
+    use base64::Engine as _;
+    let ca = config["clusters"][0]["cluster"]["certificate-authority-data"].as_str().expect("CA data");
+    assert_eq!(String::from_utf8(base64::engine::general_purpose::STANDARD.decode(ca).unwrap()).unwrap(), emulator.ca_pem());
+    assert_eq!(config["users"][0]["user"]["token"].as_str(), Some(TOKEN));
+    assert_eq!(config["contexts"][0]["context"]["namespace"].as_str(), Some("skycat"));
+    assert_eq!(config["contexts"][0]["context"]["cluster"], config["clusters"][0]["name"]);
     assert!(emulator.rejections().is_empty(), "{:?}", emulator.rejections());
 }
 
