@@ -290,6 +290,13 @@ async fn watches_deliver_changes_after_a_resource_version() {
     let names: Vec<String> =
         [fresh.next().await, fresh.next().await].iter().map(|e| e["object"]["metadata"]["name"].as_str().unwrap().to_string()).collect();
     assert_eq!(names, ["n1", "plain"]);
+    // A streaming list: the current objects, then the initial-events-end BOOKMARK.
+    let mut streaming =
+        client.watch("/api/v1/nodes?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true").await;
+    assert_eq!([streaming.next().await["type"].clone(), streaming.next().await["type"].clone()], ["ADDED", "ADDED"]);
+    let bookmark = streaming.next().await;
+    assert_eq!(bookmark["type"], "BOOKMARK");
+    assert_eq!(bookmark["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"], "true");
     assert!(emulator.rejections().is_empty(), "{:?}", emulator.rejections());
 }
 

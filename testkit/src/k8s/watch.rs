@@ -2,7 +2,8 @@
 //! `{"type":"ADDED|MODIFIED|DELETED","object":{…}}`, for the changes after `resourceVersion`.
 //! Without one (or with "0") the stream starts with an ADDED event per current object. A
 //! resourceVersion older than the kept event log answers an ERROR event with a 410 Expired Status,
-//! as a compacted server does. `timeoutSeconds` ends the stream.
+//! as a compacted server does. `timeoutSeconds` ends the stream. `sendInitialEvents=true`
+//! (streaming lists) sends the current objects, then a BOOKMARK marking the end of them.
 //!
 //! With a selector, a change that makes an object match is sent as ADDED and one that makes it
 //! stop matching as DELETED, as the real watch cache does.
@@ -67,7 +68,11 @@ struct Stream {
 
 pub fn serve(state: &Shared, call: &Call, resource: Resource, namespace: Option<String>, selectors: Selectors) -> Response {
     let from = call.param("resourceVersion").unwrap_or("");
+    // Streaming lists (KEP-3157): the current state as ADDED events, then a BOOKMARK annotated
+    // `k8s.io/initial-events-end`, whatever resourceVersion the request names (NotOlderThan).
+    let initial_events = matches!(call.param("sendInitialEvents"), Some("true" | "1"));
     let from: Option<u64> = match from {
+        _ if initial_events => None,
         "" | "0" => None,
         n => match n.parse() {
             Ok(v) => Some(v),
@@ -90,6 +95,16 @@ pub fn serve(state: &Shared, call: &Call, resource: Resource, namespace: Option<
                 Resource::Node => s.nodes.values().for_each(|n| add(n)),
                 Resource::Pod => s.pods.values().for_each(|p| add(&p.stored)),
                 Resource::Service => s.services.values().for_each(|v| add(v)),
+            }
+            if initial_events {
+                let kind = match resource {
+                    Resource::Node => "Node",
+                    Resource::Pod => "Pod",
+                    Resource::Service => "Service",
+                };
+                let bookmark = json!({"kind": kind, "apiVersion": "v1", "metadata": {"resourceVersion": s.resource_version().to_string(),
+                    "annotations": {"k8s.io/initial-events-end": "true"}}});
+                pending.push_back(event_line("BOOKMARK", bookmark.to_string().as_bytes()));
             }
             Some(s.events_tx.subscribe())
         }
