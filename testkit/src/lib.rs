@@ -9,12 +9,16 @@
 //! * [`azure`]: an EMULATION of Azure Resource Manager and its token endpoint (testkit/emulators/azure.md);
 //! * [`gcp`]: an EMULATION of the Compute Engine API v1 and Google's token endpoint
 //!   (testkit/emulators/gcp.md);
+//! * [`k8s`]: an EMULATION of a Kubernetes API server (core/v1 nodes, pods, services, watches,
+//!   pods/exec over WebSocket) whose pods run in network-namespace hosts
+//!   (testkit/emulators/kubernetes.md);
 //! * [`lambda_emulator`]: an emulation of Lambda Cloud's REST API (see testkit/emulators/lambda.md);
 //! * [`runpod`]: an EMULATION of RunPod's GraphQL API (testkit/emulators/runpod.md);
 //! * [`free_port`]: a loopback port nothing listens on.
 
 pub mod azure;
 pub mod gcp;
+pub mod k8s;
 pub mod lambda_emulator;
 pub mod moto;
 pub mod output;
