@@ -76,10 +76,9 @@ pub async fn serve(
                 return;
             };
             let service = TowerToHyperService::new(router);
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .serve_connection(TokioIo::new(tls), service)
-                .with_upgrades();
+            // No timer, so no header-read timeout: an idle keep-alive connection is never closed
+            // under a client that is about to reuse it.
+            let connection = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service).with_upgrades();
             // The emulator dropped: the connection (a watch stream, say) ends with it.
             tokio::select! {
                 _ = connection => {}
