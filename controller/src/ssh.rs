@@ -22,6 +22,10 @@ pub struct SshTarget {
 impl SshTarget {
     /// `user@host:port`.
     pub fn display(&self) -> String {
+        // A Kubernetes pod's address (see backend::kubernetes::exec::PodRef): context/ns/pod@ip.
+        if let Some(pod) = self.user.strip_prefix("k8s:") {
+            return format!("{pod}@{}", self.host);
+        }
         format!("{}@{}:{}", self.user, self.host, self.port)
     }
     /// The known_hosts name: `host` for port 22, `[host]:port` otherwise (as OpenSSH writes it).

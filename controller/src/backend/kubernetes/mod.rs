@@ -111,6 +111,9 @@ impl Clients {
         }
         let s = self.settings()?;
         let kc = self.kubeconfig(&s)?;
+        // kube's TLS uses the process default provider; none is implied when both ring and
+        // aws-lc-rs are linked. An error only means one is installed already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let opts = KubeConfigOptions { context: Some(context.to_string()), ..Default::default() };
         let cfg = kube::Config::from_custom_kubeconfig(kc, &opts)
             .await
