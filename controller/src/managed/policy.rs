@@ -43,7 +43,7 @@ pub(crate) fn region_key(c: &ClusterRow) -> String {
 }
 
 /// The blocking key of a node inside its region: the pool host for SSH pools, the zone for
-/// clouds.
+/// clouds, the node a pod ran on for Kubernetes (its zone).
 pub(crate) fn zone_key(c: &ClusterRow, n: &NodeRow) -> String {
     if c.cloud() == "ssh" {
         n.host_key()
@@ -83,6 +83,8 @@ impl JobBlocks {
             let (cloud, region) = pool.split_once('/').unwrap_or(("ssh", pool.as_str()));
             match scope.as_str() {
                 "zone" if cloud == "ssh" => b.hosts.push(host.clone()),
+                // A Kubernetes node (the pod's failure domain): avoided, the context is not.
+                "zone" if cloud == crate::backend::kubernetes::INFRA && !host.is_empty() => b.hosts.push(host.clone()),
                 "zone" if !host.is_empty() => b.zones.push(BlockedResource {
                     cloud: cloud.to_string(),
                     region: Some(region.to_string()),

@@ -131,7 +131,7 @@ fn node_filter(pod: &Value, requests: &BTreeMap<String, i128>, node: &Value, use
     }
     let labels = &node["metadata"]["labels"];
     let selector_ok = pod["spec"]["nodeSelector"].as_object().into_iter().flatten().all(|(k, v)| labels[k] == *v);
-    if !selector_ok || !node_affinity_ok(pod, labels) {
+    if !selector_ok || !node_affinity_ok(pod, node) {
         return Err(vec!["node(s) didn't match Pod's node affinity/selector".into()]);
     }
     if !objects::node_is_ready(node) {
@@ -175,15 +175,25 @@ fn tolerates(toleration: &Value, taint: &Value) -> bool {
     }
 }
 
-/// requiredDuringSchedulingIgnoredDuringExecution node selector terms (ORed; expressions ANDed),
-/// label expressions only.
-fn node_affinity_ok(pod: &Value, labels: &Value) -> bool {
+/// requiredDuringSchedulingIgnoredDuringExecution node selector terms (ORed; expressions ANDed):
+/// label expressions, and field expressions on `metadata.name` (the only field the API allows).
+fn node_affinity_ok(pod: &Value, node: &Value) -> bool {
+    let labels = &node["metadata"]["labels"];
     let terms = &pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"];
     let Some(terms) = terms.as_array() else {
         return true;
     };
+    let name = node["metadata"]["name"].as_str();
     terms.iter().any(|term| {
-        term["matchExpressions"].as_array().into_iter().flatten().all(|expr| {
+        let fields_ok = term["matchFields"].as_array().into_iter().flatten().all(|expr| {
+            let values: Vec<&str> = expr["values"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            match (expr["key"].as_str(), expr["operator"].as_str()) {
+                (Some("metadata.name"), Some("In")) => name.is_some_and(|n| values.contains(&n)),
+                (Some("metadata.name"), Some("NotIn")) => name.is_none_or(|n| !values.contains(&n)),
+                _ => false,
+            }
+        });
+        fields_ok && term["matchExpressions"].as_array().into_iter().flatten().all(|expr| {
             let key = expr["key"].as_str().unwrap_or("");
             let value = labels[key].as_str();
             let values: Vec<&str> = expr["values"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();

@@ -334,9 +334,13 @@ impl Backend for Kubernetes {
         let inv = self.clients.inventory(&context).await?;
         let ask = pods::Ask::from_placement(p);
         // Fail fast when the cluster is full: the walk then bursts elsewhere at once.
-        let candidates: Vec<_> = inv.candidates(p.accelerator.as_deref(), p.use_spot).collect();
+        let all: Vec<_> = inv.candidates(p.accelerator.as_deref(), p.use_spot).collect();
+        if all.is_empty() {
+            return Err(err(ErrorClass::Invalid, format!("context {context} has no nodes for {}", ask.describe())));
+        }
+        let candidates: Vec<_> = all.into_iter().filter(|n| !req.avoid_nodes.contains(&n.name)).collect();
         if candidates.is_empty() {
-            return Err(err(ErrorClass::Invalid, format!("context {context} has no {} nodes", ask.describe())));
+            return Err(err(ErrorClass::Capacity, format!("context {context}: every node for {} is one this job was preempted on", ask.describe())));
         }
         let fitting = candidates.iter().filter(|n| n.fits(ask.devices, ask.cpus, ask.memory_gib)).count();
         if fitting == 0 || (inv.pods_visible && (fitting as u32) < req.num_nodes && ask.devices > 0.0) {
@@ -356,6 +360,7 @@ impl Backend for Kubernetes {
                 candidates: &candidates,
                 controller_ip: ctx_settings.controller_ip.as_deref(),
                 ports: &req.ports,
+                avoid_nodes: &req.avoid_nodes,
             })
             .map_err(|e| err(ErrorClass::Invalid, e))?;
             let name = pod.metadata.name.clone().unwrap_or_default();
@@ -389,7 +394,10 @@ impl Backend for Kubernetes {
                 let name = pod.metadata.name.clone().unwrap_or_default();
                 let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap_or_default();
                 let r = PodRef { context: context.clone(), namespace: namespace.clone(), name: name.clone() };
-                ProvisionedNode { instance_id: name, zone: None, target: r.target(&ip), private_ip: Some(ip.clone()), public_ip: None }
+                // The node is the pod's failure domain: recorded as its zone, a managed job
+                // avoids it after a preemption there.
+                let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+                ProvisionedNode { instance_id: name, zone: node, target: r.target(&ip), private_ip: Some(ip.clone()), public_ip: None }
             })
             .collect();
         Ok(Provisioned { nodes, skipped: Vec::new() })

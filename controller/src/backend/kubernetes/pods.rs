@@ -48,6 +48,8 @@ pub struct PodParams<'a> {
     pub candidates: &'a [&'a NodeFacts],
     pub controller_ip: Option<&'a str>,
     pub ports: &'a [(u16, u16)],
+    /// Nodes the pod must not land on (where a managed job's earlier pods were preempted).
+    pub avoid_nodes: &'a [String],
 }
 
 /// A DNS-1123 label from free text: lower case, `[a-z0-9-]`, at most `max` characters.
@@ -128,6 +130,13 @@ pub fn pod_manifest(p: &PodParams) -> Result<Pod, String> {
         .take(100)
         .map(|port| json!({"containerPort": port, "protocol": "TCP"}))
         .collect();
+    let affinity = if p.avoid_nodes.is_empty() {
+        json!({})
+    } else {
+        json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchFields": [{"key": "metadata.name", "operator": "NotIn", "values": p.avoid_nodes}]}
+        ]}}})
+    };
     let v = json!({
         "apiVersion": "v1",
         "kind": "Pod",
@@ -142,6 +151,7 @@ pub fn pod_manifest(p: &PodParams) -> Result<Pod, String> {
         },
         "spec": {
             "restartPolicy": "Never",
+            "affinity": affinity,
             "terminationGracePeriodSeconds": 5,
             "nodeSelector": node_selector,
             "tolerations": tolerations,
@@ -266,6 +276,7 @@ mod tests {
             candidates: &cands,
             controller_ip: None,
             ports: &[(8080, 8081)],
+            avoid_nodes: &["gke-old".to_string()],
         })
         .unwrap();
         let v = serde_json::to_value(&pod).unwrap();
@@ -277,6 +288,8 @@ mod tests {
         assert_eq!(c["resources"]["requests"]["cpu"], "23000m");
         assert_eq!(c["env"][0]["valueFrom"]["fieldRef"]["fieldPath"], "status.hostIP");
         assert_eq!(c["ports"].as_array().unwrap().len(), 2);
+        let term = &v["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0];
+        assert_eq!(term["matchFields"][0]["values"][0], "gke-old");
 
         let svc = service_manifest("train", "0123456789ab", &[(8080, 8080)], PortMode::Nodeport).unwrap();
         let v = serde_json::to_value(&svc).unwrap();
