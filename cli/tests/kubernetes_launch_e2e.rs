@@ -1,5 +1,5 @@
-//! `skycat check` / `show-gpus --infra k8s` / `launch` / `logs` / `status --endpoints` / `ssh` /
-//! `stop` / `down` on Kubernetes through the real binary. The control plane is skycat-testkit's
+//! `skycat check` / `show-gpus --infra k8s` / `launch` / `exec` / `logs` / `status --endpoints` /
+//! `ssh` / `stop` / `down` / autostop on Kubernetes through the real binary. The control plane is skycat-testkit's
 //! loopback EMULATION of the Kubernetes API server (testkit/emulators/kubernetes.md): TLS with
 //! the CA in the kubeconfig, a bearer token, a scheduler that honours requests, node selectors
 //! and taints, and `pods/exec` over WebSocket that runs real processes in a network-namespace
@@ -156,6 +156,19 @@ async fn kubernetes_show_gpus_launch_ports_ssh_refused_stop_and_down() {
         assert!(logs.contains(ip.as_str()), "SKYCAT_NODE_IPS must list {ip}: {logs}");
     }
 
+    // exec: a second job on both pods, through the exec transport.
+    let out = env.skycat(&["exec", "pair", "echo exec-ok-$SKYCAT_NODE_RANK"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let t = text(&env.skycat(&["logs", "pair", "2"]));
+        if t.contains("exec-ok-0") && t.contains("exec-ok-1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no exec output: {t}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
     // The port is a NodePort Service on the head pod; status --endpoints says where.
     let svcs = emu.services();
     assert_eq!(svcs.len(), 1, "{svcs:#?}");
@@ -189,6 +202,23 @@ async fn kubernetes_show_gpus_launch_ports_ssh_refused_stop_and_down() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(emu.pods().is_empty(), "{:#?}", emu.pods());
     assert!(emu.services().is_empty(), "{:#?}", emu.services());
+    assert_eq!(h100_row(&env), ("4".into(), "4".into()));
+
+    // Autostop: a pod cannot stop, so an idle cluster is torn down and its GPU freed.
+    let short = env.home.path().join("short.yaml");
+    std::fs::write(&short, "resources:\n  infra: k8s/emu-east\n  accelerators: H100:1\nrun: echo short\n").unwrap();
+    let out = env.skycat(&["launch", "-c", "idle", short.to_str().unwrap(), "-i", "0.05", "-y"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(h100_row(&env), ("4".into(), "3".into()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = env.skycat(&["status"]);
+        if !text(&out).contains("idle") && emu.pods().is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the idle cluster was not torn down: {} {:#?}", text(&out), emu.pods());
+        std::thread::sleep(Duration::from_millis(500));
+    }
     assert_eq!(h100_row(&env), ("4".into(), "4".into()));
     assert!(emu.rejections().is_empty(), "requests the API server would refuse: {:?}", emu.rejections());
 }

@@ -72,7 +72,9 @@ async fn record_autostop(store: &Store, cluster: &crate::store::ClusterRow, hb: 
     match store.mark_autostopped(&cluster.id, &at).await {
         Ok(true) => {
             tracing::info!(cluster = %cluster.name, "autostop fired: cluster stopped");
-            if cluster.down_on_idle {
+            // Pods cannot stop: an idle Kubernetes cluster is torn down (see
+            // Backend::autostop_tears_down), freeing its GPUs.
+            if cluster.down_on_idle || cluster.cloud() == crate::backend::kubernetes::INFRA {
                 let store = store.clone();
                 let name = cluster.name.clone();
                 tokio::spawn(async move {

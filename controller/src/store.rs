@@ -111,8 +111,9 @@ impl NodeRow {
             identity_file: PathBuf::from(&self.identity_file),
         }
     }
+    /// `user@ip:port` (a pod: `context/namespace/pod@ip`).
     pub fn host_key(&self) -> String {
-        format!("{}@{}:{}", self.user, self.ip, self.port)
+        self.target().display()
     }
 }
 

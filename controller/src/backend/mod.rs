@@ -233,6 +233,12 @@ pub trait Backend: Send + Sync {
         None
     }
 
+    /// Whether autostop tears the cluster down even without `--down`: where nodes cannot stop
+    /// and an idle node still holds what others could use (a pod's GPUs).
+    fn autostop_tears_down(&self) -> bool {
+        false
+    }
+
     /// Stops the nodes (the disk is kept; billing of compute stops).
     async fn stop(&self, cluster: &ClusterRow, nodes: &[NodeRow]) -> Result<(), ProvisionError>;
 

@@ -55,6 +55,12 @@ impl Controller {
         self.submit_on(&ss, &ns, task).await
     }
 
+    /// Whether an autostopped cluster is torn down: `--down`, or a backend whose nodes cannot
+    /// stop and would hold resources idle (Kubernetes pods).
+    fn down_on_idle(&self, c: &ClusterRow) -> bool {
+        c.down_on_idle || self.backends.for_cluster(c).is_ok_and(|b| b.autostop_tears_down())
+    }
+
     /// Pulls one node's status, jobs and ledger through its transport into the state DB.
     pub(super) async fn pull_node(&self, c: &ClusterRow, n: &NodeRow, s: &dyn NodeSession) -> Result<AgentStatus> {
         let agent = AgentClient::new(s, n);
@@ -68,7 +74,7 @@ impl Controller {
         if c.status == store::status::UP {
             if let Some(at) = st.autostop.as_ref().and_then(|a| a.fired_at) {
                 if self.store.mark_autostopped(&c.id, &at.to_rfc3339()).await? {
-                    if c.down_on_idle {
+                    if self.down_on_idle(c) {
                         self.say(&format!("Cluster {} autostopped with --down: tearing it down.", c.name));
                     } else if c.cloud() != "ssh" && !c.spot {
                         let backend = self.backends.for_cluster(c)?;
@@ -125,7 +131,7 @@ impl Controller {
                 }
             }
             let cluster = self.store.cluster_by_id(&c.id).await?.unwrap_or(c);
-            if cluster.status == store::status::STOPPED && cluster.down_on_idle && cluster.autostopped_at.is_some() {
+            if cluster.status == store::status::STOPPED && self.down_on_idle(&cluster) && cluster.autostopped_at.is_some() {
                 self.down(&cluster.name, false).await?;
                 continue;
             }

@@ -326,6 +326,11 @@ impl Backend for Kubernetes {
         Some(no_stop_message(&cluster.name))
     }
 
+    fn autostop_tears_down(&self) -> bool {
+        // An idle pod keeps its GPUs from the team: autostop frees them.
+        true
+    }
+
     async fn provision(&self, req: &ProvisionRequest) -> Result<Provisioned, ProvisionError> {
         let p = &req.placement;
         let context = p.region.clone();
