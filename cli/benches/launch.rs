@@ -13,6 +13,11 @@
 //!   its host is up, so the time to "Provisioned" (the host's start, seen by polling `pod`) is
 //!   taken out too, the API calls in it with it (sub-millisecond on loopback).
 //!
+//! * Kubernetes: skycat-testkit's API-server emulation, a namespace host per pod; no boot (the
+//!   pod runs once scheduled), so launch → running is all skycat's own plus the exec calls.
+//!
+//! `SKYCAT_BENCH_ONLY=kubernetes,ssh` runs only those.
+//!
 //! "Running" is when the job's first command runs: it writes `date +%s.%N` into the host's home,
 //! which this machine reads (namespace hosts share the filesystem).
 //!
@@ -35,6 +40,7 @@ const LAMBDA_NET: u32 = 211;
 const RUNPOD_NET: u32 = 212;
 const GCP_NET: u32 = 213;
 const AZURE_NET: u32 = 214;
+const K8S_NET: u32 = 216;
 
 struct Env {
     home: tempfile::TempDir,
@@ -370,6 +376,43 @@ async fn bench_azure(rounds: usize, agent: &Path) {
     stop_watching(watcher).await;
 }
 
+async fn bench_kubernetes(rounds: usize, agent: &Path) {
+    use std::collections::BTreeMap;
+
+    use skycat_testkit::k8s::{KubeEmulator, KubeNode, Sandbox};
+    let map = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>();
+    let emu = KubeEmulator::start("bench-k8s-token").await;
+    emu.add_node(KubeNode {
+        name: "gpu-1".into(),
+        labels: map(&[("nvidia.com/gpu.product", "NVIDIA-H100-80GB-HBM3")]),
+        allocatable: map(&[("cpu", "16"), ("memory", "64Gi"), ("nvidia.com/gpu", "1")]),
+        taints: Vec::new(),
+    });
+    let hosts = TestHosts::up(1, K8S_NET, "benchk");
+    emu.add_sandboxes(vec![Sandbox { netns: hosts.ns(1), pod_ip: hosts.ip(1), host_ip: format!("10.231.{}.1", K8S_NET + 1), home: hosts.home(1) }]);
+    let env = Env::new(agent);
+    let kubeconfig = env.write("kubeconfig", &emu.kubeconfig_yaml("bench", "default"));
+    std::env::set_var("KUBECONFIG", &kubeconfig);
+    tokio::task::block_in_place(|| env.skycat(&["check", "kubernetes"]));
+    let task = env.write("task.yaml", &format!("resources:\n  infra: k8s/bench\n  accelerators: H100:1\n{}", TASK.trim_start_matches("name: bench\n")));
+    // A pod's home is wiped when it is deleted: every round's job writes into host 1's.
+    let mut total = Vec::new();
+    for r in 1..=rounds {
+        let t0 = now();
+        tokio::task::block_in_place(|| env.skycat(&["launch", "-c", "benchk", task.to_str().unwrap(), "-y"]));
+        let t = tokio::task::block_in_place(|| started_after(&[hosts.home(1)], 1, t0));
+        println!("kubernetes round {r}: launch->running {t:.3}s (pod create, schedule, exec: agent upload and start, submit)");
+        total.push(t);
+        tokio::task::block_in_place(|| env.skycat(&["down", "benchk"]));
+    }
+    println!("kubernetes median of {rounds}: launch->running {:.3}s", median(&mut total));
+}
+
+/// Whether `SKYCAT_BENCH_ONLY` (comma-separated; unset = all) names `cloud`.
+fn wanted(cloud: &str) -> bool {
+    std::env::var("SKYCAT_BENCH_ONLY").map(|v| v.split(',').any(|c| c.trim() == cloud)).unwrap_or(true)
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; a plain `cargo test` of benches passes nothing we need.
     if !std::env::args().any(|a| a == "--bench") {
@@ -377,11 +420,26 @@ fn main() {
     }
     let rounds: usize = std::env::var("SKYCAT_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3).max(1);
     let agent = agent_bin();
-    bench_ssh(rounds, &agent);
+    if wanted("ssh") {
+        bench_ssh(rounds, &agent);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    rt.block_on(bench_aws(rounds, &agent));
-    rt.block_on(bench_lambda(rounds, &agent));
-    rt.block_on(bench_runpod(rounds, &agent));
-    rt.block_on(bench_gcp(rounds, &agent));
-    rt.block_on(bench_azure(rounds, &agent));
+    if wanted("aws") {
+        rt.block_on(bench_aws(rounds, &agent));
+    }
+    if wanted("lambda") {
+        rt.block_on(bench_lambda(rounds, &agent));
+    }
+    if wanted("runpod") {
+        rt.block_on(bench_runpod(rounds, &agent));
+    }
+    if wanted("gcp") {
+        rt.block_on(bench_gcp(rounds, &agent));
+    }
+    if wanted("azure") {
+        rt.block_on(bench_azure(rounds, &agent));
+    }
+    if wanted("kubernetes") {
+        rt.block_on(bench_kubernetes(rounds, &agent));
+    }
 }

@@ -221,6 +221,18 @@ impl NodeFacts {
         }
     }
 
+    /// How many pods asking for `devices`, `cpus` and `memory_gib` fit on the node now; `None`
+    /// when its usage is unknown (pods cannot be listed).
+    pub fn slots(&self, devices: f64, cpus: f64, memory_gib: f64) -> Option<u32> {
+        if !self.ready {
+            return Some(0);
+        }
+        let (d, c, m) = self.free()?;
+        let fit = |have: f64, want: f64| if want > 0.0 { ((have + 1e-9) / want).floor() } else { f64::INFINITY };
+        let n = fit(d, devices).min(fit(c, cpus)).min(fit(m, memory_gib));
+        Some(if n.is_finite() { n.max(0.0) as u32 } else { u32::MAX })
+    }
+
     /// The canonical accelerator name, when the node has a known one.
     pub fn accelerator_name(&self) -> Option<&str> {
         self.accelerator.as_ref().map(|a| a.info.name.as_str())
@@ -439,6 +451,11 @@ mod tests {
 
         let hidden = Inventory::new("ctx", std::slice::from_ref(&node), None);
         assert_eq!(hidden.gpu_capacity()[0].free, None);
+        // 5 GPUs, 223 - 8 cores and ~2 TiB free: five 1-GPU pods, two 2-GPU pods.
+        let n = &inv.nodes[0];
+        assert_eq!(n.slots(1.0, 4.0, 16.0), Some(5));
+        assert_eq!(n.slots(2.0, 4.0, 16.0), Some(2));
+        assert_eq!(hidden.nodes[0].slots(1.0, 1.0, 1.0), None);
 
         let offers = inv.offers(None);
         let counts: Vec<f64> = offers.iter().filter(|o| o.accelerator_name.is_some()).map(|o| o.accelerator_count).collect();

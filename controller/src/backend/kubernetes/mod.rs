@@ -245,21 +245,23 @@ impl Kubernetes {
 
     /// Waits until every pod runs; a capacity error when one stays unschedulable past the
     /// timeout, an invalid one when a pod fails to start.
-    async fn wait_running(&self, api: &Api<Pod>, names: &[String], timeout: Duration) -> Result<Vec<Pod>, ProvisionError> {
+    async fn wait_running(&self, context: &str, api: &Api<Pod>, names: &[String], timeout: Duration) -> Result<Vec<Pod>, ProvisionError> {
         let started = Instant::now();
         let mut pause = Duration::from_millis(50);
         loop {
             let mut running = Vec::new();
             for n in names {
-                let p = api.get(n).await.map_err(|e| classify(api.resource_url(), &e))?;
+                let p = api.get(n).await.map_err(|e| classify(context, &e))?;
                 match pods::pod_progress(&p) {
                     pods::Progress::Running => running.push(p),
                     pods::Progress::Waiting => {}
                     pods::Progress::Unschedulable(why) if started.elapsed() >= timeout => {
-                        return Err(err(ErrorClass::Capacity, format!("pod {n} unschedulable for {}s: {why}", timeout.as_secs())));
+                        return Err(err(ErrorClass::Capacity, format!("kubernetes context {context}: pod {n} unschedulable for {}s: {why}", timeout.as_secs())));
                     }
                     pods::Progress::Unschedulable(_) => {}
-                    pods::Progress::Failed(why) => return Err(err(ErrorClass::Invalid, format!("pod {n} failed to start: {why}"))),
+                    pods::Progress::Failed(why) => {
+                        return Err(err(ErrorClass::Invalid, format!("kubernetes context {context}: pod {n} failed to start: {why}")))
+                    }
                 }
             }
             if running.len() == names.len() {
@@ -267,7 +269,7 @@ impl Kubernetes {
             }
             // Image pulls and container starts have no fixed bound; unschedulable pods do.
             if started.elapsed() > timeout.max(Duration::from_secs(600)) {
-                return Err(err(ErrorClass::Transient, format!("pods not running after {}s", started.elapsed().as_secs())));
+                return Err(err(ErrorClass::Transient, format!("kubernetes context {context}: pods not running after {}s", started.elapsed().as_secs())));
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(1));
@@ -347,9 +349,19 @@ impl Backend for Kubernetes {
         if candidates.is_empty() {
             return Err(err(ErrorClass::Capacity, format!("context {context}: every node for {} is one this job was preempted on", ask.describe())));
         }
-        let fitting = candidates.iter().filter(|n| n.fits(ask.devices, ask.cpus, ask.memory_gib)).count();
-        if fitting == 0 || (inv.pods_visible && (fitting as u32) < req.num_nodes && ask.devices > 0.0) {
-            return Err(err(ErrorClass::Capacity, format!("context {context}: no node has room for {} now", ask.describe())));
+        // Room for every rank now (one pod each); with pod usage hidden, at least a node big
+        // enough (the scheduler has the last word either way).
+        let room = if inv.pods_visible {
+            let slots: u64 = candidates.iter().filter_map(|n| n.slots(ask.devices, ask.cpus, ask.memory_gib)).map(u64::from).sum();
+            slots >= u64::from(req.num_nodes)
+        } else {
+            candidates.iter().any(|n| n.fits(ask.devices, ask.cpus, ask.memory_gib))
+        };
+        if !room {
+            return Err(err(
+                ErrorClass::Capacity,
+                format!("context {context}: no room for {} pod(s) of {} now", req.num_nodes, ask.describe()),
+            ));
         }
         let client = self.clients.client(&context).await?;
         let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
@@ -377,11 +389,10 @@ impl Backend for Kubernetes {
                 }
             }
         }
-        let running = match self.wait_running(&api, &names, settings.provision_timeout()).await {
+        let running = match self.wait_running(&context, &api, &names, settings.provision_timeout()).await {
             Ok(r) => r,
-            Err(mut e) => {
+            Err(e) => {
                 self.delete_pods(&api, &names).await;
-                e.message = format!("kubernetes context {context}: {}", e.message);
                 return Err(e);
             }
         };
@@ -408,7 +419,7 @@ impl Backend for Kubernetes {
         Ok(Provisioned { nodes, skipped: Vec::new() })
     }
 
-    async fn describe(&self, cluster: &ClusterRow, node: &NodeRow) -> Result<NodeState, ProvisionError> {
+    async fn describe(&self, _cluster: &ClusterRow, node: &NodeRow) -> Result<NodeState, ProvisionError> {
         let Some(pod) = PodRef::from_target(&node.target()) else {
             return Ok(NodeState::Terminated { reason: Some("no pod recorded for this node".into()) });
         };
@@ -442,7 +453,6 @@ impl Backend for Kubernetes {
                 Err(_) => {}
             }
         }
-        let _ = cluster;
         Ok(if phase == "Running" { NodeState::Running } else { NodeState::Pending })
     }
 
