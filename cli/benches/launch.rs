@@ -16,7 +16,8 @@
 //! * Kubernetes: skycat-testkit's API-server emulation, a namespace host per pod; no boot (the
 //!   pod runs once scheduled), so launch → running is all skycat's own plus the exec calls.
 //!
-//! `SKYCAT_BENCH_ONLY=kubernetes,ssh` runs only those.
+//! `SKYCAT_BENCH_ONLY=kubernetes,ssh` runs only those; `SKYCAT_BENCH_AGENT=path` ships that agent
+//! (e.g. `cargo build --profile agent -p skycat-agent`'s) instead of the debug one.
 //!
 //! "Running" is when the job's first command runs: it writes `date +%s.%N` into the host's home,
 //! which this machine reads (namespace hosts share the filesystem).
@@ -419,7 +420,9 @@ fn main() {
         return;
     }
     let rounds: usize = std::env::var("SKYCAT_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3).max(1);
-    let agent = agent_bin();
+    // `SKYCAT_BENCH_AGENT`: the agent to ship (e.g. the small `--profile agent` build), else the
+    // debug one the tests use.
+    let agent = std::env::var_os("SKYCAT_BENCH_AGENT").map(PathBuf::from).unwrap_or_else(agent_bin);
     if wanted("ssh") {
         bench_ssh(rounds, &agent);
     }
