@@ -2,7 +2,7 @@
 //! pod list, the inventory (accelerators from labels, free = allocatable − requests) and the
 //! offers — for a cluster of 1,000 nodes and 10,000 pods on skycat-testkit's API-server
 //! emulation (loopback HTTPS). The emulator serves on this process's runtime, so its time is in
-//! the figure (as a real API server's would be); the emulator's own share is printed apart.
+//! the figure, as a real API server's would be.
 //!
 //!   scripts/bench-k8s-inventory.sh [ROUNDS]
 
@@ -62,9 +62,12 @@ fn main() {
         for i in 0..NODES {
             emu.add_node(node(i));
         }
+        // Per node: one pod holding a GPU (on GPU nodes), the rest CPU-only.
         for i in 0..NODES {
+            let node = format!("node-{i:04}");
             let gpu = if i % 5 == 4 { "0" } else { "1" };
-            emu.add_pods_bulk("team", &format!("node-{i:04}"), PODS_PER_NODE, map(&[("cpu", "1"), ("memory", "4Gi"), ("nvidia.com/gpu", gpu)]));
+            emu.add_pods_bulk("team", &node, 1, map(&[("cpu", "1"), ("memory", "4Gi"), ("nvidia.com/gpu", gpu)]));
+            emu.add_pods_bulk("team", &node, PODS_PER_NODE - 1, map(&[("cpu", "1"), ("memory", "4Gi")]));
         }
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
@@ -94,7 +97,6 @@ fn main() {
         for c in &cap {
             println!("  {:<10} total {:>5} free {:>5} nodes {}", c.accelerator, c.total, c.free.unwrap_or(-1.0), c.nodes);
         }
-        // The emulator's own share: one raw list of each, timed to the last byte.
         println!(
             "k8s inventory, {NODES} nodes / {} pods: refresh_offers (lists + inventory + {offers} offers) median {:.1} ms; inventory alone median {:.1} ms ({rounds} rounds)",
             NODES * PODS_PER_NODE,
