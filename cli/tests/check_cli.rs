@@ -15,7 +15,7 @@ use skycat_testkit::free_port as closed_port;
 use skycat_testkit::moto::start_moto;
 use skycat_testkit::output::{json, stderr, stdout};
 
-const CLOUDS: &[&str] = &["aws", "azure", "gcp", "lambda", "oci", "runpod", "vast"];
+const CLOUDS: &[&str] = &["aws", "azure", "gcp", "kubernetes", "lambda", "oci", "runpod", "vast"];
 
 /// `skycat ARGS` with only HOME, SKYCAT_HOME, PATH and `env` set.
 fn skycat(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -55,6 +55,8 @@ fn no_credentials_exits_0_with_prices_only_everywhere_and_writes_the_cache() {
         assert!(l.contains("prices only"), "{c}: {l}");
     }
     assert!(line(&text, "aws").contains("none found"), "{text}");
+    // No kubeconfig in the (empty) HOME and no KUBECONFIG: nothing dialed, nothing found.
+    assert!(line(&text, "kubernetes").contains("none found"), "{text}");
     assert!(line(&text, "oci").contains("public price list; no credentials needed"), "{text}");
     assert!(line(&text, "ssh").contains("enabled (launch)"), "{text}");
     assert!(

@@ -138,6 +138,7 @@ pub fn how_to_enable(cloud: &str) -> String {
         "aws" => "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE",
         "gcp" => "set GOOGLE_OAUTH_ACCESS_TOKEN (`gcloud auth print-access-token`) and GOOGLE_CLOUD_PROJECT",
         "azure" => "set AZURE_SUBSCRIPTION_ID and AZURE_ACCESS_TOKEN (or AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET)",
+        "kubernetes" => "point KUBECONFIG (or kubernetes.kubeconfig in $SKYCAT_HOME/config.yaml) at a kubeconfig whose contexts may list nodes",
         "lambda" => "set LAMBDA_API_KEY (or SKYCAT_LAMBDA_API_KEY)",
         "runpod" => "set RUNPOD_API_KEY (or SKYCAT_RUNPOD_API_KEY)",
         "vast" => "set VAST_API_KEY (or SKYCAT_VAST_API_KEY)",

@@ -94,7 +94,7 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
                 checked_at: now,
             },
         );
-        let hint = (!launch).then(|| "point KUBECONFIG (or kubernetes.kubeconfig in config.yaml) at a kubeconfig whose contexts may list nodes".to_string());
+        let hint = (!launch).then(|| enabled::how_to_enable(cloud));
         rows.push(Row { cloud: cloud.into(), credentials: k.credentials, verified: k.verified, call: k.call, error: k.error, check, launch, status, hint });
     }
     if with_ssh {
