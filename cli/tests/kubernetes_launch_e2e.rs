@@ -177,7 +177,7 @@ async fn kubernetes_show_gpus_launch_ports_ssh_refused_stop_and_down() {
     let node_port = svcs[0]["spec"]["ports"][0]["nodePort"].as_u64().expect("a node port");
     let out = env.skycat(&["status", "pair", "--endpoints"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains(&format!("8080: ")) && text(&out).contains(&format!(":{node_port}")), "{}", text(&out));
+    assert!(text(&out).contains("8080: ") && text(&out).contains(&format!(":{node_port}")), "{}", text(&out));
 
     // skycat ssh: through exec (no TTY here: pipes stay pipes).
     let out = env.skycat(&["ssh", "pair", "--", "echo", "hello-from-$HOSTNAME"]);

@@ -229,13 +229,12 @@ impl Kubernetes {
     }
 
     fn namespace_of(&self, context: &str) -> Result<String, ProvisionError> {
-        Ok(self
-            .clients
+        self.clients
             .contexts()?
             .into_iter()
             .find(|(c, _)| c == context)
             .map(|(_, ns)| ns)
-            .ok_or_else(|| err(ErrorClass::Invalid, format!("kubernetes context {context} is not in the kubeconfig (or not in allowed_contexts)")))?)
+            .ok_or_else(|| err(ErrorClass::Invalid, format!("kubernetes context {context} is not in the kubeconfig (or not in allowed_contexts)")))
     }
 
     /// The cluster's context: the infra after `kubernetes/` (context names may hold `/`).
