@@ -47,18 +47,37 @@ enum Command {
     // (more commands register here: one variant per command module)
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     commands::init_tracing();
     let cli = Cli::parse();
+    // Price and plan commands are synchronous: they start no runtime (its worker threads cost
+    // a command that answers in milliseconds a noticeable share of its time).
     let result = match cli.command {
-        Command::ShowGpus(args) if args.infra.is_some() => commands::show_gpus_k8s::run(args).await,
-        Command::ShowGpus(args) => commands::show_gpus::run(args),
+        Command::ShowGpus(args) if args.infra.is_none() => commands::show_gpus::run(args),
         Command::Catalog(cmd) => commands::catalog::run(cmd),
-        Command::Fetch(args) => commands::fetch::run(args).await,
         Command::PriceHistory(args) => commands::price_history::run(args),
-        Command::Cluster(cmd) => commands::cluster::run(cmd).await,
         Command::Optimize(args) => commands::optimize::run(args),
+        command => match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            Ok(runtime) => runtime.block_on(run_async(command)),
+            Err(e) => Err(anyhow::anyhow!("cannot start the async runtime: {e}")),
+        },
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            // One line, naming what failed; the chain is joined so the cause stays visible.
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The commands that talk to clouds, nodes or a server.
+async fn run_async(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::ShowGpus(args) => commands::show_gpus_k8s::run(args).await,
+        Command::Fetch(args) => commands::fetch::run(args).await,
+        Command::Cluster(cmd) => commands::cluster::run(cmd).await,
         Command::Serve(args) => commands::serve::run(args).await,
         Command::Login(args) => commands::login::run(args).await,
         Command::Jobs(args) => commands::jobs::run(args).await,
@@ -68,13 +87,8 @@ async fn main() -> std::process::ExitCode {
         Command::Tpunode(a) => commands::gpunode::run(commands::gpunode::NodeKind::Tpu, a).await,
         Command::Storage(cmd) => commands::storage::run(cmd).await,
         // (and dispatch here: one arm per command module)
-    };
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(err) => {
-            // One line, naming what failed; the chain is joined so the cause stays visible.
-            eprintln!("error: {err:#}");
-            std::process::ExitCode::FAILURE
-        }
+        Command::Catalog(cmd) => commands::catalog::run(cmd),
+        Command::PriceHistory(args) => commands::price_history::run(args),
+        Command::Optimize(args) => commands::optimize::run(args),
     }
 }
