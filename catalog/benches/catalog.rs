@@ -16,7 +16,7 @@ fn synthetic(n: usize) -> Vec<Offer> {
             let mut o = base[i % base.len()].clone();
             let round = i / base.len();
             if round > 0 {
-                o.region = format!("{}-syn{round}", o.region);
+                o.region = format!("{}-syn{round}", o.region).into();
                 let factor = 0.8 + ((i * 7919) % 401) as f64 / 1000.0;
                 o.price = o.price.map(|p| p * factor);
                 o.spot_price = o.spot_price.map(|p| p * factor);
@@ -41,7 +41,7 @@ fn bench(c: &mut Criterion) {
     let home = SkycatHome::new(home_dir.path());
     let mut by_cloud: BTreeMap<&str, Vec<Offer>> = BTreeMap::new();
     for o in &offers {
-        by_cloud.entry(o.cloud.as_str()).or_default().push(o.clone());
+        by_cloud.entry(o.cloud.as_ref()).or_default().push(o.clone());
     }
     for (cloud, rows) in &by_cloud {
         index::publish(&home.catalogs_dir().join(format!("{cloud}.parquet")), rows).expect("publish");

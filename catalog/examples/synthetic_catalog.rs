@@ -30,8 +30,8 @@ fn replica(base: &Offer, round: usize) -> Offer {
     let mut o = base.clone();
     if round > 0 {
         let factor = 0.8 + (fnv1a(&format!("{}/{}/{round}", o.region, o.instance_type)) % 401) as f64 / 1000.0;
-        o.region = format!("{}-syn{round}", o.region);
-        o.zone = o.zone.map(|z| format!("{z}-syn{round}"));
+        o.region = format!("{}-syn{round}", o.region).into();
+        o.zone = o.zone.map(|z| format!("{z}-syn{round}")).map(Into::into);
         o.price = o.price.map(|p| p * factor);
         o.spot_price = o.spot_price.map(|p| p * factor);
     }
@@ -88,7 +88,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let base: Vec<Offer> = shipped.into_values().flatten().collect();
             let mut by_cloud: BTreeMap<String, Vec<Offer>> = BTreeMap::new();
             for o in grow(&base, n) {
-                by_cloud.entry(o.cloud.clone()).or_default().push(o);
+                by_cloud.entry(o.cloud.to_string()).or_default().push(o);
             }
             by_cloud
         }

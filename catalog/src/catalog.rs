@@ -44,7 +44,7 @@ impl Catalog {
     pub fn from_offers(offers: Vec<Offer>) -> Catalog {
         let mut rows: BTreeMap<String, usize> = BTreeMap::new();
         for o in &offers {
-            *rows.entry(o.cloud.clone()).or_default() += 1;
+            *rows.entry(o.cloud.to_string()).or_default() += 1;
         }
         let sources = rows
             .into_iter()
@@ -119,7 +119,7 @@ impl Catalog {
         self.by_accelerator
             .get(&key)
             .and_then(|idx| idx.first())
-            .and_then(|&i| self.offers[i as usize].accelerator_name.clone())
+            .and_then(|&i| self.offers[i as usize].accelerator_name.as_deref().map(str::to_string))
             .or_else(|| accelerators::canonicalize(raw, None).map(|i| i.name))
     }
 
@@ -344,10 +344,18 @@ mod load {
                     Err(e) => warnings.push(format!("shipped catalog for {cloud}: {e}")),
                 }
             }
+            // The first cloud's rows grow into the whole catalog: a large vector is extended by
+            // remapping its pages, where collecting into a new one would copy (and fault in)
+            // every offer again.
+            let total: usize = per_cloud.values().map(|(rows, _)| rows.len()).sum();
             let mut offers = Vec::new();
             let mut sources = BTreeMap::new();
-            for (cloud, (rows, source)) in per_cloud {
-                offers.extend(rows);
+            for (cloud, (mut rows, source)) in per_cloud {
+                if offers.is_empty() {
+                    std::mem::swap(&mut offers, &mut rows);
+                    offers.reserve(total - offers.len());
+                }
+                offers.append(&mut rows);
                 sources.insert(cloud, source);
             }
             Ok(LoadedCatalog { catalog: Catalog::with_sources(offers, sources), warnings, notes })
@@ -369,7 +377,7 @@ mod tests {
             instance_type: ty.into(),
             region: "r1".into(),
             zone: None,
-            accelerator_name: acc.map(|a| a.0.to_string()),
+            accelerator_name: acc.map(|a| a.0.to_string()).map(Into::into),
             accelerator_count: acc.map_or(0.0, |a| a.1),
             accelerator_memory_gib: None,
             accelerator_vendor: None,
@@ -393,14 +401,14 @@ mod tests {
             offer("aws", "m6i", None, Some(0.4), Some(0.1)),
         ]);
         let q = OfferQuery { accelerator: Some("a100".into()), accelerator_count: Some(8.0), ..Default::default() };
-        let hits: Vec<&str> = cat.query(&q).iter().map(|o| o.instance_type.as_str()).collect();
+        let hits: Vec<&str> = cat.query(&q).iter().map(|o| o.instance_type.as_ref()).collect();
         // Either market: p4d's spot price (12) beats a2-8's on-demand (29).
         assert_eq!(hits, ["p4d", "a2-8"]);
         let q = OfferQuery { spot: Some(false), ..q };
-        let hits: Vec<&str> = cat.query(&q).iter().map(|o| o.instance_type.as_str()).collect();
+        let hits: Vec<&str> = cat.query(&q).iter().map(|o| o.instance_type.as_ref()).collect();
         assert_eq!(hits, ["a2-8", "p4d"]);
         let q = OfferQuery { accelerator: Some("A100".into()), spot: Some(true), ..Default::default() };
-        let hits: Vec<&str> = cat.query(&q).iter().map(|o| o.instance_type.as_str()).collect();
+        let hits: Vec<&str> = cat.query(&q).iter().map(|o| o.instance_type.as_ref()).collect();
         assert_eq!(hits, ["a2-1", "p4d"], "spot only, offers without spot are left out");
         let q = OfferQuery { clouds: vec!["AWS".into()], ..Default::default() };
         assert_eq!(cat.query(&q).len(), 2);

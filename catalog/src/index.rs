@@ -20,6 +20,7 @@
 //! rebuilds a missing or stale one and falls back to Parquet (one warning) on a corrupt one.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::DateTime;
 
@@ -83,14 +84,14 @@ pub fn encode(offers: &[Offer], stamp: SourceStamp) -> Vec<u8> {
     let mut text: Vec<Vec<u32>> = (0..STR_COLUMNS).map(|_| Vec::with_capacity(offers.len())).collect();
     for o in offers {
         let cells = [
-            Some(o.cloud.as_str()),
-            Some(o.instance_type.as_str()),
-            Some(o.region.as_str()),
+            Some(o.cloud.as_ref()),
+            Some(o.instance_type.as_ref()),
+            Some(o.region.as_ref()),
             o.zone.as_deref(),
             o.accelerator_name.as_deref(),
             o.accelerator_vendor.as_deref(),
             o.arch.as_deref(),
-            Some(o.source.as_str()),
+            Some(o.source.as_ref()),
             o.price_breakdown.as_deref(),
         ];
         for (col, cell) in text.iter_mut().zip(cells) {
@@ -326,17 +327,17 @@ pub fn decode_body_filtered(body: &[u8], filter: &OfferFilter) -> Result<Vec<Off
     if cur.pos != body.len() {
         return Err(IndexError::Malformed(format!("{} bytes after the last column", body.len() - cur.pos)));
     }
-    let opt = |col: usize, i: usize| -> Result<Option<String>, IndexError> {
-        match word32(text[col], i) {
-            NONE_STR => Ok(None),
-            id => strings
-                .get(id as usize)
-                .map(|s| Some((*s).to_owned()))
-                .ok_or_else(|| IndexError::Malformed(format!("row {i}: string id {id} out of range"))),
+    // Each distinct string becomes one shared `Arc<str>` the first time a kept row uses it.
+    let mut shared: Vec<Option<Arc<str>>> = vec![None; strings.len()];
+    let mut opt = |col: usize, i: usize| -> Result<Option<Arc<str>>, IndexError> {
+        let id = word32(text[col], i);
+        if id == NONE_STR {
+            return Ok(None);
         }
-    };
-    let req = |col: usize, i: usize| -> Result<String, IndexError> {
-        opt(col, i)?.ok_or_else(|| IndexError::Malformed(format!("row {i}: empty required text")))
+        let slot = shared
+            .get_mut(id as usize)
+            .ok_or_else(|| IndexError::Malformed(format!("row {i}: string id {id} out of range")))?;
+        Ok(Some(slot.get_or_insert_with(|| Arc::from(strings[id as usize])).clone()))
     };
     let num = |col: usize, i: usize| -> Option<f64> {
         match word64(numbers[col], i) {
@@ -345,34 +346,45 @@ pub fn decode_body_filtered(body: &[u8], filter: &OfferFilter) -> Result<Vec<Off
         }
     };
     let mut rules: Vec<RuleState> = filter.rules().unwrap_or_default().iter().map(|r| RuleState::new(r, n_strings)).collect();
-    let every_row = filter.is_all();
-    let mut offers = Vec::with_capacity(if every_row { rows } else { 0 });
-    for i in 0..rows {
-        if !every_row {
-            let row = RowIds {
-                cloud: word32(text[0], i),
-                itype: word32(text[1], i),
-                accelerator: word32(text[4], i),
-                accelerator_count: num(0, i).unwrap_or(0.0),
-                vcpus: num(2, i),
-                memory_gib: num(3, i),
-            };
-            if !rules.iter_mut().any(|r| r.keeps(&row, &strings)) {
-                continue;
-            }
-        }
+    // The rows to keep are chosen first, so that the offers are allocated once at their final
+    // size: growing a vector of 20k offers by doubling copies (and faults in) twice the memory.
+    let kept: Vec<u32> = if filter.is_all() {
+        (0..rows as u32).collect()
+    } else {
+        (0..rows)
+            .filter(|&i| {
+                let row = RowIds {
+                    cloud: word32(text[0], i),
+                    itype: word32(text[1], i),
+                    accelerator: word32(text[4], i),
+                    accelerator_count: num(0, i).unwrap_or(0.0),
+                    vcpus: num(2, i),
+                    memory_gib: num(3, i),
+                };
+                rules.iter_mut().any(|r| r.keeps(&row, &strings))
+            })
+            .map(|i| i as u32)
+            .collect()
+    };
+    let mut offers = Vec::with_capacity(kept.len());
+    for i in kept {
+        let i = i as usize;
         let millis = word64(fetched, i) as i64;
         let fetched_at = DateTime::from_timestamp_millis(millis)
             .ok_or_else(|| IndexError::Malformed(format!("row {i}: timestamp out of range")))?;
+        let mut req = |col: usize| {
+            opt(col, i)?.ok_or_else(|| IndexError::Malformed(format!("row {i}: empty required text")))
+        };
+        let (cloud, instance_type, region, source) = (req(0)?, req(1)?, req(2)?, req(7)?);
         offers.push(Offer {
-            cloud: req(0, i)?,
-            instance_type: req(1, i)?,
-            region: req(2, i)?,
+            cloud,
+            instance_type,
+            region,
             zone: opt(3, i)?,
             accelerator_name: opt(4, i)?,
             accelerator_vendor: opt(5, i)?,
             arch: opt(6, i)?,
-            source: req(7, i)?,
+            source,
             price_breakdown: opt(8, i)?,
             accelerator_count: num(0, i).unwrap_or(0.0),
             accelerator_memory_gib: num(1, i),
@@ -453,9 +465,11 @@ mod files {
     /// [`load_offers`], keeping only the rows `filter` keeps. An index rebuilt on the way holds
     /// every row of the Parquet file, whatever the filter.
     pub fn load_offers_filtered(path: &Path, filter: &OfferFilter) -> Result<IndexedOffers> {
-        let bytes = std::fs::read(path).map_err(|e| CatalogError::io(path, e))?;
+        // Mapped, not read: the Parquet bytes are only checksummed against the index's stamp
+        // unless the index cannot answer.
+        let bytes = map_file(path).map_err(|e| CatalogError::io(path, e))?;
         let index = index_path(path);
-        let existing = match map_index(&index) {
+        let existing = match map_file(&index) {
             Ok(b) => Some(b),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => {
@@ -476,35 +490,36 @@ mod files {
         Ok(loaded)
     }
 
-    /// An index file's bytes, mapped rather than read: a command touches only the columns and
-    /// rows it needs, and no copy of the file is made. (The checksum still reads every byte.)
-    enum IndexBytes {
+    /// A catalog or index file's bytes, mapped rather than read: a command touches only the
+    /// columns and rows it needs, and no copy of the file is made. (Checksums still read every
+    /// byte.)
+    enum FileBytes {
         Mapped(memmap2::Mmap),
         Empty,
     }
 
-    impl std::ops::Deref for IndexBytes {
+    impl std::ops::Deref for FileBytes {
         type Target = [u8];
         fn deref(&self) -> &[u8] {
             match self {
-                IndexBytes::Mapped(m) => m,
-                IndexBytes::Empty => &[],
+                FileBytes::Mapped(m) => m,
+                FileBytes::Empty => &[],
             }
         }
     }
 
-    fn map_index(path: &Path) -> std::io::Result<IndexBytes> {
+    fn map_file(path: &Path) -> std::io::Result<FileBytes> {
         let file = std::fs::File::open(path)?;
         if file.metadata()?.len() == 0 {
-            // An empty mapping is an error on some systems; an empty index is just corrupt.
-            return Ok(IndexBytes::Empty);
+            // An empty mapping is an error on some systems; an empty file is just corrupt.
+            return Ok(FileBytes::Empty);
         }
-        // SAFETY: skycat replaces an index only by renaming a complete new file over it
-        // (`write_atomic`), which leaves this mapping on the old file; no skycat process writes
-        // an index in place. A mapping changes under us only if another program rewrites the
+        // SAFETY: skycat replaces catalog and index files only by renaming a complete new file
+        // over them (`write_atomic`), which leaves this mapping on the old file; no skycat
+        // process writes one in place. A mapping changes under us only if another program rewrites the
         // file in place while we read it — the same contract ripgrep's mmap search has.
         let map = unsafe { memmap2::Mmap::map(&file)? };
-        Ok(IndexBytes::Mapped(map))
+        Ok(FileBytes::Mapped(map))
     }
 
     /// [`load_offers`] on bytes in memory (the embedded catalog): `index` is the index's bytes,
@@ -571,7 +586,7 @@ mod tests {
     fn offer(i: usize) -> Offer {
         Offer {
             cloud: ["aws", "gcp"][i % 2].into(),
-            instance_type: format!("t{}", i % 5),
+            instance_type: format!("t{}", i % 5).into(),
             region: "r".into(),
             zone: [Some("z".into()), None, None][i % 3].clone(),
             accelerator_name: [Some("A100".into()), None][i % 2].clone(),

@@ -1,5 +1,7 @@
 //! One catalog row: one launchable thing at one price point.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -7,35 +9,48 @@ use serde::{Deserialize, Serialize};
 /// its on-demand and spot price in USD per hour.
 ///
 /// Prices are `None` when the offer is not sold that way; a price is never 0 to mean "unknown".
+///
+/// Text cells are shared (`Arc<str>`): a catalog of 90k rows names a few thousand distinct
+/// clouds, regions, types and sources, and a loaded row points at its catalog's one copy of each
+/// rather than owning nine strings of its own.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Offer {
     /// Provider id, lower case: `aws`, `gcp`, `azure`, `lambda`, `oci`, `runpod`, `vast`, …
-    pub cloud: String,
-    pub instance_type: String,
-    pub region: String,
+    #[serde(with = "shared_text")]
+    pub cloud: Arc<str>,
+    #[serde(with = "shared_text")]
+    pub instance_type: Arc<str>,
+    #[serde(with = "shared_text")]
+    pub region: Arc<str>,
     /// `None` where the provider prices per region.
-    pub zone: Option<String>,
+    #[serde(with = "shared_text::opt", default)]
+    pub zone: Option<Arc<str>>,
     /// Canonical accelerator name (see [`crate::accelerators`]); `None` for CPU-only offers.
-    pub accelerator_name: Option<String>,
+    #[serde(with = "shared_text::opt", default)]
+    pub accelerator_name: Option<Arc<str>>,
     /// Devices per instance; fractional for shared GPUs (e.g. 0.25 of an A10). 0 when none.
     pub accelerator_count: f64,
     /// Memory per device, GiB.
     pub accelerator_memory_gib: Option<f64>,
     /// `nvidia`, `amd`, `google`, `aws`, `intel`, …
-    pub accelerator_vendor: Option<String>,
+    #[serde(with = "shared_text::opt", default)]
+    pub accelerator_vendor: Option<Arc<str>>,
     pub vcpus: Option<f64>,
     pub memory_gib: Option<f64>,
     /// `x86_64` or `arm64`.
-    pub arch: Option<String>,
+    #[serde(with = "shared_text::opt", default)]
+    pub arch: Option<Arc<str>>,
     /// On-demand price, USD per hour.
     pub price: Option<f64>,
     /// Spot / preemptible price, USD per hour.
     pub spot_price: Option<f64>,
     pub fetched_at: DateTime<Utc>,
     /// Where the figure came from: an API URL or a file with its version.
-    pub source: String,
+    #[serde(with = "shared_text")]
+    pub source: Arc<str>,
     /// How a composed price was built, e.g. GCP's host VM + GPU rows. `None` for list prices.
-    pub price_breakdown: Option<String>,
+    #[serde(with = "shared_text::opt", default)]
+    pub price_breakdown: Option<Arc<str>>,
 }
 
 impl Offer {
@@ -57,7 +72,40 @@ impl Offer {
     pub fn location(&self) -> String {
         match &self.zone {
             Some(z) => format!("{}/{}", self.region, z),
-            None => self.region.clone(),
+            None => self.region.to_string(),
+        }
+    }
+}
+
+/// Serde for shared text cells, written as plain strings. (serde's own `Arc` support needs its
+/// `rc` feature, which would rebuild every crate that links serde.)
+mod shared_text {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Arc<str>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<str>, D::Error> {
+        String::deserialize(d).map(Arc::from)
+    }
+
+    pub mod opt {
+        use std::sync::Arc;
+
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(v: &Option<Arc<str>>, s: S) -> Result<S::Ok, S::Error> {
+            match v {
+                Some(v) => s.serialize_some(&**v),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Arc<str>>, D::Error> {
+            Option::<String>::deserialize(d).map(|v| v.map(Arc::from))
         }
     }
 }

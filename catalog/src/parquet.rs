@@ -5,8 +5,10 @@
 //! file may write `8` for `8.0`) and tolerate missing optional columns, so that older files stay
 //! readable; anything else is an error that names the file and the column.
 
+use std::collections::HashMap;
 use std::io::Cursor;
 use std::path::Path;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use polars::prelude::*;
@@ -35,8 +37,8 @@ pub const COLUMNS: &[&str] = &[
     "price_breakdown",
 ];
 
-fn str_col(name: &str, values: impl Iterator<Item = Option<String>>) -> Column {
-    let v: Vec<Option<String>> = values.collect();
+fn str_col<'a>(name: &str, values: impl Iterator<Item = Option<&'a str>>) -> Column {
+    let v: Vec<Option<&str>> = values.collect();
     Column::new(name.into(), v)
 }
 
@@ -54,22 +56,22 @@ pub fn offers_to_frame(offers: &[Offer]) -> Result<DataFrame> {
         .into_series()
         .into_column();
     let columns = vec![
-        str_col("cloud", o.iter().map(|x| Some(x.cloud.clone()))),
-        str_col("instance_type", o.iter().map(|x| Some(x.instance_type.clone()))),
-        str_col("region", o.iter().map(|x| Some(x.region.clone()))),
-        str_col("zone", o.iter().map(|x| x.zone.clone())),
-        str_col("accelerator_name", o.iter().map(|x| x.accelerator_name.clone())),
+        str_col("cloud", o.iter().map(|x| Some(&*x.cloud))),
+        str_col("instance_type", o.iter().map(|x| Some(&*x.instance_type))),
+        str_col("region", o.iter().map(|x| Some(&*x.region))),
+        str_col("zone", o.iter().map(|x| x.zone.as_deref())),
+        str_col("accelerator_name", o.iter().map(|x| x.accelerator_name.as_deref())),
         f64_col("accelerator_count", o.iter().map(|x| Some(x.accelerator_count))),
         f64_col("accelerator_memory_gib", o.iter().map(|x| x.accelerator_memory_gib)),
-        str_col("accelerator_vendor", o.iter().map(|x| x.accelerator_vendor.clone())),
+        str_col("accelerator_vendor", o.iter().map(|x| x.accelerator_vendor.as_deref())),
         f64_col("vcpus", o.iter().map(|x| x.vcpus)),
         f64_col("memory_gib", o.iter().map(|x| x.memory_gib)),
-        str_col("arch", o.iter().map(|x| x.arch.clone())),
+        str_col("arch", o.iter().map(|x| x.arch.as_deref())),
         f64_col("price", o.iter().map(|x| x.price)),
         f64_col("spot_price", o.iter().map(|x| x.spot_price)),
         fetched,
-        str_col("source", o.iter().map(|x| Some(x.source.clone()))),
-        str_col("price_breakdown", o.iter().map(|x| x.price_breakdown.clone())),
+        str_col("source", o.iter().map(|x| Some(&*x.source))),
+        str_col("price_breakdown", o.iter().map(|x| x.price_breakdown.as_deref())),
     ];
     DataFrame::new(o.len(), columns).map_err(|e| CatalogError::Invalid(format!("cannot build offer table: {e}")))
 }
@@ -135,12 +137,15 @@ impl Reader<'_> {
         CatalogError::Column { path: self.path.to_path_buf(), column: column.into(), message: message.to_string() }
     }
 
-    fn strings(&self, name: &str, required: bool) -> Result<Vec<Option<String>>> {
+    /// A text column, each distinct value shared by the rows that hold it.
+    fn strings(&self, name: &str, required: bool) -> Result<Vec<Option<Arc<str>>>> {
         let Ok(col) = self.df.column(name) else {
             return if required { Err(self.err(name, "missing")) } else { Ok(vec![None; self.df.height()]) };
         };
         let ca = col.str().map_err(|_| self.err(name, format!("expected text, found {}", col.dtype())))?;
-        let values: Vec<Option<String>> = ca.iter().map(|v| v.map(str::to_string)).collect();
+        let mut seen: HashMap<&str, Arc<str>> = HashMap::new();
+        let values: Vec<Option<Arc<str>>> =
+            ca.iter().map(|v| v.map(|s| seen.entry(s).or_insert_with(|| Arc::from(s)).clone())).collect();
         if required {
             if let Some(i) = values.iter().position(Option::is_none) {
                 return Err(self.err(name, format!("row {i}: empty value in a required column")));

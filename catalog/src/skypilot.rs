@@ -196,21 +196,21 @@ fn build_offer(cloud: &str, r: &Row, fetched_at: DateTime<Utc>, source: &str) ->
         (Some(_), false) => 1.0,
     };
     Offer {
-        cloud: cloud.to_string(),
-        instance_type: r.instance_type.clone(),
-        region: r.region.clone(),
-        zone: r.zone.clone(),
-        arch: infer_arch(cloud, &r.instance_type, name.as_deref()),
-        accelerator_name: name,
+        cloud: cloud.into(),
+        instance_type: r.instance_type.clone().into(),
+        region: r.region.clone().into(),
+        zone: r.zone.clone().map(Into::into),
+        arch: infer_arch(cloud, &r.instance_type, name.as_deref()).map(Into::into),
+        accelerator_name: name.map(Into::into),
         accelerator_count: count,
         accelerator_memory_gib: memory,
-        accelerator_vendor: vendor,
+        accelerator_vendor: vendor.map(Into::into),
         vcpus: r.vcpus,
         memory_gib: r.memory_gib,
         price: positive(r.price),
         spot_price: positive(r.spot_price),
         fetched_at,
-        source: source.to_string(),
+        source: source.into(),
         price_breakdown: None,
     }
 }
@@ -379,7 +379,7 @@ fn expand_gcp(
         if info.as_ref().is_some_and(|i| i.kind == AcceleratorKind::Tpu) {
             // A TPU VM is billed by the slice alone: the slice is the launchable unit.
             let mut o = build_offer("gcp", a, fetched_at, source);
-            o.instance_type = name.clone();
+            o.instance_type = name.clone().into();
             o.accelerator_count = 1.0;
             used.insert(a.line);
             if o.price.is_none() && o.spot_price.is_none() {
@@ -456,7 +456,7 @@ fn expand_gcp(
                 report.skipped_no_price += 1;
                 continue;
             }
-            o.price_breakdown = serde_json::to_string(&parts).ok();
+            o.price_breakdown = serde_json::to_string(&parts).ok().map(Into::into);
             out.push(o);
         }
     }
@@ -542,8 +542,8 @@ pub fn export_rows(cloud: &str, offers: &[&Offer]) -> Vec<Vec<String>> {
                     ("InstanceType", p.host.clone()),
                     ("vCPUs", opt(o.vcpus)),
                     ("MemoryGiB", opt(o.memory_gib)),
-                    ("Region", o.region.clone()),
-                    ("AvailabilityZone", zone.clone()),
+                    ("Region", o.region.to_string()),
+                    ("AvailabilityZone", zone.to_string()),
                     ("Price", opt(p.host_price)),
                     ("SpotPrice", opt(p.host_spot_price)),
                 ]),
@@ -554,8 +554,8 @@ pub fn export_rows(cloud: &str, offers: &[&Offer]) -> Vec<Vec<String>> {
                     ("AcceleratorName", p.accelerator.clone()),
                     ("AcceleratorCount", fmt_num(p.accelerator_count)),
                     ("GpuInfo", p.accelerator_gpu_info.clone()),
-                    ("Region", o.region.clone()),
-                    ("AvailabilityZone", zone),
+                    ("Region", o.region.to_string()),
+                    ("AvailabilityZone", zone.to_string()),
                     ("Price", opt(p.accelerator_price)),
                     ("SpotPrice", opt(p.accelerator_spot_price)),
                 ]),
@@ -567,16 +567,16 @@ pub fn export_rows(cloud: &str, offers: &[&Offer]) -> Vec<Vec<String>> {
         let acc = o.accelerator_name.clone().unwrap_or_default();
         push(
             BTreeMap::from([
-                ("InstanceType", if tpu_vm { String::new() } else { o.instance_type.clone() }),
-                ("AcceleratorName", acc.clone()),
+                ("InstanceType", if tpu_vm { String::new() } else { o.instance_type.to_string() }),
+                ("AcceleratorName", acc.to_string()),
                 ("AcceleratorCount", if acc.is_empty() { String::new() } else { fmt_num(o.accelerator_count) }),
                 ("vCPUs", opt(o.vcpus)),
                 ("MemoryGiB", opt(o.memory_gib)),
-                ("GpuInfo", if tpu_vm { acc } else { gpu_info_cell(o) }),
+                ("GpuInfo", if tpu_vm { acc.to_string() } else { gpu_info_cell(o).into() }),
                 ("Price", opt(o.price)),
                 ("SpotPrice", opt(o.spot_price)),
-                ("Region", o.region.clone()),
-                ("AvailabilityZone", zone),
+                ("Region", o.region.to_string()),
+                ("AvailabilityZone", zone.to_string()),
             ]),
             &mut out,
         );
@@ -588,7 +588,7 @@ pub fn export_rows(cloud: &str, offers: &[&Offer]) -> Vec<Vec<String>> {
 pub fn export_dir(dir: &Path, offers: &[Offer]) -> Result<Vec<(String, usize)>> {
     let mut by_cloud: BTreeMap<&str, Vec<&Offer>> = BTreeMap::new();
     for o in offers {
-        by_cloud.entry(o.cloud.as_str()).or_default().push(o);
+        by_cloud.entry(o.cloud.as_ref()).or_default().push(o);
     }
     let mut written = Vec::new();
     for (cloud, list) in by_cloud {
@@ -649,7 +649,7 @@ n1-standard-96,96.0,360.0,,,,us-central1,us-central1-a,4.56,0.96\n\
         let find = |ty: &str, acc: Option<&str>, n: f64| {
             offers
                 .iter()
-                .find(|o| o.instance_type == ty && o.accelerator_name.as_deref() == acc && o.accelerator_count == n)
+                .find(|o| *o.instance_type == *ty && o.accelerator_name.as_deref() == acc && o.accelerator_count == n)
                 .unwrap_or_else(|| panic!("{ty} {acc:?}x{n} missing from {offers:#?}"))
         };
         let a2 = find("a2-highgpu-1g", Some("A100"), 1.0);
@@ -657,7 +657,7 @@ n1-standard-96,96.0,360.0,,,,us-central1,us-central1-a,4.56,0.96\n\
         assert!((a2.spot_price.unwrap_or_default() - 1.4).abs() < 1e-9);
         assert!(a2.price_breakdown.as_deref().is_some_and(|b| b.contains("a2-highgpu-1g")));
         // a2-highgpu-2g has no A100:2 row in that zone: not launchable, not guessed.
-        assert!(!offers.iter().any(|o| o.instance_type == "a2-highgpu-2g"));
+        assert!(!offers.iter().any(|o| &*o.instance_type == "a2-highgpu-2g"));
         // N1 hosts: alone, with T4, and V100 only where the vCPU cap allows (8 ≤ 12; 96 > 12).
         find("n1-standard-8", None, 0.0);
         let t4 = find("n1-standard-8", Some("T4"), 1.0);
@@ -665,12 +665,12 @@ n1-standard-96,96.0,360.0,,,,us-central1,us-central1-a,4.56,0.96\n\
         let v100 = find("n1-standard-8", Some("V100"), 1.0);
         assert_eq!(v100.spot_price, None, "no spot price for the GPU part: no spot price for the sum");
         find("n1-standard-96", Some("T4"), 4.0);
-        assert!(!offers.iter().any(|o| o.instance_type == "n1-standard-96" && o.accelerator_name.as_deref() == Some("V100")));
-        assert!(!offers.iter().any(|o| o.instance_type == "n1-standard-96" && o.accelerator_count == 1.0));
+        assert!(!offers.iter().any(|o| &*o.instance_type == "n1-standard-96" && o.accelerator_name.as_deref() == Some("V100")));
+        assert!(!offers.iter().any(|o| &*o.instance_type == "n1-standard-96" && o.accelerator_count == 1.0));
         // TPU slices stand alone; the 700.0 placeholder is not a price.
         let tpu = find("tpu-v4-8", Some("tpu-v4-8"), 1.0);
         assert_eq!(tpu.price, Some(12.88));
-        assert!(!offers.iter().any(|o| o.instance_type == "tpu-v6e-1"));
+        assert!(!offers.iter().any(|o| &*o.instance_type == "tpu-v6e-1"));
         assert_eq!(report.placeholder_prices, 2);
     }
 

@@ -54,19 +54,19 @@ fn random_offer(rng: &mut Rng, cloud: &str) -> Offer {
         cloud: cloud.into(),
         instance_type: rng.pick(TYPES).into(),
         region: rng.pick(REGIONS).into(),
-        zone: rng.maybe(|r| r.pick(ZONES).to_string()),
+        zone: rng.maybe(|r| r.pick(ZONES).to_string()).map(Into::into),
         accelerator_count,
         accelerator_memory_gib,
-        accelerator_vendor,
-        accelerator_name: acc,
+        accelerator_vendor: accelerator_vendor.map(Into::into),
+        accelerator_name: acc.map(Into::into),
         vcpus: rng.maybe(|r| (1 + r.below(192)) as f64),
         memory_gib: rng.maybe(|r| r.float(2048.0)),
-        arch: rng.maybe(|r| r.pick(&["x86_64", "arm64"]).to_string()),
+        arch: rng.maybe(|r| r.pick(&["x86_64", "arm64"]).to_string()).map(Into::into),
         price: price.or(spot.is_none().then_some(1.5)),
         spot_price: spot,
         fetched_at: DateTime::<Utc>::from_timestamp_millis(1_700_000_000_000 + rng.below(1 << 40) as i64).expect("time"),
-        source: format!("https://example.test/{}", rng.below(4)),
-        price_breakdown: breakdown,
+        source: format!("https://example.test/{}", rng.below(4)).into(),
+        price_breakdown: breakdown.map(Into::into),
     }
 }
 
@@ -211,7 +211,7 @@ fn published_home(prices: f64) -> (tempfile::TempDir, SkycatHome, PathBuf) {
 }
 
 fn zeta_prices(loaded: &skycat_catalog::LoadedCatalog) -> Vec<Option<f64>> {
-    loaded.catalog.offers().iter().filter(|o| o.cloud == "zeta-cloud").map(|o| o.price).collect()
+    loaded.catalog.offers().iter().filter(|o| &*o.cloud == "zeta-cloud").map(|o| o.price).collect()
 }
 
 /// Corrupt the index with `damage`: the load reads the Parquet file, says so in exactly one

@@ -183,7 +183,7 @@ fn user_catalog_takes_precedence_per_cloud() {
     assert!(out.status.success(), "{}", stderr(&out));
     let csv = export.join("lambda").join("vms.csv");
     let (offers, _) = skycat_catalog::skypilot::import_csv("lambda", &csv, chrono::Utc::now(), "test").expect("import");
-    let one = vec![offers.into_iter().find(|o| o.instance_type == "gpu_8x_h100_sxm5").expect("h100 row")];
+    let one = vec![offers.into_iter().find(|o| &*o.instance_type == "gpu_8x_h100_sxm5").expect("h100 row")];
     skycat_catalog::parquet::write_offers_atomic(&home.path().join("catalogs").join("lambda.parquet"), &one).expect("write");
 
     let info = json(&skycat(home.path(), &["catalog", "info", "--json"]));

@@ -63,7 +63,7 @@ pub fn plan_launch(
     opts.max_failover = 0;
     let launch_index = OfferIndex::build(launchable);
     let all_index = OfferIndex::build(everything);
-    let enabled: BTreeSet<&str> = launchable.iter().map(|o| o.cloud.as_str()).collect();
+    let enabled: BTreeSet<&str> = launchable.iter().map(|o| o.cloud.as_ref()).collect();
     let all_plan = skycat_optimizer::plan(task, &all_index, &opts).ok();
     match skycat_optimizer::plan(task, &launch_index, &opts) {
         Ok(plan) => {

@@ -228,11 +228,11 @@ impl Pools {
                     None => (None, 0.0),
                 };
                 skycat_catalog::Offer {
-                    cloud: "ssh".to_string(),
-                    instance_type: pool.name.clone(),
-                    region: pool.name.clone(),
+                    cloud: "ssh".into(),
+                    instance_type: pool.name.clone().into(),
+                    region: pool.name.clone().into(),
                     zone: None,
-                    accelerator_name: accel,
+                    accelerator_name: accel.map(Into::into),
                     accelerator_count: count,
                     accelerator_memory_gib: None,
                     accelerator_vendor: None,
@@ -242,7 +242,7 @@ impl Pools {
                     price: if pool.spot { None } else { Some(pool.price_per_hour) },
                     spot_price: if pool.spot { Some(pool.price_per_hour) } else { None },
                     fetched_at: now,
-                    source: format!("ssh_node_pools.yaml:{}", self.path.display()),
+                    source: format!("ssh_node_pools.yaml:{}", self.path.display()).into(),
                     price_breakdown: None,
                 }
             })
@@ -302,12 +302,12 @@ spotty:
         assert_eq!(b.hosts[1].identity_file, PathBuf::from("/keys/a"));
         let offers = p.as_offers();
         assert_eq!(offers.len(), 2);
-        let o = offers.iter().find(|o| o.instance_type == "box").unwrap();
-        assert_eq!((o.cloud.as_str(), o.region.as_str()), ("ssh", "box"));
+        let o = offers.iter().find(|o| &*o.instance_type == "box").unwrap();
+        assert_eq!((o.cloud.as_ref(), o.region.as_ref()), ("ssh", "box"));
         assert_eq!(o.price, Some(1.25));
         assert_eq!(o.accelerator_name.as_deref(), Some("H100"));
         assert_eq!(o.accelerator_count, 8.0);
-        let s = offers.iter().find(|o| o.region == "spotty").unwrap();
+        let s = offers.iter().find(|o| &*o.region == "spotty").unwrap();
         assert_eq!((s.price, s.spot_price), (None, Some(0.4)));
     }
 

@@ -136,7 +136,7 @@ async fn offers_free_counts_and_a_full_cluster_refused_before_any_pod() {
     assert_eq!(l4.len(), 2, "one on-demand and one spot offer: {l4:#?}");
     assert!(l4.iter().any(|o| o.price == Some(0.0) && o.spot_price.is_none()));
     assert!(l4.iter().any(|o| o.spot_price == Some(0.0) && o.price.is_none()));
-    assert!(l4.iter().all(|o| o.region == "emu" && o.cloud == "kubernetes" && o.instance_type == "8CPU--32GB--1xL4"));
+    assert!(l4.iter().all(|o| &*o.region == "emu" && &*o.cloud == "kubernetes" && &*o.instance_type == "8CPU--32GB--1xL4"));
 
     // The on-demand node's GPU is taken: an on-demand launch is refused at once, no pod made.
     emu.add_pods_bulk("other", "a", 1, map(&[("nvidia.com/gpu", "1")]));

@@ -46,8 +46,8 @@ fn index(offers: &[Offer]) -> BTreeMap<Key<'_>, &Offer> {
         .iter()
         .map(|o| {
             let k = (
-                o.instance_type.as_str(),
-                o.region.as_str(),
+                o.instance_type.as_ref(),
+                o.region.as_ref(),
                 o.zone.as_deref(),
                 o.accelerator_name.as_deref(),
                 o.accelerator_count.to_bits(),
@@ -58,8 +58,8 @@ fn index(offers: &[Offer]) -> BTreeMap<Key<'_>, &Offer> {
 }
 
 pub fn diff_offers(old: &[Offer], new: &[Offer]) -> CatalogDiff {
-    let old_types: BTreeSet<&str> = old.iter().map(|o| o.instance_type.as_str()).collect();
-    let new_types: BTreeSet<&str> = new.iter().map(|o| o.instance_type.as_str()).collect();
+    let old_types: BTreeSet<&str> = old.iter().map(|o| o.instance_type.as_ref()).collect();
+    let new_types: BTreeSet<&str> = new.iter().map(|o| o.instance_type.as_ref()).collect();
     let oi = index(old);
     let ni = index(new);
     let mut moves = Vec::new();
@@ -72,7 +72,7 @@ pub fn diff_offers(old: &[Offer], new: &[Offer]) -> CatalogDiff {
                     changed.insert(*k);
                     let instance_type = match &n.accelerator_name {
                         Some(a) if n.price_breakdown.is_some() => format!("{} + {a}:{}", n.instance_type, n.accelerator_count),
-                        _ => n.instance_type.clone(),
+                        _ => n.instance_type.to_string(),
                     };
                     moves.push(PriceMove {
                         instance_type,
@@ -123,7 +123,7 @@ mod tests {
             price: Some(price),
             spot_price: spot,
             fetched_at: chrono::Utc::now(),
-            source: String::new(),
+            source: "".into(),
             price_breakdown: None,
         }
     }

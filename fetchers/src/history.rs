@@ -63,16 +63,16 @@ pub fn price_history(
                 if !(by_type || by_accel) {
                     continue;
                 }
-                if region.is_some_and(|r| r != o.region) {
+                if region.is_some_and(|r| r != &*o.region) {
                     continue;
                 }
                 out.push(HistoryPoint {
                     at: at.unwrap_or(o.fetched_at),
-                    cloud: o.cloud,
-                    instance_type: o.instance_type,
-                    region: o.region,
-                    zone: o.zone,
-                    accelerator_name: o.accelerator_name,
+                    cloud: o.cloud.to_string(),
+                    instance_type: o.instance_type.to_string(),
+                    region: o.region.to_string(),
+                    zone: o.zone.map(|s| s.to_string()),
+                    accelerator_name: o.accelerator_name.map(|s| s.to_string()),
                     accelerator_count: o.accelerator_count,
                     price: o.price,
                     spot_price: o.spot_price,

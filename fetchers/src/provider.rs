@@ -244,9 +244,9 @@ impl FetchContext {
     /// gives. `source` is the URL or API the figures come from.
     pub fn offer(&self, cloud: &str, instance_type: &str, region: &str, source: &str) -> Offer {
         Offer {
-            cloud: cloud.to_string(),
-            instance_type: instance_type.to_string(),
-            region: region.to_string(),
+            cloud: cloud.into(),
+            instance_type: instance_type.into(),
+            region: region.into(),
             zone: None,
             accelerator_name: None,
             accelerator_count: 0.0,
@@ -258,7 +258,7 @@ impl FetchContext {
             price: None,
             spot_price: None,
             fetched_at: self.fetched_at,
-            source: source.to_string(),
+            source: source.into(),
             price_breakdown: None,
         }
     }

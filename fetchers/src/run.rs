@@ -327,16 +327,16 @@ async fn run_cloud(
     }
     report.fresh_rows = v.offers.len();
 
-    let fetched: BTreeSet<&String> = report.regions_ok.iter().collect();
+    let fetched: BTreeSet<&str> = report.regions_ok.iter().map(String::as_str).collect();
     let mut stale: BTreeSet<String> = BTreeSet::new();
     let mut carried = 0usize;
     let mut merged = v.offers.clone();
     for o in &previous {
-        if fetched.contains(&o.region) {
+        if fetched.contains(&*o.region) {
             continue;
         }
-        if failed.contains(&o.region) {
-            stale.insert(o.region.clone());
+        if failed.contains(&*o.region) {
+            stale.insert(o.region.to_string());
         } else {
             carried += 1;
         }
@@ -439,7 +439,7 @@ fn publish(
 
 /// A short description of where rows came from: the distinct sources' common prefix.
 fn summarize_sources(offers: &[Offer]) -> String {
-    let distinct: BTreeSet<&str> = offers.iter().map(|o| o.source.as_str()).collect();
+    let distinct: BTreeSet<&str> = offers.iter().map(|o| o.source.as_ref()).collect();
     match distinct.len() {
         0 => String::new(),
         1 => distinct.into_iter().next().unwrap_or_default().to_string(),

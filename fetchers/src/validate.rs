@@ -32,11 +32,11 @@ fn finite_nonneg(v: Option<f64>) -> bool {
 /// - spot > 3x on-demand → kept and flagged.
 pub fn check_region(cloud: &str, region: &str, raw: Vec<Offer>, out: &mut Validated) {
     for mut o in raw {
-        if o.cloud != cloud {
+        if *o.cloud != *cloud {
             bump(&mut out.dropped, "schema: wrong cloud");
             continue;
         }
-        if o.region != region {
+        if *o.region != *region {
             bump(&mut out.dropped, "schema: offer outside the fetched region");
             continue;
         }
@@ -136,7 +136,7 @@ mod tests {
             cloud: "aws".into(),
             instance_type: t.into(),
             region: region.into(),
-            zone: zone.map(String::from),
+            zone: zone.map(String::from).map(Into::into),
             accelerator_name: None,
             accelerator_count: 0.0,
             accelerator_memory_gib: None,
@@ -164,7 +164,7 @@ mod tests {
             offer("", "r1", None, Some(1.0), None),
         ];
         check_region("aws", "r1", raw, &mut v);
-        let kept: Vec<_> = v.offers.iter().map(|o| (o.instance_type.as_str(), o.price, o.spot_price)).collect();
+        let kept: Vec<_> = v.offers.iter().map(|o| (o.instance_type.as_ref(), o.price, o.spot_price)).collect();
         assert_eq!(kept, vec![("a", Some(1.0), Some(0.3)), ("c", None, Some(0.5)), ("d", Some(1.0), Some(3.5))]);
         assert_eq!(v.dropped.get("no positive price"), Some(&1));
         assert_eq!(v.dropped.get("zero or negative on-demand price"), Some(&2));

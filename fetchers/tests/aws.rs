@@ -115,7 +115,7 @@ async fn bulk_files_without_credentials_give_exact_offers() {
 
     // 503 once, then the file.
     let w2 = aws.fetch_region(&cx, "us-west-2").await.expect("us-west-2 after a 503");
-    assert_eq!(w2.iter().map(|o| (o.instance_type.as_str(), o.price)).collect::<Vec<_>>(), vec![
+    assert_eq!(w2.iter().map(|o| (o.instance_type.as_ref(), o.price)).collect::<Vec<_>>(), vec![
         ("g5.xlarge", Some(1.006)),
         ("m5.large", Some(0.096))
     ]);
@@ -125,7 +125,7 @@ async fn bulk_files_without_credentials_give_exact_offers() {
     let t0 = std::time::Instant::now();
     let e1 = aws.fetch_region(&cx, "eu-west-1").await.expect("eu-west-1 after a 429");
     assert!(t0.elapsed() >= std::time::Duration::from_millis(900), "Retry-After honoured");
-    assert_eq!(e1.iter().map(|o| (o.instance_type.as_str(), o.price)).collect::<Vec<_>>(), vec![
+    assert_eq!(e1.iter().map(|o| (o.instance_type.as_ref(), o.price)).collect::<Vec<_>>(), vec![
         ("g5.xlarge", Some(1.123)),
         ("m5.large", Some(0.107))
     ]);
@@ -212,8 +212,8 @@ async fn failed_region_keeps_last_good_rows_marked_stale() {
 
     let now = skycat_catalog::parquet::read_offers(&cat).unwrap();
     let mut kept: Vec<(String, String, Option<f64>)> =
-        now.iter().filter(|o| o.region != "us-east-1" && o.region != "us-west-2" && o.region != "eu-west-1")
-            .map(|o| (o.region.clone(), o.instance_type.clone(), o.price)).collect();
+        now.iter().filter(|o| &*o.region != "us-east-1" && &*o.region != "us-west-2" && &*o.region != "eu-west-1")
+            .map(|o| (o.region.to_string(), o.instance_type.to_string(), o.price)).collect();
     kept.sort_by(|a, b| a.partial_cmp(b).unwrap());
     assert_eq!(kept, vec![
         ("ap-south-1".to_string(), "m5.large".to_string(), Some(0.101)),
@@ -222,7 +222,7 @@ async fn failed_region_keeps_last_good_rows_marked_stale() {
     ]);
     // us-east-1 is replaced wholesale: c4.large is gone, m5.large has the new price.
     let e1: Vec<(&str, Option<f64>)> =
-        now.iter().filter(|o| o.region == "us-east-1").map(|o| (o.instance_type.as_str(), o.price)).collect();
+        now.iter().filter(|o| &*o.region == "us-east-1").map(|o| (o.instance_type.as_ref(), o.price)).collect();
     assert_eq!(e1, vec![
         ("g5.xlarge", Some(1.006)),
         ("g6.xlarge", Some(0.8048)),

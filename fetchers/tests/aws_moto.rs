@@ -44,7 +44,7 @@ async fn ec2_specs_zones_and_spot_from_moto() {
 
     // g5.xlarge: moto's DescribeInstanceTypeOfferings lists it in us-east-1a/b/c/d/f (not e),
     // whose zone IDs moto's DescribeAvailabilityZones gives as use1-az6/1/2/4/5.
-    let g5: Vec<_> = offers.iter().filter(|o| o.instance_type == "g5.xlarge").collect();
+    let g5: Vec<_> = offers.iter().filter(|o| &*o.instance_type == "g5.xlarge").collect();
     let zones: Vec<&str> = g5.iter().map(|o| o.zone.as_deref().unwrap()).collect();
     assert_eq!(zones, vec!["use1-az1", "use1-az2", "use1-az4", "use1-az5", "use1-az6"]);
     for o in &g5 {
@@ -64,7 +64,7 @@ async fn ec2_specs_zones_and_spot_from_moto() {
     }
 
     // p4d.24xlarge: 8 x A100 40 GiB, 96 vCPU, 1152 GiB.
-    let p4d = offers.iter().find(|o| o.instance_type == "p4d.24xlarge").expect("p4d offered in a zone");
+    let p4d = offers.iter().find(|o| &*o.instance_type == "p4d.24xlarge").expect("p4d offered in a zone");
     assert_eq!(
         (p4d.accelerator_name.as_deref(), p4d.accelerator_count, p4d.accelerator_memory_gib),
         (Some("A100"), 8.0, Some(40.0))
@@ -72,7 +72,7 @@ async fn ec2_specs_zones_and_spot_from_moto() {
     assert_eq!((p4d.vcpus, p4d.memory_gib), (Some(96.0), Some(1152.0)));
 
     // m7g.large: arm64 from processorInfo.
-    let m7g = offers.iter().find(|o| o.instance_type == "m7g.large").expect("m7g");
+    let m7g = offers.iter().find(|o| &*o.instance_type == "m7g.large").expect("m7g");
     assert_eq!(m7g.arch.as_deref(), Some("arm64"));
     assert!(m7g.accelerator_name.is_none());
 
@@ -82,7 +82,7 @@ async fn ec2_specs_zones_and_spot_from_moto() {
         assert!(z.starts_with("use1-az") && z.len() == "use1-az1".len(), "{z}");
     }
     // The bulk file's on-demand types are all there (moto offers each of them).
-    let mut types: Vec<&str> = offers.iter().filter(|o| o.price.is_some()).map(|o| o.instance_type.as_str()).collect();
+    let mut types: Vec<&str> = offers.iter().filter(|o| o.price.is_some()).map(|o| o.instance_type.as_ref()).collect();
     types.dedup();
     assert_eq!(types, vec!["g5.xlarge", "g6.xlarge", "m5.large", "m7g.large", "p4d.24xlarge"]);
 }
@@ -127,7 +127,7 @@ async fn pricing_api_source_pages_through_get_products() {
     cx.aws_ondemand_source = AwsOnDemandSource::PricingApi;
     let offers = Aws.fetch_region(&cx, "us-east-1").await.expect("pricing api");
     let mut od: Vec<(&str, Option<f64>)> =
-        offers.iter().filter(|o| o.price.is_some()).map(|o| (o.instance_type.as_str(), o.price)).collect();
+        offers.iter().filter(|o| o.price.is_some()).map(|o| (o.instance_type.as_ref(), o.price)).collect();
     od.dedup();
     assert_eq!(od, vec![("g5.xlarge", Some(1.006)), ("m5.large", Some(0.096))]);
     assert_eq!(cx.skipped_for("aws").get("aws pricing api: not a Linux on-demand instance price"), Some(&1));

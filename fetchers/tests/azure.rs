@@ -96,7 +96,7 @@ async fn eastus_pages_filters_and_preview() {
     let mut got = offers.clone();
     for o in &mut got {
         assert!(o.source.starts_with(srv.base()), "{}", o.source);
-        o.source = src.clone();
+        o.source = src.clone().into();
     }
     assert_eq!(got, want);
 
@@ -118,7 +118,7 @@ async fn retries_503_and_reports_malformed_page() {
     let cx = FetchContext::for_tests(&[("SKYCAT_AZURE_ENDPOINT", srv.base())]);
     let west = Azure.fetch_region(&cx, "westus2").await.expect("westus2 after one 503");
     let names: Vec<(&str, Option<f64>, Option<f64>)> =
-        west.iter().map(|o| (o.instance_type.as_str(), o.price, o.spot_price)).collect();
+        west.iter().map(|o| (o.instance_type.as_ref(), o.price, o.spot_price)).collect();
     assert_eq!(
         names,
         vec![
@@ -176,8 +176,8 @@ async fn run_marks_the_malformed_region_stale() {
     let rows = skycat_catalog::parquet::read_offers(&home.catalogs_dir().join("azure.parquet")).unwrap();
     let south: Vec<(&str, Option<f64>)> = rows
         .iter()
-        .filter(|o| o.region == "southcentralus" && o.instance_type.starts_with("Standard_NC"))
-        .map(|o| (o.instance_type.as_str(), o.price))
+        .filter(|o| &*o.region == "southcentralus" && o.instance_type.starts_with("Standard_NC"))
+        .map(|o| (o.instance_type.as_ref(), o.price))
         .collect();
     assert!(south.contains(&("Standard_NC24ads_A100_v4", Some(4.408))), "{south:?}");
     assert!(south.contains(&("Standard_NC6s_v3", Some(3.366))), "{south:?}");
@@ -208,7 +208,7 @@ async fn resource_skus_api_gives_specs_with_credentials() {
     assert_eq!(offers.len(), 1);
     let m = &offers[0];
     // The naming convention knows 8 vCPUs but not the M-series memory: 218.75 GiB is the API's.
-    assert_eq!((m.instance_type.as_str(), m.vcpus, m.memory_gib), ("Standard_M8ms", Some(8.0), Some(218.75)));
+    assert_eq!((m.instance_type.as_ref(), m.vcpus, m.memory_gib), ("Standard_M8ms", Some(8.0), Some(218.75)));
     assert_eq!((m.price, m.spot_price, m.accelerator_count), (Some(1.997), Some(0.21967), 0.0));
 
     let reqs = srv.requests();

@@ -30,7 +30,7 @@ fn find<'a>(offers: &'a [Offer], name: &str, gpu: Option<(&str, f64)>) -> &'a Of
     offers
         .iter()
         .find(|o| {
-            o.instance_type == name
+            *o.instance_type == *name
                 && match gpu {
                     None => o.accelerator_name.is_none(),
                     Some((g, n)) => o.accelerator_name.as_deref() == Some(g) && o.accelerator_count == n,
@@ -57,7 +57,7 @@ async fn joins_hosts_and_gpus_from_published_shapes() {
     assert_eq!(us.len(), 22 + 9 + 8 + 54 + 61);
     // No G2 rates in europe-west4 (its L4 rate alone does not make a launchable offer).
     assert_eq!(eu.len(), 22 + 9 + 54 + 61);
-    assert!(us.iter().all(|o| o.region == "us-central1" && o.zone.is_none() && o.cloud == "gcp"));
+    assert!(us.iter().all(|o| &*o.region == "us-central1" && o.zone.is_none() && &*o.cloud == "gcp"));
 
     let n1 = find(&us, "n1-standard-8", None);
     close(n1.price, 8.0 * 0.031611 + 30.0 * 0.004237);
@@ -79,9 +79,9 @@ async fn joins_hosts_and_gpus_from_published_shapes() {
     );
     // T4 x 4 fits n1-standard-96 (96 vCPU / 360 GiB); T4 x 1 does not (48 vCPU max).
     find(&us, "n1-standard-96", Some(("T4", 4.0)));
-    assert!(!us.iter().any(|o| o.instance_type == "n1-standard-96" && o.accelerator_count == 1.0));
+    assert!(!us.iter().any(|o| &*o.instance_type == "n1-standard-96" && o.accelerator_count == 1.0));
     // V100 x 1 allows at most 12 vCPUs.
-    assert!(!us.iter().any(|o| o.instance_type == "n1-standard-16" && o.accelerator_name.as_deref() == Some("V100") && o.accelerator_count == 1.0));
+    assert!(!us.iter().any(|o| &*o.instance_type == "n1-standard-16" && o.accelerator_name.as_deref() == Some("V100") && o.accelerator_count == 1.0));
 
     let a2 = find(&us, "a2-highgpu-1g", Some(("A100", 1.0)));
     close(a2.price, 12.0 * 0.031611 + 85.0 * 0.004237 + 2.93391);
@@ -181,7 +181,7 @@ async fn compute_api_gives_zones_and_machine_types() {
     let us = Gcp.fetch_region(&cx, "us-central1").await.expect("us-central1");
     let got: Vec<(&str, Option<&str>, Option<&str>, f64)> = us
         .iter()
-        .map(|o| (o.instance_type.as_str(), o.zone.as_deref(), o.accelerator_name.as_deref(), o.accelerator_count))
+        .map(|o| (o.instance_type.as_ref(), o.zone.as_deref(), o.accelerator_name.as_deref(), o.accelerator_count))
         .collect();
     assert_eq!(
         got,
@@ -233,7 +233,7 @@ async fn run_marks_the_region_with_a_malformed_page_stale() {
     let m = Manifest::load(&home.catalogs_dir().join("manifest.json")).unwrap();
     assert_eq!(m.clouds["gcp"].stale_regions, vec!["europe-west4"]);
     let rows = skycat_catalog::parquet::read_offers(&home.catalogs_dir().join("gcp.parquet")).unwrap();
-    let eu: Vec<&Offer> = rows.iter().filter(|o| o.region == "europe-west4" && o.zone.as_deref() == Some("europe-west4-a")).collect();
+    let eu: Vec<&Offer> = rows.iter().filter(|o| &*o.region == "europe-west4" && o.zone.as_deref() == Some("europe-west4-a")).collect();
     // n1-standard-8 alone and with 1, 2 and 4 T4, and a2-highgpu-1g, kept from the first run.
     assert_eq!(eu.len(), 5, "{eu:?}");
 }

@@ -43,7 +43,7 @@ fn offer(
     o.memory_gib = Some(mem);
     o.arch = Some(arch.into());
     o.price = Some(price);
-    o.price_breakdown = breakdown.map(str::to_string);
+    o.price_breakdown = breakdown.map(str::to_string).map(Into::into);
     o
 }
 
@@ -70,7 +70,7 @@ async fn api_offers_every_type_in_each_region() {
     // Same prices in another region, one API call for the run.
     let west = Lambda.fetch_region(&cx, "us-west-3").await.unwrap();
     assert_eq!(west.len(), 8);
-    assert!(west.iter().all(|o| o.region == "us-west-3"));
+    assert!(west.iter().all(|o| &*o.region == "us-west-3"));
     assert_eq!(srv.hits("GET", PATH), 3);
     let req = &srv.requests()[2];
     assert_eq!(req.headers.get("authorization").map(String::as_str), Some("Bearer secret_key"));
@@ -151,6 +151,6 @@ async fn a_redesigned_page_fails_loudly_and_the_run_keeps_old_rows() {
     }
     assert!(!r.published, "every region failed: nothing is published");
     let rows = skycat_catalog::parquet::read_offers(&home.catalogs_dir().join("lambda.parquet")).unwrap();
-    let ours = rows.iter().filter(|o| o.instance_type == "gpu_8x_h100_sxm" && o.region == "us-east-1").count();
+    let ours = rows.iter().filter(|o| &*o.instance_type == "gpu_8x_h100_sxm" && &*o.region == "us-east-1").count();
     assert_eq!(ours, 1, "the previous catalog is intact");
 }

@@ -45,7 +45,7 @@ async fn gpu_fixed_and_flex_shapes_in_every_region() {
         .iter()
         .filter(|o| o.accelerator_name.is_some())
         .map(|o| {
-            (o.instance_type.as_str(), o.accelerator_name.as_deref(), o.accelerator_count, o.vcpus, o.memory_gib, o.price)
+            (o.instance_type.as_ref(), o.accelerator_name.as_deref(), o.accelerator_count, o.vcpus, o.memory_gib, o.price)
         })
         .collect();
     // Figures as in SkyPilot's OCI catalog (reference-prices/oci.csv), H100 from the price list.
@@ -62,7 +62,7 @@ async fn gpu_fixed_and_flex_shapes_in_every_region() {
     );
     assert!(ash.iter().filter(|o| o.accelerator_name.is_some()).all(|o| o.spot_price.is_none()));
 
-    let by = |n: &str| ash.iter().find(|o| o.instance_type == n).unwrap_or_else(|| panic!("{n}"));
+    let by = |n: &str| ash.iter().find(|o| *o.instance_type == *n).unwrap_or_else(|| panic!("{n}"));
     // E4 Flex: 0.037 / 0.0185 (2 vCPU, 8 GB) and 1.568 / 0.784 (64 vCPU, 512 GB) as in oci.csv.
     let e4 = by("VM.Standard.E4.Flex$_2_8");
     close(e4.price, 0.037);
@@ -78,7 +78,7 @@ async fn gpu_fixed_and_flex_shapes_in_every_region() {
     let bm = by("BM.Standard.E4.128");
     close(bm.price, 128.0 * 0.025 + 2048.0 * 0.0015);
     assert_eq!(bm.vcpus, Some(256.0));
-    assert!(fra.iter().all(|o| o.region == "eu-frankfurt-1" && o.zone.is_none()));
+    assert!(fra.iter().all(|o| &*o.region == "eu-frankfurt-1" && o.zone.is_none()));
     assert_eq!(cx.skipped_for("oci").get("hidden, inactive or out-of-scope shape"), Some(&3));
 }
 

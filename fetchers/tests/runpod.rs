@@ -133,9 +133,9 @@ async fn secure_and_community_offers_per_country() {
         .iter()
         .map(|o| {
             (
-                o.instance_type.clone(),
-                o.zone.clone(),
-                o.accelerator_name.clone(),
+                o.instance_type.to_string(),
+                o.zone.as_deref().map(str::to_string),
+                o.accelerator_name.as_deref().map(str::to_string),
                 o.accelerator_count,
                 o.price,
                 o.spot_price,
@@ -168,12 +168,12 @@ async fn secure_and_community_offers_per_country() {
     add("H100-SXM", None, "COMMUNITY", 1.99, Some(1.05), 16.0, 125.0);
     add("RTX4090", None, "COMMUNITY", 0.34, Some(0.2), 6.0, 41.0);
     assert_eq!(got, want);
-    assert!(us.iter().all(|o| o.region == "US" && o.cloud == "runpod"));
-    let mi = us.iter().find(|o| o.instance_type == "1x_MI300X_SECURE").unwrap();
+    assert!(us.iter().all(|o| &*o.region == "US" && &*o.cloud == "runpod"));
+    let mi = us.iter().find(|o| &*o.instance_type == "1x_MI300X_SECURE").unwrap();
     assert_eq!((mi.accelerator_vendor.as_deref(), mi.accelerator_memory_gib), (Some("amd"), Some(192.0)));
 
     let ca = RunPod.fetch_region(&cx, "CA").await.expect("CA after a 503 and a 429");
-    let names: Vec<(&str, Option<f64>)> = ca.iter().map(|o| (o.instance_type.as_str(), o.price)).collect();
+    let names: Vec<(&str, Option<f64>)> = ca.iter().map(|o| (o.instance_type.as_ref(), o.price)).collect();
     assert_eq!(
         names,
         vec![
@@ -217,7 +217,7 @@ async fn run_marks_the_malformed_country_stale() {
     let m = Manifest::load(&home.catalogs_dir().join("manifest.json")).unwrap();
     assert_eq!(m.clouds["runpod"].stale_regions, vec!["RO"]);
     let rows = skycat_catalog::parquet::read_offers(&home.catalogs_dir().join("runpod.parquet")).unwrap();
-    let ro: Vec<&str> = rows.iter().filter(|o| o.region == "RO").map(|o| o.instance_type.as_str()).collect();
+    let ro: Vec<&str> = rows.iter().filter(|o| &*o.region == "RO").map(|o| o.instance_type.as_ref()).collect();
     assert_eq!(ro, vec!["1x_A100-80GB_SECURE", "2x_A100-80GB_SECURE", "4x_A100-80GB_SECURE", "8x_A100-80GB_SECURE"]);
     assert!(r.notes.iter().any(|n| n.contains("no RunPod API key")), "{:?}", r.notes);
 }

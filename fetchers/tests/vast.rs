@@ -30,7 +30,7 @@ async fn offers_are_aggregated_per_country_gpu_and_count() {
         .iter()
         .map(|o| {
             (
-                o.instance_type.as_str(),
+                o.instance_type.as_ref(),
                 o.accelerator_name.as_deref(),
                 o.accelerator_count,
                 o.price,
@@ -56,13 +56,13 @@ async fn offers_are_aggregated_per_country_gpu_and_count() {
         us[0].price_breakdown.as_deref(),
         Some("on-demand median of 2 offers $2.265 (cheapest $2.13, offer 25110988); spot median min_bid $1.55 (cheapest $1.5)")
     );
-    assert!(us.iter().all(|o| o.region == "US" && o.zone.is_none() && o.accelerator_vendor.as_deref() == Some("nvidia")));
+    assert!(us.iter().all(|o| &*o.region == "US" && o.zone.is_none() && o.accelerator_vendor.as_deref() == Some("nvidia")));
 
     let se = Vast.fetch_region(&cx, "SE").await.unwrap();
     assert_eq!(se.len(), 1);
-    assert_eq!((se[0].instance_type.as_str(), se[0].price, se[0].memory_gib), ("1x-RTX4090", Some(0.3222), Some(62.97)));
+    assert_eq!((se[0].instance_type.as_ref(), se[0].price, se[0].memory_gib), ("1x-RTX4090", Some(0.3222), Some(62.97)));
     let my = Vast.fetch_region(&cx, "MY").await.unwrap();
-    assert_eq!((my[0].instance_type.as_str(), my[0].price, my[0].accelerator_memory_gib), ("2x-RTX5090", Some(1.2), Some(32.0)));
+    assert_eq!((my[0].instance_type.as_ref(), my[0].price, my[0].accelerator_memory_gib), ("2x-RTX5090", Some(1.2), Some(32.0)));
     assert!(Vast.fetch_region(&cx, "CA").await.unwrap().is_empty());
 
     // One search per run (after a 503 and a 429), with the CLI's default filters, no key.
@@ -114,5 +114,5 @@ async fn a_failed_search_keeps_the_previous_catalog() {
     assert!(!r.published);
     assert!(r.error.is_some() || !r.regions_failed.is_empty(), "{r:?}");
     let rows = skycat_catalog::parquet::read_offers(&home.catalogs_dir().join("vast.parquet")).unwrap();
-    assert!(rows.iter().any(|o| o.instance_type == "1x-RTX4090" && o.region == "SE"));
+    assert!(rows.iter().any(|o| &*o.instance_type == "1x-RTX4090" && &*o.region == "SE"));
 }

@@ -72,10 +72,10 @@ fn catalog(n: usize) -> Vec<Offer> {
             let spot = if rng.below(2) == 0 { Some(price * (0.25 + 0.4 * rng.unit())) } else { None };
             Offer {
                 cloud: cloud.into(),
-                instance_type: format!("{cloud}-type-{}", i % 4000),
-                region,
-                zone,
-                accelerator_name: accel.map(|a| a.0.to_string()),
+                instance_type: format!("{cloud}-type-{}", i % 4000).into(),
+                region: region.into(),
+                zone: zone.map(Into::into),
+                accelerator_name: accel.map(|a| a.0.to_string()).map(Into::into),
                 accelerator_count: accel.map(|a| a.1).unwrap_or(0.0),
                 accelerator_memory_gib: None,
                 accelerator_vendor: None,

@@ -140,8 +140,8 @@ fn blocked(ix: &OfferIndex, i: usize, b: &[BlockedResource]) -> bool {
     let o = &ix.offers[i];
     b.iter().any(|b| {
         b.cloud.eq_ignore_ascii_case(&o.cloud)
-            && b.region.as_ref().is_none_or(|r| *r == o.region)
-            && b.zone.as_ref().is_none_or(|z| o.zone.as_ref() == Some(z))
+            && b.region.as_ref().is_none_or(|r| **r == *o.region)
+            && b.zone.as_ref().is_none_or(|z| o.zone.as_deref() == Some(z.as_str()))
     })
 }
 
@@ -286,7 +286,7 @@ fn cap_pools(pools: Vec<Pool>, max: usize) -> Vec<Pool> {
 fn quota_applies(ix: &OfferIndex, p: &Pool, q: &Quota) -> bool {
     let o = &ix.offers[p.offer];
     q.cloud.eq_ignore_ascii_case(&o.cloud)
-        && q.region.as_ref().is_none_or(|r| *r == o.region)
+        && q.region.as_ref().is_none_or(|r| **r == *o.region)
         && q.spot.is_none_or(|s| s == p.spot)
 }
 

@@ -199,7 +199,7 @@ impl OfferIndex {
         ix.flags.reserve(n);
         let mut cloud_ids: FxHashMap<&str, u32> = FxHashMap::default();
         for (i, o) in offers.iter().enumerate() {
-            let cid = match cloud_ids.get(o.cloud.as_str()) {
+            let cid = match cloud_ids.get(o.cloud.as_ref()) {
                 Some(&cid) => cid,
                 None => {
                     let cid = ix.clouds.intern(&o.cloud.to_ascii_lowercase());
@@ -231,7 +231,7 @@ impl OfferIndex {
                 flags |= F_NOT_A_VM;
             } else if is_gcp && o.has_accelerator() {
                 let name = o.accelerator_name.as_deref().unwrap_or_default();
-                if defaults::gcp_accelerator_hosts(name, o.accelerator_count).is_some_and(|t| !t.contains(&o.instance_type.as_str())) {
+                if defaults::gcp_accelerator_hosts(name, o.accelerator_count).is_some_and(|t| !t.contains(&o.instance_type.as_ref())) {
                     flags |= F_GCP_OFF_TABLE;
                 }
             }
@@ -278,7 +278,7 @@ impl OfferIndex {
                 let (o, cid) = (&offers[i], ix.cloud[i]);
                 let us_last = match ix.clouds.name(cid) {
                     "aws" | "lambda" | "fluidstack" => !o.region.starts_with("us-"),
-                    "seeweb" => o.region != "it-fr2",
+                    "seeweb" => &*o.region != "it-fr2",
                     _ => false,
                 };
                 // No zone sorts first, as `None < Some(_)`.

@@ -730,13 +730,13 @@ pub(crate) fn placement(ix: &OfferIndex, i: usize, spot: bool, num_nodes: u32, h
         let other = if spot { ix.price[i] } else { ix.spot[i] };
         if other.is_finite() { other } else { 0.0 }
     };
-    let accelerator = if o.has_accelerator() { o.accelerator_name.clone() } else { None };
+    let accelerator = if o.has_accelerator() { o.accelerator_name.as_deref().map(str::to_string) } else { None };
     let hourly_total = hourly_price * num_nodes as f64;
     Placement {
         cloud: ix.clouds.name(ix.cloud[i]).to_string(),
-        region: o.region.clone(),
-        zone: o.zone.clone(),
-        instance_type: o.instance_type.clone(),
+        region: o.region.to_string(),
+        zone: o.zone.as_deref().map(str::to_string),
+        instance_type: o.instance_type.to_string(),
         vcpus: o.vcpus,
         memory_gib: o.memory_gib,
         count: if accelerator.is_some() { o.accelerator_count } else { 0.0 },

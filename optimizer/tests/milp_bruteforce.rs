@@ -146,10 +146,10 @@ fn brute_dag(inst: &Inst) -> (f64, f64, f64) {
         .map(|t| {
             let kinds: Vec<String> =
                 t.task.resources.as_ref().unwrap().accelerators.as_ref().unwrap().choices.iter().map(|c| c.name.clone()).collect();
-            inst.offers.iter().filter(|o| kinds.contains(o.accelerator_name.as_ref().unwrap())).collect()
+            inst.offers.iter().filter(|o| kinds.iter().any(|k| **k == **o.accelerator_name.as_ref().unwrap())).collect()
         })
         .collect();
-    let loc = |o: &Offer| Location { cloud: o.cloud.clone(), region: Some(o.region.clone()) };
+    let loc = |o: &Offer| Location { cloud: o.cloud.to_string(), region: Some(o.region.to_string()) };
     let idx = |name: &str| dag.tasks.iter().position(|t| t.name == name).unwrap();
     let mut best_cost = f64::INFINITY;
     let mut best_time = f64::INFINITY;
@@ -157,7 +157,7 @@ fn brute_dag(inst: &Inst) -> (f64, f64, f64) {
     let mut pick = vec![0usize; n];
     loop {
         let chosen: Vec<&Offer> = (0..n).map(|i| options[i][pick[i]]).collect();
-        let dur: Vec<f64> = (0..n).map(|i| inst.hours[i][chosen[i].accelerator_name.as_ref().unwrap()]).collect();
+        let dur: Vec<f64> = (0..n).map(|i| inst.hours[i][&*chosen[i].accelerator_name.clone().unwrap()]).collect();
         let mut cost: f64 = (0..n).map(|i| chosen[i].price.unwrap() * dur[i]).sum();
         let mut ready = vec![0.0f64; n];
         for inp in &dag.inputs {
@@ -360,8 +360,8 @@ fn random_fleet(seed: u64) -> FleetInst {
     if rng.below(3) == 0 {
         let o = rng.pick(&offers[..offers.len() - 1]).clone();
         spec.quotas.push(Quota {
-            cloud: o.cloud.clone(),
-            region: Some(o.region.clone()),
+            cloud: o.cloud.to_string(),
+            region: Some(o.region.to_string()),
             spot: None,
             max_accelerators: Some((2 + rng.below(8)) as f64),
             max_vcpus: None,
@@ -415,7 +415,7 @@ fn brute_fleet(inst: &FleetInst) -> Option<f64> {
             let used: f64 = pools
                 .iter()
                 .zip(&units)
-                .filter(|((o, _, _), _)| o.cloud == q.cloud && Some(&o.region) == q.region.as_ref())
+                .filter(|((o, _, _), _)| *o.cloud == *q.cloud && Some(&*o.region) == q.region.as_deref())
                 .map(|(_, u)| u)
                 .sum();
             ok &= used <= q.max_accelerators.unwrap() + 1e-9;

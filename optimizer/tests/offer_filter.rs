@@ -49,7 +49,7 @@ fn random_task(rng: &mut Rng, offers: &[Offer], names: &[String], clouds: &[Stri
         let n = rng.pick(names).clone();
         format!("{}:{}", spelling(rng, &n), count(rng, &n))
     };
-    let cpu_types: Vec<&str> = offers.iter().filter(|o| o.accelerator_name.is_none()).map(|o| o.instance_type.as_str()).collect();
+    let cpu_types: Vec<&str> = offers.iter().filter(|o| o.accelerator_name.is_none()).map(|o| o.instance_type.as_ref()).collect();
     let cpu_only = |rng: &mut Rng| -> String {
         match rng.below(4) {
             0 => format!("instance_type: {}", rng.pick(&cpu_types)),
@@ -97,7 +97,7 @@ fn random_task(rng: &mut Rng, offers: &[Offer], names: &[String], clouds: &[Stri
     if rng.below(3) == 0 {
         // A cloud, sometimes with a region it has.
         let c = rng.pick(clouds).clone();
-        let regions: Vec<&str> = offers.iter().filter(|o| o.cloud == c).map(|o| o.region.as_str()).collect();
+        let regions: Vec<&str> = offers.iter().filter(|o| *o.cloud == *c).map(|o| o.region.as_ref()).collect();
         match (rng.below(2), regions.is_empty()) {
             (0, false) => y += &format!("  infra: {c}/{}\n", rng.pick(&regions)),
             _ => y += &format!("  infra: {c}\n"),
@@ -114,7 +114,7 @@ fn random_task(rng: &mut Rng, offers: &[Offer], names: &[String], clouds: &[Stri
     }
     if rng.below(6) == 0 {
         let gpu_types: Vec<&str> =
-            offers.iter().filter(|o| o.accelerator_name.is_some()).map(|o| o.instance_type.as_str()).collect();
+            offers.iter().filter(|o| o.accelerator_name.is_some()).map(|o| o.instance_type.as_ref()).collect();
         y += &format!("  instance_type: {}\n", rng.pick(&gpu_types));
     }
     if rng.below(4) == 0 {
@@ -129,10 +129,10 @@ fn a_plan_over_the_filtered_rows_equals_the_plan_over_all_rows() {
     let full = OfferIndex::build(&offers);
     // A name with a space (`Radeon MI25`) cannot be written as `NAME:COUNT`.
     let mut names: Vec<String> =
-        offers.iter().filter_map(|o| o.accelerator_name.clone()).filter(|n| !n.contains(' ')).collect();
+        offers.iter().filter_map(|o| o.accelerator_name.as_deref()).filter(|n| !n.contains(' ')).map(str::to_string).collect();
     names.sort();
     names.dedup();
-    let mut clouds: Vec<String> = offers.iter().map(|o| o.cloud.clone()).collect();
+    let mut clouds: Vec<String> = offers.iter().map(|o| o.cloud.to_string()).collect();
     clouds.sort();
     clouds.dedup();
     let opts = PlanOptions::default();
@@ -187,5 +187,5 @@ fn cpu_only_tasks_keep_the_default_machines_only() {
     let pinned = parse_task_yaml("resources:\n  infra: aws\n  cpus: 8+\n").expect("parses");
     let f = offer_filter(&pinned).expect("filter");
     assert!(f.keeps_cloud("aws") && !f.keeps_cloud("gcp"));
-    assert!(offers.iter().filter(|o| f.keeps(o)).all(|o| o.cloud == "aws" && o.accelerator_name.is_none()));
+    assert!(offers.iter().filter(|o| f.keeps(o)).all(|o| &*o.cloud == "aws" && o.accelerator_name.is_none()));
 }

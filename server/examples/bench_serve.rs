@@ -67,12 +67,12 @@ fn synthetic(n: usize) -> Vec<Offer> {
         out.push(Offer {
             cloud: cloud.into(),
             instance_type: match acc {
-                Some(a) => format!("{cloud}-{a}-x{count}-{shape}"),
-                None => format!("{cloud}-cpu-{vcpus}-{shape}"),
+                Some(a) => format!("{cloud}-{a}-x{count}-{shape}").into(),
+                None => format!("{cloud}-cpu-{vcpus}-{shape}").into(),
             },
-            region,
-            zone,
-            accelerator_name: acc.map(str::to_owned),
+            region: region.into(),
+            zone: zone.map(Into::into),
+            accelerator_name: acc.map(str::to_owned).map(Into::into),
             accelerator_count: count,
             accelerator_memory_gib: acc.map(|_| 40.0),
             accelerator_vendor: acc.map(|_| "nvidia".into()),

@@ -76,14 +76,14 @@ fn completed_sources(offers: &[Offer], given: Vec<CloudSource>, origin: &str) ->
     let mut rest: &[Offer] = offers;
     while let Some(first) = rest.first() {
         let run = rest.iter().position(|o| o.cloud != first.cloud).unwrap_or(rest.len());
-        let e = per_cloud.entry(first.cloud.as_str()).or_default();
+        let e = per_cloud.entry(first.cloud.as_ref()).or_default();
         let mut last_source = None;
         for o in &rest[..run] {
             e.0 += 1;
             e.1 = Some(e.1.map_or(o.fetched_at, |t| t.max(o.fetched_at)));
-            if last_source != Some(o.source.as_str()) {
-                e.2.insert(o.source.as_str());
-                last_source = Some(o.source.as_str());
+            if last_source != Some(o.source.as_ref()) {
+                e.2.insert(o.source.as_ref());
+                last_source = Some(o.source.as_ref());
             }
         }
         rest = &rest[run..];
@@ -223,7 +223,7 @@ fn gpu_summaries(offers: &[Offer]) -> Vec<GpuSummary> {
         if !acc.counts.contains(&o.accelerator_count) {
             acc.counts.push(o.accelerator_count);
         }
-        let c = acc.clouds.entry(o.cloud.as_str()).or_default();
+        let c = acc.clouds.entry(o.cloud.as_ref()).or_default();
         if better(c.0, o, false) {
             c.0 = Some(o);
         }
@@ -236,10 +236,10 @@ fn gpu_summaries(offers: &[Offer]) -> Vec<GpuSummary> {
         Some(PricePoint {
             price_per_accelerator: per_device(o, spot)?,
             instance_price: o.price_for(spot)?,
-            instance_type: o.instance_type.clone(),
+            instance_type: o.instance_type.to_string(),
             accelerator_count: o.accelerator_count,
-            region: o.region.clone(),
-            zone: o.zone.clone(),
+            region: o.region.to_string(),
+            zone: o.zone.as_deref().map(str::to_string),
         })
     };
     by_name

@@ -55,7 +55,7 @@ fn run(reference: &Path, out: &Path, as_of: DateTime<Utc>) -> Result<(), String>
         let file = out.join(format!("{cloud}.parquet"));
         // With its query index (`<cloud>.idx`), which the binary embeds beside the Parquet file.
         let sha256 = index::publish(&file, &offers).map_err(|e| e.to_string())?;
-        let mut regions: Vec<String> = offers.iter().map(|o| o.region.clone()).collect();
+        let mut regions: Vec<String> = offers.iter().map(|o| o.region.to_string()).collect();
         regions.sort();
         regions.dedup();
         let mut notes = vec![format!("{} rows read", report.rows_read)];

@@ -43,7 +43,7 @@ pub fn run(cmd: CatalogCommand) -> anyhow::Result<()> {
                 bail!("--clouds: no cloud `{unknown}` in the catalog (have: {})", known.into_iter().collect::<Vec<_>>().join(", "));
             }
             let offers: Vec<_> =
-                catalog.offers().iter().filter(|o| clouds.is_empty() || clouds.contains(&o.cloud)).cloned().collect();
+                catalog.offers().iter().filter(|o| clouds.is_empty() || clouds.iter().any(|c| **c == *o.cloud)).cloned().collect();
             let written = skypilot::export_dir(&dir, &offers).with_context(|| format!("exporting to {}", dir.display()))?;
             for (cloud, rows) in written {
                 println!("{}: {rows} rows", dir.join(&cloud).join("vms.csv").display());
@@ -72,7 +72,7 @@ fn info(catalog: &Catalog, json: bool) -> anyhow::Result<String> {
         .sources()
         .map(|s| {
             let regions: BTreeSet<&str> =
-                catalog.offers().iter().filter(|o| o.cloud == s.cloud).map(|o| o.region.as_str()).collect();
+                catalog.offers().iter().filter(|o| *o.cloud == *s.cloud).map(|o| o.region.as_ref()).collect();
             let m = s.manifest.as_ref();
             InfoRow {
                 cloud: s.cloud.clone(),

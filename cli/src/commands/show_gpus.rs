@@ -138,7 +138,7 @@ pub fn render(catalog: &Catalog, args: &ShowGpusArgs) -> anyhow::Result<String> 
                 let all = catalog.query(&OfferQuery { accelerator: Some(resolved.clone()), ..Default::default() });
                 let counts: BTreeSet<u64> = all.iter().map(|o| (o.accelerator_count * 1000.0).round() as u64).collect();
                 let counts: Vec<String> = counts.into_iter().map(|c| qty(c as f64 / 1000.0)).collect();
-                let clouds: BTreeSet<&str> = all.iter().map(|o| o.cloud.as_str()).collect();
+                let clouds: BTreeSet<&str> = all.iter().map(|o| o.cloud.as_ref()).collect();
                 bail!(
                     "no offers of {resolved}{} with these filters; offered counts: {}; clouds: {}",
                     count.map(|c| format!(":{}", qty(c))).unwrap_or_default(),
@@ -173,7 +173,7 @@ fn summary(catalog: &Catalog, args: &ShowGpusArgs) -> anyhow::Result<String> {
         if o.accelerator_count <= 0.0 {
             continue;
         }
-        let e = acc.entry((name, o.cloud.clone())).or_default();
+        let e = acc.entry((name.to_string(), o.cloud.to_string())).or_default();
         e.0.insert((o.accelerator_count * 1000.0).round() as u64);
         e.1 = min_opt(e.1, o.price.map(|p| p / o.accelerator_count));
         e.2 = min_opt(e.2, o.spot_price.map(|p| p / o.accelerator_count));
@@ -252,7 +252,7 @@ struct InstanceRow<'a> {
 fn per_instance(hits: &[&Offer], json: bool) -> anyhow::Result<String> {
     let mut groups: BTreeMap<(&str, &str, u64), InstanceRow> = BTreeMap::new();
     for o in hits {
-        let key = (o.cloud.as_str(), o.instance_type.as_str(), (o.accelerator_count * 1000.0).round() as u64);
+        let key = (o.cloud.as_ref(), o.instance_type.as_ref(), (o.accelerator_count * 1000.0).round() as u64);
         let row = groups.entry(key).or_insert_with(|| InstanceRow {
             accelerator: o.accelerator_name.as_deref().unwrap_or("-"),
             count: o.accelerator_count,
@@ -268,11 +268,11 @@ fn per_instance(hits: &[&Offer], json: bool) -> anyhow::Result<String> {
         });
         if let Some(p) = o.price.filter(|p| row.price.is_none_or(|cur| *p < cur)) {
             row.price = Some(p);
-            row.price_region = Some(o.region.clone());
+            row.price_region = Some(o.region.to_string());
         }
         if let Some(p) = o.spot_price.filter(|p| row.spot_price.is_none_or(|cur| *p < cur)) {
             row.spot_price = Some(p);
-            row.spot_region = Some(o.region.clone());
+            row.spot_region = Some(o.region.to_string());
         }
     }
     let mut rows: Vec<InstanceRow> = groups.into_values().collect();

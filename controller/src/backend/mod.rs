@@ -205,7 +205,7 @@ pub trait Backend: Send + Sync {
     /// The offers this backend can serve, from the catalog's rows (clouds) or its own
     /// configuration (SSH pools, which are not in the catalog).
     fn offers(&self, catalog: &[skycat_catalog::Offer]) -> Vec<skycat_catalog::Offer> {
-        catalog.iter().filter(|o| o.cloud == self.infra()).cloned().collect()
+        catalog.iter().filter(|o| *o.cloud == *self.infra()).cloned().collect()
     }
 
     /// Re-reads offers that come from live capacity rather than the catalog (Kubernetes

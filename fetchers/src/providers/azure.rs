@@ -318,7 +318,7 @@ fn build_offers(
         let mut o = cx.offer(CLOUD, &sku, region, source);
         o.vcpus = spec.vcpus;
         o.memory_gib = spec.memory_gib;
-        o.arch = Some(spec.arch.clone().unwrap_or_else(|| default_arch(&sku)));
+        o.arch = Some(spec.arch.clone().unwrap_or_else(|| default_arch(&sku)).into());
         if let Some((info, count)) = accel {
             set_accelerator(&mut o, &info, count);
         }
@@ -326,7 +326,7 @@ fn build_offers(
         o.spot_price = p.spot;
         if o.price.is_none() && o.spot_price.is_none() {
             cx.note(CLOUD, format!("{sku} in {region} is listed without a price (preview size?); reported unpriced"));
-            o.price_breakdown = Some("listed with price 0 (preview): no price".to_string());
+            o.price_breakdown = Some("listed with price 0 (preview): no price".into());
         }
         out.push(o);
     }
@@ -334,10 +334,10 @@ fn build_offers(
 }
 
 fn set_accelerator(o: &mut Offer, info: &AcceleratorInfo, count: f64) {
-    o.accelerator_name = Some(info.name.clone());
+    o.accelerator_name = Some(info.name.clone().into());
     o.accelerator_count = count;
     o.accelerator_memory_gib = info.memory_gib;
-    o.accelerator_vendor = Some(info.vendor.to_string());
+    o.accelerator_vendor = Some(info.vendor.into());
 }
 
 /// Arm64 sizes carry a `p` in their suffix letters (`D2ps_v5`, `E4pds_v5`).

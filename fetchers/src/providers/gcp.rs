@@ -594,23 +594,23 @@ fn offer_for(
         return None;
     }
     let mut o = cx.offer(CLOUD, &shape.name, region, &rates.source);
-    o.zone = zone.map(str::to_string);
+    o.zone = zone.map(str::to_string).map(Into::into);
     o.vcpus = Some(shape.vcpus);
     o.memory_gib = Some(shape.memory_gib);
     o.arch = Some("x86_64".into());
     if let Some((g, n)) = gpu {
         if let Some(info) = accelerators::lookup(g) {
-            o.accelerator_name = Some(info.name.clone());
+            o.accelerator_name = Some(info.name.clone().into());
             o.accelerator_memory_gib = info.memory_gib;
-            o.accelerator_vendor = Some(info.vendor.to_string());
+            o.accelerator_vendor = Some(info.vendor.into());
         } else {
-            o.accelerator_name = Some(g.to_string());
+            o.accelerator_name = Some(g.to_string().into());
         }
         o.accelerator_count = n;
     }
     o.price = od;
     o.spot_price = sp;
-    o.price_breakdown = Some(parts_text.join(" | "));
+    o.price_breakdown = Some(parts_text.join(" | ").into());
     Some(o)
 }
 

@@ -396,15 +396,15 @@ impl Provider for Lambda {
             let mut o = cx.offer(CLOUD, &t.name, region, &cat.source);
             o.vcpus = t.vcpus;
             o.memory_gib = t.memory_gib;
-            o.arch = Some(t.arch.clone());
+            o.arch = Some(t.arch.clone().into());
             if let Some((info, n)) = &t.accel {
-                o.accelerator_name = Some(info.name.clone());
+                o.accelerator_name = Some(info.name.clone().into());
                 o.accelerator_count = *n;
                 o.accelerator_memory_gib = info.memory_gib;
-                o.accelerator_vendor = Some(info.vendor.to_string());
+                o.accelerator_vendor = Some(info.vendor.into());
             }
             o.price = Some(t.price);
-            o.price_breakdown = t.breakdown.clone();
+            o.price_breakdown = t.breakdown.clone().map(Into::into);
             out.push(o);
         }
         out.sort_by(|a, b| a.instance_type.cmp(&b.instance_type));

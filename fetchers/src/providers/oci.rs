@@ -337,16 +337,16 @@ impl Provider for Oci {
             let mut o = cx.offer(CLOUD, &s.name, region, &cat.source);
             o.vcpus = Some(s.vcpus);
             o.memory_gib = s.memory_gib;
-            o.arch = Some(s.arch.clone());
+            o.arch = Some(s.arch.clone().into());
             if let Some((info, n)) = &s.accel {
-                o.accelerator_name = Some(info.name.clone());
+                o.accelerator_name = Some(info.name.clone().into());
                 o.accelerator_count = *n;
                 o.accelerator_memory_gib = info.memory_gib;
-                o.accelerator_vendor = Some(info.vendor.to_string());
+                o.accelerator_vendor = Some(info.vendor.into());
             }
             o.price = Some(s.price);
             o.spot_price = s.spot;
-            o.price_breakdown = Some(s.breakdown.clone());
+            o.price_breakdown = Some(s.breakdown.clone().into());
             out.push(o);
         }
         Ok(out)

@@ -219,12 +219,12 @@ fn offers_for(cx: &FetchContext, source: &str, m: &Market, gpus: Vec<GpuType>, o
         for &n in COUNTS.iter().filter(|n| **n <= max) {
             let name = format!("{}x_{}_{}", n as u64, info.name, if m.secure { "SECURE" } else { "COMMUNITY" });
             let mut o = cx.offer(CLOUD, &name, m.region, source);
-            o.zone = m.zone.map(str::to_string);
-            o.accelerator_name = Some(info.name.clone());
+            o.zone = m.zone.map(str::to_string).map(Into::into);
+            o.accelerator_name = Some(info.name.clone().into());
             o.accelerator_count = n;
             o.accelerator_memory_gib = g.memory_in_gb.or(info.memory_gib);
             o.accelerator_vendor = Some(
-                g.manufacturer.as_deref().map(|v| v.to_ascii_lowercase()).unwrap_or_else(|| info.vendor.to_string()),
+                g.manufacturer.as_deref().map(|v| v.to_ascii_lowercase()).unwrap_or_else(|| info.vendor.to_string()).into(),
             );
             o.vcpus = lp.min_vcpu.map(|v| v * n);
             o.memory_gib = lp.min_memory.map(|v| v * n);
@@ -235,7 +235,7 @@ fn offers_for(cx: &FetchContext, source: &str, m: &Market, gpus: Vec<GpuType>, o
                 "{} x ${price}/GPU-hour{}",
                 n as u64,
                 spot.map(|s| format!("; spot {} x ${s}/GPU-hour (bid)", n as u64)).unwrap_or_default()
-            ));
+            ).into());
             out.push(o);
         }
     }

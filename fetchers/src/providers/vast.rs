@@ -204,10 +204,10 @@ fn offer_of(cx: &FetchContext, source: &str, region: &str, name: &str, g: &Group
         .filter(|o| o.dph_total.is_some())
         .min_by(|a, b| a.dph_total.unwrap_or(0.0).total_cmp(&b.dph_total.unwrap_or(0.0)).then(a.id.cmp(&b.id)));
     let mut o = cx.offer(CLOUD, name, region, source);
-    o.accelerator_name = Some(g.info.name.clone());
+    o.accelerator_name = Some(g.info.name.clone().into());
     o.accelerator_count = g.count;
     o.accelerator_memory_gib = g.info.memory_gib;
-    o.accelerator_vendor = Some(g.info.vendor.to_string());
+    o.accelerator_vendor = Some(g.info.vendor.into());
     o.vcpus = g.offers.iter().filter_map(|x| x.cpu_cores_effective).min_by(|a, b| a.total_cmp(b));
     o.memory_gib = g
         .offers
@@ -235,7 +235,7 @@ fn offer_of(cx: &FetchContext, source: &str, region: &str, name: &str, g: &Group
         let low = bids.iter().copied().min_by(|a, b| a.total_cmp(b)).unwrap_or(s);
         text.push_str(&format!("; spot median min_bid ${} (cheapest ${})", fmt(s), fmt(low)));
     }
-    o.price_breakdown = Some(text);
+    o.price_breakdown = Some(text.into());
     o
 }
 

@@ -54,22 +54,22 @@ pub struct OfferView {
 impl From<&Offer> for OfferView {
     fn from(o: &Offer) -> Self {
         OfferView {
-            cloud: o.cloud.clone(),
-            instance_type: o.instance_type.clone(),
-            region: o.region.clone(),
-            zone: o.zone.clone(),
-            accelerator_name: o.accelerator_name.clone(),
+            cloud: o.cloud.to_string(),
+            instance_type: o.instance_type.to_string(),
+            region: o.region.to_string(),
+            zone: o.zone.as_deref().map(str::to_string),
+            accelerator_name: o.accelerator_name.as_deref().map(str::to_string),
             accelerator_count: o.accelerator_count,
             accelerator_memory_gib: o.accelerator_memory_gib,
-            accelerator_vendor: o.accelerator_vendor.clone(),
+            accelerator_vendor: o.accelerator_vendor.as_deref().map(str::to_string),
             vcpus: o.vcpus,
             memory_gib: o.memory_gib,
-            arch: o.arch.clone(),
+            arch: o.arch.as_deref().map(str::to_string),
             price: o.price,
             spot_price: o.spot_price,
             fetched_at: o.fetched_at,
-            source: o.source.clone(),
-            price_breakdown: o.price_breakdown.clone(),
+            source: o.source.to_string(),
+            price_breakdown: o.price_breakdown.as_deref().map(str::to_string),
         }
     }
 }
@@ -216,16 +216,16 @@ impl OfferFilter {
                 return false;
             }
         }
-        if !self.clouds.is_empty() && !self.clouds.iter().any(|c| *c == o.cloud) {
+        if !self.clouds.is_empty() && !self.clouds.iter().any(|c| **c == *o.cloud) {
             return false;
         }
-        if !self.regions.is_empty() && !self.regions.iter().any(|r| *r == o.region) {
+        if !self.regions.is_empty() && !self.regions.iter().any(|r| **r == *o.region) {
             return false;
         }
         if !self.zones.is_empty() && !self.zones.iter().any(|z| Some(z.as_str()) == o.zone.as_deref()) {
             return false;
         }
-        if !self.instance_types.is_empty() && !self.instance_types.iter().any(|t| *t == o.instance_type) {
+        if !self.instance_types.is_empty() && !self.instance_types.iter().any(|t| **t == *o.instance_type) {
             return false;
         }
         if let Some(min) = self.min_vcpus {

@@ -91,18 +91,18 @@ pub fn offer(
         cloud: cloud.into(),
         instance_type: instance_type.into(),
         region: region.into(),
-        zone: zone.map(str::to_owned),
-        accelerator_name: acc.map(|a| a.0.to_owned()),
+        zone: zone.map(str::to_owned).map(Into::into),
+        accelerator_name: acc.map(|a| a.0.to_owned()).map(Into::into),
         accelerator_count: acc.map_or(0.0, |a| a.1),
         accelerator_memory_gib: acc.map(|a| if a.0 == "A100" { 40.0 } else { 16.0 }),
-        accelerator_vendor: acc.map(|_| "nvidia".to_owned()),
+        accelerator_vendor: acc.map(|_| "nvidia".to_owned()).map(Into::into),
         vcpus: Some(vcpus),
         memory_gib: Some(memory),
         arch: Some("x86_64".into()),
         price,
         spot_price: spot,
         fetched_at: Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).single().expect("date"),
-        source: format!("test://{cloud}"),
+        source: format!("test://{cloud}").into(),
         price_breakdown: None,
     }
 }
@@ -127,7 +127,7 @@ pub fn catalog_a() -> Vec<Offer> {
 pub fn catalog_b() -> Vec<Offer> {
     let mut v = catalog_a();
     for o in &mut v {
-        if o.cloud == "aws" && o.instance_type == "p4d.24xlarge" {
+        if &*o.cloud == "aws" && &*o.instance_type == "p4d.24xlarge" {
             o.price = Some(21.5);
         }
     }

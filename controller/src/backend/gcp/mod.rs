@@ -534,7 +534,7 @@ impl Backend for Gcp {
 
     /// The catalog's GCP VMs (TPU slices are not VMs).
     fn offers(&self, catalog: &[skycat_catalog::Offer]) -> Vec<skycat_catalog::Offer> {
-        catalog.iter().filter(|o| o.cloud == "gcp" && !o.instance_type.starts_with("tpu-")).cloned().collect()
+        catalog.iter().filter(|o| &*o.cloud == "gcp" && !o.instance_type.starts_with("tpu-")).cloned().collect()
     }
 
     async fn provision(&self, req: &ProvisionRequest) -> Result<Provisioned, ProvisionError> {

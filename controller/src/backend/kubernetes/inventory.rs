@@ -333,22 +333,22 @@ impl Inventory {
                 None => (0.0, format!("unpriced: no kubernetes.contexts.{}.gpu_hour_usd / vcpu_hour_usd in config.yaml", self.context)),
             };
             out.push(Offer {
-                cloud: super::INFRA.to_string(),
-                instance_type: instance_type(cpus, mem, accel.map(|a| (a.info.name.as_str(), count))),
-                region: self.context.clone(),
+                cloud: super::INFRA.into(),
+                instance_type: instance_type(cpus, mem, accel.map(|a| (a.info.name.as_str(), count))).into(),
+                region: self.context.clone().into(),
                 zone: None,
-                accelerator_name: accel.map(|a| a.info.name.clone()),
+                accelerator_name: accel.map(|a| a.info.name.clone()).map(Into::into),
                 accelerator_count: count,
                 accelerator_memory_gib: accel.and_then(|a| a.info.memory_gib),
-                accelerator_vendor: accel.map(|a| a.info.vendor.to_string()),
+                accelerator_vendor: accel.map(|a| a.info.vendor.to_string()).map(Into::into),
                 vcpus: Some(cpus),
                 memory_gib: Some(mem),
                 arch: None,
                 price: (!spot).then_some(amount),
                 spot_price: spot.then_some(amount),
                 fetched_at: now,
-                source: format!("kubernetes context {}", self.context),
-                price_breakdown: Some(breakdown),
+                source: format!("kubernetes context {}", self.context).into(),
+                price_breakdown: Some(breakdown.into()),
             });
         };
         for ((_, spot), n) in &groups {
@@ -461,12 +461,12 @@ mod tests {
         let counts: Vec<f64> = offers.iter().filter(|o| o.accelerator_name.is_some()).map(|o| o.accelerator_count).collect();
         assert_eq!(counts, [1.0, 2.0, 4.0, 8.0]);
         assert!(offers.iter().all(|o| o.price == Some(0.0) && o.price_breakdown.as_deref().unwrap().starts_with("unpriced")));
-        assert!(offers.iter().any(|o| o.accelerator_name.is_none() && o.instance_type == "2CPU--8GB"));
+        assert!(offers.iter().any(|o| o.accelerator_name.is_none() && &*o.instance_type == "2CPU--8GB"));
         let priced = inv.offers(Some(ContextPrice { gpu_hour: 2.0, vcpu_hour: 0.05 }));
         let one = priced.iter().find(|o| o.accelerator_count == 1.0).unwrap();
         let cpus = one.vcpus.unwrap();
         assert!((one.price.unwrap() - (2.0 + 0.05 * cpus)).abs() < 1e-9);
-        assert_eq!(one.region, "ctx");
-        assert_eq!(one.cloud, "kubernetes");
+        assert_eq!(one.region, "ctx".into());
+        assert_eq!(one.cloud, "kubernetes".into());
     }
 }

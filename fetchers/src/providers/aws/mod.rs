@@ -163,7 +163,7 @@ fn build_offers(cx: &FetchContext, region: &str, od: OnDemand, ec2: Option<&Ec2R
         base.memory_gib = spec.and_then(|s| s.memory_gib).or(row.as_ref().and_then(|r| r.memory_gib));
         base.arch = spec
             .and_then(|s| s.arch.clone())
-            .or_else(|| arch_from_processor(row.as_ref().and_then(|r| r.physical_processor.as_deref())));
+            .or_else(|| arch_from_processor(row.as_ref().and_then(|r| r.physical_processor.as_deref()))).map(Into::into);
         let accel = match spec.and_then(|s| s.accelerator.as_ref()) {
             Some((name, manu, count, mem)) if *count > 0.0 => {
                 gpus::from_api(&t, name, manu.as_deref(), *mem).map(|i| (i, *count))
@@ -182,10 +182,10 @@ fn build_offers(cx: &FetchContext, region: &str, od: OnDemand, ec2: Option<&Ec2R
             }
         });
         if let Some((info, count)) = accel {
-            base.accelerator_name = Some(info.name.clone());
+            base.accelerator_name = Some(info.name.clone().into());
             base.accelerator_count = count;
             base.accelerator_memory_gib = info.memory_gib;
-            base.accelerator_vendor = Some(info.vendor.to_string());
+            base.accelerator_vendor = Some(info.vendor.into());
         } else if row.as_ref().and_then(|r| r.gpu_count).is_some() {
             cx.note("aws", format!("{t}: GPU count without a known GPU model; listed without accelerator"));
         }
@@ -197,10 +197,10 @@ fn build_offers(cx: &FetchContext, region: &str, od: OnDemand, ec2: Option<&Ec2R
                 };
                 for z in zones {
                     let mut o = base.clone();
-                    o.zone = Some(z.clone());
+                    o.zone = Some(z.clone().into());
                     o.spot_price = e.spot.get(&(t.clone(), z.clone())).copied();
                     if o.spot_price.is_some() && o.price.is_some() {
-                        o.source = format!("{} + {spot_source}", o.source);
+                        o.source = format!("{} + {spot_source}", o.source).into();
                     }
                     out.push(o);
                 }
