@@ -189,7 +189,8 @@ async fn secure_and_community_offers_per_country() {
     assert_eq!((mi.accelerator_vendor.as_deref(), mi.accelerator_memory_gib), (Some("amd"), Some(192.0)));
 
     // CPU pods: US-CA-2 has every cpu3 size and cpu5 up to 16 vCPUs; US-TX-3 (after a 429) none.
-    let cpu: Vec<(&str, Option<&str>, Option<f64>, Option<f64>, Option<f64>, Option<f64>)> = us
+    type CpuRow<'a> = (&'a str, Option<&'a str>, Option<f64>, Option<f64>, Option<f64>, Option<f64>);
+    let cpu: Vec<CpuRow> = us
         .iter()
         .filter(|o| o.accelerator_name.is_none())
         .map(|o| (o.instance_type.as_str(), o.zone.as_deref(), o.vcpus, o.memory_gib, o.price, o.spot_price))
