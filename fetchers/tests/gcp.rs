@@ -335,3 +335,36 @@ async fn a_failing_tpu_listing_fails_the_run_with_its_service() {
     assert!(matches!(err, FetchError::Malformed { .. }), "{err:?}");
     assert!(err.to_string().contains("SKU page 1 of services/E000-3F24-B8AA"), "{err}");
 }
+
+#[tokio::test]
+async fn compute_api_zones_price_a4_slices_and_a3_spot_only() {
+    let p = "/compute/v1/projects/skycat-test";
+    let srv = ReplayServer::builder()
+        .get(&format!("{SKUS}?key={KEY}&pageSize=5000"), Reply::json(include_str!("fixtures/gcp/skus-families.json")))
+        .get(&format!("{TPU_SKUS}?key={KEY}&pageSize=5000"), Reply::json(TPU_PAGE))
+        .get(&format!("{p}/regions/us-east4"), Reply::json(include_str!("fixtures/gcp/compute-region-us-east4.json")))
+        .get(
+            &format!("{p}/zones/us-east4-b/machineTypes"),
+            Reply::json(include_str!("fixtures/gcp/compute-machinetypes-us-east4-b.json")),
+        )
+        .get(
+            &format!("{p}/zones/us-east4-b/acceleratorTypes"),
+            Reply::json(include_str!("fixtures/gcp/compute-acceleratortypes-us-east4-b.json")),
+        )
+        .start()
+        .await;
+    let env = compute_env(srv.base());
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let cx = FetchContext::for_tests(&env_ref);
+    let east = Gcp.fetch_region(&cx, "us-east4").await.expect("us-east4");
+    let got: Vec<(&str, Option<&str>, Option<f64>, Option<f64>)> =
+        east.iter().map(|o| (o.instance_type.as_str(), o.zone.as_deref(), o.price, o.spot_price)).collect();
+    let a3_spot = 26.0 * 0.00513 + 234.0 * 0.000592094 + 2.253;
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!((got[0].0, got[0].1, got[0].2), ("a3-highgpu-1g", Some("us-east4-b"), None));
+    assert!((got[0].3.unwrap() - a3_spot).abs() < 1e-9);
+    assert_eq!((got[1].0, got[1].1), ("a4-highgpu-8g", Some("us-east4-b")));
+    close(got[1].2, 90.216);
+    close(got[1].3, 64.44);
+    assert_eq!((east[1].accelerator_name.as_deref(), east[1].accelerator_count, east[1].memory_gib), (Some("B200"), 8.0, Some(3968.0)));
+}
