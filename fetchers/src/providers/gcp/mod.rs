@@ -64,7 +64,8 @@ const DEFAULT_REGIONS: &[&str] = &[
 ];
 
 /// GCP's public regions (cloud.google.com/compute/docs/regions-zones), used when the Compute
-/// API is not available to list them.
+/// API is not available to list them; plus `us-central2`, the region of TPU v4 (it offers TPUs
+/// only, so only TPU slices are priced there).
 pub const ALL_REGIONS: &[&str] = &[
     "africa-south1", "asia-east1", "asia-east2", "asia-northeast1", "asia-northeast2",
     "asia-northeast3", "asia-south1", "asia-south2", "asia-southeast1", "asia-southeast2",
@@ -72,8 +73,8 @@ pub const ALL_REGIONS: &[&str] = &[
     "europe-north2", "europe-southwest1", "europe-west1", "europe-west10", "europe-west12",
     "europe-west2", "europe-west3", "europe-west4", "europe-west6", "europe-west8", "europe-west9",
     "me-central1", "me-central2", "me-west1", "northamerica-northeast1", "northamerica-northeast2",
-    "northamerica-south1", "southamerica-east1", "southamerica-west1", "us-central1", "us-east1",
-    "us-east4", "us-east5", "us-south1", "us-west1", "us-west2", "us-west3", "us-west4",
+    "northamerica-south1", "southamerica-east1", "southamerica-west1", "us-central1", "us-central2",
+    "us-east1", "us-east4", "us-east5", "us-south1", "us-west1", "us-west2", "us-west3", "us-west4",
 ];
 
 #[derive(Debug, Default)]
