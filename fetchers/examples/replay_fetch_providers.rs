@@ -1,9 +1,10 @@
 //! Wall time of `fetch --all-regions` for Azure, GCP, Lambda (page), OCI and Vast.ai against a
 //! loopback replay server serving the test fixtures (fetchers/tests/fixtures/<cloud>/) for
 //! every region each provider lists: Azure's two eastus pages re-labelled for each of its 57
-//! regions, GCP's two SKU pages (42 regions, priced in two), Lambda's pricing page (17 regions),
-//! OCI's price list and shapes (33 regions), Vast's bundles (4 countries). RunPod is left out:
-//! its GraphQL replay dispatches on the request body (see tests/runpod.rs).
+//! regions, GCP's two SKU pages and its TPU service page (43 regions, priced in three),
+//! Lambda's pricing page (17 regions), OCI's price list and shapes (33 regions), Vast's bundles
+//! (4 countries). RunPod is left out: its GraphQL replay dispatches on the request body (see
+//! tests/runpod.rs).
 //!
 //! usage: cargo run -p skycat-fetchers --example replay_fetch_providers [CONCURRENCY]
 
@@ -48,6 +49,10 @@ async fn main() {
         .get(
             &format!("{skus}?key=k&pageSize=5000&pageToken=CgwI-p_UxgYQqMbcrwMSJDA2NTEtNzcyNC1GN0I5"),
             Reply::json(include_str!("../tests/fixtures/gcp/skus-page2.json")),
+        )
+        .get(
+            "/v1/services/E000-3F24-B8AA/skus?key=k&pageSize=5000",
+            Reply::json(include_str!("../tests/fixtures/gcp/tpu-service-skus.json")),
         )
         .get("/instances", Reply::text("text/html", include_str!("../tests/fixtures/lambda/pricing-page.html")))
         .get(

@@ -10,7 +10,7 @@ use skycat_catalog::home::SkycatHome;
 use skycat_catalog::manifest::Manifest;
 use skycat_catalog::Offer;
 use skycat_fetchers::provider::FetchContext;
-use skycat_fetchers::providers::azure::Azure;
+use skycat_fetchers::providers::azure::{self, Azure};
 use skycat_fetchers::run::{run_fetch, FetchOptions};
 use skycat_fetchers::{FetchError, Provider, RetryPolicy};
 use support::{ReplayServer, Reply};
@@ -219,4 +219,47 @@ async fn resource_skus_api_gives_specs_with_credentials() {
     assert_eq!(sku_reqs.len(), 3, "page 1, then the absolute nextLink on the replay server (503, 200)");
     assert!(sku_reqs.iter().all(|r| r.headers.get("authorization").map(String::as_str)
         == Some("Bearer eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.replay.signature")));
+}
+
+#[tokio::test]
+async fn resource_skus_give_hyperv_generations() {
+    let skus = "/subscriptions/sub-1/providers/Microsoft.Compute/skus";
+    let first = format!("{skus}?api-version=2021-07-01&$filter=location eq 'westus'");
+    let second = format!("{first}&$skiptoken=MTAwMA==");
+    let page2 = include_str!("fixtures/azure/resource-skus-westus-page2.json");
+    let bad = page2.replace("\"V1,V2\"", "\"Gen2\"");
+    let srv = ReplayServer::builder()
+        .route("GET", &route("", "westus", None), vec![Reply::json(include_str!("fixtures/azure/westus-m8ms.json"))])
+        .post("/tenant-1/oauth2/v2.0/token", Reply::json(include_str!("fixtures/azure/aad-token.json")))
+        .get(&first, Reply::json(include_str!("fixtures/azure/resource-skus-westus-page1.json")))
+        .route("GET", &second, vec![Reply::too_many(1), Reply::json(page2), Reply::json(bad)])
+        .start()
+        .await;
+    let env = [
+        ("SKYCAT_AZURE_ENDPOINT", srv.base()),
+        ("SKYCAT_AZURE_MANAGEMENT_ENDPOINT", srv.base()),
+        ("SKYCAT_AZURE_LOGIN_ENDPOINT", srv.base()),
+        ("AZURE_SUBSCRIPTION_ID", "sub-1"),
+        ("AZURE_TENANT_ID", "tenant-1"),
+        ("AZURE_CLIENT_ID", "client-1"),
+        ("AZURE_CLIENT_SECRET", "s3cret"),
+    ];
+    let cx = FetchContext::for_tests(&env);
+    let specs = azure::resource_sku_specs(&cx, "westus").await.expect("specs").expect("credentials");
+    let gens: Vec<(&str, Option<String>)> = specs.iter().map(|(k, s)| (k.as_str(), s.generation_cell())).collect();
+    // SkyPilot's Azure catalog: Standard_M8ms "V1,V2" (reference-prices/azure.csv).
+    assert_eq!(gens, vec![("standard_d2s_v5", Some("V1,V2".into())), ("standard_m8ms", Some("V1,V2".into()))]);
+    assert_eq!(specs["standard_m8ms"].hyperv_generations, Some(vec!["V1".to_string(), "V2".to_string()]));
+
+    // A value that is not a V<n> list names the size; fetch_region falls back to the SKU names.
+    let cx = FetchContext::for_tests(&env);
+    let err = azure::resource_sku_specs(&cx, "westus").await.unwrap_err();
+    assert!(err.to_string().contains("Standard_M8ms") && err.to_string().contains("Gen2"), "{err}");
+    let offers = Azure.fetch_region(&cx, "westus").await.expect("westus from names");
+    assert_eq!(offers[0].memory_gib, None);
+    assert!(cx.notes_for("azure").iter().any(|n| n.contains("Resource SKUs API failed for westus")));
+
+    // Without credentials there is nothing to ask.
+    let cx = FetchContext::for_tests(&[("SKYCAT_AZURE_ENDPOINT", srv.base())]);
+    assert!(azure::resource_sku_specs(&cx, "westus").await.unwrap().is_none());
 }

@@ -30,11 +30,18 @@ struct GraphqlReplay {
     _task: tokio::task::JoinHandle<()>,
 }
 
-/// The dispatch key of a request: `datacenters`, `secure:<dc>` or `community:<country>`.
+/// The dispatch key of a request: `datacenters`, `secure:<dc>`, `community:<country>`,
+/// `cpuflavors` or `cpu:<dc>` (CPU pod specifics).
 fn key_of(body: &serde_json::Value) -> String {
     let q = body["query"].as_str().unwrap_or("");
     if q.contains("dataCenters") {
         return "datacenters".into();
+    }
+    if q.contains("specifics") {
+        return format!("cpu:{}", body["variables"]["dataCenterId"].as_str().unwrap_or("?"));
+    }
+    if q.contains("cpuFlavors") {
+        return "cpuflavors".into();
     }
     let input = &body["variables"]["lowestPriceInput"];
     match (input["secureCloud"].as_bool(), input["dataCenterId"].as_str(), input["countryCode"].as_str()) {
@@ -104,6 +111,9 @@ const COMMUNITY_US: &str = include_str!("fixtures/runpod/gputypes-community-US.j
 const COMMUNITY_CA: &str = include_str!("fixtures/runpod/gputypes-community-CA.json");
 const EU_RO_1_BAD: &str = include_str!("fixtures/runpod/gputypes-secure-EU-RO-1-truncated.json");
 const GQL_ERROR: &str = include_str!("fixtures/runpod/graphql-error.json");
+const CPU_FLAVORS: &str = include_str!("fixtures/runpod/cpu-flavors.json");
+const CPU_US_CA_2: &str = include_str!("fixtures/runpod/cpu-specifics-US-CA-2.json");
+const CPU_NONE: &str = include_str!("fixtures/runpod/cpu-specifics-out-of-stock.json");
 
 async fn replay(ro: Script) -> GraphqlReplay {
     GraphqlReplay::start(vec![
@@ -117,6 +127,11 @@ async fn replay(ro: Script) -> GraphqlReplay {
         ("community:RO", vec![(200, COMMUNITY_CA)]),
         ("secure:EUR-IS-1", vec![(200, GQL_ERROR)]),
         ("community:IS", vec![(200, COMMUNITY_CA)]),
+        ("cpuflavors", vec![(200, CPU_FLAVORS)]),
+        ("cpu:US-CA-2", vec![(200, CPU_US_CA_2)]),
+        ("cpu:US-TX-3", vec![(429, "rate limited"), (200, CPU_NONE)]),
+        ("cpu:CA-MTL-1", vec![(200, CPU_NONE)]),
+        ("cpu:EU-RO-1", vec![(200, CPU_NONE)]),
     ])
     .await
 }
@@ -131,6 +146,7 @@ async fn secure_and_community_offers_per_country() {
     type Row = (String, Option<String>, Option<String>, f64, Option<f64>, Option<f64>, Option<f64>, Option<f64>);
     let got: Vec<Row> = us
         .iter()
+        .filter(|o| o.accelerator_name.is_some())
         .map(|o| {
             (
                 o.instance_type.to_string(),
@@ -171,6 +187,24 @@ async fn secure_and_community_offers_per_country() {
     assert!(us.iter().all(|o| &*o.region == "US" && &*o.cloud == "runpod"));
     let mi = us.iter().find(|o| &*o.instance_type == "1x_MI300X_SECURE").unwrap();
     assert_eq!((mi.accelerator_vendor.as_deref(), mi.accelerator_memory_gib), (Some("amd"), Some(192.0)));
+
+    // CPU pods: US-CA-2 has every cpu3 size and cpu5 up to 16 vCPUs; US-TX-3 (after a 429) none.
+    type CpuRow<'a> = (&'a str, Option<&'a str>, Option<f64>, Option<f64>, Option<f64>, Option<f64>);
+    let cpu: Vec<CpuRow> = us
+        .iter()
+        .filter(|o| o.accelerator_name.is_none())
+        .map(|o| (o.instance_type.as_str(), o.zone.as_deref(), o.vcpus, o.memory_gib, o.price, o.spot_price))
+        .collect();
+    assert_eq!(cpu.len(), 3 * 5 + 3 * 4, "{cpu:?}");
+    assert!(cpu.iter().all(|c| c.1 == Some("US-CA-2") && c.5.is_none()));
+    // SkyPilot's RunPod catalog: cpu3c-2-4 0.06, cpu3m-32-256 1.76, cpu5g-16-64 0.736.
+    assert!(cpu.contains(&("cpu3c-2-4", Some("US-CA-2"), Some(2.0), Some(4.0), Some(0.06), None)));
+    assert!(cpu.contains(&("cpu3m-32-256", Some("US-CA-2"), Some(32.0), Some(256.0), Some(1.76), None)));
+    assert!(cpu.contains(&("cpu5g-16-64", Some("US-CA-2"), Some(16.0), Some(64.0), Some(0.736), None)));
+    assert!(!cpu.iter().any(|c| c.0 == "cpu5c-32-64"));
+    assert!(us.iter().filter(|o| o.accelerator_name.is_none()).all(|o| o.accelerator_count == 0.0 && o.price_breakdown.is_none()));
+    assert_eq!(srv.hits("cpuflavors"), 1);
+    assert_eq!(srv.hits("cpu:US-TX-3"), 2);
 
     let ca = RunPod.fetch_region(&cx, "CA").await.expect("CA after a 503 and a 429");
     let names: Vec<(&str, Option<f64>)> = ca.iter().map(|o| (o.instance_type.as_ref(), o.price)).collect();

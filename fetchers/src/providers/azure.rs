@@ -18,8 +18,9 @@
 //! Specs: with `AZURE_SUBSCRIPTION_ID` and either `AZURE_ACCESS_TOKEN` or a service principal
 //! (`AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`), the Resource SKUs API
 //! (`Microsoft.Compute/skus?api-version=2021-07-01&$filter=location eq '<region>'`) gives
-//! vCPUs, memory, GPU count and architecture. Without credentials the SKU naming convention
-//! gives the vCPU count (and memory for the D/E/F families whose memory per vCPU is fixed), and
+//! vCPUs, memory, GPU count, architecture and the Hyper-V generations (`HyperVGenerations`;
+//! not an Offer column, so [`resource_sku_specs`] hands them to callers). Without credentials
+//! the SKU naming convention gives the vCPU count (and memory for the D/E/F families whose memory per vCPU is fixed), and
 //! [`N_SERIES`] gives the GPU N-series specs. GPU model and count come from the catalog's
 //! accelerator registry ([`skycat_catalog::accelerators::from_instance_type`]). An N-series SKU
 //! that neither source describes is skipped and counted, not guessed.
@@ -157,6 +158,38 @@ pub struct SizeSpec {
     /// GPU count reported by the Resource SKUs API (`GPUs` capability).
     pub gpus: Option<f64>,
     pub arch: Option<String>,
+    /// Hyper-V generations the size boots (`HyperVGenerations` capability, `"V1,V2"` → `["V1",
+    /// "V2"]`); only the Resource SKUs API says. SkyPilot's Azure catalog has it as `Generation`.
+    pub hyperv_generations: Option<Vec<String>>,
+}
+
+impl SizeSpec {
+    /// The generations as SkyPilot's `Generation` column writes them: `V1,V2`.
+    pub fn generation_cell(&self) -> Option<String> {
+        self.hyperv_generations.as_ref().map(|g| g.join(","))
+    }
+}
+
+/// Parse a `HyperVGenerations` capability value (`"V1,V2"`, `"V2"`). Anything but `V<n>` items is
+/// an error naming the size.
+pub fn parse_hyperv_generations(size: &str, value: &str) -> Result<Vec<String>, FetchError> {
+    let gens: Vec<String> = value.split(',').map(|g| g.trim().to_ascii_uppercase()).collect();
+    if gens.iter().any(|g| g.len() < 2 || !g.starts_with('V') || !g[1..].chars().all(|c| c.is_ascii_digit())) {
+        return Err(FetchError::malformed(
+            format!("azure resource SKU {size}"),
+            format!("HyperVGenerations {value:?} is not a list like \"V1,V2\""),
+        ));
+    }
+    Ok(gens)
+}
+
+/// Resource SKUs specs of every VM size in `region` (keyed by lower-cased size name, with vCPUs,
+/// memory, GPUs, architecture and Hyper-V generations), or `None` without Azure credentials.
+pub async fn resource_sku_specs(cx: &FetchContext, region: &str) -> Result<Option<BTreeMap<String, SizeSpec>>, FetchError> {
+    match credentials(cx) {
+        Some(creds) => fetch_resource_skus(cx, &creds, region).await.map(Some),
+        None => Ok(None),
+    }
 }
 
 #[async_trait]
@@ -383,7 +416,7 @@ fn parse_name(sku: &str) -> Option<ParsedName> {
 pub fn spec_from_name(sku: &str) -> Option<SizeSpec> {
     let short = sku.strip_prefix("Standard_").unwrap_or(sku);
     if let Some((_, v, m)) = N_SERIES.iter().find(|(n, _, _)| *n == short) {
-        return Some(SizeSpec { vcpus: Some(*v), memory_gib: Some(*m), gpus: None, arch: None });
+        return Some(SizeSpec { vcpus: Some(*v), memory_gib: Some(*m), gpus: None, arch: None, hyperv_generations: None });
     }
     let p = parse_name(sku)?;
     let modern = p.version.is_some_and(|v| v >= 3);
@@ -396,7 +429,7 @@ pub fn spec_from_name(sku: &str) -> Option<SizeSpec> {
         "F" if p.version.is_some_and(|v| v >= 2) => Some(2.0),
         _ => None,
     };
-    Some(SizeSpec { vcpus: Some(p.vcpus), memory_gib: per_vcpu.map(|r| r * p.vcpus), gpus: None, arch: None })
+    Some(SizeSpec { vcpus: Some(p.vcpus), memory_gib: per_vcpu.map(|r| r * p.vcpus), gpus: None, arch: None, hyperv_generations: None })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -521,6 +554,7 @@ async fn fetch_resource_skus(
             let cap = |n: &str| sku.capabilities.iter().find(|c| c.name == n).map(|c| c.value.as_str());
             let num = |n: &str| cap(n).and_then(|v| v.trim().parse::<f64>().ok());
             let arch = cap("CpuArchitectureType").map(|a| if a.eq_ignore_ascii_case("Arm64") { "arm64" } else { "x86_64" });
+            let hyperv_generations = cap("HyperVGenerations").map(|v| parse_hyperv_generations(&sku.name, v)).transpose()?;
             out.insert(
                 sku.name.to_ascii_lowercase(),
                 SizeSpec {
@@ -528,6 +562,7 @@ async fn fetch_resource_skus(
                     memory_gib: num("MemoryGB"),
                     gpus: num("GPUs"),
                     arch: arch.map(str::to_string),
+                    hyperv_generations,
                 },
             );
         }

@@ -18,8 +18,16 @@
 //! minimumBidPrice` when given, else `secureSpotPrice`/`communitySpotPrice`. vCPUs and memory are
 //! the 1-GPU minimums (`minVcpu`, `minMemory` GB) × N. GraphQL `errors` (answered with HTTP 200)
 //! fail the region.
+//!
+//! CPU pods (Secure Cloud only): the flavor list (`cpuFlavors { id minVcpu maxVcpu ramMultiplier }`,
+//! ids `cpu3c`, `cpu3g`, `cpu3m`, `cpu5c`, …) is fetched once per run; per datacenter one query
+//! asks every size's `specifics(input: {dataCenterId, instanceId})` under a GraphQL alias per size
+//! (SkyPilot's fetcher sends the same field one size at a time). Sizes are SkyPilot's: vCPU counts
+//! 2, 4, … 256 within the flavor's `minVcpu..=maxVcpu`, memory = vCPUs × `ramMultiplier` GB,
+//! instance type `<flavor>-<vCPUs>-<GB>` (`cpu3c-2-4`); offered where `stockStatus` is not null,
+//! at `securePrice` per hour, no spot market.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -37,6 +45,8 @@ const COUNTS: &[f64] = &[1.0, 2.0, 4.0, 8.0];
 const DEFAULT_REGIONS: &[&str] = &["US", "CA", "RO", "SE", "IS", "NL", "CZ"];
 
 pub const DATACENTERS_QUERY: &str = "query DataCenters { dataCenters { id name listed } }";
+
+pub const CPU_FLAVORS_QUERY: &str = "query CpuFlavors { cpuFlavors { id minVcpu maxVcpu ramMultiplier } }";
 
 pub const GPU_TYPES_QUERY: &str = "query GpuTypes($lowestPriceInput: GpuLowestPriceInput) { gpuTypes { id displayName memoryInGb manufacturer secureCloud communityCloud securePrice communityPrice secureSpotPrice communitySpotPrice maxGpuCountSecureCloud maxGpuCountCommunityCloud lowestPrice(input: $lowestPriceInput) { minimumBidPrice uninterruptablePrice minVcpu minMemory stockStatus countryCode } } }";
 
@@ -72,6 +82,123 @@ pub struct DataCenter {
 
 fn yes() -> bool {
     true
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CpuFlavorsData {
+    cpu_flavors: Vec<CpuFlavor>,
+}
+
+#[derive(Deserialize, Clone, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct CpuFlavor {
+    pub id: String,
+    #[serde(default)]
+    pub min_vcpu: Option<f64>,
+    #[serde(default)]
+    pub max_vcpu: Option<f64>,
+    #[serde(default)]
+    pub ram_multiplier: Option<f64>,
+}
+
+/// One aliased `cpuFlavors(input: {id})` answer: the flavor with the size's specifics.
+#[derive(Deserialize, Debug)]
+struct FlavorSpecifics {
+    #[serde(default)]
+    specifics: Option<Specifics>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "camelCase")]
+struct Specifics {
+    #[serde(default)]
+    stock_status: Option<String>,
+    #[serde(default)]
+    secure_price: Option<f64>,
+}
+
+/// A CPU pod size: GraphQL alias, instance id (`cpu3c-2-4`), vCPUs, memory GB.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CpuSize {
+    pub alias: String,
+    pub instance_id: String,
+    pub flavor: String,
+    pub vcpus: f64,
+    pub memory_gb: f64,
+}
+
+/// The sizes of each flavor (SkyPilot's rule: powers of two from 2 to 256 vCPUs within
+/// `minVcpu..=maxVcpu`). A flavor without its limits is skipped and counted.
+pub fn cpu_sizes(cx: &FetchContext, flavors: &[CpuFlavor]) -> Vec<CpuSize> {
+    let mut out = Vec::new();
+    for f in flavors {
+        let (Some(min), Some(max), Some(ram)) = (f.min_vcpu, f.max_vcpu, f.ram_multiplier) else {
+            cx.skip(CLOUD, "CPU flavor without vCPU limits or RAM multiplier", 1);
+            continue;
+        };
+        for v in (1..=8).map(|i| f64::from(1u32 << i)).filter(|v| *v >= min && *v <= max) {
+            let mem = v * ram;
+            let instance_id = format!("{}-{}-{}", f.id, v as u64, mem as u64);
+            let alias: String = instance_id.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+            out.push(CpuSize { alias: format!("s_{alias}"), instance_id, flavor: f.id.clone(), vcpus: v, memory_gb: mem });
+        }
+    }
+    out
+}
+
+/// One query asking every size's specifics in `$dataCenterId`, one alias per size.
+pub fn cpu_specifics_query(sizes: &[CpuSize]) -> String {
+    let fields: Vec<String> = sizes
+        .iter()
+        .map(|s| {
+            format!(
+                "{}: cpuFlavors(input: {{id: {:?}}}) {{ id specifics(input: {{dataCenterId: $dataCenterId, instanceId: {:?}}}) {{ stockStatus securePrice }} }}",
+                s.alias, s.flavor, s.instance_id
+            )
+        })
+        .collect();
+    format!("query CpuSpecifics($dataCenterId: String) {{ {} }}", fields.join(" "))
+}
+
+async fn cpu_flavors(cx: &FetchContext) -> Result<std::sync::Arc<Vec<CpuFlavor>>, FetchError> {
+    cx.shared("runpod:cpu-flavors", || async {
+        let d: CpuFlavorsData = gql(cx, json!({ "query": CPU_FLAVORS_QUERY }), "cpuFlavors").await?;
+        let mut v = d.cpu_flavors;
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(v)
+    })
+    .await
+}
+
+async fn cpu_offers(cx: &FetchContext, source: &str, region: &str, dc: &str, out: &mut Vec<Offer>) -> Result<(), FetchError> {
+    let flavors = cpu_flavors(cx).await?;
+    let sizes = cpu_sizes(cx, &flavors);
+    if sizes.is_empty() {
+        return Ok(());
+    }
+    let body = json!({ "query": cpu_specifics_query(&sizes), "variables": { "dataCenterId": dc } });
+    let what = format!("cpuFlavors specifics for datacenter {dc}");
+    let data: BTreeMap<String, Option<Vec<FlavorSpecifics>>> = gql(cx, body, &what).await?;
+    for s in &sizes {
+        let Some(answer) = data.get(&s.alias) else {
+            return Err(FetchError::malformed(format!("runpod {what}"), format!("no answer for {}", s.instance_id)));
+        };
+        let Some(spec) = answer.as_ref().and_then(|v| v.first()).and_then(|f| f.specifics.as_ref()) else {
+            continue;
+        };
+        let Some(price) = spec.secure_price.filter(|p| *p > 0.0 && spec.stock_status.is_some()) else {
+            continue; // not offered in this datacenter
+        };
+        let mut o = cx.offer(CLOUD, &s.instance_id, region, source);
+        o.zone = Some(dc.to_string());
+        o.vcpus = Some(s.vcpus);
+        o.memory_gib = Some(s.memory_gb);
+        o.arch = Some("x86_64".into());
+        o.price = Some(price);
+        out.push(o);
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -268,6 +395,7 @@ impl Provider for RunPod {
             });
             let d: GpuTypesData = gql(cx, body, &format!("gpuTypes for datacenter {}", dc.id)).await?;
             offers_for(cx, &source, &Market { secure: true, region, zone: Some(&dc.id) }, d.gpu_types, &mut out);
+            cpu_offers(cx, &source, region, &dc.id, &mut out).await?;
         }
         let body = json!({
             "query": GPU_TYPES_QUERY,
@@ -291,5 +419,23 @@ mod tests {
         assert_eq!(country_of("CA-MTL-1").as_deref(), Some("CA"));
         assert_eq!(country_of("AP-JP-1").as_deref(), Some("JP"));
         assert_eq!(country_of("weird"), None);
+    }
+
+    #[test]
+    fn cpu_sizes_and_the_aliased_query() {
+        let cx = FetchContext::for_tests(&[]);
+        let flavors = vec![
+            CpuFlavor { id: "cpu3m".into(), min_vcpu: Some(2.0), max_vcpu: Some(8.0), ram_multiplier: Some(8.0) },
+            CpuFlavor { id: "cpu9x".into(), min_vcpu: None, max_vcpu: Some(8.0), ram_multiplier: Some(2.0) },
+        ];
+        let sizes = cpu_sizes(&cx, &flavors);
+        let ids: Vec<&str> = sizes.iter().map(|s| s.instance_id.as_str()).collect();
+        assert_eq!(ids, vec!["cpu3m-2-16", "cpu3m-4-32", "cpu3m-8-64"]);
+        assert_eq!(cx.skipped_for("runpod").get("CPU flavor without vCPU limits or RAM multiplier"), Some(&1));
+        let q = cpu_specifics_query(&sizes[..1]);
+        assert_eq!(
+            q,
+            "query CpuSpecifics($dataCenterId: String) { s_cpu3m_2_16: cpuFlavors(input: {id: \"cpu3m\"}) { id specifics(input: {dataCenterId: $dataCenterId, instanceId: \"cpu3m-2-16\"}) { stockStatus securePrice } } }"
+        );
     }
 }

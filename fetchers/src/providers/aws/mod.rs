@@ -12,7 +12,10 @@
 //!   `Offer::zone` is the zone ID (`use1-az1`), stable across accounts unlike zone names, as in
 //!   SkyPilot's AWS catalog.
 //! - without credentials: a note says the signed calls were skipped; offers are per region
-//!   (zone = None), specs from the bulk file, GPU model from a static family table, no spot.
+//!   (zone = None), specs from the bulk file, GPU model from a static family table, spot prices
+//!   from the public spot price feed (regional Linux prices, see [`spot_feeds`]; a failed or
+//!   malformed feed fails the region like any other source). The Spot Instance Advisor's
+//!   interruption buckets are parsed there too ([`spot_feeds::interruption_buckets`]).
 //!
 //! Opt-in regions the account has not enabled (AuthFailure, OptInRequired, UnauthorizedOperation)
 //! fall back to the public data with a note; other EC2 failures fail the region.
@@ -21,6 +24,7 @@ pub mod bulk;
 pub mod ec2;
 pub mod gpus;
 pub mod pricing;
+pub mod spot_feeds;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -262,7 +266,7 @@ impl Provider for Aws {
                     "aws",
                     format!(
                         "{why}: skipped the signed EC2 calls (DescribeInstanceTypes, offerings, spot); \
-                         on-demand rows per region from the public bulk files, GPU models from a static table, no spot prices"
+                         on-demand rows per region from the public bulk files, GPU models from a static table"
                     ),
                 );
                 None
@@ -272,6 +276,32 @@ impl Provider for Aws {
             AwsOnDemandSource::BulkFiles => bulk_ondemand(cx, region).await?,
             AwsOnDemandSource::PricingApi => api_ondemand(cx, &signed, region).await?,
         };
-        Ok(build_offers(cx, region, od, ec2_data.as_ref()))
+        let mut offers = build_offers(cx, region, od, ec2_data.as_ref());
+        if ec2_data.is_none() {
+            add_keyless_spot(cx, region, &mut offers).await?;
+        }
+        Ok(offers)
     }
+}
+
+/// Spot prices from the public spot feed, for offers the signed EC2 calls did not price.
+async fn add_keyless_spot(cx: &FetchContext, region: &str, offers: &mut [Offer]) -> Result<(), FetchError> {
+    let Some(url) = spot_feeds::spot_feed_url(cx)? else {
+        cx.note("aws", "no spot prices: the public spot feed is off (SKYCAT_AWS_SPOT_FEED_URL, or a mirrored SKYCAT_AWS_OFFER_URL without it)");
+        return Ok(());
+    };
+    let feed = spot_feeds::spot_feed(cx, &url).await?;
+    let mut priced = 0u64;
+    for o in offers.iter_mut() {
+        if let Some(p) = feed.price(region, &o.instance_type) {
+            o.spot_price = Some(p);
+            o.source = format!("{} + {} (regional Linux spot price)", o.source, feed.source);
+            priced += 1;
+        }
+    }
+    cx.skip("aws", "aws spot feed: entry without a price (N/A, 0)", feed.unpriced_in(region));
+    if priced == 0 && !offers.is_empty() {
+        cx.note("aws", format!("{region}: the public spot feed lists none of this region's types"));
+    }
+    Ok(())
 }

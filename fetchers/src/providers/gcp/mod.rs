@@ -14,20 +14,24 @@
 //! running in …"`); the market is on-demand (`usageType: OnDemand`) or spot (`Preemptible`, or a
 //! description starting with `Spot Preemptible`/`Preemptible`). Commitments, sole tenancy,
 //! custom/premium/reserved/DWS SKUs and virtual-workstation GPUs are skipped and counted. Price =
-//! `units + nanos/1e9` of the marginal (last) tier. TPU SKUs are not turned into offers yet (their
-//! Catalog coverage is incomplete; see the provider note).
+//! `units + nanos/1e9` of the marginal (last) tier. A4 is billed by `A4 Nvidia B200 (1 gpu slice)`
+//! SKUs that include the VM share, with no core/RAM SKUs ([`Part::Slice`]; a spot one may carry
+//! `usageType: OnDemand`, the description decides). TPU SKUs (v5e/v5p/v6e here, v4 in the Cloud
+//! TPU service `E000-3F24-B8AA`, listed the same way) become slice offers: see [`tpu`].
 //!
 //! Machine types: with `GOOGLE_OAUTH_ACCESS_TOKEN` and a project (`GOOGLE_CLOUD_PROJECT` or
 //! `CLOUDSDK_CORE_PROJECT`), the Compute API (`SKYCAT_GCP_COMPUTE_ENDPOINT`, default
 //! `https://compute.googleapis.com/`) lists the region's zones, each zone's machine types
 //! (skipping deprecated ones) and accelerator types, and offers are per zone. Without it the
 //! published machine-family shapes in [`SHAPES`] are used and offers are per region (zone null):
-//! cloud.google.com/compute/docs/general-purpose-machines (n1, n2, e2), compute-optimized-machines
-//! (c2), accelerator-optimized-machines (a2, a3, g2) and gpus (N1 GPU limits).
+//! cloud.google.com/compute/docs/general-purpose-machines (n1, n2, n2d, e2),
+//! compute-optimized-machines (c2, c3), memory-optimized-machines (m1, m2, m3),
+//! accelerator-optimized-machines (a2, a3, a4, g2) and gpus (N1 GPU limits). `a3-highgpu-1g/2g/4g`
+//! get a spot price only ([`sold_on_demand`]).
 //!
 //! Join: host price = vCPUs × core rate + GiB × RAM rate of the family in that region and market;
 //! families with bundled GPUs (a2 → A100, a2-ultragpu → A100-80GB, a3 → H100, g2 → L4) add
-//! GPU count × GPU rate; N1 hosts are also offered with T4/V100/P100/P4 at the counts GCP allows
+//! GPU count × GPU rate; a4 (B200) is GPU count × slice rate alone; N1 hosts are also offered with T4/V100/P100/P4 at the counts GCP allows
 //! for their vCPU and memory size ([`N1_GPU_LIMITS`]). The parts are kept in `price_breakdown`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -40,7 +44,15 @@ use skycat_catalog::Offer;
 use crate::error::FetchError;
 use crate::provider::{FetchContext, Provider};
 
-const CLOUD: &str = "gcp";
+mod compute;
+pub mod shapes;
+pub mod tpu;
+
+use compute::{compute_creds, compute_list, compute_shapes, NamedItem};
+
+pub use shapes::{sold_on_demand, Shape, N1_GPU_LIMITS, SHAPES};
+
+pub(crate) const CLOUD: &str = "gcp";
 pub(crate) const DEFAULT_ENDPOINT: &str = "https://cloudbilling.googleapis.com/";
 pub(crate) const DEFAULT_COMPUTE: &str = "https://compute.googleapis.com/";
 pub(crate) const COMPUTE_SERVICE: &str = "6F81-5844-456A";
@@ -52,7 +64,8 @@ const DEFAULT_REGIONS: &[&str] = &[
 ];
 
 /// GCP's public regions (cloud.google.com/compute/docs/regions-zones), used when the Compute
-/// API is not available to list them.
+/// API is not available to list them; plus `us-central2`, the region of TPU v4 (it offers TPUs
+/// only, so only TPU slices are priced there).
 pub const ALL_REGIONS: &[&str] = &[
     "africa-south1", "asia-east1", "asia-east2", "asia-northeast1", "asia-northeast2",
     "asia-northeast3", "asia-south1", "asia-south2", "asia-southeast1", "asia-southeast2",
@@ -60,79 +73,8 @@ pub const ALL_REGIONS: &[&str] = &[
     "europe-north2", "europe-southwest1", "europe-west1", "europe-west10", "europe-west12",
     "europe-west2", "europe-west3", "europe-west4", "europe-west6", "europe-west8", "europe-west9",
     "me-central1", "me-central2", "me-west1", "northamerica-northeast1", "northamerica-northeast2",
-    "northamerica-south1", "southamerica-east1", "southamerica-west1", "us-central1", "us-east1",
-    "us-east4", "us-east5", "us-south1", "us-west1", "us-west2", "us-west3", "us-west4",
-];
-
-/// A machine shape: name, vCPUs, memory GiB, bundled GPU (canonical name, count).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Shape {
-    pub name: String,
-    pub vcpus: f64,
-    pub memory_gib: f64,
-    pub gpu: Option<(String, f64)>,
-}
-
-/// Published shapes of the families skycat prices without the Compute API. Generated from the
-/// per-family rules of the machine-family docs (memory per vCPU; GPU-optimised sizes listed).
-pub static SHAPES: std::sync::LazyLock<Vec<Shape>> = std::sync::LazyLock::new(|| {
-    let mut v = Vec::new();
-    let mut family = |prefix: &str, sizes: &[u32], gib_per_vcpu: f64| {
-        for &n in sizes {
-            v.push(Shape {
-                name: format!("{prefix}-{n}"),
-                vcpus: n as f64,
-                memory_gib: n as f64 * gib_per_vcpu,
-                gpu: None,
-            });
-        }
-    };
-    family("n1-standard", &[1, 2, 4, 8, 16, 32, 64, 96], 3.75);
-    family("n1-highmem", &[2, 4, 8, 16, 32, 64, 96], 6.5);
-    family("n1-highcpu", &[2, 4, 8, 16, 32, 64, 96], 0.9);
-    family("n2-standard", &[2, 4, 8, 16, 32, 48, 64, 80, 96, 128], 4.0);
-    family("n2-highmem", &[2, 4, 8, 16, 32, 48, 64, 80, 96, 128], 8.0);
-    family("n2-highcpu", &[2, 4, 8, 16, 32, 48, 64, 80, 96], 1.0);
-    family("e2-standard", &[2, 4, 8, 16, 32], 4.0);
-    family("e2-highmem", &[2, 4, 8, 16], 8.0);
-    family("e2-highcpu", &[2, 4, 8, 16, 32], 1.0);
-    family("c2-standard", &[4, 8, 16, 30, 60], 4.0);
-    let mut gpu = |name: &str, vcpus: f64, mem: f64, g: &str, n: f64| {
-        v.push(Shape { name: name.into(), vcpus, memory_gib: mem, gpu: Some((g.into(), n)) });
-    };
-    gpu("a2-highgpu-1g", 12.0, 85.0, "A100", 1.0);
-    gpu("a2-highgpu-2g", 24.0, 170.0, "A100", 2.0);
-    gpu("a2-highgpu-4g", 48.0, 340.0, "A100", 4.0);
-    gpu("a2-highgpu-8g", 96.0, 680.0, "A100", 8.0);
-    gpu("a2-megagpu-16g", 96.0, 1360.0, "A100", 16.0);
-    gpu("a2-ultragpu-1g", 12.0, 170.0, "A100-80GB", 1.0);
-    gpu("a2-ultragpu-2g", 24.0, 340.0, "A100-80GB", 2.0);
-    gpu("a2-ultragpu-4g", 48.0, 680.0, "A100-80GB", 4.0);
-    gpu("a2-ultragpu-8g", 96.0, 1360.0, "A100-80GB", 8.0);
-    // a3-highgpu with fewer than 8 GPUs is sold only through flex-start/spot provisioning.
-    gpu("a3-highgpu-8g", 208.0, 1872.0, "H100", 8.0);
-    for (n, gpus) in [(4, 1.0), (8, 1.0), (12, 1.0), (16, 1.0), (24, 2.0), (32, 1.0), (48, 4.0), (96, 8.0)] {
-        gpu(&format!("g2-standard-{n}"), n as f64, 4.0 * n as f64, "L4", gpus);
-    }
-    v
-});
-
-/// GPUs attachable to N1 hosts: (GPU, count, max vCPUs, max memory GiB), from
-/// cloud.google.com/compute/docs/gpus (N1 general-purpose GPU limits).
-pub const N1_GPU_LIMITS: &[(&str, f64, f64, f64)] = &[
-    ("T4", 1.0, 48.0, 312.0),
-    ("T4", 2.0, 48.0, 312.0),
-    ("T4", 4.0, 96.0, 624.0),
-    ("V100", 1.0, 12.0, 78.0),
-    ("V100", 2.0, 24.0, 156.0),
-    ("V100", 4.0, 48.0, 312.0),
-    ("V100", 8.0, 96.0, 624.0),
-    ("P100", 1.0, 16.0, 104.0),
-    ("P100", 2.0, 32.0, 208.0),
-    ("P100", 4.0, 64.0, 208.0),
-    ("P4", 1.0, 24.0, 156.0),
-    ("P4", 2.0, 48.0, 312.0),
-    ("P4", 4.0, 96.0, 624.0),
+    "northamerica-south1", "southamerica-east1", "southamerica-west1", "us-central1", "us-central2",
+    "us-east1", "us-east4", "us-east5", "us-south1", "us-west1", "us-west2", "us-west3", "us-west4",
 ];
 
 #[derive(Debug, Default)]
@@ -206,17 +148,25 @@ pub enum Part {
     Core(String),
     Ram(String),
     Gpu(String),
+    /// One GPU with its share of the VM, for families billed only that way: (family, GPU), e.g.
+    /// `A4 Nvidia B200 (1 gpu slice)` → (`a4`, `B200`).
+    Slice(String, String),
+    /// A TPU generation's SKU (see [`tpu`]): `v4`, `v5litepod`, `v5p`, `v6e`.
+    Tpu(String),
 }
 
 /// Rates by (part, region, spot).
 #[derive(Debug, Default)]
 pub struct Rates {
     map: BTreeMap<(Part, String, bool), f64>,
+    /// The Compute Engine SKU listing.
     source: String,
+    /// The Cloud TPU service SKU listing (v4).
+    tpu_source: String,
 }
 
 impl Rates {
-    fn get(&self, part: &Part, region: &str, spot: bool) -> Option<f64> {
+    pub(crate) fn get(&self, part: &Part, region: &str, spot: bool) -> Option<f64> {
         self.map.get(&(part.clone(), region.to_string(), spot)).copied()
     }
 }
@@ -232,7 +182,7 @@ fn money(m: &Money) -> Result<f64, String> {
 const SKIP_WORDS: &[&str] =
     &["Sole Tenancy", "Reserved", "Premium", "Custom", "suspended", "Commitment", "DWS", "Extended", "Virtual Workstation"];
 
-/// Classify one SKU: `Ok(Some((part, spot)))`, `Ok(None)` with a skip reason, or an error.
+/// Classify one SKU: what it prices and whether that is the spot market, or a skip reason.
 pub fn classify(description: &str, resource_group: &str, usage_type: &str) -> Result<(Part, bool), &'static str> {
     if usage_type.starts_with("Commit") {
         return Err("commitment price");
@@ -240,7 +190,7 @@ pub fn classify(description: &str, resource_group: &str, usage_type: &str) -> Re
     if SKIP_WORDS.iter().any(|w| description.contains(w)) {
         return Err("sole tenancy, custom, premium, reserved, DWS or workstation SKU");
     }
-    let (spot, rest) = if let Some(r) = description.strip_prefix("Spot Preemptible ") {
+    let (mut spot, rest) = if let Some(r) = description.strip_prefix("Spot Preemptible ") {
         (true, r)
     } else if let Some(r) = description.strip_prefix("Preemptible ") {
         (true, r)
@@ -250,7 +200,23 @@ pub fn classify(description: &str, resource_group: &str, usage_type: &str) -> Re
     if usage_type != "OnDemand" && usage_type != "Preemptible" {
         return Err("usage type not on-demand or spot");
     }
-    let head = rest.split(" running in ").next().unwrap_or(rest);
+    let mut head = rest.split(" running in ").next().unwrap_or(rest);
+    // Newer spot GPU/TPU SKUs: "Nvidia L4 GPU attached to Spot Preemptible VMs running in …".
+    if let Some(h) = head.strip_suffix(" attached to Spot Preemptible VMs") {
+        head = h;
+        spot = true;
+    }
+    if resource_group == "TPU" || head.starts_with("Tpu") || head.starts_with("TPU") {
+        let gen = tpu::generation_of(head)?;
+        // Preemptible TPU SKUs may carry usageType OnDemand (SkyPilot's fetcher notes it).
+        return Ok((Part::Tpu(gen.name.to_string()), spot || description.contains("Preemptible")));
+    }
+    if let Some(slice) = head.strip_suffix(" (1 gpu slice)") {
+        // "A4 Nvidia B200 (1 gpu slice)": the family's only SKU, one GPU with its VM share.
+        let (family, gpu) = slice.split_once(' ').ok_or("not a vCPU, RAM or GPU SKU")?;
+        let info = accelerators::canonicalize(gpu, None).ok_or("GPU not in the accelerator registry")?;
+        return Ok((Part::Slice(family.to_ascii_lowercase(), info.name), spot));
+    }
     if resource_group == "GPU" || head.ends_with(" GPU") {
         let name = head.trim_end_matches(" GPU");
         let info = accelerators::canonicalize(name, None).ok_or("GPU not in the accelerator registry")?;
@@ -261,11 +227,13 @@ pub fn classify(description: &str, resource_group: &str, usage_type: &str) -> Re
     } else if let Some(k) = head.strip_prefix("Memory-optimized Instance ") {
         ("m1".to_string(), k)
     } else {
+        // "<Family> [qualifier] Instance Core|Ram": "N1 Predefined Instance Core", "N2D AMD
+        // Instance Ram", "M3 Memory-optimized Instance Core", "C3 Instance Core".
         let mut words = head.split_whitespace();
         let fam = words.next().unwrap_or("").to_ascii_lowercase();
         let rest: Vec<&str> = words.collect();
         match rest.as_slice() {
-            ["Predefined", "Instance", k] | ["Instance", k] => (fam, *k),
+            ["Predefined" | "AMD" | "Memory-optimized", "Instance", k] | ["Instance", k] => (fam, *k),
             _ => return Err("not a vCPU, RAM or GPU SKU"),
         }
     };
@@ -285,37 +253,44 @@ async fn fetch_rates(cx: &FetchContext) -> Result<Rates, FetchError> {
             message: "the Cloud Billing Catalog API needs an API key: set SKYCAT_GCP_API_KEY or GOOGLE_API_KEY".into(),
         })?
         .to_string();
+    let mut rates = Rates::default();
+    rates.source = list_service(cx, &key, COMPUTE_SERVICE, &mut rates).await?;
+    rates.tpu_source = list_service(cx, &key, tpu::TPU_SERVICE, &mut rates).await?;
+    Ok(rates)
+}
+
+/// Add every SKU of one Catalog service to `rates`; returns the listing URL (the offers' source).
+async fn list_service(cx: &FetchContext, key: &str, service: &str, rates: &mut Rates) -> Result<String, FetchError> {
     let base = cx.endpoint(CLOUD, DEFAULT_ENDPOINT)?;
     let list = base
-        .join(&format!("v1/services/{COMPUTE_SERVICE}/skus"))
+        .join(&format!("v1/services/{service}/skus"))
         .map_err(|e| FetchError::Config(format!("gcp endpoint {base}: {e}")))?;
-    let mut rates = Rates { source: list.to_string(), ..Default::default() };
     let mut token: Option<String> = None;
     for page_no in 1..=MAX_PAGES {
         let mut url = list.clone();
         {
             let mut q = url.query_pairs_mut();
-            q.append_pair("key", &key).append_pair("pageSize", "5000");
+            q.append_pair("key", key).append_pair("pageSize", "5000");
             if let Some(t) = &token {
                 q.append_pair("pageToken", t);
             }
         }
         let text = cx.http.get_text(&url, &[]).await?;
         let page: SkuPage = serde_json::from_str(&text)
-            .map_err(|e| FetchError::malformed(format!("gcp billing catalog SKU page {page_no}"), e))?;
+            .map_err(|e| FetchError::malformed(format!("gcp billing catalog SKU page {page_no} of services/{service}"), e))?;
         for sku in page.skus {
-            add_sku(cx, &mut rates, sku, page_no)?;
+            add_sku(cx, rates, sku, page_no)?;
         }
         match page.next_page_token {
             Some(t) if !t.is_empty() => token = Some(t),
             _ => break,
         }
     }
-    Ok(rates)
+    Ok(list.to_string())
 }
 
 fn add_sku(cx: &FetchContext, rates: &mut Rates, sku: Sku, page_no: usize) -> Result<(), FetchError> {
-    if sku.category.resource_family != "Compute" {
+    if sku.category.resource_family != "Compute" && sku.category.resource_group != "TPU" {
         cx.skip(CLOUD, "not a compute SKU", 1);
         return Ok(());
     }
@@ -358,172 +333,6 @@ fn add_sku(cx: &FetchContext, rates: &mut Rates, sku: Sku, page_no: usize) -> Re
     Ok(())
 }
 
-// ---- Compute API (OAuth)
-
-struct ComputeCreds {
-    token: String,
-    project: String,
-}
-
-fn compute_creds(cx: &FetchContext) -> Option<ComputeCreds> {
-    let token = cx.env("GOOGLE_OAUTH_ACCESS_TOKEN")?.to_string();
-    let project = cx.env("GOOGLE_CLOUD_PROJECT").or_else(|| cx.env("CLOUDSDK_CORE_PROJECT"))?.to_string();
-    Some(ComputeCreds { token, project })
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ItemsPage<T> {
-    #[serde(default = "Vec::new")]
-    items: Vec<T>,
-    #[serde(default)]
-    next_page_token: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct NamedItem {
-    name: String,
-}
-
-#[derive(Deserialize)]
-struct RegionItem {
-    #[serde(default)]
-    zones: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct MachineType {
-    name: String,
-    guest_cpus: f64,
-    memory_mb: f64,
-    #[serde(default)]
-    accelerators: Vec<GuestAccelerator>,
-    #[serde(default)]
-    deprecated: Option<Deprecated>,
-    #[serde(default)]
-    architecture: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct GuestAccelerator {
-    guest_accelerator_type: String,
-    guest_accelerator_count: f64,
-}
-
-#[derive(Deserialize)]
-struct Deprecated {
-    #[serde(default)]
-    state: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct AcceleratorType {
-    name: String,
-    #[serde(default)]
-    maximum_cards_per_instance: Option<f64>,
-}
-
-async fn compute_list<T: serde::de::DeserializeOwned>(
-    cx: &FetchContext,
-    creds: &ComputeCreds,
-    path: &str,
-    what: &str,
-) -> Result<Vec<T>, FetchError> {
-    let base = cx.endpoint("gcp_compute", DEFAULT_COMPUTE)?;
-    let list = base
-        .join(&format!("compute/v1/projects/{}/{path}", creds.project))
-        .map_err(|e| FetchError::Config(format!("gcp compute endpoint {base}: {e}")))?;
-    let headers = [("Authorization", format!("Bearer {}", creds.token))];
-    let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    for _ in 0..MAX_PAGES {
-        let mut url = list.clone();
-        if let Some(t) = &token {
-            url.query_pairs_mut().append_pair("pageToken", t);
-        }
-        let text = cx.http.get_text(&url, &headers).await?;
-        let page: ItemsPage<T> =
-            serde_json::from_str(&text).map_err(|e| FetchError::malformed(format!("gcp compute {what}"), e))?;
-        out.extend(page.items);
-        match page.next_page_token {
-            Some(t) if !t.is_empty() => token = Some(t),
-            _ => break,
-        }
-    }
-    Ok(out)
-}
-
-/// Shapes per zone of `region` from the Compute API: (zone, shapes, GPUs attachable to N1 there).
-async fn compute_shapes(
-    cx: &FetchContext,
-    creds: &ComputeCreds,
-    region: &str,
-) -> Result<Vec<(String, Vec<Shape>, BTreeSet<(String, u32)>)>, FetchError> {
-    let base = cx.endpoint("gcp_compute", DEFAULT_COMPUTE)?;
-    let url = base
-        .join(&format!("compute/v1/projects/{}/regions/{region}", creds.project))
-        .map_err(|e| FetchError::Config(format!("gcp compute endpoint {base}: {e}")))?;
-    let text = cx.http.get_text(&url, &[("Authorization", format!("Bearer {}", creds.token))]).await?;
-    let reg: RegionItem =
-        serde_json::from_str(&text).map_err(|e| FetchError::malformed(format!("gcp compute region {region}"), e))?;
-    let mut zones: Vec<String> =
-        reg.zones.iter().map(|z| z.rsplit('/').next().unwrap_or(z).to_string()).collect();
-    zones.sort();
-    let mut out = Vec::new();
-    for zone in zones {
-        let mts: Vec<MachineType> =
-            compute_list(cx, creds, &format!("zones/{zone}/machineTypes"), &format!("machine types of {zone}")).await?;
-        let accs: Vec<AcceleratorType> = compute_list(
-            cx,
-            creds,
-            &format!("zones/{zone}/acceleratorTypes"),
-            &format!("accelerator types of {zone}"),
-        )
-        .await?;
-        let mut shapes = Vec::new();
-        for mt in mts {
-            if mt.deprecated.as_ref().is_some_and(|d| d.state == "DEPRECATED" || d.state == "OBSOLETE") {
-                cx.skip(CLOUD, "deprecated machine type", 1);
-                continue;
-            }
-            if mt.architecture.as_deref() == Some("ARM64") {
-                cx.skip(CLOUD, "arm machine type (no rates parsed)", 1);
-                continue;
-            }
-            let gpu = match mt.accelerators.first() {
-                Some(a) => match accelerators::canonicalize(&a.guest_accelerator_type, None) {
-                    Some(info) => Some((info.name, a.guest_accelerator_count)),
-                    None => {
-                        cx.skip(CLOUD, "accelerator not in the registry", 1);
-                        continue;
-                    }
-                },
-                None => None,
-            };
-            shapes.push(Shape { name: mt.name, vcpus: mt.guest_cpus, memory_gib: mt.memory_mb / 1024.0, gpu });
-        }
-        let mut n1_gpus = BTreeSet::new();
-        for a in accs {
-            if a.name.ends_with("-vws") {
-                continue;
-            }
-            if let Some(info) = accelerators::canonicalize(&a.name, None) {
-                let max = a.maximum_cards_per_instance.unwrap_or(8.0);
-                for (g, n, _, _) in N1_GPU_LIMITS {
-                    if *g == info.name && *n <= max {
-                        n1_gpus.insert((info.name.clone(), *n as u32));
-                    }
-                }
-            }
-        }
-        out.push((zone, shapes, n1_gpus));
-    }
-    Ok(out)
-}
-
 // ---- Join
 
 fn family_of(machine_type: &str) -> String {
@@ -531,7 +340,7 @@ fn family_of(machine_type: &str) -> String {
     parts.next().unwrap_or("").to_string()
 }
 
-fn fmt_rate(x: f64) -> String {
+pub(crate) fn fmt_rate(x: f64) -> String {
     let s = format!("{x:.6}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
     s.to_string()
@@ -577,6 +386,20 @@ fn offer_for(
 ) -> Option<Offer> {
     let mut parts_text = Vec::new();
     let mut price_of = |spot: bool| -> Option<f64> {
+        let market = if spot { "spot" } else { "on-demand" };
+        if let Some((g, n)) = gpu {
+            let slice = Part::Slice(family_of(&shape.name), g.to_string());
+            if let Some(rate) = rates.get(&slice, region, spot) {
+                let total = rate * n;
+                parts_text.push(format!(
+                    "{market}: GPU slice {} x {g} x ${} (VM share included) = ${}",
+                    fmt_rate(n),
+                    fmt_rate(rate),
+                    fmt_rate(total)
+                ));
+                return Some(total);
+            }
+        }
         let host = host_price(rates, shape, region, spot)?;
         let mut total = host.total;
         let mut text = host.text;
@@ -585,11 +408,14 @@ fn offer_for(
             total += gp.total;
             text = format!("{text}; {}", gp.text);
         }
-        parts_text.push(format!("{}: {text}", if spot { "spot" } else { "on-demand" }));
+        parts_text.push(format!("{market}: {text}"));
         Some(total)
     };
-    let od = price_of(false);
+    let od = if sold_on_demand(&shape.name) { price_of(false) } else { None };
     let sp = price_of(true);
+    if !sold_on_demand(&shape.name) && sp.is_some() {
+        parts_text.insert(0, "on-demand: not sold (spot or flex-start only)".to_string());
+    }
     if od.is_none() && sp.is_none() {
         return None;
     }
@@ -683,14 +509,13 @@ impl Provider for Gcp {
 
     async fn fetch_region(&self, cx: &FetchContext, region: &str) -> Result<Vec<Offer>, FetchError> {
         let rates = cx.shared("gcp:billing-catalog-skus", || fetch_rates(cx)).await?;
-        cx.note(CLOUD, "TPU SKUs are not turned into offers (Catalog API TPU coverage is incomplete)");
-        match compute_creds(cx) {
+        let mut out = match compute_creds(cx) {
             Some(creds) => {
                 let mut out = Vec::new();
                 for (zone, shapes, n1_gpus) in compute_shapes(cx, &creds, region).await? {
                     out.extend(join(cx, &rates, region, Some(&zone), &shapes, &n1_gpus));
                 }
-                Ok(out)
+                out
             }
             None => {
                 cx.note(
@@ -698,9 +523,11 @@ impl Provider for Gcp {
                     "no Compute API credentials (GOOGLE_OAUTH_ACCESS_TOKEN + GOOGLE_CLOUD_PROJECT): published machine shapes, prices per region",
                 );
                 let n1 = n1_gpus_priced(&rates, region);
-                Ok(join(cx, &rates, region, None, &SHAPES, &n1))
+                join(cx, &rates, region, None, &SHAPES, &n1)
             }
-        }
+        };
+        out.extend(tpu::offers(cx, &rates, region));
+        Ok(out)
     }
 }
 
@@ -733,6 +560,36 @@ mod tests {
         assert!(classify("Commitment v1: N1 Cpu in Americas for 1 Year", "CPU", "Commit1Yr").is_err());
         assert!(classify("N1 Sole Tenancy Instance Core running in Americas", "CPU", "OnDemand").is_err());
         assert!(classify("Nvidia L4 GPU Virtual Workstation running in Americas", "GPU", "OnDemand").is_err());
+        assert_eq!(
+            classify("N2D AMD Instance Core running in Americas", "CPU", "OnDemand"),
+            Ok((Part::Core("n2d".into()), false))
+        );
+        assert_eq!(
+            classify("Spot Preemptible C3 Instance Ram running in Americas", "RAM", "Preemptible"),
+            Ok((Part::Ram("c3".into()), true))
+        );
+        assert_eq!(
+            classify("M3 Memory-optimized Instance Core running in Americas", "CPU", "OnDemand"),
+            Ok((Part::Core("m3".into()), false))
+        );
+        assert_eq!(
+            classify("Memory-optimized Instance Ram running in Americas", "RAM", "OnDemand"),
+            Ok((Part::Ram("m1".into()), false))
+        );
+        assert_eq!(
+            classify("Nvidia Tesla T4 GPU attached to Spot Preemptible VMs running in Americas", "GPU", "Preemptible"),
+            Ok((Part::Gpu("T4".into()), true))
+        );
+        assert_eq!(
+            classify("Spot Preemptible A4 Nvidia B200 (1 gpu slice) running in Americas", "GPU", "OnDemand"),
+            Ok((Part::Slice("a4".into(), "B200".into()), true))
+        );
+        assert_eq!(
+            classify("TpuV5e attached to Spot Preemptible VMs running in Singapore", "TPU", "Preemptible"),
+            Ok((Part::Tpu("v5litepod".into()), true))
+        );
+        assert_eq!(classify("Preemptible Tpu-v4 Pod running in Oklahoma", "TPU", "OnDemand"), Ok((Part::Tpu("v4".into()), true)));
+        assert!(classify("N2 Custom Instance Core running in Americas", "CPU", "OnDemand").is_err());
     }
 
     #[test]
