@@ -47,7 +47,7 @@ async fn keyless_spot_prices_come_from_the_public_feed() {
 
     let us = Aws.fetch_region(&cx, "us-east-1").await.expect("us-east-1");
     let got: Vec<(&str, Option<f64>, Option<f64>)> =
-        us.iter().map(|o| (o.instance_type.as_str(), o.price, o.spot_price)).collect();
+        us.iter().map(|o| (o.instance_type.as_ref(), o.price, o.spot_price)).collect();
     assert_eq!(
         got,
         vec![
@@ -65,7 +65,7 @@ async fn keyless_spot_prices_come_from_the_public_feed() {
 
     // The legacy region name `eu-ireland` is eu-west-1; the feed is downloaded once per run.
     let eu = Aws.fetch_region(&cx, "eu-west-1").await.expect("eu-west-1");
-    let g5eu = eu.iter().find(|o| o.instance_type == "g5.xlarge").unwrap();
+    let g5eu = eu.iter().find(|o| &*o.instance_type == "g5.xlarge").unwrap();
     assert_eq!(g5eu.spot_price, Some(0.5122));
     assert_eq!(srv.hits("GET", FEED), 2);
     // A region the feed does not list keeps its on-demand rows, with a note.

@@ -358,7 +358,7 @@ async fn compute_api_zones_price_a4_slices_and_a3_spot_only() {
     let cx = FetchContext::for_tests(&env_ref);
     let east = Gcp.fetch_region(&cx, "us-east4").await.expect("us-east4");
     let got: Vec<(&str, Option<&str>, Option<f64>, Option<f64>)> =
-        east.iter().map(|o| (o.instance_type.as_str(), o.zone.as_deref(), o.price, o.spot_price)).collect();
+        east.iter().map(|o| (o.instance_type.as_ref(), o.zone.as_deref(), o.price, o.spot_price)).collect();
     let a3_spot = 26.0 * 0.00513 + 234.0 * 0.000592094 + 2.253;
     assert_eq!(got.len(), 2, "{got:?}");
     assert_eq!((got[0].0, got[0].1, got[0].2), ("a3-highgpu-1g", Some("us-east4-b"), None));

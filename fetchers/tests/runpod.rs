@@ -193,7 +193,7 @@ async fn secure_and_community_offers_per_country() {
     let cpu: Vec<CpuRow> = us
         .iter()
         .filter(|o| o.accelerator_name.is_none())
-        .map(|o| (o.instance_type.as_str(), o.zone.as_deref(), o.vcpus, o.memory_gib, o.price, o.spot_price))
+        .map(|o| (o.instance_type.as_ref(), o.zone.as_deref(), o.vcpus, o.memory_gib, o.price, o.spot_price))
         .collect();
     assert_eq!(cpu.len(), 3 * 5 + 3 * 4, "{cpu:?}");
     assert!(cpu.iter().all(|c| c.1 == Some("US-CA-2") && c.5.is_none()));

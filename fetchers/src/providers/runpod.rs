@@ -191,7 +191,7 @@ async fn cpu_offers(cx: &FetchContext, source: &str, region: &str, dc: &str, out
             continue; // not offered in this datacenter
         };
         let mut o = cx.offer(CLOUD, &s.instance_id, region, source);
-        o.zone = Some(dc.to_string());
+        o.zone = Some(dc.into());
         o.vcpus = Some(s.vcpus);
         o.memory_gib = Some(s.memory_gb);
         o.arch = Some("x86_64".into());

@@ -295,7 +295,7 @@ async fn add_keyless_spot(cx: &FetchContext, region: &str, offers: &mut [Offer])
     for o in offers.iter_mut() {
         if let Some(p) = feed.price(region, &o.instance_type) {
             o.spot_price = Some(p);
-            o.source = format!("{} + {} (regional Linux spot price)", o.source, feed.source);
+            o.source = format!("{} + {} (regional Linux spot price)", o.source, feed.source).into();
             priced += 1;
         }
     }

@@ -102,13 +102,13 @@ pub fn offers(cx: &FetchContext, rates: &Rates, region: &str) -> Vec<Offer> {
             let price = slice_price(od, "on-demand");
             let spot_price = slice_price(spot, "spot");
             let mut o = cx.offer(CLOUD, &name, region, source);
-            o.accelerator_name = Some(info.name.clone());
+            o.accelerator_name = Some(info.name.clone().into());
             o.accelerator_count = 1.0;
             o.accelerator_memory_gib = info.memory_gib;
-            o.accelerator_vendor = Some(info.vendor.to_string());
+            o.accelerator_vendor = Some(info.vendor.into());
             o.price = price;
             o.spot_price = spot_price;
-            o.price_breakdown = Some(texts.join(" | "));
+            o.price_breakdown = Some(texts.join(" | ").into());
             out.push(o);
         }
     }
