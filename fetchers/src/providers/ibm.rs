@@ -33,8 +33,9 @@
 //! first tier of a linear/simple tier model, per instance-hour:
 //! - flat (Gen3+): metric `part-is.instance-hours-<profile>`;
 //! - composite (Gen2, shared plan): `VCPU_HOURS` × the VCPU meter + `MEMORY_HOURS` × the MEMORY
-//!   meter (+ `<GPU_CARD>_HOURS` × the GPU meter). Gen2 profiles with instance storage (`…d-`)
-//!   also bill a storage meter whose quantity the catalog does not state: skipped and counted.
+//!   meter (+ `<GPU_CARD>_HOURS` × the GPU meter; + `IS_STORAGE_GIGABYTE_HOURS` × the
+//!   `IS_STORAGE` meter for profiles with instance storage, `…d-`). A missing part skips the
+//!   profile with a counted reason.
 //!
 //! Profiles without such a price are skipped with a counted reason, never priced 0. Spot
 //! (`part-is.spot-*`) is not read: SkyPilot does not launch IBM spot.
@@ -402,15 +403,13 @@ fn has_instance_storage(profile: &str) -> bool {
 
 /// The on-demand price of `profile` from its region's rates, or the reason there is none.
 fn price_of(profile: &str, plan: &PlanRef, rates: &RegionRates) -> Result<(f64, String), &'static str> {
-    if let Some(p) = rates.by_metric.get(&format!("part-is.instance-hours-{profile}")) {
+    // A zero is a meter billed elsewhere (dedicated host), never a free instance.
+    if let Some(p) = rates.by_metric.get(&format!("part-is.instance-hours-{profile}")).filter(|p| **p > 0.0) {
         return Ok((*p, format!("part-is.instance-hours-{profile}")));
     }
     let (Some(vcpu), Some(mem)) = (rates.by_unit.get("VCPU_HOURS"), rates.by_unit.get("MEMORY_HOURS")) else {
         return Err("no instance-hour price in the region");
     };
-    if has_instance_storage(profile) {
-        return Err("composite price with instance storage (storage quantity not in the catalog)");
-    }
     let qty = |unit: &str| plan.meters.get(unit).and_then(|q| q.trim().parse::<f64>().ok());
     let (Some(nv), Some(nm)) = (qty("VCPU"), qty("MEMORY")) else {
         return Err("composite price without VCPU/MEMORY meters");
@@ -424,6 +423,13 @@ fn price_of(profile: &str, plan: &PlanRef, rates: &RegionRates) -> Result<(f64, 
         };
         total += g * ng;
         how.push_str(&format!(" + {g} x {ng} {card}"));
+    }
+    if has_instance_storage(profile) {
+        let (Some(gb), Some(rate)) = (qty("IS_STORAGE"), rates.by_unit.get("IS_STORAGE_GIGABYTE_HOURS")) else {
+            return Err("composite price with instance storage but no storage meter or rate");
+        };
+        total += rate * gb;
+        how.push_str(&format!(" + {rate} x {gb} GB instance storage"));
     }
     Ok((total, how))
 }
@@ -529,7 +535,14 @@ mod tests {
         let (price, how) = price_of("gx2-8x64x1v100", &p, &r).unwrap();
         assert!((price - (0.32 + 0.32 + 2.0)).abs() < 1e-9, "{price}");
         assert!(how.contains("V100"), "{how}");
-        assert!(price_of("bx2d-8x32", &plan(&[("VCPU", "8"), ("MEMORY", "32")]), &r).is_err());
+        assert!(price_of("bx2d-8x32", &plan(&[("VCPU", "8"), ("MEMORY", "32"), ("IS_STORAGE", "300")]), &r).is_err());
+        let mut with_storage = rates(&[("part-is.vcpu", "VCPU_HOURS", 0.04), ("part-is.memory", "MEMORY_HOURS", 0.005)]);
+        with_storage.by_unit.insert("IS_STORAGE_GIGABYTE_HOURS".into(), 0.0001);
+        let (price, _) =
+            price_of("bx2d-8x32", &plan(&[("VCPU", "8"), ("MEMORY", "32"), ("IS_STORAGE", "300")]), &with_storage).unwrap();
+        assert!((price - (0.32 + 0.16 + 0.03)).abs() < 1e-9, "{price}");
+        let zero = rates(&[("part-is.instance-hours-bx3d-2x10", "INSTANCE_HOURS_MULTI_TENANT", 0.0)]);
+        assert!(price_of("bx3d-2x10", &plan(&[]), &zero).is_err(), "a zero rate is no price");
         let p = plan(&[("VCPU", "8"), ("MEMORY", "64"), ("GPU", "1"), ("GPU_CARD", "A100")]);
         assert_eq!(price_of("gx2-8x64x1a100", &p, &r), Err("composite price without a GPU rate"));
     }
