@@ -307,3 +307,16 @@ async fn a_fetch_run_publishes_ibm_through_the_registry() {
     assert_eq!(rows.len(), 13);
     assert!(rows.iter().all(|o| o.cloud == "ibm" && o.zone.is_some() && o.price.is_some_and(|p| p > 0.0)));
 }
+
+#[tokio::test]
+async fn skycat_check_ibm_verifies_with_the_fetchers_first_call() {
+    use skycat_fetchers::check::{check_cloud, Found, Verification};
+    let (_st, base) = start().await;
+    let c = check_cloud(&cx_with(&base, &[("IBM_API_KEY", GOOD_KEY)]), "ibm").await.unwrap();
+    assert!(c.verification.is_verified(), "{c:?}");
+    assert_eq!(c.credentials, vec![Found::Env { vars: vec!["IBM_API_KEY".into()] }]);
+    let c = check_cloud(&cx_with(&base, &[("IBM_API_KEY", "not-a-key")]), "ibm").await.unwrap();
+    assert!(matches!(&c.verification, Verification::Rejected { error, .. } if error.contains("BXNIM0415E")), "{c:?}");
+    let c = check_cloud(&cx_with(&base, &[]), "ibm").await.unwrap();
+    assert!(matches!(c.verification, Verification::Skipped { .. }) && !c.has_credentials(), "{c:?}");
+}

@@ -209,3 +209,15 @@ async fn a_fetch_run_reaches_scp_and_publishes_nothing() {
     assert_eq!(c.regions_failed.len(), 2, "{c:?}");
     assert!(c.regions_failed.iter().all(|(_, e)| e.contains("publishes no hourly price")), "{c:?}");
 }
+
+#[tokio::test]
+async fn skycat_check_scp_verifies_the_signed_zone_call() {
+    use skycat_fetchers::check::{check_cloud, Verification};
+    let (_st, base) = start().await;
+    let c = check_cloud(&cx(&base, SECRET), "scp").await.unwrap();
+    assert!(c.verification.is_verified(), "{c:?}");
+    let c = check_cloud(&cx(&base, "not-the-secret"), "scp").await.unwrap();
+    assert!(matches!(&c.verification, Verification::Rejected { error, .. } if error.contains("PLATFORM-GW-00003")), "{c:?}");
+    let c = check_cloud(&FetchContext::for_tests(&[("SKYCAT_SCP_ENDPOINT", &base)]), "scp").await.unwrap();
+    assert!(matches!(c.verification, Verification::Skipped { .. }) && !c.has_credentials(), "{c:?}");
+}

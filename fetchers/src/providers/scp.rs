@@ -146,11 +146,20 @@ fn credentials(cx: &FetchContext) -> Result<Credentials, FetchError> {
 // ---- Signed calls
 
 /// The gateway's error body: `{"code": "PLATFORM-GW-00003", "message": "…", "status": 412}`.
+/// The HTTP layer keeps only a body's first 300 characters, so a cut body still yields its
+/// `PLATFORM-…` code when one is there.
 fn gateway_error(body: &str) -> String {
     let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-    match (v["code"].as_str(), v["message"].as_str()) {
-        (Some(c), Some(m)) => format!("{c} {m}"),
-        _ => body.chars().take(200).collect(),
+    if let (Some(c), Some(m)) = (v["code"].as_str(), v["message"].as_str()) {
+        return format!("{c} {m}");
+    }
+    let flat = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    match flat.find("PLATFORM-") {
+        Some(i) => {
+            let code: String = flat[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+            format!("{code} {}", flat.chars().take(200).collect::<String>())
+        }
+        None => flat.chars().take(200).collect(),
     }
 }
 
@@ -347,6 +356,15 @@ mod tests {
         // The guide's lower-case `openApi` gives another signature: the client type is signed.
         let msg = format!("GET{}{TS}{AK}{PID}openApi", cases[0].0);
         assert_eq!(base64(&hmac_sha256(SECRET.as_bytes(), msg.as_bytes())), "re2y4wW442JnnA75cW32FPL1IMWOIEMeVBC1c7dx5pA=");
+    }
+
+    #[test]
+    fn gateway_errors_name_their_code_even_when_cut() {
+        let full = r#"{"service": "GW", "message": "The signature does not match.", "status": 412, "code": "PLATFORM-GW-00003"}"#;
+        assert_eq!(gateway_error(full), "PLATFORM-GW-00003 The signature does not match.");
+        let cut = "{\n \"service\": \"GW\",\n \"status\": 412,\n \"code\": \"PLATFORM-GW-00003\",\n \"path\": \"/pro";
+        assert!(gateway_error(cut).starts_with("PLATFORM-GW-00003 {"), "{}", gateway_error(cut));
+        assert_eq!(gateway_error("Bad Gateway"), "Bad Gateway");
     }
 
     #[test]
