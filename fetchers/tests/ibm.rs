@@ -163,8 +163,10 @@ fn cx_with(base: &str, extra: &[(&str, &str)]) -> FetchContext {
     FetchContext::for_tests(&pairs)
 }
 
-/// (type, zone, price, accelerator) of each offer.
-fn rows(offers: &[skycat_catalog::Offer]) -> Vec<(String, String, f64, Option<(String, f64)>)> {
+/// (type, zone, price, accelerator and count) of one offer.
+type Row = (String, String, f64, Option<(String, f64)>);
+
+fn rows(offers: &[skycat_catalog::Offer]) -> Vec<Row> {
     offers
         .iter()
         .map(|o| {
@@ -178,7 +180,7 @@ fn rows(offers: &[skycat_catalog::Offer]) -> Vec<(String, String, f64, Option<(S
         .collect()
 }
 
-fn r(t: &str, z: &str, p: f64, a: Option<(&str, f64)>) -> (String, String, f64, Option<(String, f64)>) {
+fn r(t: &str, z: &str, p: f64, a: Option<(&str, f64)>) -> Row {
     (t.into(), z.into(), p, a.map(|(n, c)| (n.into(), c)))
 }
 

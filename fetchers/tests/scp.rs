@@ -113,7 +113,10 @@ fn cx(base: &str, secret: &str) -> FetchContext {
     ])
 }
 
-fn summary(types: &[ServerType]) -> Vec<(String, f64, f64, Option<(String, f64)>)> {
+/// (name, vCPUs, GiB, accelerator and count) of one server type.
+type Summary = (String, f64, f64, Option<(String, f64)>);
+
+fn summary(types: &[ServerType]) -> Vec<Summary> {
     types
         .iter()
         .map(|t| (t.name.clone(), t.vcpus, t.memory_gib, t.accelerator.as_ref().map(|(a, n)| (a.name.clone(), *n))))
