@@ -70,6 +70,8 @@ pub const VPC_API_VERSION: &str = "2025-06-10";
 const HOME_REGION: &str = "us-south";
 const SEARCH_PAGE: usize = 100;
 const PRICING_PAGE: usize = 50;
+/// Plans whose prices are fetched at once.
+const PLAN_CONCURRENCY: usize = 8;
 /// A runaway `next` chain stops here with an error rather than looping.
 const MAX_PAGES: usize = 500;
 
@@ -458,6 +460,14 @@ impl Provider for Ibm {
         let profiles_v = vpc_get(cx, region, "v1/instance/profiles").await?;
         let profiles = parse_profiles(cx, &profiles_v, &format!("ibm VPC instance profiles of {region}"))?;
         let plans = profile_plans(cx).await?;
+        // Each plan's prices once per run, a few at a time (Gen3 profiles have a plan each).
+        let mut wanted: Vec<String> = profiles.iter().filter_map(|p| plans.get(&p.name)).map(|r| r.plan.clone()).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        for chunk in wanted.chunks(PLAN_CONCURRENCY) {
+            let fetched = futures::future::join_all(chunk.iter().map(|id| plan_prices(cx, id))).await;
+            fetched.into_iter().collect::<Result<Vec<_>, _>>()?;
+        }
         let mut out = Vec::new();
         for p in &profiles {
             let Some(plan) = plans.get(&p.name) else {
