@@ -116,6 +116,8 @@ static KNOWN: &[Known] = &[
     Known { name: "Trainium2", memory_gib: 96.0, vendor: "aws", kind: Asic, aliases: &[] },
     Known { name: "Gaudi HL-205", memory_gib: 32.0, vendor: "intel", kind: Asic, aliases: &["GAUDI", "HL205"] },
     Known { name: "Gaudi2", memory_gib: 96.0, vendor: "intel", kind: Asic, aliases: &["HL225"] },
+    // Intel's Gaudi 3 product brief: 128 GB HBM2e (IBM's `gx3d-160x1792x8gaudi3`).
+    Known { name: "Gaudi3", memory_gib: 128.0, vendor: "intel", kind: Asic, aliases: &["HL325L"] },
     Known { name: "GRAYSKULL-E75", memory_gib: 8.0, vendor: "tenstorrent", kind: Asic, aliases: &[] },
     Known { name: "GRAYSKULL-E150", memory_gib: 8.0, vendor: "tenstorrent", kind: Asic, aliases: &[] },
 ];
@@ -316,8 +318,47 @@ pub fn from_instance_type(cloud: &str, instance_type: &str) -> Option<(Accelerat
     match cloud {
         "lambda" => lambda_instance(instance_type),
         "azure" => azure_instance(instance_type),
+        "ibm" => ibm_instance(instance_type),
+        "scp" => scp_instance(instance_type),
         _ => None,
     }
+}
+
+/// IBM Cloud VPC profiles: `<family><gen>[d]-<vCPUs>x<GiB>x<count><gpu>`, e.g. `gx2-8x64x1v100`,
+/// `gx3-16x80x1l4`, `gx3d-160x1792x8h100`, `gx3d-208x1792x8mi300x`. IBM's `a100p` is the 80 GB
+/// A100 PCIe (IBM's accelerated-profile docs); the other tokens are the registry's names.
+fn ibm_instance(profile: &str) -> Option<(AcceleratorInfo, f64)> {
+    let (family, shape) = profile.split_once('-')?;
+    if !family.starts_with("gx") {
+        return None;
+    }
+    // `splitn(3)`: the GPU token itself may contain an `x` (`8mi300x`).
+    let gpu = shape.splitn(3, 'x').nth(2)?;
+    let digits: String = gpu.chars().take_while(|c| c.is_ascii_digit()).collect();
+    let count: f64 = digits.parse().ok()?;
+    let info = match &gpu[digits.len()..] {
+        "a100p" => lookup("A100-80GB"),
+        other => canonicalize(other, None),
+    }?;
+    Some((info, count))
+}
+
+/// Samsung SCP GPU server types: `g1v<vCPUs><v|a><count>`, e.g. `g1v8v1`, `g1v128a8`. SkyPilot's
+/// SCP catalog names `v` V100-32GB and `a` A100-80GB, the only GPUs SCP's v1 API sells.
+fn scp_instance(server_type: &str) -> Option<(AcceleratorInfo, f64)> {
+    let rest = server_type.strip_prefix("g1v")?;
+    let vcpus: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    let rest = &rest[vcpus.len()..];
+    let model = match rest.chars().next()? {
+        'v' => "V100-32GB",
+        'a' => "A100-80GB",
+        _ => return None,
+    };
+    let count: f64 = rest[1..].parse().ok().filter(|n: &f64| *n > 0.0)?;
+    if vcpus.is_empty() {
+        return None;
+    }
+    Some((lookup(model)?, count))
 }
 
 /// Lambda: `gpu_<count>x_<model>[_<form factor>]`, e.g. `gpu_8x_h100_sxm5`, `gpu_1x_a10`,
@@ -484,6 +525,29 @@ mod tests {
         let (a, _) = from_instance_type("lambda", "gpu_1x_a6000").expect("lambda a6000");
         assert_eq!(a.name, "RTXA6000");
         assert!(from_instance_type("lambda", "cpu_4x_general").is_none());
+    }
+
+    #[test]
+    fn ibm_and_scp_instance_types() {
+        let ibm = |p: &str| from_instance_type("ibm", p).map(|(a, n)| (a.name, n));
+        assert_eq!(ibm("gx2-8x64x1v100"), Some(("V100".into(), 1.0)));
+        assert_eq!(ibm("gx2-32x256x2v100"), Some(("V100".into(), 2.0)));
+        assert_eq!(ibm("gx3-64x320x4l4"), Some(("L4".into(), 4.0)));
+        assert_eq!(ibm("gx3-48x240x2l40s"), Some(("L40S".into(), 2.0)));
+        assert_eq!(ibm("gx3d-24x120x1a100p"), Some(("A100-80GB".into(), 1.0)));
+        assert_eq!(ibm("gx3d-160x1792x8h100"), Some(("H100".into(), 8.0)));
+        assert_eq!(ibm("gx3d-160x1792x8h200"), Some(("H200".into(), 8.0)));
+        assert_eq!(ibm("gx3d-208x1792x8mi300x"), Some(("MI300X".into(), 8.0)));
+        assert_eq!(ibm("gx3d-160x1792x8gaudi3"), Some(("Gaudi3".into(), 8.0)));
+        assert_eq!(ibm("bx2-8x32"), None);
+        assert_eq!(ibm("gx4d-232x3840x8zz900"), None);
+        let scp = |p: &str| from_instance_type("scp", p).map(|(a, n)| (a.name, n));
+        assert_eq!(scp("g1v8v1"), Some(("V100-32GB".into(), 1.0)));
+        assert_eq!(scp("g1v64v8"), Some(("V100-32GB".into(), 8.0)));
+        assert_eq!(scp("g1v128a8"), Some(("A100-80GB".into(), 8.0)));
+        assert_eq!(scp("s1v2m4"), None);
+        assert_eq!(scp("g1vv1"), None);
+        assert_eq!(scp("g1v8x1"), None);
     }
 
     #[test]

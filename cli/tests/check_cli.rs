@@ -15,7 +15,7 @@ use skycat_testkit::free_port as closed_port;
 use skycat_testkit::moto::start_moto;
 use skycat_testkit::output::{json, stderr, stdout};
 
-const CLOUDS: &[&str] = &["aws", "azure", "gcp", "kubernetes", "lambda", "oci", "runpod", "vast"];
+const CLOUDS: &[&str] = &["aws", "azure", "gcp", "ibm", "kubernetes", "lambda", "oci", "runpod", "scp", "vast"];
 
 /// `skycat ARGS` with only HOME, SKYCAT_HOME, PATH and `env` set.
 fn skycat(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {

@@ -142,6 +142,8 @@ pub fn how_to_enable(cloud: &str) -> String {
         "lambda" => "set LAMBDA_API_KEY (or SKYCAT_LAMBDA_API_KEY)",
         "runpod" => "set RUNPOD_API_KEY (or SKYCAT_RUNPOD_API_KEY)",
         "vast" => "set VAST_API_KEY (or SKYCAT_VAST_API_KEY)",
+        "ibm" => "set IBM_API_KEY (or iam_api_key in ~/.ibm/credentials.yaml)",
+        "scp" => "set SCP_ACCESS_KEY, SCP_SECRET_KEY and SCP_PROJECT_ID (or ~/.scp/scp_credential)",
         "oci" => return "oci: prices come from the public price list; launching on OCI is not supported yet".into(),
         "ssh" => return "ssh: always enabled; add pools to $SKYCAT_HOME/ssh_node_pools.yaml".into(),
         other => return format!("{other}: not a cloud skycat knows"),
@@ -235,7 +237,7 @@ mod tests {
             how_to_enable("aws"),
             "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE, then run `skycat check aws`"
         );
-        for c in ["gcp", "azure", "lambda", "runpod", "vast", "oci", "ssh", "nope"] {
+        for c in ["gcp", "azure", "ibm", "lambda", "runpod", "scp", "vast", "oci", "ssh", "nope"] {
             let h = how_to_enable(c);
             assert!(!h.is_empty() && !h.contains('\n'), "{c}: {h}");
         }

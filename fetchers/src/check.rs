@@ -11,6 +11,8 @@
 //! | runpod | `SKYCAT_RUNPOD_API_KEY`, `RUNPOD_API_KEY` | `POST {SKYCAT_RUNPOD_ENDPOINT}graphql` `query { myself { id } }` (Bearer) |
 //! | vast | `SKYCAT_VAST_API_KEY`, `VAST_API_KEY` | `GET {SKYCAT_VAST_ENDPOINT}api/v0/users/current` (Bearer), as `vastai show user` |
 //! | oci | none needed: the public price list | none |
+//! | ibm | `IBM_API_KEY`, else `~/.ibm/credentials.yaml` | IAM token exchange + VPC `GET v1/regions` (`SKYCAT_IBM_IAM_ENDPOINT`, `SKYCAT_IBM_ENDPOINT`) |
+//! | scp | `SCP_ACCESS_KEY` + `SCP_SECRET_KEY` + `SCP_PROJECT_ID`, else `~/.scp/scp_credential` | signed `GET project/v3/projects/{id}/zones` (`SKYCAT_SCP_ENDPOINT`) |
 //!
 //! Nothing is dialed for a cloud without credentials. Each call is bounded by
 //! [`CALL_TIMEOUT`] and uses [`check_retry_policy`] (two attempts, short timeouts). Secrets never
@@ -21,6 +23,7 @@
 //! never launch (a GCP API key, OCI's public list).
 
 mod aws;
+mod ibm_scp;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -189,6 +192,8 @@ pub async fn check_cloud(cx: &FetchContext, cloud: &str) -> Result<CloudCheck, F
         "lambda" => check_key_cloud(cx, &LAMBDA).await,
         "runpod" => check_key_cloud(cx, &RUNPOD).await,
         "vast" => check_key_cloud(cx, &VAST).await,
+        "ibm" => ibm_scp::check_ibm(cx).await,
+        "scp" => ibm_scp::check_scp(cx).await,
         "oci" => CloudCheck {
             cloud: name.clone(),
             credentials: vec![Found::NotNeeded { what: "public price list".into() }],

@@ -240,6 +240,10 @@ pub fn unsupported_features(cloud: &str) -> u8 {
         "mithril" => TIERS | FEAT_OPEN_PORTS,
         "primeintellect" => TIERS | FEAT_MULTI_NODE,
         "seeweb" | "shadeform" => TIERS | FEAT_MULTI_NODE | FEAT_SPOT | FEAT_STORAGE_MOUNTING,
+        // SkyPilot's ibm.py: no custom disk tier, no open ports, and no region offers spot.
+        "ibm" => FEAT_CUSTOM_DISK_TIER | FEAT_OPEN_PORTS | FEAT_SPOT,
+        // SkyPilot's scp.py `_CLOUD_UNSUPPORTED_FEATURES`.
+        "scp" => FEAT_MULTI_NODE | FEAT_SPOT | FEAT_CUSTOM_DISK_TIER | FEAT_OPEN_PORTS,
         _ => 0,
     }
 }
@@ -320,6 +324,8 @@ mod tests {
         assert_eq!(gcp_accelerator_hosts("V100", 1.0), None);
         assert_eq!(unsupported_features("runpod") & FEAT_MULTI_NODE, FEAT_MULTI_NODE);
         assert_eq!(unsupported_features("aws"), 0);
+        assert_eq!(unsupported_features("ibm") & (FEAT_SPOT | FEAT_MULTI_NODE), FEAT_SPOT);
+        assert_eq!(unsupported_features("scp") & FEAT_MULTI_NODE, FEAT_MULTI_NODE);
         assert_eq!(feature_names(FEAT_MULTI_NODE | FEAT_OPEN_PORTS), "multi-node clusters, open ports");
     }
 }

@@ -13,7 +13,7 @@ use skycat_fetchers::check::{self as checks, CloudCheck};
 
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
-    /// Clouds to check (default: all of them): aws, azure, gcp, kubernetes (k8s), lambda, oci, runpod, vast, ssh.
+    /// Clouds to check (default: all of them): aws, azure, gcp, ibm, kubernetes (k8s), lambda, oci, runpod, scp, vast, ssh.
     pub clouds: Vec<String>,
     /// Print JSON instead of a table.
     #[arg(long)]

@@ -12,7 +12,7 @@ fn split_list(v: &[String]) -> Vec<String> {
 
 #[derive(clap::Args, Debug)]
 pub struct FetchArgs {
-    /// Clouds to fetch, comma separated (default: all): aws, azure, gcp, lambda, oci, runpod, vast.
+    /// Clouds to fetch, comma separated (default: all): aws, azure, gcp, ibm, lambda, oci, runpod, scp, vast.
     #[arg(long, value_delimiter = ',')]
     pub clouds: Vec<String>,
     /// Regions to fetch, comma separated (default: `fetch.regions.<cloud>` in config.yaml, else

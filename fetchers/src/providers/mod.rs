@@ -8,9 +8,11 @@ use crate::provider::Provider;
 pub mod aws;
 pub mod azure;
 pub mod gcp;
+pub mod ibm;
 pub mod lambda;
 pub mod oci;
 pub mod runpod;
+pub mod scp;
 pub mod vast;
 // (provider modules: one `pub mod <cloud>;` line each)
 
@@ -20,9 +22,11 @@ pub fn registry() -> Vec<Arc<dyn Provider>> {
         Arc::new(aws::Aws),
         Arc::new(azure::Azure),
         Arc::new(gcp::Gcp),
+        Arc::new(ibm::Ibm),
         Arc::new(lambda::Lambda),
         Arc::new(oci::Oci),
         Arc::new(runpod::RunPod),
+        Arc::new(scp::Scp),
         Arc::new(vast::Vast),
         // (one `Arc::new(<cloud>::<Type>),` line per provider)
     ]
