@@ -171,10 +171,10 @@ fn rows(offers: &[skycat_catalog::Offer]) -> Vec<Row> {
         .iter()
         .map(|o| {
             (
-                o.instance_type.clone(),
-                o.zone.clone().unwrap_or_default(),
+                o.instance_type.to_string(),
+                o.zone.as_deref().unwrap_or_default().to_string(),
                 o.price.unwrap(),
-                o.accelerator_name.clone().map(|a| (a, o.accelerator_count)),
+                o.accelerator_name.as_deref().map(|a| (a.to_string(), o.accelerator_count)),
             )
         })
         .collect()
@@ -206,7 +206,7 @@ async fn profiles_per_zone_with_catalog_prices_across_regions_and_pages() {
     assert_eq!(rows(&us), want);
     let bx2 = &us[0];
     assert_eq!((bx2.vcpus, bx2.memory_gib, bx2.arch.as_deref()), (Some(8.0), Some(32.0), Some("x86_64")));
-    assert_eq!(bx2.source, format!("{base}/catalog/api/v1/{GEN2}/pricing/deployment"));
+    assert_eq!(&*bx2.source, format!("{base}/catalog/api/v1/{GEN2}/pricing/deployment"));
     assert!(bx2.price_breakdown.as_deref().unwrap().starts_with("composite: 0.111 x 8 vCPU + 0.09 x 32 GiB"));
     assert_eq!(us[3].price_breakdown, None, "flat prices need no breakdown");
 
@@ -307,7 +307,7 @@ async fn a_fetch_run_publishes_ibm_through_the_registry() {
     assert!(c.published && c.regions_failed.is_empty(), "{c:?}");
     let rows = skycat_catalog::parquet::read_offers(&home.catalogs_dir().join("ibm.parquet")).unwrap();
     assert_eq!(rows.len(), 13);
-    assert!(rows.iter().all(|o| o.cloud == "ibm" && o.zone.is_some() && o.price.is_some_and(|p| p > 0.0)));
+    assert!(rows.iter().all(|o| &*o.cloud == "ibm" && o.zone.is_some() && o.price.is_some_and(|p| p > 0.0)));
 }
 
 #[tokio::test]

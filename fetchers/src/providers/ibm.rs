@@ -488,18 +488,18 @@ impl Provider for Ibm {
             };
             for zone in &zones {
                 let mut o = cx.offer(CLOUD, &p.name, region, &prices.source);
-                o.zone = Some(zone.clone());
+                o.zone = Some(zone.clone().into());
                 o.vcpus = Some(p.vcpus);
                 o.memory_gib = Some(p.memory_gib);
-                o.arch = Some(p.arch.to_string());
+                o.arch = Some(p.arch.to_string().into());
                 if let Some((info, n)) = &p.accel {
-                    o.accelerator_name = Some(info.name.clone());
+                    o.accelerator_name = Some(info.name.clone().into());
                     o.accelerator_count = *n;
                     o.accelerator_memory_gib = info.memory_gib;
-                    o.accelerator_vendor = Some(info.vendor.to_string());
+                    o.accelerator_vendor = Some(info.vendor.into());
                 }
                 o.price = Some(price);
-                o.price_breakdown = how.starts_with("composite").then(|| how.clone());
+                o.price_breakdown = how.starts_with("composite").then(|| how.as_str().into());
                 out.push(o);
             }
         }
