@@ -133,6 +133,11 @@ impl Repricing {
         self.rows.len()
     }
 
+    /// Adds another load's changes (the same rules over other rows).
+    pub fn extend(&mut self, other: Repricing) {
+        self.rows.extend(other.rows);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
     }
@@ -158,7 +163,7 @@ fn mapping<'a>(file: &str, key: &str, v: &'a serde_yaml::Value) -> Result<&'a se
 fn discount(file: &str, key: &str, v: &serde_yaml::Value) -> Result<f64, PriceRuleError> {
     match v.as_f64() {
         Some(d) if d.is_finite() && (0.0..1.0).contains(&d) => Ok(d),
-        Some(d) if d >= 1.0 && d < 100.0 => {
+        Some(d) if (1.0..100.0).contains(&d) => {
             Err(err(file, key, format!("must be a fraction below 1 (0.40 is 40% off), got {d}")))
         }
         _ => Err(err(file, key, format!("must be a fraction from 0 to below 1 (0.40 is 40% off), got {}", show(v)))),
@@ -344,6 +349,30 @@ impl PriceRules {
             return None;
         }
         Some(CustomPrice { list_price: list, list_spot_price: list_spot, price, spot_price, rule: parts.join(", ") })
+    }
+
+    /// The rule that sets the price of this row and market today, if any (for reports of what
+    /// was launched earlier, whose list price is not at hand).
+    pub fn rule_for(&self, cloud: &str, instance_type: &str, region: &str, spot: bool) -> Option<String> {
+        let probe = Offer {
+            cloud: cloud.to_string(),
+            instance_type: instance_type.to_string(),
+            region: region.to_string(),
+            zone: None,
+            accelerator_name: None,
+            accelerator_count: 0.0,
+            accelerator_memory_gib: None,
+            accelerator_vendor: None,
+            vcpus: None,
+            memory_gib: None,
+            arch: None,
+            price: Some(1.0),
+            spot_price: Some(1.0),
+            fetched_at: chrono::DateTime::UNIX_EPOCH,
+            source: String::new(),
+            price_breakdown: None,
+        };
+        self.price_of(&probe).filter(|c| c.changes(spot)).map(|c| c.rule)
     }
 
     /// Applies the rules to `offers` in place: effective prices, a `custom: …` note in
