@@ -57,7 +57,13 @@ pub async fn run(a: CostReportArgs) -> Result<()> {
         return print_team(&lines, since.as_ref(), a.json);
     }
     let lines = ctl.store.cost_report().await?;
-    let clusters: BTreeMap<String, ClusterRow> = ctl.store.clusters().await?.into_iter().map(|c| (c.id.clone(), c)).collect();
+    // Terminated clusters too: the report covers every cluster the ledger has.
+    let mut clusters: BTreeMap<String, ClusterRow> = BTreeMap::new();
+    for l in &lines {
+        if let Some(c) = ctl.store.cluster_by_id(&l.cluster_id).await? {
+            clusters.insert(l.cluster_id.clone(), c);
+        }
+    }
     if a.json {
         let rows: Vec<serde_json::Value> = lines
             .iter()
