@@ -78,6 +78,13 @@ impl Catalog {
         self.offers
     }
 
+    /// Applies the user's price rules to every row (effective prices replace list prices in
+    /// memory only; see [`crate::prices`]). The accelerator index is unaffected: queries sort by
+    /// price when asked.
+    pub fn reprice(&mut self, rules: &crate::prices::PriceRules) -> crate::prices::Repricing {
+        rules.apply(&mut self.offers)
+    }
+
     pub fn len(&self) -> usize {
         self.offers.len()
     }

@@ -15,6 +15,7 @@ pub mod manifest;
 pub mod offer;
 #[cfg(feature = "parquet")]
 pub mod parquet;
+pub mod prices;
 pub mod query;
 #[cfg(feature = "parquet")]
 mod quiet_panic;
@@ -28,4 +29,5 @@ pub use filter::{MachineRule, OfferFilter, RowRule, SizeBounds};
 pub use home::SkycatHome;
 pub use manifest::{CloudManifest, Manifest};
 pub use offer::Offer;
+pub use prices::{CustomPrice, PriceRuleError, PriceRules, Repricing};
 pub use query::OfferQuery;

@@ -6,6 +6,7 @@ pub mod agent_client;
 pub mod api_tokens;
 pub mod aws_ec2;
 pub mod backend;
+pub mod costs;
 pub mod enabled;
 pub mod heartbeat;
 pub mod home;

@@ -252,11 +252,24 @@ fn explain_alt(ix: &OfferIndex, alt: &Alt, nodes: u32, opts: &PlanOptions) -> Fi
             let (cut_by, phrase) = stage_text(alt, s);
             let nearest = cheapest(ix, &before, alt.use_spot, nodes, hours, NEAREST);
             let names: Vec<String> = nearest.iter().map(|p| format!("{} in {}/{}", p.short(), p.cloud, p.location())).collect();
+            // Under a price cap, say what the cheapest price available is: the figure to raise
+            // the cap to.
+            let cheapest_text = match nearest.first() {
+                Some(p) if s == Stage::MaxHourlyCost => format!(
+                    "; the cheapest available is ${:.4}/h per node (${:.4}/h for {} node{})",
+                    p.hourly_price,
+                    p.hourly_total,
+                    nodes,
+                    if nodes == 1 { "" } else { "s" }
+                ),
+                _ => String::new(),
+            };
             return Finding {
                 reason: format!(
-                    "no {} {}{}",
+                    "no {} {}{}{}",
                     what(alt),
                     phrase,
+                    cheapest_text,
                     if names.is_empty() { String::new() } else { format!("; nearest: {}", names.join(", ")) }
                 ),
                 cut_by,

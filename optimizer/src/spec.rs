@@ -848,7 +848,7 @@ pub const FIELDS: &[FieldRow] = &[
     row("resources.network_tier: standard", "resources:\n  network_tier: standard\n", I, "the default networking"),
     row("resources.network_tier: best", "resources:\n  network_tier: best\n", W, "\"best available\": skycat provisions standard networking (no GPUDirect/InfiniBand setup)"),
     row("resources.local_disk", "resources:\n  local_disk: nvme:500\n", R, "local NVMe requests are not supported: pick an instance type that has it with `instance_type`"),
-    row("resources.max_hourly_cost", "resources:\n  max_hourly_cost: 5\n", I, "offers above it per node are excluded"),
+    row("resources.max_hourly_cost", "resources:\n  max_hourly_cost: 5\n", I, "offers above it per node (at your effective price, config.yaml `prices:`) are excluded; `--max-hourly-cost` sets it; an infeasible plan names the cheapest price available"),
     row("resources.ports", "resources:\n  ports: [8888, 10020-10040]\n", I, "opened on the cluster (security group on AWS); `skycat status --endpoints`"),
     row("resources.labels", "resources:\n  labels:\n    team: ml\n", W, "not applied to instances: skycat tags them with its own cluster tags"),
     row("resources.image_id", "resources:\n  image_id: ami-0123456789abcdef0\n", I, "a VM image id, or a map of region to image id"),

@@ -233,8 +233,21 @@ fn infeasible_names_the_cutting_constraint() {
     // A spot price cap below every spot offer of the type.
     let (reason, cut_by, _) = infeasible("resources:\n  instance_type: m6i.large\n  use_spot: true\n  max_hourly_cost: 0.01\n", &o);
     assert_eq!(cut_by, "max_hourly_cost=0.01", "{reason}");
-    let (_, cut_by, _) = infeasible("resources:\n  accelerators: H100:8\n  max_hourly_cost: 5\n", &o);
+    let (reason, cut_by, nearest) = infeasible("resources:\n  accelerators: H100:8\n  max_hourly_cost: 5\n", &o);
     assert_eq!(cut_by, "max_hourly_cost=5");
+    // The message names the cheapest price available: the figure to raise the cap to.
+    let cheapest = sample()
+        .iter()
+        .filter(|x| x.accelerator_name.as_deref() == Some("H100") && x.accelerator_count == 8.0)
+        .filter_map(|x| x.price)
+        .fold(f64::INFINITY, f64::min);
+    assert!(cheapest.is_finite() && cheapest > 5.0);
+    assert!(reason.contains(&format!("the cheapest available is ${cheapest:.4}/h per node (${cheapest:.4}/h for 1 node)")), "{reason}");
+    assert_eq!(nearest[0].hourly_price, cheapest);
+    // Two nodes: the cap is per node (SkyPilot's Resources.max_hourly_cost); the message gives
+    // the cluster's figure too.
+    let (reason, _, _) = infeasible("num_nodes: 2\nresources:\n  accelerators: H100:8\n  max_hourly_cost: 5\n", &o);
+    assert!(reason.contains(&format!("(${:.4}/h for 2 nodes)", 2.0 * cheapest)), "{reason}");
     let (_, cut_by, _) = infeasible("resources:\n  instance_type: x9.huge\n", &o);
     assert_eq!(cut_by, "instance_type=x9.huge");
 }
@@ -294,4 +307,25 @@ fn names_go_through_the_accelerator_registry() {
     assert_eq!(p.chosen.accelerator.as_deref(), Some("V100"));
     let p = ok("resources:\n  accelerators: nvidia-h100:8\n");
     assert_eq!(p.chosen.accelerator.as_deref(), Some("H100"));
+}
+
+#[test]
+fn a_discount_on_one_cloud_flips_the_choice() {
+    let task = parse_task_yaml("resources:\n  accelerators: H100:8\n").unwrap();
+    assert_eq!(plan(&task, &OfferIndex::build(&sample()), &PlanOptions::default()).unwrap().chosen.cloud, "lambda");
+    // 75% off GCP's list price puts its 8×H100 under Lambda's.
+    let mut offers = sample();
+    let rules = skycat_catalog::PriceRules::parse("prices:\n  gcp: {discount: 0.75}\n", "config.yaml").unwrap();
+    let changed = rules.apply(&mut offers);
+    let p = plan(&task, &OfferIndex::build(&offers), &PlanOptions::default()).unwrap();
+    assert_eq!(p.chosen.cloud, "gcp");
+    assert!((p.chosen.hourly_price - 88.25 * 0.25).abs() < 1e-9, "{}", p.chosen.hourly_price);
+    let c = changed.get("gcp", "a3-highgpu-8g", "us-central1", Some("us-central1-a")).unwrap();
+    assert_eq!(c.list_price, Some(88.25));
+    // A cap under the discounted price: the message names the effective cheapest, not a list price.
+    let capped = parse_task_yaml("resources:\n  accelerators: H100:8\n  max_hourly_cost: 20\n").unwrap();
+    match plan(&capped, &OfferIndex::build(&offers), &PlanOptions::default()) {
+        Err(PlanError::Infeasible { reason, .. }) => assert!(reason.contains("the cheapest available is $22.0625/h"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
 }

@@ -63,7 +63,11 @@ pub fn catalog_data(catalog: Catalog) -> CatalogData {
 
 /// Load `$SKYCAT_HOME`'s catalog (blocking IO + Parquet decoding: call from a blocking thread).
 pub fn load_catalog(home: &SkycatHome) -> Result<CatalogData, RefreshError> {
-    let loaded = Catalog::load(home)?;
+    let mut loaded = Catalog::load(home)?;
+    // The user's prices (config.yaml `prices:`), applied in memory: /optimize and /catalog answer
+    // with effective prices, rows marked `custom: …` in their price_breakdown.
+    let rules = skycat_catalog::PriceRules::load(&home.config_path())?;
+    loaded.catalog.reprice(&rules);
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }

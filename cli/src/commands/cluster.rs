@@ -42,8 +42,9 @@ pub enum ClusterCommand {
     Start(NameArg),
     /// Tear a cluster down: stop the agents, remove their files, free the hosts.
     Down(DownArgs),
-    /// Cost of every cluster, from the agents' metered ledger (never re-priced).
-    CostReport(CostReportArgs),
+    /// Cost of every cluster, from the agents' metered ledger (never re-priced); `--all-users`,
+    /// `--since`: the team's, per user, cluster and cloud.
+    CostReport(crate::commands::cost_report::CostReportArgs),
     /// A shell (or one command) on a cluster's head node: Kubernetes pods through exec with a
     /// terminal. Clusters on VMs and SSH pools: `ssh CLUSTER`.
     Ssh(SshArgs),
@@ -164,13 +165,6 @@ pub struct DownArgs {
     pub purge: bool,
 }
 
-#[derive(Args)]
-pub struct CostReportArgs {
-    /// Pull every live cluster's ledger from its agents over SSH first.
-    #[arg(long)]
-    pub refresh: bool,
-}
-
 pub async fn controller() -> Result<Controller> {
     Ok(Controller::open(Home::from_env()).await?.with_progress(stderr_progress()))
 }
@@ -277,32 +271,7 @@ pub async fn run(cmd: ClusterCommand) -> Result<()> {
             println!("Cluster {} terminated.", a.cluster);
             Ok(())
         }
-        ClusterCommand::CostReport(a) => {
-            let ctl = controller().await?;
-            if a.refresh {
-                ctl.refresh_costs().await?;
-            }
-            let lines = ctl.store.cost_report().await?;
-            let mut t = Table::new();
-            t.load_preset(NOTHING);
-            t.set_header(["NAME", "LAUNCHED", "STATUS", "NODES", "$/HOUR/NODE (PINNED)", "METERED", "COST"]);
-            let mut total = 0.0;
-            for l in &lines {
-                total += l.usd;
-                t.add_row([
-                    l.name.clone(),
-                    l.created_at.get(..19).unwrap_or(&l.created_at).replace('T', " "),
-                    l.status.clone(),
-                    l.num_nodes.to_string(),
-                    format!("{:.2}", l.price_per_hour),
-                    fmt_secs(l.metered_seconds),
-                    format!("$ {:.4}", l.usd),
-                ]);
-            }
-            println!("{t}");
-            println!("Total: $ {total:.4} (agent-metered at the price pinned at launch)");
-            Ok(())
-        }
+        ClusterCommand::CostReport(a) => crate::commands::cost_report::run(a).await,
     }
 }
 
@@ -320,10 +289,12 @@ pub fn plan_for(ctl: &Controller, spec: &skycat_optimizer::TaskSpec, blocked: &[
         ..PlanOptions::default()
     };
     let filter = skycat_optimizer::offer_filter(spec).unwrap_or_default();
-    let (_, catalog) = crate::commands::load_catalog_filtered(&filter)?;
+    let (_, catalog) = crate::commands::load_catalog_priced(&filter)?;
     let first = ctl.plan_launch(spec, &catalog.into_offers(), &PlanOptions { filtered_rows: !filter.is_all(), ..opts.clone() });
     let result = match first {
-        Err(_) if !filter.is_all() => ctl.plan_launch(spec, &crate::commands::load_catalog()?.1.into_offers(), &opts),
+        Err(_) if !filter.is_all() => {
+            ctl.plan_launch(spec, &crate::commands::load_catalog_priced(&skycat_catalog::OfferFilter::all())?.1.into_offers(), &opts)
+        }
         first => first,
     };
     result.map_err(|e| match e {
@@ -550,7 +521,7 @@ fn fmt_num(x: f64) -> String {
     }
 }
 
-fn fmt_secs(s: f64) -> String {
+pub(crate) fn fmt_secs(s: f64) -> String {
     let s = s.max(0.0) as u64;
     if s >= 3600 {
         format!("{}h {}m", s / 3600, (s % 3600) / 60)

@@ -55,6 +55,10 @@ pub struct LaunchArgs {
     /// Relaunch after this many user failures (non-zero exits).
     #[arg(long)]
     pub max_restarts_on_errors: Option<u32>,
+    /// Projected run time in hours, for the server's budget check (default 1): the plan's
+    /// $/h × this is added to your metered cost this month.
+    #[arg(long)]
+    pub hours: Option<f64>,
 }
 
 #[derive(Args)]
@@ -160,6 +164,7 @@ fn load_request(a: &LaunchArgs) -> Result<(serde_json::Value, Uploads)> {
             "storage_envs": task.storage_envs,
         },
         "spec": spec,
+        "hours": a.hours,
     });
     Ok((body, Uploads { workdir, mounts }))
 }

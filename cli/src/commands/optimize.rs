@@ -12,7 +12,7 @@ use skycat_optimizer::{
 
 use skycat_catalog::OfferFilter;
 
-use super::load_catalog_filtered;
+use super::{custom_price, load_catalog_priced};
 
 #[derive(Debug, clap::Args)]
 pub struct OptimizeArgs {
@@ -42,6 +42,9 @@ pub struct OptimizeArgs {
     /// then not priced, `inputs:` entries count with an unknown region.
     #[arg(long)]
     pub no_lookup: bool,
+    /// Price cap, USD per hour per node (sets `resources.max_hourly_cost`; effective prices).
+    #[arg(long, value_parser = crate::commands::task_args::parse_max_hourly_cost)]
+    pub max_hourly_cost: Option<f64>,
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
@@ -71,7 +74,7 @@ pub fn load_index() -> Result<OfferIndex> {
 
 /// [`load_index`] over the rows `filter` keeps (catalog and pools alike).
 pub fn load_index_filtered(filter: &OfferFilter) -> Result<OfferIndex> {
-    let (_, catalog) = load_catalog_filtered(filter)?;
+    let (_, catalog) = load_catalog_priced(filter)?;
     let mut offers = catalog.into_offers();
     offers.extend(skycat_controller::pools_as_offers().into_iter().filter(|o| filter.keeps(o)));
     Ok(OfferIndex::from_offers(offers))
@@ -141,6 +144,41 @@ fn num(v: Option<f64>) -> String {
     }
 }
 
+/// The list price per node of a placement whose price the user's rules set.
+fn list_of(p: &Placement) -> Option<f64> {
+    custom_price(&p.cloud, &p.instance_type, &p.region, p.zone.as_deref(), p.use_spot).and_then(|c| c.list_for(p.use_spot))
+}
+
+/// `$/HOUR` of a placement: custom prices say so, with the list price (for the whole cluster).
+fn hour_cell(p: &Placement) -> String {
+    match list_of(p) {
+        Some(l) => format!("{} custom (list {})", money(p.hourly_total), money(l * p.num_nodes as f64)),
+        None => money(p.hourly_total),
+    }
+}
+
+/// Every custom-priced placement of a response: what `--json` adds as `custom_prices`.
+fn custom_prices(resp: &OptimizeResponse) -> Vec<serde_json::Value> {
+    let placements: Vec<&Placement> = match resp {
+        OptimizeResponse::Task(p) => std::iter::once(&p.chosen).chain(&p.per_cloud_cheapest).chain(&p.failover).collect(),
+        OptimizeResponse::Dag(p) => p.tasks.iter().map(|t| &t.placement).collect(),
+        OptimizeResponse::Fleet(p) => p.allocations.iter().map(|a| &a.placement).collect(),
+    };
+    let mut out: Vec<serde_json::Value> = Vec::new();
+    for p in placements {
+        let Some(c) = custom_price(&p.cloud, &p.instance_type, &p.region, p.zone.as_deref(), p.use_spot) else { continue };
+        let v = serde_json::json!({
+            "cloud": p.cloud, "instance_type": p.instance_type, "region": p.region, "zone": p.zone,
+            "use_spot": p.use_spot, "hourly_price": p.hourly_price, "list_hourly_price": c.list_for(p.use_spot),
+            "rule": c.rule,
+        });
+        if !out.contains(&v) {
+            out.push(v);
+        }
+    }
+    out
+}
+
 fn same(a: &Placement, b: &Placement) -> bool {
     a.cloud == b.cloud && a.region == b.region && a.zone == b.zone && a.instance_type == b.instance_type && a.use_spot == b.use_spot
 }
@@ -165,7 +203,7 @@ fn placement_table(rows: &[Placement], chosen: &Placement, egress: bool) -> Tabl
             num(p.memory_gib),
             p.accelerator_label(),
             p.location(),
-            money(p.hourly_total),
+            hour_cell(p),
         ];
         if egress {
             row.extend([money(p.egress_cost), money(p.total_cost)]);
@@ -252,7 +290,7 @@ fn render_dag(p: &DagPlan) -> String {
             if pl.use_spot { format!("{}[Spot]", pl.instance_type) } else { pl.instance_type.clone() },
             pl.accelerator_label(),
             pl.location(),
-            money(pl.hourly_total),
+            hour_cell(pl),
             format!("{:.2}", task.hours),
             format!("{:.2}", task.start_hours),
             money(task.compute_cost),
@@ -294,7 +332,7 @@ fn render_fleet(p: &FleetPlan) -> String {
             pl.location(),
             a.instances.to_string(),
             format!("{:.0}", a.units),
-            money(pl.hourly_total),
+            hour_cell(pl),
         ]);
     }
     let _ = writeln!(out, "{t}");
@@ -311,7 +349,13 @@ pub fn run(args: OptimizeArgs) -> Result<()> {
         bail!("--hours must be a positive number of hours");
     }
     let text = std::fs::read_to_string(&args.task).with_context(|| format!("cannot read {}", args.task.display()))?;
-    let req = OptimizeRequest::from_yaml(&text).map_err(|e| anyhow!("{}: {e}", args.task.display()))?;
+    let mut req = OptimizeRequest::from_yaml(&text).map_err(|e| anyhow!("{}: {e}", args.task.display()))?;
+    if let Some(cap) = args.max_hourly_cost {
+        match &mut req {
+            OptimizeRequest::Task(t) => crate::commands::task_args::set_max_hourly_cost(t, cap),
+            _ => bail!("--max-hourly-cost applies to a single task; a DAG or fleet states its own limits"),
+        }
+    }
     let egress = match &args.egress {
         Some(p) => {
             let s = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
@@ -340,7 +384,12 @@ pub fn run(args: OptimizeArgs) -> Result<()> {
     };
     let resp = optimize_loading(&req, &egress, &opts)?.map_err(|e| anyhow!("{}: {}", args.task.display(), explain(e)))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&resp)?);
+        let mut v = serde_json::to_value(&resp)?;
+        let custom = custom_prices(&resp);
+        if let (Some(obj), false) = (v.as_object_mut(), custom.is_empty()) {
+            obj.insert("custom_prices".into(), serde_json::Value::Array(custom));
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
     match &resp {

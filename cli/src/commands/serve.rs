@@ -312,10 +312,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         ctl = ctl.with_server_cert_sha256(skycat_server::tls::fingerprint(files)?);
     }
-    // Managed jobs plan over the catalog as loaded at start (embedded default + user catalogs).
-    let offers = std::sync::Arc::new(crate::commands::load_catalog()?.1.into_offers());
+    // Managed jobs plan over the catalog as loaded at start (embedded default + user catalogs),
+    // at the user's prices (config.yaml `prices:`): an attempt pins the effective price.
+    let offers = std::sync::Arc::new(crate::commands::load_catalog_priced(&skycat_catalog::OfferFilter::all())?.1.into_offers());
     let catalog: skycat_controller::managed::CatalogSource = std::sync::Arc::new(move || offers.as_ref().clone());
     let managed = skycat_controller::managed::Managed::new(ctl, managed_opts, catalog).await?;
+    // A typo in `budgets:` is seen now, not at the first launch.
+    managed.budgets()?;
     // The control plane: agents' heartbeats (cluster tokens) and managed jobs (API tokens).
     let mut opts = opts;
     opts.streaming.push(skycat_server::routes::uploads::router(managed.clone(), auth.clone(), args.upload_limit));

@@ -7,7 +7,7 @@ use comfy_table::{presets::NOTHING, Table};
 use serde::Serialize;
 use skycat_catalog::{accelerators, Catalog, Offer, OfferFilter, OfferQuery};
 
-use super::{load_catalog, load_catalog_filtered};
+use super::{custom_price, load_catalog_filtered, load_catalog_priced};
 
 /// The accelerators SkyPilot calls common; the summary lists them first.
 const COMMON: &[&str] = &[
@@ -38,6 +38,9 @@ pub struct ShowGpusArgs {
     /// or `k8s/<context>`.
     #[arg(long)]
     pub infra: Option<String>,
+    /// The catalog's list prices, without the `prices:` rules of config.yaml.
+    #[arg(long)]
+    pub list_prices: bool,
 }
 
 /// `A100:8` → ("A100", Some(8.0)).
@@ -66,6 +69,21 @@ fn money(p: Option<f64>) -> String {
     }
 }
 
+/// A price, and when the user's rules set it, `custom` with the list price beside it.
+fn price_cell(p: Option<f64>, list: Option<f64>) -> String {
+    match list {
+        Some(l) => format!("{} custom (list {})", money(p), money(Some(l))),
+        None => money(p),
+    }
+}
+
+/// The list price of `o`'s market when a rule changed it.
+fn list_of(o: &Offer, spot: bool) -> Option<f64> {
+    custom_price(&o.cloud, &o.instance_type, &o.region, o.zone.as_deref(), spot).and_then(|c| c.list_for(spot))
+}
+
+const CUSTOM_NOTE: &str = "* custom price (config.yaml `prices:`); `--list-prices` shows the catalog's list prices\n";
+
 fn qty(n: f64) -> String {
     if n.fract() == 0.0 {
         format!("{n:.0}")
@@ -76,13 +94,6 @@ fn qty(n: f64) -> String {
 
 fn gib(v: Option<f64>) -> String {
     v.map(|g| if g.fract() == 0.0 { format!("{g:.0}GB") } else { format!("{g:.1}GB") }).unwrap_or_else(|| "-".into())
-}
-
-fn min_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
-    match (a, b) {
-        (Some(x), Some(y)) => Some(x.min(y)),
-        (x, y) => x.or(y),
-    }
 }
 
 fn new_table(header: &[&str]) -> Table {
@@ -102,10 +113,11 @@ pub fn run(args: ShowGpusArgs) -> anyhow::Result<()> {
         },
         None => OfferFilter::all(),
     };
-    let (_, catalog) = load_catalog_filtered(&filter)?;
+    let load = |f: &OfferFilter| if args.list_prices { load_catalog_filtered(f) } else { load_catalog_priced(f) };
+    let (_, catalog) = load(&filter)?;
     let out = match render(&catalog, &args) {
         Ok(out) => out,
-        Err(_) if !filter.is_all() => render(&load_catalog()?.1, &args)?,
+        Err(_) if !filter.is_all() => render(&load(&OfferFilter::all())?.1, &args)?,
         Err(e) => return Err(e),
     };
     print!("{out}");
@@ -163,11 +175,22 @@ struct SummaryRow {
     /// Cheapest on-demand price per device-hour.
     on_demand_per_device: Option<f64>,
     spot_per_device: Option<f64>,
+    /// The cheapest on-demand / spot price is a custom one (config.yaml `prices:`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    on_demand_custom: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    spot_custom: bool,
 }
 
 fn summary(catalog: &Catalog, args: &ShowGpusArgs) -> anyhow::Result<String> {
     let q = OfferQuery { clouds: args.cloud.clone(), ..Default::default() };
-    let mut acc: BTreeMap<(String, String), (BTreeSet<u64>, Option<f64>, Option<f64>)> = BTreeMap::new();
+    type Cheapest = Option<(f64, bool)>;
+    let mut acc: BTreeMap<(String, String), (BTreeSet<u64>, Cheapest, Cheapest)> = BTreeMap::new();
+    let better = |cur: Cheapest, p: Option<f64>, custom: bool| match (cur, p) {
+        (Some((c, _)), Some(p)) if p < c => Some((p, custom)),
+        (None, Some(p)) => Some((p, custom)),
+        (cur, _) => cur,
+    };
     for o in catalog.query(&q) {
         let Some(name) = o.accelerator_name.clone() else { continue };
         if o.accelerator_count <= 0.0 {
@@ -175,8 +198,8 @@ fn summary(catalog: &Catalog, args: &ShowGpusArgs) -> anyhow::Result<String> {
         }
         let e = acc.entry((name.to_string(), o.cloud.to_string())).or_default();
         e.0.insert((o.accelerator_count * 1000.0).round() as u64);
-        e.1 = min_opt(e.1, o.price.map(|p| p / o.accelerator_count));
-        e.2 = min_opt(e.2, o.spot_price.map(|p| p / o.accelerator_count));
+        e.1 = better(e.1, o.price.map(|p| p / o.accelerator_count), o.price.is_some() && list_of(o, false).is_some());
+        e.2 = better(e.2, o.spot_price.map(|p| p / o.accelerator_count), o.spot_price.is_some() && list_of(o, true).is_some());
     }
     let rows: Vec<SummaryRow> = acc
         .into_iter()
@@ -184,8 +207,10 @@ fn summary(catalog: &Catalog, args: &ShowGpusArgs) -> anyhow::Result<String> {
             accelerator,
             cloud,
             counts: counts.into_iter().map(|c| c as f64 / 1000.0).collect(),
-            on_demand_per_device: od,
-            spot_per_device: spot,
+            on_demand_per_device: od.map(|x| x.0),
+            spot_per_device: spot.map(|x| x.0),
+            on_demand_custom: od.is_some_and(|x| x.1),
+            spot_custom: spot.is_some_and(|x| x.1),
         })
         .collect();
     if args.json {
@@ -198,6 +223,7 @@ fn summary(catalog: &Catalog, args: &ShowGpusArgs) -> anyhow::Result<String> {
         ("OTHER_GPU", Box::new(move |n: &str| !COMMON.contains(&n) && !is_tpu(n))),
     ];
     let mut out = String::new();
+    let any_custom = rows.iter().any(|r| r.on_demand_custom || r.spot_custom);
     for (i, (title, pick)) in sections.iter().enumerate() {
         if i == 2 && !args.all {
             let others: BTreeSet<&str> = rows.iter().map(|r| r.accelerator.as_str()).filter(|n| pick(n)).collect();
@@ -218,8 +244,8 @@ fn summary(catalog: &Catalog, args: &ShowGpusArgs) -> anyhow::Result<String> {
                 r.accelerator.clone(),
                 counts.join(", "),
                 r.cloud.clone(),
-                money(r.on_demand_per_device),
-                money(r.spot_per_device),
+                money(r.on_demand_per_device) + if r.on_demand_custom { " *" } else { "" },
+                money(r.spot_per_device) + if r.spot_custom { " *" } else { "" },
             ]);
         }
         if any {
@@ -229,6 +255,9 @@ fn summary(catalog: &Catalog, args: &ShowGpusArgs) -> anyhow::Result<String> {
             out.push_str(&t.to_string());
             out.push('\n');
         }
+    }
+    if any_custom {
+        out.push_str(CUSTOM_NOTE);
     }
     Ok(out)
 }
@@ -246,6 +275,11 @@ struct InstanceRow<'a> {
     price_region: Option<String>,
     spot_price: Option<f64>,
     spot_region: Option<String>,
+    /// Where `price` / `spot_price` is custom (config.yaml `prices:`): the list price.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    list_price: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    list_spot_price: Option<f64>,
 }
 
 /// Cheapest on-demand and spot per (cloud, instance type), with the region of each.
@@ -265,14 +299,18 @@ fn per_instance(hits: &[&Offer], json: bool) -> anyhow::Result<String> {
             price_region: None,
             spot_price: None,
             spot_region: None,
+            list_price: None,
+            list_spot_price: None,
         });
         if let Some(p) = o.price.filter(|p| row.price.is_none_or(|cur| *p < cur)) {
             row.price = Some(p);
             row.price_region = Some(o.region.to_string());
+            row.list_price = list_of(o, false);
         }
         if let Some(p) = o.spot_price.filter(|p| row.spot_price.is_none_or(|cur| *p < cur)) {
             row.spot_price = Some(p);
             row.spot_region = Some(o.region.to_string());
+            row.list_spot_price = list_of(o, true);
         }
     }
     let mut rows: Vec<InstanceRow> = groups.into_values().collect();
@@ -300,8 +338,8 @@ fn per_instance(hits: &[&Offer], json: bool) -> anyhow::Result<String> {
             gib(r.device_memory_gib),
             r.vcpus.map(qty).unwrap_or_else(|| "-".into()),
             gib(r.memory_gib),
-            money(r.price),
-            money(r.spot_price),
+            price_cell(r.price, r.list_price),
+            price_cell(r.spot_price, r.list_spot_price),
             r.price_region.clone().or(r.spot_region.clone()).unwrap_or_default(),
         ]);
     }
@@ -318,6 +356,10 @@ struct RegionRow<'a> {
     zone: Option<&'a str>,
     price: Option<f64>,
     spot_price: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    list_price: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    list_spot_price: Option<f64>,
 }
 
 /// One row per offer (region, and zone where priced per zone), cheapest first.
@@ -333,6 +375,8 @@ fn per_region(hits: &[&Offer], json: bool) -> anyhow::Result<String> {
             zone: o.zone.as_deref(),
             price: o.price,
             spot_price: o.spot_price,
+            list_price: list_of(o, false),
+            list_spot_price: list_of(o, true),
         })
         .collect();
     if json {
@@ -345,8 +389,8 @@ fn per_region(hits: &[&Offer], json: bool) -> anyhow::Result<String> {
             qty(r.count),
             r.cloud.to_string(),
             r.instance_type.to_string(),
-            money(r.price),
-            money(r.spot_price),
+            price_cell(r.price, r.list_price),
+            price_cell(r.spot_price, r.list_spot_price),
             r.region.to_string(),
             r.zone.unwrap_or("-").to_string(),
         ]);

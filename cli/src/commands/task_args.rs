@@ -49,6 +49,28 @@ pub struct ResourceFlags {
     /// A secret env, KEY=VALUE or KEY (from this environment); redacted everywhere.
     #[arg(long = "secret")]
     pub secret: Vec<String>,
+    /// Price cap, USD per hour per node (`resources.max_hourly_cost`, at the effective price):
+    /// dearer offers are left out.
+    #[arg(long, value_parser = parse_max_hourly_cost)]
+    pub max_hourly_cost: Option<f64>,
+}
+
+/// `--max-hourly-cost`: a positive USD per hour.
+pub fn parse_max_hourly_cost(raw: &str) -> std::result::Result<f64, String> {
+    match raw.trim().trim_start_matches('$').parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("{raw:?} is not a positive USD per hour")),
+    }
+}
+
+/// Sets `resources.max_hourly_cost` on the task's base resources and on every `any_of`/`ordered`
+/// entry, so that the cap holds whatever the YAML says.
+pub fn set_max_hourly_cost(spec: &mut TaskSpec, cap: f64) {
+    let res = spec.resources.get_or_insert_with(ResourcesSpec::default);
+    res.max_hourly_cost = Some(cap);
+    for e in res.any_of.iter_mut().flatten().chain(res.ordered.iter_mut().flatten()) {
+        e.max_hourly_cost = Some(cap);
+    }
 }
 
 /// `KEY=VALUE`, or `KEY` taken from this process's environment.
@@ -150,6 +172,9 @@ impl ResourceFlags {
         set(res);
         for e in res.any_of.iter_mut().flatten().chain(res.ordered.iter_mut().flatten()) {
             set(e);
+        }
+        if let Some(cap) = self.max_hourly_cost {
+            set_max_hourly_cost(spec, cap);
         }
         if let Some(n) = self.num_nodes {
             if n == 0 {

@@ -39,12 +39,14 @@ use crate::secret_box::SecretBox;
 use skycat_optimizer::TaskSpec;
 
 mod attempt;
+mod budget;
 mod policy;
 mod request;
 pub use request::STORAGE_IN_MANAGED_JOBS;
 mod resume;
 mod uploads;
 
+pub use budget::DEFAULT_PROJECTED_HOURS;
 pub use policy::Strategy;
 pub use request::{is_upload_id, parse_request, FieldError, ParsedRequest};
 pub use uploads::Uploads;
@@ -57,6 +59,9 @@ pub enum JobError {
     NotFound(i64),
     #[error(transparent)]
     Invalid(#[from] FieldError),
+    /// The owner's monthly budget would be exceeded (`budgets:` in config.yaml).
+    #[error("{0}")]
+    OverBudget(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }

@@ -59,6 +59,9 @@ pub struct ParsedRequest {
     pub workdir_upload: Option<String>,
     /// `file_mount_uploads`: destination -> the caller's upload of a local source.
     pub mount_uploads: BTreeMap<String, MountUpload>,
+    /// `hours`: projected run time, for the budget check (default
+    /// [`super::DEFAULT_PROJECTED_HOURS`]).
+    pub hours: Option<f64>,
 }
 
 /// Whether `id` has the shape of an upload id (the server resolves it under the caller's own
@@ -118,6 +121,13 @@ pub fn parse_request(body: &[u8]) -> std::result::Result<ParsedRequest, FieldErr
             return Err(field_err("max_restarts_on_errors", "must be a non-negative integer"));
         }
     }
+    let hours = match obj.get("hours").filter(|s| !s.is_null()) {
+        None => None,
+        Some(h) => match h.as_f64() {
+            Some(x) if x.is_finite() && x > 0.0 => Some(x),
+            _ => return Err(field_err("hours", format!("must be a positive number of hours, got {h}"))),
+        },
+    };
     if let Some(b) = obj.get("use_spot").filter(|s| !s.is_null()) {
         if !b.is_boolean() {
             return Err(field_err("use_spot", "must be true or false"));
@@ -171,7 +181,7 @@ pub fn parse_request(body: &[u8]) -> std::result::Result<ParsedRequest, FieldErr
             None => None,
         },
     };
-    Ok(ParsedRequest { request, workdir_upload, mount_uploads })
+    Ok(ParsedRequest { request, workdir_upload, mount_uploads, hours })
 }
 
 #[cfg(test)]
@@ -191,6 +201,9 @@ mod tests {
         assert_eq!(e.field, "strategy");
         let e = parse_request(br#"{"task": {"run": "x"}, "max_restarts_on_errors": -1}"#).unwrap_err();
         assert_eq!(e.field, "max_restarts_on_errors");
+        let e = parse_request(br#"{"task": {"run": "x"}, "hours": 0}"#).unwrap_err();
+        assert_eq!(e.field, "hours");
+        assert_eq!(parse_request(br#"{"task": {"run": "x"}, "hours": 2.5}"#).unwrap().hours, Some(2.5));
         let e = parse_request(br#"{"task": {"run": "x", "num_nodes": 0}}"#).unwrap_err();
         assert_eq!(e.field, "task.num_nodes");
         // The server never reads a folder of its own for a client; uploads are named by id only.

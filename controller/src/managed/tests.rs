@@ -137,3 +137,99 @@ async fn a_restart_resumes_jobs_it_can_open_and_fails_the_others_naming_why() {
     assert_eq!(v.status, status::FAILED_CONTROLLER);
     assert!(v.failure_reason.as_deref().unwrap_or("").contains("secret.key changed"), "{:?}", v.failure_reason);
 }
+
+/// Alice's job, its attempt on cluster `cluster_id`, and `usd` metered there at `at`.
+async fn metered(m: &Managed, owner: &str, cluster_id: &str, usd: f64, at: chrono::DateTime<chrono::Utc>) {
+    let job: i64 = sqlx::query_scalar(
+        "INSERT INTO managed_jobs (name, task_json, use_spot, strategy, max_restarts_on_errors, status, task_id, submitted_at, owner)
+         VALUES ('old', '{}', 0, 'EAGER_NEXT_REGION', 0, 'SUCCEEDED', 'skycat-managed-old', ?, ?) RETURNING id",
+    )
+    .bind(now())
+    .bind(owner)
+    .fetch_one(m.db())
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO managed_attempts (job_id, attempt, cluster_name, cluster_id, pool, hosts, spot, price_per_hour, recovery_count,
+                                       agent_job_id, started_at, outcome)
+         VALUES (?, 1, 'old', ?, 'ssh/box', '', 0, 2.5, 0, 1, ?, 'SUCCEEDED')",
+    )
+    .bind(job)
+    .bind(cluster_id)
+    .bind(now())
+    .execute(m.db())
+    .await
+    .unwrap();
+    let ts = crate::costs::ledger_ts(&at);
+    sqlx::query(
+        "INSERT INTO cost_ledger (cluster_id, cluster_name, node_id, launch_id, from_ts, to_ts, seconds, price_per_hour, usd, kind, source)
+         VALUES (?, 'old', 'n0', 'l1', ?, ?, 3600, 2.5, ?, 'compute', 'test')",
+    )
+    .bind(cluster_id)
+    .bind(&ts)
+    .bind(&ts)
+    .bind(usd)
+    .execute(m.db())
+    .await
+    .unwrap();
+}
+
+async fn count(m: &Managed, table: &'static str) -> i64 {
+    let sql = match table {
+        "managed_jobs" => "SELECT COUNT(*) FROM managed_jobs",
+        "managed_attempts" => "SELECT COUNT(*) FROM managed_attempts",
+        "clusters" => "SELECT COUNT(*) FROM clusters",
+        "host_reservations" => "SELECT COUNT(*) FROM host_reservations",
+        other => panic!("no count for {other}"),
+    };
+    sqlx::query_scalar(sql).fetch_one(m.db()).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_job_over_its_owners_monthly_budget_is_refused_at_submission_and_nothing_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    // One pool at $2.50 per host-hour (nothing listens at its address: nothing may be launched).
+    std::fs::write(
+        dir.path().join("ssh_node_pools.yaml"),
+        "box:\n  hosts: [192.0.2.10]\n  user: root\n  identity_file: /nonexistent\n  price_per_hour: 2.5\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("config.yaml"), "budgets:\n  users: {alice: 10}\n").unwrap();
+    let m = managed(dir.path()).await;
+    m.budgets().unwrap();
+    let now = chrono::Utc::now();
+    // $6 this month, and $100 last month (which does not count).
+    metered(&m, "alice", "c-this", 6.0, now).await;
+    metered(&m, "alice", "c-last", 100.0, crate::costs::month_start(now) - chrono::Duration::hours(1)).await;
+    // Bob's spending is not Alice's.
+    metered(&m, "bob", "c-bob", 50.0, now).await;
+    let (jobs, attempts) = (count(&m, "managed_jobs").await, count(&m, "managed_attempts").await);
+
+    // $6 + $2.50 × 1 h = $8.50 ≤ $10: allowed.
+    m.check_budget(&request("echo hi"), "alice", 1.0).await.expect("within budget");
+    // $6 + $2.50 × 2 h = $11 > $10: refused, naming the figures.
+    let e = m.submit_within_budget(request("echo hi"), "alice", Some(2.0)).await.unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, JobError::OverBudget(_)), "{e:?}");
+    assert!(!msg.contains('\n'), "{msg}");
+    for part in ["alice's monthly budget of $10.00", "$6.00 metered since", "$5.00 projected", "$2.5000/h × 2 h", "= $11.00"] {
+        assert!(msg.contains(part), "{part:?} in {msg}");
+    }
+    // Refused at launch, not after: no job row, no attempt, no cluster, no host reserved.
+    assert_eq!(count(&m, "managed_jobs").await, jobs);
+    assert_eq!(count(&m, "managed_attempts").await, attempts);
+    assert_eq!(count(&m, "clusters").await, 0);
+    assert_eq!(count(&m, "host_reservations").await, 0);
+    // Users without a budget, and in-process submissions, are not checked.
+    m.check_budget(&request("echo hi"), "bob", 100.0).await.expect("bob has no budget");
+    m.check_budget(&request("echo hi"), "", 100.0).await.expect("in-process");
+    // A default for everyone else applies to bob ($50 metered > $20).
+    std::fs::write(dir.path().join("config.yaml"), "budgets:\n  monthly_usd: 20\n  users: {alice: 10}\n").unwrap();
+    let e = m.check_budget(&request("echo hi"), "bob", 1.0).await.unwrap_err();
+    assert!(e.to_string().contains("bob's monthly budget of $20.00"), "{e}");
+    // A bad budget is an error naming its key.
+    std::fs::write(dir.path().join("config.yaml"), "budgets:\n  users: {alice: lots}\n").unwrap();
+    let e = m.check_budget(&request("echo hi"), "alice", 1.0).await.unwrap_err();
+    assert!(e.to_string().contains("budgets.users.alice"), "{e}");
+    m.shutdown();
+}

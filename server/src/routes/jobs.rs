@@ -16,6 +16,7 @@ use skycat_controller::mounts::{FileMount, MountSource};
 
 use crate::auth::{require_token, Auth, Principal, Role, TokenVerifier};
 use crate::error::{ApiError, ErrorBody};
+use crate::extract::{parse_bool, QueryPairs};
 
 /// The routes, over `managed`, behind `auth`.
 pub fn router(managed: Managed, auth: Auth) -> Router {
@@ -24,6 +25,7 @@ pub fn router(managed: Managed, auth: Auth) -> Router {
         .route("/v1/jobs/{id}", get(one))
         .route("/v1/jobs/{id}/logs", get(logs))
         .route("/v1/jobs/{id}/cancel", post(cancel))
+        .route("/v1/costs", get(costs))
         .route_layer(axum::middleware::from_fn_with_state(auth, require_token))
         .with_state(managed)
 }
@@ -64,6 +66,8 @@ impl From<JobError> for ApiError {
         match e {
             JobError::NotFound(_) => ApiError::not_found(e.to_string()).field("id"),
             JobError::Invalid(f) => f.into(),
+            // Refused before anything is stored or provisioned.
+            JobError::OverBudget(m) => ApiError::forbidden(m).field("budget"),
             JobError::Internal(e) => ApiError::internal(format!("{e:#}")),
         }
     }
@@ -71,7 +75,7 @@ impl From<JobError> for ApiError {
 
 /// The `/v1/*` part of the OpenAPI document.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(launch, list, one, logs, cancel, crate::routes::heartbeat::heartbeat))]
+#[openapi(paths(launch, list, one, logs, cancel, costs, crate::routes::heartbeat::heartbeat))]
 pub struct JobsDoc;
 
 fn internal(e: anyhow::Error) -> ApiError {
@@ -90,13 +94,14 @@ fn job_id(raw: &str) -> Result<i64, ApiError> {
 /// "envs", "secret_envs", "num_nodes", "file_mounts": [bucket mounts], "storage_envs"}, "spec":
 /// <the task YAML as parsed>, "use_spot", "strategy": "EAGER_NEXT_REGION" | "FAILOVER",
 /// "max_restarts_on_errors", "name", "workdir_upload": ID, "file_mount_uploads": {DST: {"id": ID,
-/// "file": BOOL}}}`.
+/// "file": BOOL}}, "hours": projected run time for the budget check (default 1)}`.
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
     request_body(description = "The managed job", content_type = "application/json"),
     responses(
         (status = 201, description = "The job as submitted (as GET /v1/jobs/{id})", content_type = "application/json"),
         (status = 400, description = "The body is not JSON", body = ErrorBody),
         (status = 401, description = "No or an unknown API token", body = ErrorBody),
+        (status = 403, description = "Over the caller's monthly budget (`field`: `budget`); nothing was launched", body = ErrorBody),
         (status = 422, description = "A field is not acceptable (named in `field`)", body = ErrorBody),
     ))]
 async fn launch(State(m): State<Managed>, Extension(who): Extension<Principal>, body: Bytes) -> Result<Response, ApiError> {
@@ -116,7 +121,7 @@ async fn launch(State(m): State<Managed>, Extension(who): Extension<Principal>, 
         let mount = FileMount { dst, source: MountSource::Uploaded { archive, file: up.file } };
         req.task.file_mounts.push(mount);
     }
-    let id = m.submit_as(req, &who.name).await?;
+    let id = m.submit_within_budget(req, &who.name, parsed.hours).await?;
     let view = m.job(id).await.map_err(internal)?.ok_or(JobError::NotFound(id))?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
@@ -177,4 +182,41 @@ async fn cancel(State(m): State<Managed>, Extension(who): Extension<Principal>, 
     let id = job_id(&raw)?;
     visible(&m, &who, id).await?;
     Ok(Json(m.cancel(id).await?))
+}
+
+/// Metered costs from the agents' ledger, per user and cluster (at the price pinned at launch):
+/// the caller's own, or with `all_users=true` (admins only) everyone's. `since`: a date
+/// (`2026-11-01`), an RFC 3339 time, or `30d` / `12h` back from now.
+#[utoipa::path(get, path = "/v1/costs", tag = "jobs",
+    params(("since" = Option<String>, Query, description = "Only costs metered since"),
+           ("all_users" = Option<bool>, Query, description = "Every user's (admin token only)")),
+    responses(
+        (status = 200, description = "`{since, lines: [{user, cluster, cloud, infra, instance_type, price_per_hour, metered_seconds, usd}]}`", content_type = "application/json"),
+        (status = 400, description = "A parameter is not acceptable (named in `field`)", body = ErrorBody),
+        (status = 401, description = "No or an unknown API token", body = ErrorBody),
+        (status = 403, description = "`all_users` without an admin token", body = ErrorBody),
+    ))]
+async fn costs(
+    State(m): State<Managed>,
+    Extension(who): Extension<Principal>,
+    QueryPairs(pairs): QueryPairs,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (mut since, mut all) = (None, false);
+    for (k, v) in &pairs {
+        match k.as_str() {
+            "since" => {
+                let t = skycat_controller::costs::parse_since(v, chrono::Utc::now())
+                    .map_err(|e| ApiError::bad_request(format!("since: {e}")).field("since"))?;
+                since = Some(t);
+            }
+            "all_users" => all = parse_bool("all_users", v)?,
+            other => return Err(ApiError::bad_request(format!("unknown parameter `{other}` (since, all_users)")).field(other)),
+        }
+    }
+    if all && who.role != Role::Admin {
+        return Err(ApiError::forbidden("all_users needs an admin token: other users' costs are theirs").field("all_users"));
+    }
+    let user = (!all).then_some(who.name.as_str());
+    let lines = skycat_controller::costs::team_costs(m.store(), since.as_ref(), user).await.map_err(|e| internal(e.into()))?;
+    Ok(Json(json!({"since": since.as_ref().map(skycat_controller::costs::ledger_ts), "lines": lines})))
 }
