@@ -232,6 +232,7 @@ mod tests {
             price_breakdown: None,
             source: "test".into(),
             fetched_at: chrono::DateTime::from_timestamp(0, 0).expect("epoch"),
+            spot_interruption: None,
         }
     }
 

@@ -9,7 +9,7 @@
 //! header  magic "SKYCATIX" | CRC-32 of all that follows u32 | version u32 | body length u64
 //! body    Parquet size u64 | Parquet CRC-32 u32          (which file the index was built from)
 //!         rows u32 | strings u32 | per string: length u32, UTF-8 bytes
-//!         9 text columns, rows × u32 string id each (u32::MAX: none)
+//!         10 text columns, rows × u32 string id each (u32::MAX: none)
 //!         6 number columns, rows × f64 bits each (NONE_F64: none)
 //!         fetched_at, rows × i64 milliseconds
 //! ```
@@ -29,14 +29,15 @@ use crate::offer::Offer;
 
 pub const MAGIC: &[u8; 8] = b"SKYCATIX";
 /// Bumped on any layout change; an index of another version is rebuilt like a stale one.
-pub const VERSION: u32 = 1;
+/// 2: the `spot_interruption` text column (the advisor's bucket label).
+pub const VERSION: u32 = 2;
 /// The file name extension of an index: `aws.parquet` → `aws.idx`.
 pub const EXTENSION: &str = "idx";
 const HEADER_LEN: usize = 8 + 4 + 8 + 4;
 const NONE_STR: u32 = u32::MAX;
 /// A NaN payload that stands for "no value" (Parquet catalogs hold finite numbers only).
 const NONE_F64: u64 = 0x7ff8_5ca7_1d00_0001;
-const STR_COLUMNS: usize = 9;
+const STR_COLUMNS: usize = 10;
 const F64_COLUMNS: usize = 6;
 
 /// Why an index cannot be used.
@@ -93,6 +94,7 @@ pub fn encode(offers: &[Offer], stamp: SourceStamp) -> Vec<u8> {
             o.arch.as_deref(),
             Some(o.source.as_ref()),
             o.price_breakdown.as_deref(),
+            o.spot_interruption.map(crate::offer::SpotInterruption::label),
         ];
         for (col, cell) in text.iter_mut().zip(cells) {
             col.push(intern(&mut interner, &mut strings, cell));
@@ -376,6 +378,12 @@ pub fn decode_body_filtered(body: &[u8], filter: &OfferFilter) -> Result<Vec<Off
             opt(col, i)?.ok_or_else(|| IndexError::Malformed(format!("row {i}: empty required text")))
         };
         let (cloud, instance_type, region, source) = (req(0)?, req(1)?, req(2)?, req(7)?);
+        let spot_interruption = match opt(9, i)? {
+            None => None,
+            Some(label) => Some(crate::offer::SpotInterruption::from_label(&label).ok_or_else(|| {
+                IndexError::Malformed(format!("row {i}: spot_interruption {label:?} is not a bucket"))
+            })?),
+        };
         offers.push(Offer {
             cloud,
             instance_type,
@@ -386,6 +394,7 @@ pub fn decode_body_filtered(body: &[u8], filter: &OfferFilter) -> Result<Vec<Off
             arch: opt(6, i)?,
             source,
             price_breakdown: opt(8, i)?,
+            spot_interruption,
             accelerator_count: num(0, i).unwrap_or(0.0),
             accelerator_memory_gib: num(1, i),
             vcpus: num(2, i),
@@ -601,6 +610,7 @@ mod tests {
             fetched_at: DateTime::<Utc>::from_timestamp_millis(1_764_000_000_000 + i as i64).expect("time"),
             source: "test".into(),
             price_breakdown: None,
+            spot_interruption: crate::offer::SpotInterruption::from_index(i % 7),
         }
     }
 

@@ -51,6 +51,75 @@ pub struct Offer {
     /// How a composed price was built, e.g. GCP's host VM + GPU rows. `None` for list prices.
     #[serde(with = "shared_text::opt", default)]
     pub price_breakdown: Option<Arc<str>>,
+    /// How often the spot market of this type and region reclaimed instances in the trailing
+    /// month (AWS Spot Instance Advisor). `None` where unknown: every non-AWS offer, on-demand
+    /// only offers, and catalogs built from files that carry no such figure.
+    #[serde(default)]
+    pub spot_interruption: Option<SpotInterruption>,
+}
+
+/// The Spot Instance Advisor's "frequency of interruption" bucket: the share of the type's spot
+/// capacity AWS reclaimed in the region during the trailing month, in five bands.
+///
+/// Written as the advisor's own labels (`<5%`, `5-10%`, `10-15%`, `15-20%`, `>20%`) in JSON and
+/// in the Parquet column `spot_interruption`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum SpotInterruption {
+    #[serde(rename = "<5%")]
+    Under5,
+    #[serde(rename = "5-10%")]
+    From5To10,
+    #[serde(rename = "10-15%")]
+    From10To15,
+    #[serde(rename = "15-20%")]
+    From15To20,
+    #[serde(rename = ">20%")]
+    Over20,
+}
+
+impl SpotInterruption {
+    /// Every bucket, from the least to the most interrupted; the position is the advisor's
+    /// `ranges[].index`.
+    pub const ALL: [SpotInterruption; 5] = [
+        SpotInterruption::Under5,
+        SpotInterruption::From5To10,
+        SpotInterruption::From10To15,
+        SpotInterruption::From15To20,
+        SpotInterruption::Over20,
+    ];
+
+    /// The advisor's label, e.g. `5-10%`.
+    pub fn label(self) -> &'static str {
+        match self {
+            SpotInterruption::Under5 => "<5%",
+            SpotInterruption::From5To10 => "5-10%",
+            SpotInterruption::From10To15 => "10-15%",
+            SpotInterruption::From15To20 => "15-20%",
+            SpotInterruption::Over20 => ">20%",
+        }
+    }
+
+    /// The bucket with this label (surrounding blanks ignored).
+    pub fn from_label(label: &str) -> Option<SpotInterruption> {
+        let label = label.trim();
+        SpotInterruption::ALL.into_iter().find(|b| b.label() == label)
+    }
+
+    /// The bucket of the advisor's `ranges[].index` (0 = `<5%` … 4 = `>20%`).
+    pub fn from_index(index: usize) -> Option<SpotInterruption> {
+        SpotInterruption::ALL.get(index).copied()
+    }
+
+    /// The advisor's bucket index, 0 (`<5%`) to 4 (`>20%`).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl std::fmt::Display for SpotInterruption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
 }
 
 impl Offer {

@@ -4,6 +4,11 @@
 //! millisecond timestamp. Readers accept integer columns where floats are expected (a hand-made
 //! file may write `8` for `8.0`) and tolerate missing optional columns, so that older files stay
 //! readable; anything else is an error that names the file and the column.
+//!
+//! `spot_interruption` holds the Spot Instance Advisor's bucket label (`<5%`, `5-10%`, `10-15%`,
+//! `15-20%`, `>20%`) as text, null where unknown: a label reads the same in pandas or duckdb as
+//! on AWS's page, where a bucket number would need this crate to decode. Files written before
+//! the column existed read as all-unknown.
 
 use std::collections::HashMap;
 use std::io::Cursor;
@@ -15,7 +20,7 @@ use polars::prelude::*;
 
 use crate::error::{CatalogError, Result};
 use crate::fsutil::{sha256_hex, write_atomic};
-use crate::offer::Offer;
+use crate::offer::{Offer, SpotInterruption};
 
 /// Column names, in file order.
 pub const COLUMNS: &[&str] = &[
@@ -35,6 +40,7 @@ pub const COLUMNS: &[&str] = &[
     "fetched_at",
     "source",
     "price_breakdown",
+    "spot_interruption",
 ];
 
 fn str_col<'a>(name: &str, values: impl Iterator<Item = Option<&'a str>>) -> Column {
@@ -72,6 +78,7 @@ pub fn offers_to_frame(offers: &[Offer]) -> Result<DataFrame> {
         fetched,
         str_col("source", o.iter().map(|x| Some(&*x.source))),
         str_col("price_breakdown", o.iter().map(|x| x.price_breakdown.as_deref())),
+        str_col("spot_interruption", o.iter().map(|x| x.spot_interruption.map(SpotInterruption::label))),
     ];
     DataFrame::new(o.len(), columns).map_err(|e| CatalogError::Invalid(format!("cannot build offer table: {e}")))
 }
@@ -170,6 +177,20 @@ impl Reader<'_> {
         Ok(values)
     }
 
+    /// The optional `spot_interruption` column: advisor labels; any other text is an error.
+    fn interruption_buckets(&self, name: &str) -> Result<Vec<Option<SpotInterruption>>> {
+        self.strings(name, false)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| match v {
+                None => Ok(None),
+                Some(label) => SpotInterruption::from_label(&label).map(Some).ok_or_else(|| {
+                    self.err(name, format!("row {i}: {label:?} is not a bucket (<5%, 5-10%, 10-15%, 15-20%, >20%)"))
+                }),
+            })
+            .collect()
+    }
+
     fn timestamps(&self, name: &str) -> Result<Vec<DateTime<Utc>>> {
         let col = self.df.column(name).map_err(|_| self.err(name, "missing"))?;
         let millis: Vec<Option<i64>> = match col.dtype() {
@@ -214,6 +235,7 @@ pub fn frame_to_offers(path: &Path, df: &DataFrame) -> Result<Vec<Offer>> {
     let fetched_at = r.timestamps("fetched_at")?;
     let source = r.strings("source", true)?;
     let price_breakdown = r.strings("price_breakdown", false)?;
+    let spot_interruption = r.interruption_buckets("spot_interruption")?;
 
     let mut offers = Vec::with_capacity(df.height());
     let mut it = (
@@ -233,6 +255,7 @@ pub fn frame_to_offers(path: &Path, df: &DataFrame) -> Result<Vec<Offer>> {
         fetched_at.into_iter(),
         source.into_iter(),
         price_breakdown.into_iter(),
+        spot_interruption.into_iter(),
     );
     for i in 0..df.height() {
         let offer = Offer {
@@ -252,6 +275,7 @@ pub fn frame_to_offers(path: &Path, df: &DataFrame) -> Result<Vec<Offer>> {
             fetched_at: it.13.next().unwrap_or_default(),
             source: it.14.next().flatten().unwrap_or_default(),
             price_breakdown: it.15.next().flatten(),
+            spot_interruption: it.16.next().flatten(),
         };
         for (column, value) in [("price", offer.price), ("spot_price", offer.spot_price)] {
             if value.is_some_and(|p| p <= 0.0) {
@@ -291,6 +315,7 @@ mod tests {
                 fetched_at: t,
                 source: "test".into(),
                 price_breakdown: None,
+                spot_interruption: Some(SpotInterruption::From10To15),
             },
             Offer {
                 cloud: "gcp".into(),
@@ -309,6 +334,7 @@ mod tests {
                 fetched_at: t,
                 source: "test".into(),
                 price_breakdown: Some("host".into()),
+                spot_interruption: None,
             },
         ]
     }
@@ -342,6 +368,23 @@ mod tests {
         let err = read_offers(&path).expect_err("truncated file must fail").to_string();
         assert!(err.contains("aws.parquet"), "{err}");
         assert!(!err.contains('\n'), "one line: {err}");
+    }
+
+    #[test]
+    fn unknown_interruption_label_is_an_error_naming_the_column() {
+        let mut df = offers_to_frame(&sample()).expect("frame");
+        df.with_column(Column::new("spot_interruption".into(), vec![Some("sometimes"), None])).expect("replace");
+        let err = frame_to_offers(Path::new("aws.parquet"), &df).expect_err("not a bucket").to_string();
+        assert!(err.contains("spot_interruption") && err.contains("sometimes"), "{err}");
+    }
+
+    #[test]
+    fn file_without_interruption_column_reads_as_unknown() {
+        let mut df = offers_to_frame(&sample()).expect("frame");
+        let _ = df.drop_in_place("spot_interruption").expect("drop");
+        let back = frame_to_offers(Path::new("old.parquet"), &df).expect("old files load");
+        assert!(back.iter().all(|o| o.spot_interruption.is_none()));
+        assert_eq!(back[0].price, sample()[0].price);
     }
 
     #[test]

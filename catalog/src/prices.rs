@@ -371,6 +371,7 @@ impl PriceRules {
             fetched_at: chrono::DateTime::UNIX_EPOCH,
             source: "".into(),
             price_breakdown: None,
+            spot_interruption: None,
         };
         self.price_of(&probe).filter(|c| c.changes(spot)).map(|c| c.rule)
     }
@@ -466,6 +467,7 @@ mod tests {
             fetched_at: chrono::Utc::now(),
             source: "test".into(),
             price_breakdown: None,
+            spot_interruption: None,
         }
     }
 

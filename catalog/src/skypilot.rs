@@ -212,6 +212,7 @@ fn build_offer(cloud: &str, r: &Row, fetched_at: DateTime<Utc>, source: &str) ->
         fetched_at,
         source: source.into(),
         price_breakdown: None,
+        spot_interruption: None,
     }
 }
 

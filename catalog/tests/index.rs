@@ -67,6 +67,7 @@ fn random_offer(rng: &mut Rng, cloud: &str) -> Offer {
         fetched_at: DateTime::<Utc>::from_timestamp_millis(1_700_000_000_000 + rng.below(1 << 40) as i64).expect("time"),
         source: format!("https://example.test/{}", rng.below(4)).into(),
         price_breakdown: breakdown.map(Into::into),
+        spot_interruption: None,
     }
 }
 

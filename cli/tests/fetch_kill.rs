@@ -70,6 +70,7 @@ fn offer(t: &str, price: f64) -> Offer {
         fetched_at: chrono::Utc::now(),
         source: "previous".into(),
         price_breakdown: None,
+        spot_interruption: None,
     }
 }
 

@@ -212,6 +212,8 @@ mod tests {
             hours: 1.0,
             total_cost: price,
             egress_cost: 0.0,
+            spot_interruption: None,
+            expected_cost: None,
         }
     }
 

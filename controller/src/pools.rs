@@ -244,6 +244,7 @@ impl Pools {
                     fetched_at: now,
                     source: format!("ssh_node_pools.yaml:{}", self.path.display()).into(),
                     price_breakdown: None,
+                    spot_interruption: None,
                 }
             })
             .collect()

@@ -158,6 +158,8 @@ async fn offers_free_counts_and_a_full_cluster_refused_before_any_pod() {
         hours: 1.0,
         total_cost: 0.0,
         egress_cost: 0.0,
+        spot_interruption: None,
+        expected_cost: None,
     };
     let req = ProvisionRequest {
         cluster: "t".into(),

@@ -125,6 +125,7 @@ mod tests {
             fetched_at: chrono::Utc::now(),
             source: "".into(),
             price_breakdown: None,
+            spot_interruption: None,
         }
     }
 

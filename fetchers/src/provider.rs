@@ -260,6 +260,7 @@ impl FetchContext {
             fetched_at: self.fetched_at,
             source: source.into(),
             price_breakdown: None,
+            spot_interruption: None,
         }
     }
 }

@@ -149,6 +149,7 @@ mod tests {
             fetched_at: Utc::now(),
             source: "test".into(),
             price_breakdown: None,
+            spot_interruption: None,
         }
     }
 

@@ -169,6 +169,7 @@ fn seed_offer(t: &str, region: &str, price: f64) -> Offer {
         fetched_at: chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().with_timezone(&chrono::Utc),
         source: "seed".into(),
         price_breakdown: None,
+        spot_interruption: None,
     }
 }
 

@@ -6,6 +6,7 @@ mod support;
 
 use skycat_fetchers::providers::aws::spot_feeds::{self, InterruptionRange};
 use skycat_fetchers::providers::aws::Aws;
+use skycat_catalog::SpotInterruption;
 use skycat_fetchers::{FetchContext, FetchError, Provider};
 use support::{ReplayServer, Reply};
 
@@ -23,6 +24,14 @@ fn builder(feed: Vec<Reply>) -> support::Builder {
         .get(&csv_path("eu-west-1"), Reply::text("text/csv", include_str!("fixtures/aws/eu-west-1.csv")))
         .get(&csv_path("us-west-2"), Reply::text("text/csv", include_str!("fixtures/aws/us-west-2.csv")))
         .route("GET", FEED, feed)
+        .get(ADVISOR, Reply::json(advisor_for_fixture_types()))
+}
+
+/// The advisor fixture with its us-east-1 g5.2xlarge (15-20%) and p5.48xlarge (<5%) entries
+/// renamed to g5.xlarge and p4d.24xlarge, the types the bulk and spot feed fixtures price: a
+/// synthetic join to check that buckets reach offers, not AWS's figures for those types.
+fn advisor_for_fixture_types() -> String {
+    include_str!("fixtures/aws/spot-advisor-data.json").replace("g5.2xlarge", "g5.xlarge").replace("p5.48xlarge", "p4d.24xlarge")
 }
 
 fn env(base: &str) -> Vec<(&'static str, String)> {
@@ -73,6 +82,63 @@ async fn keyless_spot_prices_come_from_the_public_feed() {
     assert!(w2.iter().all(|o| o.spot_price.is_none() && o.price.is_some()));
     assert!(cx.notes_for("aws").iter().any(|n| n.contains("us-west-2: the public spot feed lists none")));
     assert_eq!(cx.skipped_for("aws").get("aws spot feed: entry without a price (N/A, 0)"), Some(&1));
+}
+
+#[tokio::test]
+async fn spot_offers_carry_the_advisor_interruption_bucket() {
+    let feed = Reply::text("application/x-javascript", include_str!("fixtures/aws/spot.json"));
+    let srv = builder(vec![feed]).start().await;
+    let cx = context(&env(srv.base()));
+    let us = Aws.fetch_region(&cx, "us-east-1").await.expect("us-east-1");
+    let got: Vec<(&str, Option<SpotInterruption>)> =
+        us.iter().map(|o| (o.instance_type.as_ref(), o.spot_interruption)).collect();
+    assert_eq!(
+        got,
+        vec![
+            ("g5.xlarge", Some(SpotInterruption::From15To20)),
+            // Spot-priced, but the advisor does not list it.
+            ("g6.xlarge", None),
+            // On-demand only: no bucket even if the advisor listed one.
+            ("m5.large", None),
+            ("m7g.large", None),
+            ("p4d.24xlarge", Some(SpotInterruption::Under5)),
+        ]
+    );
+    // The advisor has no eu-west-1 entries: spot prices without a bucket.
+    let eu = Aws.fetch_region(&cx, "eu-west-1").await.expect("eu-west-1");
+    assert!(eu.iter().any(|o| o.spot_price.is_some()) && eu.iter().all(|o| o.spot_interruption.is_none()));
+    assert_eq!(srv.hits("GET", ADVISOR), 1, "one download per run");
+
+    // The bucket survives Parquet and the query index.
+    let bytes = skycat_catalog::parquet::write_offers_bytes(&us).expect("encode");
+    let back = skycat_catalog::parquet::read_offers_bytes(&bytes).expect("decode");
+    let buckets = |v: &[skycat_catalog::Offer]| v.iter().map(|o| o.spot_interruption).collect::<Vec<_>>();
+    assert_eq!(buckets(&back), buckets(&us));
+    let stamp = skycat_catalog::index::SourceStamp::of(&bytes);
+    let (_, indexed) = skycat_catalog::index::decode(&skycat_catalog::index::encode(&back, stamp)).expect("index");
+    assert_eq!(indexed, back);
+}
+
+#[tokio::test]
+async fn a_failing_advisor_fails_the_region_and_off_leaves_buckets_unknown() {
+    let srv = ReplayServer::builder()
+        .get(IDX, Reply::json(include_str!("fixtures/aws/region_index.json")))
+        .get(&csv_path("us-east-1"), Reply::text("text/csv", include_str!("fixtures/aws/us-east-1.csv")))
+        .get(FEED, Reply::json(include_str!("fixtures/aws/spot.json")))
+        .route("GET", ADVISOR, vec![Reply::malformed("application/json")])
+        .start()
+        .await;
+    let cx = context(&env(srv.base()));
+    let err = Aws.fetch_region(&cx, "us-east-1").await.unwrap_err();
+    assert!(err.to_string().contains("spot-advisor-data.json"), "{err}");
+
+    let mut e = env(srv.base());
+    e.retain(|(k, _)| *k != "SKYCAT_AWS_SPOT_ADVISOR_URL");
+    e.push(("SKYCAT_AWS_SPOT_ADVISOR_URL", "off".into()));
+    let cx = context(&e);
+    let us = Aws.fetch_region(&cx, "us-east-1").await.expect("advisor off");
+    assert!(us.iter().any(|o| o.spot_price.is_some()) && us.iter().all(|o| o.spot_interruption.is_none()));
+    assert!(cx.notes_for("aws").iter().any(|n| n.contains("Spot Instance Advisor data is off")));
 }
 
 #[tokio::test]

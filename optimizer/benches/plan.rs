@@ -87,6 +87,7 @@ fn catalog(n: usize) -> Vec<Offer> {
                 fetched_at: at,
                 source: "bench".into(),
                 price_breakdown: None,
+                spot_interruption: None,
             }
         })
         .collect()

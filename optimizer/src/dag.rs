@@ -273,6 +273,7 @@ fn task_candidates(
         // A DAG's inputs are its own (`DagSpec::inputs`), charged by the model.
         inputs: Vec::new(),
         filtered_rows: opts.filtered_rows,
+        restart_overhead_hours: opts.restart_overhead_hours,
     };
     task_opts.validate().map_err(|e| prefix(e, &t.name))?;
     t.task.validate().map_err(|e| prefix(e.into(), &t.name))?;
@@ -304,7 +305,7 @@ fn task_candidates(
     }
     let mut v: Vec<DCand> = best.into_values().collect();
     match minimize {
-        Minimize::Cost => v.sort_by(|a, b| a.cost.total_cmp(&b.cost).then(a.loc.cmp(&b.loc))),
+        Minimize::Cost | Minimize::ExpectedCost => v.sort_by(|a, b| a.cost.total_cmp(&b.cost).then(a.loc.cmp(&b.loc))),
         Minimize::Time => v.sort_by(|a, b| a.hours.total_cmp(&b.hours).then(a.cost.total_cmp(&b.cost)).then(a.loc.cmp(&b.loc))),
     }
     if v.len() > cap {
@@ -554,6 +555,9 @@ fn build(dag: &DagSpec, cands: &[Vec<DCand>], edges: &[EdgeData], egress: &Egres
 /// makespan (then cost), as a MILP.
 pub fn plan_dag(dag: &DagSpec, index: &OfferIndex, egress: &EgressTable, opts: &PlanOptions) -> Result<DagPlan, PlanError> {
     opts.validate()?;
+    if opts.minimize == Minimize::ExpectedCost {
+        return Err(PlanError::invalid("minimize", "expected-cost applies to single-task plans; plan a DAG by cost or time"));
+    }
     let (_, edges, order) = validate_dag(dag)?;
     let cap = dag.max_candidates_per_task.unwrap_or(64).max(1);
     let mut warnings = Vec::new();
@@ -584,7 +588,7 @@ pub fn plan_dag(dag: &DagSpec, index: &OfferIndex, egress: &EgressTable, opts: &
     let started = Instant::now();
     let mut model = build(dag, &cands, &edges, egress);
     let sol = match opts.minimize {
-        Minimize::Cost => {
+        Minimize::Cost | Minimize::ExpectedCost => {
             model.milp.obj = model.cost.clone();
             model.milp.solve()
         }

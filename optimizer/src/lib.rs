@@ -25,6 +25,7 @@ pub mod egress;
 mod explain;
 pub mod fleet;
 pub mod index;
+pub mod interruption;
 mod milp;
 pub mod needs;
 pub mod plan;

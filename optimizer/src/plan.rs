@@ -5,8 +5,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::interruption;
 use crate::egress::{DataInput, EgressTable, InputEgress, Location};
 use crate::index::{accel_key, OfferIndex, Row, F_ACCEL, F_DEFAULT_FAMILY, F_GCP_DEFAULT_HOST, F_GCP_N1, F_GCP_OFF_TABLE, NO_ZONE};
+use skycat_catalog::SpotInterruption;
+
 use crate::spec::{fmt_count, parse_infra, AcceleratorChoice, ResourcesSpec, SizeReq, TaskError, TaskSpec};
 
 /// What to minimize.
@@ -16,6 +19,10 @@ pub enum Minimize {
     #[default]
     Cost,
     Time,
+    /// Cost plus the run time spot placements are expected to lose to interruptions
+    /// ([`crate::interruption`], docs/expected-cost.md). Single-task plans only.
+    #[serde(rename = "expected-cost", alias = "expected_cost")]
+    ExpectedCost,
 }
 
 impl std::str::FromStr for Minimize {
@@ -24,7 +31,8 @@ impl std::str::FromStr for Minimize {
         match s.to_ascii_lowercase().as_str() {
             "cost" => Ok(Minimize::Cost),
             "time" => Ok(Minimize::Time),
-            other => Err(format!("`{other}` is not cost or time")),
+            "expected-cost" | "expected_cost" => Ok(Minimize::ExpectedCost),
+            other => Err(format!("`{other}` is not cost, time or expected-cost")),
         }
     }
 }
@@ -64,6 +72,9 @@ pub struct PlanOptions {
     /// it is part of) and fail instead, so that the caller asks again over every row.
     #[serde(skip)]
     pub filtered_rows: bool,
+    /// Hours of the whole cluster one spot interruption costs under `minimize: expected-cost`:
+    /// recovery plus the work lost since the last checkpoint (default 0.25).
+    pub restart_overhead_hours: f64,
 }
 
 impl Default for PlanOptions {
@@ -76,6 +87,7 @@ impl Default for PlanOptions {
             max_failover: 100,
             inputs: Vec::new(),
             filtered_rows: false,
+            restart_overhead_hours: crate::interruption::DEFAULT_RESTART_OVERHEAD_HOURS,
         }
     }
 }
@@ -84,6 +96,9 @@ impl PlanOptions {
     pub(crate) fn validate(&self) -> Result<(), PlanError> {
         if !(self.hours.is_finite() && self.hours > 0.0) {
             return Err(PlanError::invalid("hours", "must be a positive number"));
+        }
+        if !(self.restart_overhead_hours.is_finite() && self.restart_overhead_hours >= 0.0) {
+            return Err(PlanError::invalid("restart_overhead_hours", "must be a non-negative number"));
         }
         for (k, h) in &self.hours_by_accelerator {
             if !(h.is_finite() && *h > 0.0) {
@@ -139,6 +154,14 @@ pub struct Placement {
     /// USD to move the task's data inputs here (0 without inputs).
     #[serde(default)]
     pub egress_cost: f64,
+    /// The spot market's interruption band (AWS Spot Instance Advisor: `<5%` … `>20%`); only on
+    /// spot placements, and only where the catalog knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub spot_interruption: Option<SpotInterruption>,
+    /// Under `minimize: expected-cost`: `total_cost` plus the expected restart overhead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_cost: Option<f64>,
 }
 
 impl Placement {
@@ -748,6 +771,8 @@ pub(crate) fn placement(ix: &OfferIndex, i: usize, spot: bool, num_nodes: u32, h
         hours,
         total_cost: hourly_total * hours,
         egress_cost: 0.0,
+        spot_interruption: if spot { o.spot_interruption } else { None },
+        expected_cost: None,
     }
 }
 
@@ -767,6 +792,16 @@ pub(crate) struct Cand {
     pub cost: f64,
     /// The egress part of `cost`.
     pub egress: f64,
+    /// `cost` plus the expected restart overhead of a spot placement; `cost` unless
+    /// `minimize: expected-cost`.
+    pub expected: f64,
+}
+
+impl Cand {
+    /// The figure `minimize` ranks money by.
+    fn money(&self, m: Minimize) -> f64 {
+        if m == Minimize::ExpectedCost { self.expected } else { self.cost }
+    }
 }
 
 /// The egress of a plan's data inputs to each (cloud, region) of the index, computed once per
@@ -794,6 +829,7 @@ fn key(c: &Cand, minimize: Minimize) -> (u32, u32, f64, f64) {
     match minimize {
         Minimize::Cost => (c.rank.0, c.rank.1, c.cost, c.hours),
         Minimize::Time => (c.rank.0, c.rank.1, c.hours, c.cost),
+        Minimize::ExpectedCost => (c.rank.0, c.rank.1, c.expected, c.hours),
     }
 }
 
@@ -831,6 +867,9 @@ pub(crate) fn rank(
     // Alternatives may overlap (any_of entries in the same region, say): count each offer once.
     let mut seen: Vec<u8> = if alts.len() > 1 { vec![0; ix.len()] } else { Vec::new() };
     let egress_on = egress.is_some();
+    let m = opts.minimize;
+    // Expected cost reorders the price-sorted rows (the overhead differs per offer): keep all.
+    let keep_all = egress_on || m == Minimize::ExpectedCost;
     for (ai, alt) in alts.iter().enumerate() {
         let probe = Probe::new(ix, alt, opts);
         let hours = opts.hours_for(alt.accel.as_ref().map(|a| a.name.as_str()));
@@ -857,18 +896,18 @@ pub(crate) fn rank(
             }
             count += 1;
             let egress = egress.map_or(0.0, |e| e.cost(ix, r.cloud, r.region));
-            let c = Cand {
-                id,
-                alt: ai as u32,
-                spot,
-                rank: alt.rank,
-                hours,
-                cost: r.price * num_nodes as f64 * hours + egress,
-                egress,
+            let cost = r.price * num_nodes as f64 * hours + egress;
+            let expected = if m == Minimize::ExpectedCost {
+                let bucket = ix.offers[i].spot_interruption;
+                let hourly_total = r.price * num_nodes as f64;
+                interruption::expected_cost(spot, bucket, hourly_total, num_nodes, hours, opts.restart_overhead_hours, egress)
+            } else {
+                cost
             };
+            let c = Cand { id, alt: ai as u32, spot, rank: alt.rank, hours, cost, egress, expected };
             // Rows come in price order; with egress the total order differs, so keep them all
             // and sort below.
-            if taken < cap || egress_on {
+            if taken < cap || keep_all {
                 top.push(c);
                 taken += 1;
             }
@@ -876,7 +915,7 @@ pub(crate) fn rank(
             match per_cloud.iter_mut().find(|(c2, _)| *c2 == cl) {
                 // Cheapest per cloud is by cost, whatever the preference rank.
                 Some((_, best)) => {
-                    if c.cost < best.cost {
+                    if c.money(m) < best.money(m) {
                         *best = c;
                     }
                 }
@@ -884,12 +923,11 @@ pub(crate) fn rank(
             }
         }
     }
-    let m = opts.minimize;
-    if alts.len() > 1 || m == Minimize::Time || egress_on {
+    if alts.len() > 1 || m == Minimize::Time || keep_all {
         top.sort_by(|a, b| cmp_cand(a, b, m, &ix.tie));
     }
     top.truncate(cap);
-    per_cloud.sort_by(|a, b| a.1.cost.total_cmp(&b.1.cost).then(ix.tie[a.1.id as usize].cmp(&ix.tie[b.1.id as usize])));
+    per_cloud.sort_by(|a, b| a.1.money(m).total_cmp(&b.1.money(m)).then(ix.tie[a.1.id as usize].cmp(&ix.tie[b.1.id as usize])));
     Ranked { top, per_cloud, count }
 }
 
@@ -1068,9 +1106,15 @@ pub fn plan_with_egress(task: &TaskSpec, index: &OfferIndex, egress: &EgressTabl
         let mut p = placement(index, c.id as usize, c.spot, num_nodes, c.hours);
         p.egress_cost = c.egress;
         p.total_cost += c.egress;
+        if opts.minimize == Minimize::ExpectedCost {
+            p.expected_cost = Some(c.expected);
+        }
         p
     };
     let chosen = mk(&best);
+    if opts.minimize == Minimize::ExpectedCost {
+        notes.push(interruption::plan_note(&chosen, opts.restart_overhead_hours));
+    }
     let transfers = if inputs.is_empty() {
         Vec::new()
     } else {

@@ -84,6 +84,7 @@ fn synthetic(n: usize) -> Vec<Offer> {
             fetched_at: now,
             source: "synthetic".into(),
             price_breakdown: None,
+            spot_interruption: None,
         });
         i += 1;
     }

@@ -267,6 +267,15 @@ async fn optimize_errors_name_fields_and_never_500() {
     let (status, body) = s.post("/optimize?minimize=speed", "application/json", r#"{"kind": "task"}"#).await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["field"], "minimize");
+    // expected-cost: the objective's figure on the chosen placement; a negative overhead is 422.
+    let a100 = r#"{"kind": "task", "resources": {"accelerators": "A100:8"}}"#;
+    let (status, body) = s.post("/optimize?minimize=expected-cost&restart_overhead=0.5", "application/json", a100).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["minimize"], "expected-cost", "{body}");
+    assert!(body["chosen"]["expected_cost"].as_f64().is_some(), "{body}");
+    let (status, body) = s.post("/optimize?minimize=expected-cost&restart_overhead=-1", "application/json", a100).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["field"], "restart_overhead_hours", "{body}");
     let (status, body) = s.post("/optimize?fast=1", "application/json", r#"{"kind": "task"}"#).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["field"], "fast");

@@ -18,9 +18,14 @@ use super::{custom_price, load_catalog_priced};
 pub struct OptimizeArgs {
     /// A SkyPilot task YAML (or a multi-document pipeline, or a `kind: dag|fleet` request).
     pub task: PathBuf,
-    /// What to minimize.
+    /// What to minimize: `cost`, `time`, or `expected-cost` (cost plus the restart overhead spot
+    /// interruptions are expected to add; docs/expected-cost.md).
     #[arg(long, default_value = "cost", value_parser = parse_minimize)]
     pub minimize: Minimize,
+    /// Under `--minimize expected-cost`: hours of the whole cluster one spot interruption costs
+    /// (relaunch plus work lost since the last checkpoint).
+    #[arg(long, value_name = "HOURS", default_value_t = skycat_optimizer::interruption::DEFAULT_RESTART_OVERHEAD_HOURS)]
+    pub restart_overhead: f64,
     /// Estimated run time in hours, for the total cost.
     #[arg(long, default_value_t = 1.0)]
     pub hours: f64,
@@ -189,8 +194,18 @@ fn placement_table(rows: &[Placement], chosen: &Placement, egress: bool) -> Tabl
     let mut t = Table::new();
     t.load_preset(NOTHING);
     let mut header = vec!["CLOUD", "INSTANCE", "vCPUs", "Mem(GB)", "ACCELERATORS", "REGION/ZONE", "$/HOUR"];
+    // Spot interruption bands, when the catalog has any for these rows; expected cost, under
+    // `--minimize expected-cost`.
+    let bands = rows.iter().any(|p| p.spot_interruption.is_some());
+    let expected = rows.iter().any(|p| p.expected_cost.is_some());
+    if bands {
+        header.push("INTERRUPTION");
+    }
     if egress {
         header.extend(["EGRESS($)", "TOTAL($)"]);
+    }
+    if expected {
+        header.push("EXPECTED($)");
     }
     header.push("CHOSEN");
     t.set_header(header);
@@ -205,8 +220,14 @@ fn placement_table(rows: &[Placement], chosen: &Placement, egress: bool) -> Tabl
             p.location(),
             hour_cell(p),
         ];
+        if bands {
+            row.push(p.spot_interruption.map_or_else(|| "-".into(), |b| b.label().to_string()));
+        }
         if egress {
             row.extend([money(p.egress_cost), money(p.total_cost)]);
+        }
+        if expected {
+            row.push(p.expected_cost.map_or_else(|| "-".into(), money));
         }
         row.push(if same(p, chosen) { "✔".into() } else { String::new() });
         t.add_row(row);
@@ -223,6 +244,7 @@ pub fn render_plan_table_with(plan: &Plan, failover_rows: usize) -> String {
     let target = match plan.minimize {
         Minimize::Cost => "minimizing cost",
         Minimize::Time => "minimizing time",
+        Minimize::ExpectedCost => "minimizing expected cost (spot restart overhead included)",
     };
     let _ = writeln!(out, "== Optimizer ==");
     let _ = writeln!(out, "Target: {target}");
@@ -380,6 +402,7 @@ pub fn run(args: OptimizeArgs) -> Result<()> {
         blocked: args.blocked.iter().map(|b| parse_block(b)).collect::<Result<_>>()?,
         max_failover: if args.failover == 0 { 0 } else { 100.max(args.failover) },
         inputs,
+        restart_overhead_hours: args.restart_overhead,
         ..PlanOptions::default()
     };
     let resp = optimize_loading(&req, &egress, &opts)?.map_err(|e| anyhow!("{}: {}", args.task.display(), explain(e)))?;

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::bail;
 use comfy_table::{presets::NOTHING, Table};
 use serde::Serialize;
-use skycat_catalog::{accelerators, Catalog, Offer, OfferFilter, OfferQuery};
+use skycat_catalog::{accelerators, Catalog, Offer, OfferFilter, OfferQuery, SpotInterruption};
 
 use super::{custom_price, load_catalog_filtered, load_catalog_priced};
 
@@ -94,6 +94,11 @@ fn qty(n: f64) -> String {
 
 fn gib(v: Option<f64>) -> String {
     v.map(|g| if g.fract() == 0.0 { format!("{g:.0}GB") } else { format!("{g:.1}GB") }).unwrap_or_else(|| "-".into())
+}
+
+/// A spot market's interruption band (`<5%` … `>20%`), `-` where unknown.
+fn band_cell(b: Option<SpotInterruption>) -> String {
+    b.map_or_else(|| "-".into(), |b| b.label().to_string())
 }
 
 fn new_table(header: &[&str]) -> Table {
@@ -275,6 +280,9 @@ struct InstanceRow<'a> {
     price_region: Option<String>,
     spot_price: Option<f64>,
     spot_region: Option<String>,
+    /// The AWS Spot Instance Advisor band of the `spot_price` offer, where known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    spot_interruption: Option<SpotInterruption>,
     /// Where `price` / `spot_price` is custom (config.yaml `prices:`): the list price.
     #[serde(skip_serializing_if = "Option::is_none")]
     list_price: Option<f64>,
@@ -299,6 +307,7 @@ fn per_instance(hits: &[&Offer], json: bool) -> anyhow::Result<String> {
             price_region: None,
             spot_price: None,
             spot_region: None,
+            spot_interruption: None,
             list_price: None,
             list_spot_price: None,
         });
@@ -310,6 +319,7 @@ fn per_instance(hits: &[&Offer], json: bool) -> anyhow::Result<String> {
         if let Some(p) = o.spot_price.filter(|p| row.spot_price.is_none_or(|cur| *p < cur)) {
             row.spot_price = Some(p);
             row.spot_region = Some(o.region.to_string());
+            row.spot_interruption = o.spot_interruption;
             row.list_spot_price = list_of(o, true);
         }
     }
@@ -326,11 +336,16 @@ fn per_instance(hits: &[&Offer], json: bool) -> anyhow::Result<String> {
     if json {
         return Ok(serde_json::to_string_pretty(&rows)? + "\n");
     }
-    let mut t = new_table(&[
-        "GPU", "QTY", "CLOUD", "INSTANCE_TYPE", "DEVICE_MEM", "vCPUs", "HOST_MEM", "HOURLY_PRICE", "HOURLY_SPOT_PRICE", "REGION",
-    ]);
+    let bands = rows.iter().any(|r| r.spot_interruption.is_some());
+    let mut header =
+        vec!["GPU", "QTY", "CLOUD", "INSTANCE_TYPE", "DEVICE_MEM", "vCPUs", "HOST_MEM", "HOURLY_PRICE", "HOURLY_SPOT_PRICE"];
+    if bands {
+        header.push("SPOT_INTERRUPTION");
+    }
+    header.push("REGION");
+    let mut t = new_table(&header);
     for r in &rows {
-        t.add_row(vec![
+        let mut row = vec![
             r.accelerator.to_string(),
             qty(r.count),
             r.cloud.to_string(),
@@ -340,8 +355,12 @@ fn per_instance(hits: &[&Offer], json: bool) -> anyhow::Result<String> {
             gib(r.memory_gib),
             price_cell(r.price, r.list_price),
             price_cell(r.spot_price, r.list_spot_price),
-            r.price_region.clone().or(r.spot_region.clone()).unwrap_or_default(),
-        ]);
+        ];
+        if bands {
+            row.push(band_cell(r.spot_interruption));
+        }
+        row.push(r.price_region.clone().or(r.spot_region.clone()).unwrap_or_default());
+        t.add_row(row);
     }
     Ok(t.to_string() + "\n")
 }
@@ -356,6 +375,9 @@ struct RegionRow<'a> {
     zone: Option<&'a str>,
     price: Option<f64>,
     spot_price: Option<f64>,
+    /// The AWS Spot Instance Advisor band of this spot market, where known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    spot_interruption: Option<SpotInterruption>,
     #[serde(skip_serializing_if = "Option::is_none")]
     list_price: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -375,6 +397,7 @@ fn per_region(hits: &[&Offer], json: bool) -> anyhow::Result<String> {
             zone: o.zone.as_deref(),
             price: o.price,
             spot_price: o.spot_price,
+            spot_interruption: o.spot_interruption.filter(|_| o.spot_price.is_some()),
             list_price: list_of(o, false),
             list_spot_price: list_of(o, true),
         })
@@ -382,18 +405,27 @@ fn per_region(hits: &[&Offer], json: bool) -> anyhow::Result<String> {
     if json {
         return Ok(serde_json::to_string_pretty(&rows)? + "\n");
     }
-    let mut t = new_table(&["GPU", "QTY", "CLOUD", "INSTANCE_TYPE", "HOURLY_PRICE", "HOURLY_SPOT_PRICE", "REGION", "ZONE"]);
+    let bands = rows.iter().any(|r| r.spot_interruption.is_some());
+    let mut header = vec!["GPU", "QTY", "CLOUD", "INSTANCE_TYPE", "HOURLY_PRICE", "HOURLY_SPOT_PRICE"];
+    if bands {
+        header.push("SPOT_INTERRUPTION");
+    }
+    header.extend(["REGION", "ZONE"]);
+    let mut t = new_table(&header);
     for r in &rows {
-        t.add_row(vec![
+        let mut row = vec![
             r.accelerator.to_string(),
             qty(r.count),
             r.cloud.to_string(),
             r.instance_type.to_string(),
             price_cell(r.price, r.list_price),
             price_cell(r.spot_price, r.list_spot_price),
-            r.region.to_string(),
-            r.zone.unwrap_or("-").to_string(),
-        ]);
+        ];
+        if bands {
+            row.push(band_cell(r.spot_interruption));
+        }
+        row.extend([r.region.to_string(), r.zone.unwrap_or("-").to_string()]);
+        t.add_row(row);
     }
     Ok(t.to_string() + "\n")
 }

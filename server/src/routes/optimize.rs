@@ -21,12 +21,17 @@ use crate::state::AppState;
 #[derive(Debug, Default, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct OptimizeParams {
-    /// `cost` (default) or `time`.
+    /// `cost` (default), `time` or `expected-cost` (cost plus the restart overhead spot
+    /// interruptions are expected to add; single tasks only).
     #[param(value_type = Option<Minimize>)]
     pub minimize: Option<String>,
     /// Estimated run time in hours, for the total cost (default 1).
     #[param(exclusive_minimum = 0)]
     pub hours: Option<f64>,
+    /// Under `minimize=expected-cost`: hours of the whole cluster one spot interruption costs
+    /// (default 0.25).
+    #[param(minimum = 0)]
+    pub restart_overhead: Option<f64>,
     /// Length cap of the failover list (default 10; 0 = no cap). The CLI's `skycat optimize`
     /// shows 100; an HTTP client rarely needs more than the first few, and the list is most of
     /// the answer's size.
@@ -42,7 +47,7 @@ pub struct OptimizeParams {
     pub input: Option<String>,
 }
 
-const PARAMS: &[&str] = &["minimize", "hours", "max_failover", "blocked", "input"];
+const PARAMS: &[&str] = &["minimize", "hours", "restart_overhead", "max_failover", "blocked", "input"];
 
 /// The failover list's length in an HTTP answer unless `max_failover` says otherwise.
 pub const DEFAULT_MAX_FAILOVER: usize = 10;
@@ -57,6 +62,7 @@ pub(crate) fn plan_options(pairs: &[(String, String)]) -> Result<PlanOptions, Ap
                     .map_err(|e| ApiError::invalid(format!("minimize: {e}")).field("minimize"))?;
             }
             "hours" => opts.hours = parse_f64("hours", v)?,
+            "restart_overhead" => opts.restart_overhead_hours = parse_f64("restart_overhead", v)?,
             "max_failover" => opts.max_failover = parse_usize("max_failover", v)?,
             "blocked" => {
                 for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {

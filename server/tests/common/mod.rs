@@ -104,6 +104,7 @@ pub fn offer(
         fetched_at: Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).single().expect("date"),
         source: format!("test://{cloud}").into(),
         price_breakdown: None,
+        spot_interruption: None,
     }
 }
 

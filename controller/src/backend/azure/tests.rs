@@ -106,6 +106,8 @@ fn placement(region: &str, size: &str, spot: bool) -> Placement {
         hours: 1.0,
         total_cost: 3.06,
         egress_cost: 0.0,
+        spot_interruption: None,
+        expected_cost: None,
     }
 }
 

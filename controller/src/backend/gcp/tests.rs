@@ -33,6 +33,8 @@ fn placement(zone: &str, instance_type: &str, gpu: Option<(&str, f64)>, spot: bo
         hours: 1.0,
         total_cost: 1.0,
         egress_cost: 0.0,
+        spot_interruption: None,
+        expected_cost: None,
     }
 }
 

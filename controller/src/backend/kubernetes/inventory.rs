@@ -349,6 +349,7 @@ impl Inventory {
                 fetched_at: now,
                 source: format!("kubernetes context {}", self.context).into(),
                 price_breakdown: Some(breakdown.into()),
+                spot_interruption: None,
             });
         };
         for ((_, spot), n) in &groups {

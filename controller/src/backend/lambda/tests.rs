@@ -67,6 +67,8 @@ fn placement(region: &str, instance_type: &str) -> Placement {
         hours: 1.0,
         total_cost: 0.75,
         egress_cost: 0.0,
+        spot_interruption: None,
+        expected_cost: None,
     }
 }
 

@@ -431,6 +431,8 @@ mod tests {
                 hours: 1.0,
                 total_cost: 2.38,
                 egress_cost: 0.0,
+                spot_interruption: None,
+                expected_cost: None,
             },
             num_nodes: 1,
             ports: vec![(8888, 8888)],

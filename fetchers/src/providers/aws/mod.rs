@@ -14,8 +14,10 @@
 //! - without credentials: a note says the signed calls were skipped; offers are per region
 //!   (zone = None), specs from the bulk file, GPU model from a static family table, spot prices
 //!   from the public spot price feed (regional Linux prices, see [`spot_feeds`]; a failed or
-//!   malformed feed fails the region like any other source). The Spot Instance Advisor's
-//!   interruption buckets are parsed there too ([`spot_feeds::interruption_buckets`]).
+//!   malformed feed fails the region like any other source).
+//! - either way, every spot-priced offer gets its type's Spot Instance Advisor interruption
+//!   bucket in the region (`Offer::spot_interruption`, [`spot_feeds::interruption_buckets`]);
+//!   a failed or malformed advisor document fails the region, as the spot feed does.
 //!
 //! Opt-in regions the account has not enabled (AuthFailure, OptInRequired, UnauthorizedOperation)
 //! fall back to the public data with a note; other EC2 failures fail the region.
@@ -29,7 +31,7 @@ pub mod spot_feeds;
 use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
-use skycat_catalog::Offer;
+use skycat_catalog::{Offer, SpotInterruption};
 use url::Url;
 
 use crate::error::FetchError;
@@ -280,8 +282,30 @@ impl Provider for Aws {
         if ec2_data.is_none() {
             add_keyless_spot(cx, region, &mut offers).await?;
         }
+        add_interruption_buckets(cx, region, &mut offers).await?;
         Ok(offers)
     }
+}
+
+/// The Spot Instance Advisor's interruption bucket of each spot-priced offer's type in `region`
+/// (its Linux figures: the spot prices are Linux prices too). On-demand-only offers and types
+/// the advisor does not list keep `None`.
+async fn add_interruption_buckets(cx: &FetchContext, region: &str, offers: &mut [Offer]) -> Result<(), FetchError> {
+    if !offers.iter().any(|o| o.spot_price.is_some()) {
+        return Ok(());
+    }
+    let Some(data) = spot_feeds::spot_advisor(cx).await? else {
+        cx.note("aws", "no spot interruption rates: the Spot Instance Advisor data is off (SKYCAT_AWS_SPOT_ADVISOR_URL, or a mirrored SKYCAT_AWS_OFFER_URL without it)");
+        return Ok(());
+    };
+    let buckets: HashMap<String, SpotInterruption> = spot_feeds::interruption_buckets(&data, region)
+        .into_iter()
+        .filter_map(|b| SpotInterruption::from_index(b.range.index).map(|s| (b.instance_type, s)))
+        .collect();
+    for o in offers.iter_mut().filter(|o| o.spot_price.is_some()) {
+        o.spot_interruption = buckets.get(&*o.instance_type).copied();
+    }
+    Ok(())
 }
 
 /// Spot prices from the public spot feed, for offers the signed EC2 calls did not price.

@@ -12,7 +12,7 @@
 //!   `https://spot-bid-advisor.s3.amazonaws.com/spot-advisor-data.json`: per region and type, the
 //!   savings vs on-demand (`s`, %) and the interruption-frequency bucket (`r`, an index into
 //!   `ranges`). Parsed into [`SpotAdvisorData`]; [`interruption_buckets`] lists a region's Linux
-//!   buckets. Not written into offers (the catalog has no column for it yet).
+//!   buckets, which the AWS fetcher writes into spot-priced offers (`Offer::spot_interruption`).
 //!
 //! Either URL may be `off`. When `SKYCAT_AWS_OFFER_URL` points at a mirror and the feed's own
 //! variable is unset, the feed is not read either (a note says so): a mirrored bulk base means a
