@@ -295,7 +295,7 @@ async fn add_interruption_buckets(cx: &FetchContext, region: &str, offers: &mut 
         return Ok(());
     }
     let Some(data) = spot_feeds::spot_advisor(cx).await? else {
-        cx.note("aws", "no spot interruption rates: the Spot Instance Advisor data is off (SKYCAT_AWS_SPOT_ADVISOR_URL, or a mirrored SKYCAT_AWS_OFFER_URL without it)");
+        cx.note("aws", "no spot interruption rates: the Spot Instance Advisor data is off (SKYCAT_AWS_SPOT_ADVISOR_URL, or a redirected AWS endpoint without it)");
         return Ok(());
     };
     let buckets: HashMap<String, SpotInterruption> = spot_feeds::interruption_buckets(&data, region)
@@ -311,7 +311,7 @@ async fn add_interruption_buckets(cx: &FetchContext, region: &str, offers: &mut 
 /// Spot prices from the public spot feed, for offers the signed EC2 calls did not price.
 async fn add_keyless_spot(cx: &FetchContext, region: &str, offers: &mut [Offer]) -> Result<(), FetchError> {
     let Some(url) = spot_feeds::spot_feed_url(cx)? else {
-        cx.note("aws", "no spot prices: the public spot feed is off (SKYCAT_AWS_SPOT_FEED_URL, or a mirrored SKYCAT_AWS_OFFER_URL without it)");
+        cx.note("aws", "no spot prices: the public spot feed is off (SKYCAT_AWS_SPOT_FEED_URL, or a redirected AWS endpoint without it)");
         return Ok(());
     };
     let feed = spot_feeds::spot_feed(cx, &url).await?;

@@ -14,9 +14,10 @@
 //!   `ranges`). Parsed into [`SpotAdvisorData`]; [`interruption_buckets`] lists a region's Linux
 //!   buckets, which the AWS fetcher writes into spot-priced offers (`Offer::spot_interruption`).
 //!
-//! Either URL may be `off`. When `SKYCAT_AWS_OFFER_URL` points at a mirror and the feed's own
-//! variable is unset, the feed is not read either (a note says so): a mirrored bulk base means a
-//! private or offline setup, where reaching AWS's public site would be a surprise.
+//! Either URL may be `off`. When any AWS endpoint is redirected (`SKYCAT_AWS_OFFER_URL` at a
+//! mirror, `AWS_ENDPOINT_URL*` at an emulator) and the feed's own variable is unset, the feed is
+//! not read either (a note says so): a redirected endpoint means a private or offline setup,
+//! where reaching AWS's public site would be a surprise.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -30,11 +31,14 @@ use crate::provider::FetchContext;
 pub const DEFAULT_SPOT_FEED_URL: &str = "https://website.spot.ec2.aws.a2z.com/spot.json";
 pub const DEFAULT_SPOT_ADVISOR_URL: &str = "https://spot-bid-advisor.s3.amazonaws.com/spot-advisor-data.json";
 
+/// Variables that point AWS's APIs elsewhere: set, they keep the public feeds' defaults unread.
+const REDIRECTS: [&str; 4] = ["SKYCAT_AWS_OFFER_URL", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_EC2", "AWS_ENDPOINT_URL_PRICING"];
+
 fn feed_url(cx: &FetchContext, var: &str, default: &str) -> Result<Option<Url>, FetchError> {
     let raw = match cx.env(var) {
         Some(v) if v.trim().eq_ignore_ascii_case("off") => return Ok(None),
         Some(v) => v.trim(),
-        None if cx.env("SKYCAT_AWS_OFFER_URL").is_some() => return Ok(None),
+        None if REDIRECTS.iter().any(|v| cx.env(v).is_some()) => return Ok(None),
         None => default,
     };
     Url::parse(raw).map(Some).map_err(|e| FetchError::Config(format!("{var}={raw}: {e}")))
