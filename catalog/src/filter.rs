@@ -233,6 +233,7 @@ mod tests {
             source: "test".into(),
             fetched_at: chrono::DateTime::from_timestamp(0, 0).expect("epoch"),
             spot_interruption: None,
+            hyperv_generations: None,
         }
     }
 

@@ -9,7 +9,7 @@
 //! header  magic "SKYCATIX" | CRC-32 of all that follows u32 | version u32 | body length u64
 //! body    Parquet size u64 | Parquet CRC-32 u32          (which file the index was built from)
 //!         rows u32 | strings u32 | per string: length u32, UTF-8 bytes
-//!         10 text columns, rows × u32 string id each (u32::MAX: none)
+//!         11 text columns, rows × u32 string id each (u32::MAX: none)
 //!         6 number columns, rows × f64 bits each (NONE_F64: none)
 //!         fetched_at, rows × i64 milliseconds
 //! ```
@@ -30,14 +30,15 @@ use crate::offer::Offer;
 pub const MAGIC: &[u8; 8] = b"SKYCATIX";
 /// Bumped on any layout change; an index of another version is rebuilt like a stale one.
 /// 2: the `spot_interruption` text column (the advisor's bucket label).
-pub const VERSION: u32 = 2;
+/// 3: the `hyperv_generations` text column (Azure's `V1,V2`).
+pub const VERSION: u32 = 3;
 /// The file name extension of an index: `aws.parquet` → `aws.idx`.
 pub const EXTENSION: &str = "idx";
 const HEADER_LEN: usize = 8 + 4 + 8 + 4;
 const NONE_STR: u32 = u32::MAX;
 /// A NaN payload that stands for "no value" (Parquet catalogs hold finite numbers only).
 const NONE_F64: u64 = 0x7ff8_5ca7_1d00_0001;
-const STR_COLUMNS: usize = 10;
+const STR_COLUMNS: usize = 11;
 const F64_COLUMNS: usize = 6;
 
 /// Why an index cannot be used.
@@ -83,7 +84,9 @@ pub fn encode(offers: &[Offer], stamp: SourceStamp) -> Vec<u8> {
     let mut interner: HashMap<&str, u32> = HashMap::new();
     let mut strings: Vec<&str> = Vec::new();
     let mut text: Vec<Vec<u32>> = (0..STR_COLUMNS).map(|_| Vec::with_capacity(offers.len())).collect();
-    for o in offers {
+    // Labels are built, not stored, so they live here for the interner to borrow.
+    let generations: Vec<Option<String>> = offers.iter().map(|o| o.hyperv_generations.map(|g| g.label())).collect();
+    for (o, generation) in offers.iter().zip(&generations) {
         let cells = [
             Some(o.cloud.as_ref()),
             Some(o.instance_type.as_ref()),
@@ -95,6 +98,7 @@ pub fn encode(offers: &[Offer], stamp: SourceStamp) -> Vec<u8> {
             Some(o.source.as_ref()),
             o.price_breakdown.as_deref(),
             o.spot_interruption.map(crate::offer::SpotInterruption::label),
+            generation.as_deref(),
         ];
         for (col, cell) in text.iter_mut().zip(cells) {
             col.push(intern(&mut interner, &mut strings, cell));
@@ -384,6 +388,13 @@ pub fn decode_body_filtered(body: &[u8], filter: &OfferFilter) -> Result<Vec<Off
                 IndexError::Malformed(format!("row {i}: spot_interruption {label:?} is not a bucket"))
             })?),
         };
+        let hyperv_generations = match opt(10, i)? {
+            None => None,
+            Some(text) => Some(
+                crate::offer::HypervGenerations::parse(&text)
+                    .map_err(|m| IndexError::Malformed(format!("row {i}: hyperv_generations: {m}")))?,
+            ),
+        };
         offers.push(Offer {
             cloud,
             instance_type,
@@ -395,6 +406,7 @@ pub fn decode_body_filtered(body: &[u8], filter: &OfferFilter) -> Result<Vec<Off
             source,
             price_breakdown: opt(8, i)?,
             spot_interruption,
+            hyperv_generations,
             accelerator_count: num(0, i).unwrap_or(0.0),
             accelerator_memory_gib: num(1, i),
             vcpus: num(2, i),
@@ -611,6 +623,7 @@ mod tests {
             source: "test".into(),
             price_breakdown: None,
             spot_interruption: crate::offer::SpotInterruption::from_index(i % 7),
+            hyperv_generations: [None, crate::offer::HypervGenerations::parse("V1,V2").ok(), crate::offer::HypervGenerations::parse("V2").ok()][i % 3],
         }
     }
 

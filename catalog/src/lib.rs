@@ -28,6 +28,6 @@ pub use error::CatalogError;
 pub use filter::{MachineRule, OfferFilter, RowRule, SizeBounds};
 pub use home::SkycatHome;
 pub use manifest::{CloudManifest, Manifest};
-pub use offer::{Offer, SpotInterruption};
+pub use offer::{HypervGenerations, Offer, SpotInterruption};
 pub use prices::{CustomPrice, PriceRuleError, PriceRules, Repricing};
 pub use query::OfferQuery;

@@ -56,6 +56,10 @@ pub struct Offer {
     /// only offers, and catalogs built from files that carry no such figure.
     #[serde(default)]
     pub spot_interruption: Option<SpotInterruption>,
+    /// The Hyper-V generations an Azure size boots (Resource SKUs' `HyperVGenerations`, SkyPilot's
+    /// `Generation` column): which VM images it can start. `None` where unknown or not Azure.
+    #[serde(default)]
+    pub hyperv_generations: Option<HypervGenerations>,
 }
 
 /// The Spot Instance Advisor's "frequency of interruption" bucket: the share of the type's spot
@@ -122,7 +126,85 @@ impl std::fmt::Display for SpotInterruption {
     }
 }
 
+/// A set of Hyper-V generations (`V1`, `V2`, …), written as Azure and SkyPilot write it: `V1,V2`.
+///
+/// A bit per generation: a catalog row carries it for free, and the label is rebuilt on demand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HypervGenerations(u8);
+
+impl HypervGenerations {
+    /// Parses `V1,V2` / `V2` (blanks around items ignored). Anything else — an empty list, an item
+    /// that is not `V<1..8>` — is refused with a message naming the item.
+    pub fn parse(text: &str) -> Result<HypervGenerations, String> {
+        let mut bits = 0u8;
+        for item in text.split(',') {
+            let item = item.trim();
+            let n = item
+                .strip_prefix(['V', 'v'])
+                .and_then(|n| n.parse::<u8>().ok())
+                .filter(|n| (1..=8).contains(n))
+                .ok_or_else(|| format!("Hyper-V generation {item:?} is not V1…V8 (expected a list like \"V1,V2\")"))?;
+            bits |= 1 << (n - 1);
+        }
+        Ok(HypervGenerations(bits))
+    }
+
+    /// Whether the size boots generation `n` (1 or 2 in Azure today).
+    pub fn supports(self, n: u8) -> bool {
+        (1..=8).contains(&n) && self.0 & (1 << (n - 1)) != 0
+    }
+
+    /// `V1,V2`, ascending.
+    pub fn label(self) -> String {
+        (1..=8u8).filter(|&n| self.supports(n)).map(|n| format!("V{n}")).collect::<Vec<_>>().join(",")
+    }
+}
+
+impl std::fmt::Display for HypervGenerations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.label())
+    }
+}
+
+impl Serialize for HypervGenerations {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.label())
+    }
+}
+
+impl<'de> Deserialize<'de> for HypervGenerations {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        HypervGenerations::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 impl Offer {
+    /// An offer with only its identity, provenance and time set: no accelerator, no shape, no
+    /// price. Fetchers, price rules and diffs fill in what they know.
+    pub fn blank(cloud: &str, instance_type: &str, region: &str, source: &str, fetched_at: DateTime<Utc>) -> Offer {
+        Offer {
+            cloud: cloud.into(),
+            instance_type: instance_type.into(),
+            region: region.into(),
+            zone: None,
+            accelerator_name: None,
+            accelerator_count: 0.0,
+            accelerator_memory_gib: None,
+            accelerator_vendor: None,
+            vcpus: None,
+            memory_gib: None,
+            arch: None,
+            price: None,
+            spot_price: None,
+            fetched_at,
+            source: source.into(),
+            price_breakdown: None,
+            spot_interruption: None,
+            hyperv_generations: None,
+        }
+    }
+
     /// The price for the given market, if the offer is sold that way.
     pub fn price_for(&self, spot: bool) -> Option<f64> {
         if spot {
@@ -175,6 +257,24 @@ mod shared_text {
 
         pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Arc<str>>, D::Error> {
             Option::<String>::deserialize(d).map(|v| v.map(Arc::from))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HypervGenerations;
+
+    #[test]
+    fn hyperv_generations_parse_and_print_as_azure_writes_them() {
+        let g = HypervGenerations::parse(" V2 , V1").expect("list");
+        assert_eq!(g.label(), "V1,V2");
+        assert!(g.supports(1) && g.supports(2) && !g.supports(3) && !g.supports(0) && !g.supports(9));
+        assert_eq!(HypervGenerations::parse("V2").expect("one").label(), "V2");
+        assert_eq!(serde_json::to_string(&g).expect("json"), "\"V1,V2\"");
+        for bad in ["", "V0", "V9", "Gen2", "V1,,V2", "2"] {
+            let err = HypervGenerations::parse(bad).expect_err(bad);
+            assert!(err.contains("Hyper-V generation"), "{bad}: {err}");
         }
     }
 }

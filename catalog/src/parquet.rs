@@ -20,7 +20,7 @@ use polars::prelude::*;
 
 use crate::error::{CatalogError, Result};
 use crate::fsutil::{sha256_hex, write_atomic};
-use crate::offer::{Offer, SpotInterruption};
+use crate::offer::{HypervGenerations, Offer, SpotInterruption};
 
 /// Column names, in file order.
 pub const COLUMNS: &[&str] = &[
@@ -41,6 +41,7 @@ pub const COLUMNS: &[&str] = &[
     "source",
     "price_breakdown",
     "spot_interruption",
+    "hyperv_generations",
 ];
 
 fn str_col<'a>(name: &str, values: impl Iterator<Item = Option<&'a str>>) -> Column {
@@ -79,6 +80,10 @@ pub fn offers_to_frame(offers: &[Offer]) -> Result<DataFrame> {
         str_col("source", o.iter().map(|x| Some(&*x.source))),
         str_col("price_breakdown", o.iter().map(|x| x.price_breakdown.as_deref())),
         str_col("spot_interruption", o.iter().map(|x| x.spot_interruption.map(SpotInterruption::label))),
+        Column::new(
+            "hyperv_generations".into(),
+            o.iter().map(|x| x.hyperv_generations.map(|g| g.label())).collect::<Vec<Option<String>>>(),
+        ),
     ];
     DataFrame::new(o.len(), columns).map_err(|e| CatalogError::Invalid(format!("cannot build offer table: {e}")))
 }
@@ -191,6 +196,17 @@ impl Reader<'_> {
             .collect()
     }
 
+    fn hyperv_generations(&self, name: &str) -> Result<Vec<Option<HypervGenerations>>> {
+        self.strings(name, false)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| match v {
+                None => Ok(None),
+                Some(text) => HypervGenerations::parse(&text).map(Some).map_err(|m| self.err(name, format!("row {i}: {m}"))),
+            })
+            .collect()
+    }
+
     fn timestamps(&self, name: &str) -> Result<Vec<DateTime<Utc>>> {
         let col = self.df.column(name).map_err(|_| self.err(name, "missing"))?;
         let millis: Vec<Option<i64>> = match col.dtype() {
@@ -236,6 +252,7 @@ pub fn frame_to_offers(path: &Path, df: &DataFrame) -> Result<Vec<Offer>> {
     let source = r.strings("source", true)?;
     let price_breakdown = r.strings("price_breakdown", false)?;
     let spot_interruption = r.interruption_buckets("spot_interruption")?;
+    let hyperv_generations = r.hyperv_generations("hyperv_generations")?;
 
     let mut offers = Vec::with_capacity(df.height());
     let mut it = (
@@ -256,6 +273,7 @@ pub fn frame_to_offers(path: &Path, df: &DataFrame) -> Result<Vec<Offer>> {
         source.into_iter(),
         price_breakdown.into_iter(),
         spot_interruption.into_iter(),
+        hyperv_generations.into_iter(),
     );
     for i in 0..df.height() {
         let offer = Offer {
@@ -276,6 +294,7 @@ pub fn frame_to_offers(path: &Path, df: &DataFrame) -> Result<Vec<Offer>> {
             source: it.14.next().flatten().unwrap_or_default(),
             price_breakdown: it.15.next().flatten(),
             spot_interruption: it.16.next().flatten(),
+            hyperv_generations: it.17.next().flatten(),
         };
         for (column, value) in [("price", offer.price), ("spot_price", offer.spot_price)] {
             if value.is_some_and(|p| p <= 0.0) {
@@ -316,6 +335,7 @@ mod tests {
                 source: "test".into(),
                 price_breakdown: None,
                 spot_interruption: Some(SpotInterruption::From10To15),
+                hyperv_generations: None,
             },
             Offer {
                 cloud: "gcp".into(),
@@ -335,6 +355,7 @@ mod tests {
                 source: "test".into(),
                 price_breakdown: Some("host".into()),
                 spot_interruption: None,
+                hyperv_generations: Some(HypervGenerations::parse("V1,V2").expect("generations")),
             },
         ]
     }
@@ -368,6 +389,18 @@ mod tests {
         let err = read_offers(&path).expect_err("truncated file must fail").to_string();
         assert!(err.contains("aws.parquet"), "{err}");
         assert!(!err.contains('\n'), "one line: {err}");
+    }
+
+    #[test]
+    fn bad_hyperv_generation_is_an_error_naming_the_column_and_row() {
+        let mut df = offers_to_frame(&sample()).expect("frame");
+        df.with_column(Column::new("hyperv_generations".into(), vec![None, Some("V1,Gen2")])).expect("replace");
+        let err = frame_to_offers(Path::new("azure.parquet"), &df).expect_err("not a generation").to_string();
+        assert!(err.contains("hyperv_generations") && err.contains("row 1") && err.contains("Gen2"), "{err}");
+        // A file written before the column existed reads as "unknown".
+        let _ = df.drop_in_place("hyperv_generations").expect("drop");
+        let back = frame_to_offers(Path::new("azure.parquet"), &df).expect("older file");
+        assert!(back.iter().all(|o| o.hyperv_generations.is_none()));
     }
 
     #[test]

@@ -355,23 +355,9 @@ impl PriceRules {
     /// was launched earlier, whose list price is not at hand).
     pub fn rule_for(&self, cloud: &str, instance_type: &str, region: &str, spot: bool) -> Option<String> {
         let probe = Offer {
-            cloud: cloud.into(),
-            instance_type: instance_type.into(),
-            region: region.into(),
-            zone: None,
-            accelerator_name: None,
-            accelerator_count: 0.0,
-            accelerator_memory_gib: None,
-            accelerator_vendor: None,
-            vcpus: None,
-            memory_gib: None,
-            arch: None,
             price: Some(1.0),
             spot_price: Some(1.0),
-            fetched_at: chrono::DateTime::UNIX_EPOCH,
-            source: "".into(),
-            price_breakdown: None,
-            spot_interruption: None,
+            ..Offer::blank(cloud, instance_type, region, "", chrono::DateTime::UNIX_EPOCH)
         };
         self.price_of(&probe).filter(|c| c.changes(spot)).map(|c| c.rule)
     }
@@ -468,6 +454,7 @@ mod tests {
             source: "test".into(),
             price_breakdown: None,
             spot_interruption: None,
+            hyperv_generations: None,
         }
     }
 

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::accelerators::{self, AcceleratorKind};
 use crate::error::{CatalogError, Result};
-use crate::offer::Offer;
+use crate::offer::{HypervGenerations, Offer};
 
 /// GCP's TPU rows use this number where the price is unknown; it is not a price.
 const GCP_PLACEHOLDER_PRICE: f64 = 700.0;
@@ -57,6 +57,8 @@ struct Row {
     spot_price: Option<f64>,
     region: String,
     zone: Option<String>,
+    /// Azure's `Generation` cell (`V1,V2`); other clouds' files have no such column.
+    generations: Option<HypervGenerations>,
 }
 
 fn parse_opt_f64(path: &Path, line: usize, field: &str, raw: &str) -> Result<Option<f64>> {
@@ -92,6 +94,7 @@ fn read_rows(path: &Path, text: &str) -> Result<Vec<Row>> {
     let (c_acc, c_count, c_vcpu, c_mem, c_info) =
         (col("AcceleratorName"), col("AcceleratorCount"), col("vCPUs"), col("MemoryGiB"), col("GpuInfo"));
     let (c_price, c_spot, c_zone) = (col("Price"), col("SpotPrice"), col("AvailabilityZone"));
+    let c_generation = col("Generation");
     let mut rows = Vec::new();
     for (i, rec) in rdr.records().enumerate() {
         let line = i + 2;
@@ -104,6 +107,16 @@ fn read_rows(path: &Path, text: &str) -> Result<Vec<Row>> {
         let get = |c: Option<usize>| c.and_then(|c| rec.get(c)).unwrap_or("").trim().to_string();
         let num = |c: Option<usize>, field: &str| parse_opt_f64(path, line, field, &get(c));
         let zone = get(c_zone);
+        let generation = get(c_generation);
+        let generations = match generation.as_str() {
+            "" => None,
+            text => Some(HypervGenerations::parse(text).map_err(|message| CatalogError::Row {
+                path: path.to_path_buf(),
+                line,
+                field: "Generation".into(),
+                message,
+            })?),
+        };
         rows.push(Row {
             line,
             instance_type: get(Some(c_type)),
@@ -116,6 +129,7 @@ fn read_rows(path: &Path, text: &str) -> Result<Vec<Row>> {
             spot_price: num(c_spot, "SpotPrice")?,
             region: get(Some(c_region)),
             zone: (!zone.is_empty()).then_some(zone),
+            generations,
         });
     }
     Ok(rows)
@@ -213,6 +227,7 @@ fn build_offer(cloud: &str, r: &Row, fetched_at: DateTime<Utc>, source: &str) ->
         source: source.into(),
         price_breakdown: None,
         spot_interruption: None,
+        hyperv_generations: r.generations,
     }
 }
 
@@ -451,6 +466,7 @@ fn expand_gcp(
                 spot_price: sum(host_spot, a.spot_price),
                 region: h.region.clone(),
                 zone: h.zone.clone(),
+                generations: None,
             };
             let mut o = build_offer("gcp", &combined, fetched_at, source);
             if o.price.is_none() && o.spot_price.is_none() {
@@ -477,8 +493,7 @@ pub fn layout(cloud: &str) -> &'static [&'static str] {
     const OVH: &[&str] = &["InstanceType", "AcceleratorName", "AcceleratorCount", "vCPUs", "MemoryGiB", "Price", "Region", "GpuInfo", "SpotPrice", "AvailabilityZone"];
     const SCALEWAY: &[&str] = &["AvailabilityZone", "InstanceType", "vCPUs", "MemoryGiB", "AcceleratorName", "AcceleratorCount", "GpuInfo", "Region", "Price", "SpotPrice"];
     const PRIMEINTELLECT: &[&str] = &["InstanceType", "vCPUs", "MemoryGiB", "AcceleratorName", "AcceleratorCount", "GpuInfo", "Region", "AvailabilityZone", "Price", "SpotPrice"];
-    // Azure's file (v6) ends with the Hyper-V `Generation` instead of a zone; skycat does not
-    // track generations, so the column is written empty.
+    // Azure's file (v6) ends with the Hyper-V `Generation` (`V1,V2`) instead of a zone.
     const AZURE: &[&str] = &["InstanceType", "AcceleratorName", "AcceleratorCount", "vCPUs", "MemoryGiB", "GpuInfo", "Price", "SpotPrice", "Region", "Generation"];
     match cloud {
         "gcp" => GCP,
@@ -578,6 +593,7 @@ pub fn export_rows(cloud: &str, offers: &[&Offer]) -> Vec<Vec<String>> {
                 ("SpotPrice", opt(o.spot_price)),
                 ("Region", o.region.to_string()),
                 ("AvailabilityZone", zone.to_string()),
+                ("Generation", o.hyperv_generations.map(|g| g.label()).unwrap_or_default()),
             ]),
             &mut out,
         );
@@ -675,9 +691,29 @@ n1-standard-96,96.0,360.0,,,,us-central1,us-central1-a,4.56,0.96\n\
         assert_eq!(report.placeholder_prices, 2);
     }
 
+    // Rows of SkyPilot's Azure file (../shared/reference-prices/azure.csv).
+    const AZURE: &str = "InstanceType,AcceleratorName,AcceleratorCount,vCPUs,MemoryGiB,GpuInfo,Price,SpotPrice,Region,Generation\n\
+Standard_M8ms,,,8.0,218.75,,1.5365,0.177466,eastus2,\"V1,V2\"\n\
+Standard_NC24ads_A100_v4,A100-80GB,1,24.0,220,A100-80GB,3.673,0.444433,eastus,V2\n\
+Standard_NC12,K80,2,12.0,112,K80,1.8,0.198,westus2,V1\n";
+
+    #[test]
+    fn azure_generations_are_read_and_written_back() {
+        let (offers, _) = import_csv_text("azure", Path::new("azure.csv"), AZURE, t(), "test").expect("import");
+        let gens: Vec<String> = offers.iter().map(|o| o.hyperv_generations.map(|g| g.label()).unwrap_or_default()).collect();
+        assert_eq!(gens, ["V1,V2", "V2", "V1"]);
+        let rows = export_rows("azure", &offers.iter().collect::<Vec<_>>());
+        let generation = layout("azure").iter().position(|c| *c == "Generation").expect("column");
+        let written: Vec<&str> = rows[1..].iter().map(|r| r[generation].as_str()).collect();
+        assert_eq!(written, ["V1,V2", "V2", "V1"]);
+        let bad = AZURE.replace("eastus,V2", "eastus,Gen2");
+        let err = import_csv_text("azure", Path::new("azure.csv"), &bad, t(), "test").expect_err("bad generation").to_string();
+        assert!(err.contains("azure.csv:3:") && err.contains("Generation") && err.contains("Gen2"), "{err}");
+    }
+
     #[test]
     fn export_round_trips() {
-        for (cloud, text) in [("aws", AWS), ("gcp", GCP)] {
+        for (cloud, text) in [("aws", AWS), ("gcp", GCP), ("azure", AZURE)] {
             let (offers, _) = import_csv_text(cloud, Path::new("in.csv"), text, t(), "test").expect("import");
             let dir = tempfile::tempdir().expect("tempdir");
             export_dir(dir.path(), &offers).expect("export");

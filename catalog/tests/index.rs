@@ -68,6 +68,7 @@ fn random_offer(rng: &mut Rng, cloud: &str) -> Offer {
         source: format!("https://example.test/{}", rng.below(4)).into(),
         price_breakdown: breakdown.map(Into::into),
         spot_interruption: None,
+        hyperv_generations: None,
     }
 }
 

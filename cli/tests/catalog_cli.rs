@@ -220,4 +220,10 @@ fn skypilot_export_matches_the_reference_layout_and_values() {
     // A known row survives with its exact price.
     let aws = std::fs::read_to_string(export.join("aws").join("vms.csv")).expect("aws");
     assert!(aws.lines().any(|l| l.starts_with("p4d.24xlarge,A100,8.0,96.0,1152.0,") && l.contains(",32.7726,6.8179,us-east-1,use1-az6")), "p4d row");
+    // Azure's Hyper-V generations come back in its `Generation` column, as SkyPilot's file has them.
+    let azure = std::fs::read_to_string(export.join("azure").join("vms.csv")).expect("azure");
+    assert!(azure.lines().any(|l| l.starts_with("Standard_M8ms,") && l.ends_with(",1.5365,0.177466,eastus2,\"V1,V2\"")), "M8ms row");
+    assert!(azure.lines().any(|l| l.starts_with("Standard_NC24ads_A100_v4,") && l.ends_with(",eastus,V2")), "NC24ads row");
+    assert!(azure.lines().any(|l| l.starts_with("Standard_NC12,") && l.ends_with(",westus2,V1")), "NC12 row");
+    assert!(azure.lines().skip(1).all(|l| !l.ends_with(',')), "every Azure row has its generation");
 }

@@ -71,6 +71,7 @@ fn offer(t: &str, price: f64) -> Offer {
         source: "previous".into(),
         price_breakdown: None,
         spot_interruption: None,
+        hyperv_generations: None,
     }
 }
 

@@ -245,6 +245,7 @@ impl Pools {
                     source: format!("ssh_node_pools.yaml:{}", self.path.display()).into(),
                     price_breakdown: None,
                     spot_interruption: None,
+                    hyperv_generations: None,
                 }
             })
             .collect()

@@ -108,25 +108,7 @@ mod tests {
     use super::*;
 
     fn o(t: &str, r: &str, price: f64, spot: Option<f64>) -> Offer {
-        Offer {
-            cloud: "aws".into(),
-            instance_type: t.into(),
-            region: r.into(),
-            zone: None,
-            accelerator_name: None,
-            accelerator_count: 0.0,
-            accelerator_memory_gib: None,
-            accelerator_vendor: None,
-            vcpus: None,
-            memory_gib: None,
-            arch: None,
-            price: Some(price),
-            spot_price: spot,
-            fetched_at: chrono::Utc::now(),
-            source: "".into(),
-            price_breakdown: None,
-            spot_interruption: None,
-        }
+        Offer { price: Some(price), spot_price: spot, ..Offer::blank("aws", t, r, "", chrono::Utc::now()) }
     }
 
     #[test]

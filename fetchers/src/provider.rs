@@ -243,24 +243,6 @@ impl FetchContext {
     /// A blank offer of this run: no accelerator, no specs, no prices. Fill in what the API
     /// gives. `source` is the URL or API the figures come from.
     pub fn offer(&self, cloud: &str, instance_type: &str, region: &str, source: &str) -> Offer {
-        Offer {
-            cloud: cloud.into(),
-            instance_type: instance_type.into(),
-            region: region.into(),
-            zone: None,
-            accelerator_name: None,
-            accelerator_count: 0.0,
-            accelerator_memory_gib: None,
-            accelerator_vendor: None,
-            vcpus: None,
-            memory_gib: None,
-            arch: None,
-            price: None,
-            spot_price: None,
-            fetched_at: self.fetched_at,
-            source: source.into(),
-            price_breakdown: None,
-            spot_interruption: None,
-        }
+        Offer::blank(cloud, instance_type, region, source, self.fetched_at)
     }
 }

@@ -150,6 +150,7 @@ mod tests {
             source: "test".into(),
             price_breakdown: None,
             spot_interruption: None,
+            hyperv_generations: None,
         }
     }
 

@@ -170,6 +170,7 @@ fn seed_offer(t: &str, region: &str, price: f64) -> Offer {
         source: "seed".into(),
         price_breakdown: None,
         spot_interruption: None,
+        hyperv_generations: None,
     }
 }
 

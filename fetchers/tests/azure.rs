@@ -210,6 +210,8 @@ async fn resource_skus_api_gives_specs_with_credentials() {
     // The naming convention knows 8 vCPUs but not the M-series memory: 218.75 GiB is the API's.
     assert_eq!((m.instance_type.as_ref(), m.vcpus, m.memory_gib), ("Standard_M8ms", Some(8.0), Some(218.75)));
     assert_eq!((m.price, m.spot_price, m.accelerator_count), (Some(1.997), Some(0.21967), 0.0));
+    // The Resource SKUs' HyperVGenerations reach the catalog row (SkyPilot's `Generation`).
+    assert_eq!(m.hyperv_generations.map(|g| g.label()).as_deref(), Some("V1,V2"));
 
     let reqs = srv.requests();
     let token = reqs.iter().find(|r| r.method == "POST").expect("token request");
@@ -249,7 +251,8 @@ async fn resource_skus_give_hyperv_generations() {
     let gens: Vec<(&str, Option<String>)> = specs.iter().map(|(k, s)| (k.as_str(), s.generation_cell())).collect();
     // SkyPilot's Azure catalog: Standard_M8ms "V1,V2" (reference-prices/azure.csv).
     assert_eq!(gens, vec![("standard_d2s_v5", Some("V1,V2".into())), ("standard_m8ms", Some("V1,V2".into()))]);
-    assert_eq!(specs["standard_m8ms"].hyperv_generations, Some(vec!["V1".to_string(), "V2".to_string()]));
+    let m8ms = specs["standard_m8ms"].hyperv_generations.expect("generations");
+    assert!(m8ms.supports(1) && m8ms.supports(2));
 
     // A value that is not a V<n> list names the size; fetch_region falls back to the SKU names.
     let cx = FetchContext::for_tests(&env);

@@ -88,6 +88,7 @@ fn catalog(n: usize) -> Vec<Offer> {
                 source: "bench".into(),
                 price_breakdown: None,
                 spot_interruption: None,
+                hyperv_generations: None,
             }
         })
         .collect()

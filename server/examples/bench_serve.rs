@@ -85,6 +85,7 @@ fn synthetic(n: usize) -> Vec<Offer> {
             source: "synthetic".into(),
             price_breakdown: None,
             spot_interruption: None,
+            hyperv_generations: None,
         });
         i += 1;
     }

@@ -18,8 +18,8 @@
 //! Specs: with `AZURE_SUBSCRIPTION_ID` and either `AZURE_ACCESS_TOKEN` or a service principal
 //! (`AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`), the Resource SKUs API
 //! (`Microsoft.Compute/skus?api-version=2021-07-01&$filter=location eq '<region>'`) gives
-//! vCPUs, memory, GPU count, architecture and the Hyper-V generations (`HyperVGenerations`;
-//! not an Offer column, so [`resource_sku_specs`] hands them to callers). Without credentials
+//! vCPUs, memory, GPU count, architecture and the Hyper-V generations (`HyperVGenerations`,
+//! the offer's `hyperv_generations`). Without credentials
 //! the SKU naming convention gives the vCPU count (and memory for the D/E/F families whose memory per vCPU is fixed), and
 //! [`N_SERIES`] gives the GPU N-series specs. GPU model and count come from the catalog's
 //! accelerator registry ([`skycat_catalog::accelerators::from_instance_type`]). An N-series SKU
@@ -34,7 +34,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde::Deserialize;
 use skycat_catalog::accelerators::{self, AcceleratorInfo};
-use skycat_catalog::Offer;
+use skycat_catalog::{HypervGenerations, Offer};
 use url::Url;
 
 use crate::error::FetchError;
@@ -158,29 +158,27 @@ pub struct SizeSpec {
     /// GPU count reported by the Resource SKUs API (`GPUs` capability).
     pub gpus: Option<f64>,
     pub arch: Option<String>,
-    /// Hyper-V generations the size boots (`HyperVGenerations` capability, `"V1,V2"` → `["V1",
-    /// "V2"]`); only the Resource SKUs API says. SkyPilot's Azure catalog has it as `Generation`.
-    pub hyperv_generations: Option<Vec<String>>,
+    /// Hyper-V generations the size boots (`HyperVGenerations` capability, `"V1,V2"`); only the
+    /// Resource SKUs API says. The catalog keeps it (SkyPilot's Azure `Generation` column).
+    pub hyperv_generations: Option<HypervGenerations>,
 }
 
 impl SizeSpec {
     /// The generations as SkyPilot's `Generation` column writes them: `V1,V2`.
     pub fn generation_cell(&self) -> Option<String> {
-        self.hyperv_generations.as_ref().map(|g| g.join(","))
+        self.hyperv_generations.map(|g| g.label())
     }
 }
 
 /// Parse a `HyperVGenerations` capability value (`"V1,V2"`, `"V2"`). Anything but `V<n>` items is
 /// an error naming the size.
-pub fn parse_hyperv_generations(size: &str, value: &str) -> Result<Vec<String>, FetchError> {
-    let gens: Vec<String> = value.split(',').map(|g| g.trim().to_ascii_uppercase()).collect();
-    if gens.iter().any(|g| g.len() < 2 || !g.starts_with('V') || !g[1..].chars().all(|c| c.is_ascii_digit())) {
-        return Err(FetchError::malformed(
+pub fn parse_hyperv_generations(size: &str, value: &str) -> Result<HypervGenerations, FetchError> {
+    HypervGenerations::parse(value).map_err(|_| {
+        FetchError::malformed(
             format!("azure resource SKU {size}"),
             format!("HyperVGenerations {value:?} is not a list like \"V1,V2\""),
-        ));
-    }
-    Ok(gens)
+        )
+    })
 }
 
 /// Resource SKUs specs of every VM size in `region` (keyed by lower-cased size name, with vCPUs,
@@ -352,6 +350,7 @@ fn build_offers(
         o.vcpus = spec.vcpus;
         o.memory_gib = spec.memory_gib;
         o.arch = Some(spec.arch.clone().unwrap_or_else(|| default_arch(&sku)).into());
+        o.hyperv_generations = spec.hyperv_generations;
         if let Some((info, count)) = accel {
             set_accelerator(&mut o, &info, count);
         }

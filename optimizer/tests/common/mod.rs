@@ -35,6 +35,7 @@ pub fn offer(
         source: "test".into(),
         price_breakdown: None,
         spot_interruption: None,
+        hyperv_generations: None,
     }
 }
 

@@ -105,6 +105,7 @@ pub fn offer(
         source: format!("test://{cloud}").into(),
         price_breakdown: None,
         spot_interruption: None,
+        hyperv_generations: None,
     }
 }
 

@@ -350,6 +350,7 @@ impl Inventory {
                 source: format!("kubernetes context {}", self.context).into(),
                 price_breakdown: Some(breakdown.into()),
                 spot_interruption: None,
+                hyperv_generations: None,
             });
         };
         for ((_, spot), n) in &groups {
