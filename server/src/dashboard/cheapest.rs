@@ -25,6 +25,21 @@ const OFFERS_SHOWN: usize = 8;
 /// `europe-west4`, `japaneast`, `ap-tokyo-1`), and the same words recur across them.
 pub fn continent(region: &str) -> &'static str {
     let r = region.to_ascii_lowercase();
+    // Some providers name a region by its country's ISO code alone (`US`, `FI`, `IN`).
+    let by_code = match r.as_str() {
+        "us" | "ca" | "mx" => Some("North America"),
+        "br" | "cl" | "ar" | "co" => Some("South America"),
+        "gb" | "uk" | "fi" | "de" | "fr" | "nl" | "se" | "no" | "is" | "ie" | "es" | "it" | "pl" | "ch" | "be" | "at"
+        | "dk" | "cz" | "pt" | "ro" | "bg" | "gr" | "ee" | "lt" | "lv" | "hu" | "ua" => Some("Europe"),
+        "in" | "jp" | "kr" | "sg" | "tw" | "hk" | "id" | "my" | "th" | "vn" | "ph" | "cn" => Some("Asia"),
+        "au" | "nz" => Some("Oceania"),
+        "il" | "ae" | "sa" | "qa" | "tr" => Some("Middle East"),
+        "za" | "ng" | "ke" | "eg" => Some("Africa"),
+        _ => None,
+    };
+    if let Some(c) = by_code {
+        return c;
+    }
     let has = |words: &[&str]| words.iter().any(|w| r.contains(w));
     let starts = |prefixes: &[&str]| prefixes.iter().any(|p| r.starts_with(p));
     if has(&["australia", "sydney", "melbourne", "newzealand", "auckland"]) {
@@ -206,6 +221,9 @@ mod tests {
             ("sa-east-1", "South America"),
             ("brazilsouth", "South America"),
             ("southamerica-east1", "South America"),
+            ("FI", "Europe"),
+            ("IN", "Asia"),
+            ("US", "North America"),
         ] {
             assert_eq!(continent(r), c, "{r}");
         }
