@@ -202,7 +202,9 @@ pub async fn serve(opts: ServeOptions, extra: Router) -> Result<(), ServeError> 
         .map_err(|e| ServeError::Load { home: home_str.clone(), message: e.to_string() })?
         .map_err(|e| ServeError::Load { home: home_str.clone(), message: crate::refresh::error_chain(e.as_ref()) })?;
     let rows = data.offers.len();
-    let mut builder = AppBuilder::new(data).config(opts.config.clone()).merge(extra);
+    let mut config = opts.config.clone();
+    config.home.get_or_insert_with(|| opts.home.clone());
+    let mut builder = AppBuilder::new(data).config(config).merge(extra);
     for r in opts.streaming.iter().cloned() {
         builder = builder.merge_streaming(r);
     }

@@ -2,7 +2,7 @@
 //!
 //! - `POST /optimize` (JSON task/DAG/fleet, or a SkyPilot task YAML body), `GET /catalog/gpus`,
 //!   `GET /catalog/offers?…`, `GET /catalog/status`, `GET /healthz`, `GET /metrics`,
-//!   `GET /openapi.json`.
+//!   `GET /openapi.json`; the web dashboard at `/` and `/ui/*` ([`dashboard`]).
 //! - The catalog in service is an immutable [`state::CatalogSnapshot`] behind an `ArcSwap`; a
 //!   cron-scheduled [`refresh::Refresher`] builds the next one and swaps it in.
 //! - Other crates add routes with [`AppBuilder::merge`] or the `extra` router of [`serve`]; with
@@ -15,6 +15,7 @@
 
 pub mod answer_cache;
 pub mod auth;
+pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod metrics;
@@ -149,7 +150,11 @@ fn build_router(state: Arc<AppState>, extra: Vec<Router>, streaming: Vec<Router>
     if let (Some(auth), false) = (cfg.auth.clone(), cfg.public_read) {
         read = read.route_layer(axum::middleware::from_fn_with_state(auth, auth::require_token));
     }
-    let mut app = Router::new().route("/healthz", get(routes::system::healthz)).with_state(state.clone()).merge(read);
+    let mut app = Router::new()
+        .route("/healthz", get(routes::system::healthz))
+        .with_state(state.clone())
+        .merge(read)
+        .merge(dashboard::router(state.clone()));
     for r in extra {
         app = app.merge(r);
     }

@@ -1,5 +1,6 @@
 //! Cross-cutting layers: request metrics, and JSON bodies for errors produced outside our
-//! handlers (axum's 404/405, tower-http's 413 and timeout).
+//! handlers (axum's 404/405, tower-http's 413 and timeout); the dashboard's HTML error pages are
+//! left as they are.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,7 +53,13 @@ pub async fn json_errors(State(limits): State<Limits>, req: Request, next: Next)
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json") || v.contains("+json"));
-    if is_json {
+    // The dashboard's pages answer errors as HTML pages a browser shows.
+    let is_html = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if is_json || is_html {
         return resp;
     }
     let (parts, body) = resp.into_parts();

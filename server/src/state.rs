@@ -189,7 +189,9 @@ impl CatalogSnapshot {
     }
 }
 
-fn gpu_summaries(offers: &[Offer]) -> Vec<GpuSummary> {
+/// Per accelerator: counts, offers and the cheapest on-demand and spot offer per cloud (what
+/// `GET /catalog/gpus` and the dashboard's price table show).
+pub(crate) fn gpu_summaries<'a>(offers: impl IntoIterator<Item = &'a Offer>) -> Vec<GpuSummary> {
     struct Acc<'a> {
         vendor: Option<&'a str>,
         memory: Option<f64>,
@@ -208,7 +210,7 @@ fn gpu_summaries(offers: &[Offer]) -> Vec<GpuSummary> {
         }
     }
     let mut by_name: BTreeMap<&str, Acc> = BTreeMap::new();
-    for o in offers.iter().filter(|o| o.has_accelerator()) {
+    for o in offers.into_iter().filter(|o| o.has_accelerator()) {
         let Some(name) = o.accelerator_name.as_deref() else { continue };
         let acc = by_name.entry(name).or_insert_with(|| Acc {
             vendor: None,
@@ -299,6 +301,9 @@ pub struct ServerConfig {
     /// Whether `/optimize`, `/catalog/*`, `/metrics` and `/openapi.json` answer without a token.
     /// Without [`auth`](Self::auth) they always do.
     pub public_read: bool,
+    /// The skycat home whose `history/` the dashboard's price-history page reads;
+    /// None: that page says there is no history to show.
+    pub home: Option<skycat_catalog::SkycatHome>,
 }
 
 impl Default for ServerConfig {
@@ -310,6 +315,7 @@ impl Default for ServerConfig {
             max_offers_limit: 10_000,
             auth: None,
             public_read: true,
+            home: None,
         }
     }
 }

@@ -204,6 +204,11 @@ impl OfferFilter {
     }
 
     fn matches(&self, o: &Offer) -> bool {
+        self.matches_any_market(o) && o.price_for(self.spot.unwrap_or(false)).is_some()
+    }
+
+    /// Every filter but the market's: the dashboard shows on-demand and spot prices side by side.
+    pub(crate) fn matches_any_market(&self, o: &Offer) -> bool {
         if let Some(acc) = &self.accelerator {
             match acc {
                 None if o.has_accelerator() => return false,
@@ -238,7 +243,12 @@ impl OfferFilter {
                 return false;
             }
         }
-        o.price_for(self.spot.unwrap_or(false)).is_some()
+        true
+    }
+
+    /// The market asked for: `Some(true)` spot, `Some(false)` on demand, None either.
+    pub(crate) fn market(&self) -> Option<bool> {
+        self.spot
     }
 
     pub(crate) fn run<'a>(&self, offers: &'a [Offer]) -> (usize, Vec<&'a Offer>) {
