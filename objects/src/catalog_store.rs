@@ -158,6 +158,13 @@ pub enum ManifestRead {
     Current { manifest: StoreManifest, etag: String },
 }
 
+/// A version's files uploaded, not yet named by the manifest.
+#[derive(Debug, Clone)]
+pub struct PreparedVersion {
+    pub id: String,
+    pub files: Vec<StoredFile>,
+}
+
 /// A successful publish.
 #[derive(Debug, Clone)]
 pub struct Published {
@@ -329,7 +336,29 @@ impl CatalogStore {
 
     /// Publish `files` as the next version: upload them under `versions/<id>/`, then swap the
     /// manifest conditionally (see the module documentation), then prune.
-    pub async fn publish(&self, mut files: Vec<(String, Vec<u8>)>, opts: &PublishOptions) -> Result<Published, CatalogStoreError> {
+    pub async fn publish(&self, files: Vec<(String, Vec<u8>)>, opts: &PublishOptions) -> Result<Published, CatalogStoreError> {
+        let prepared = self.upload_version(files).await?;
+        let mut conflicts = 0;
+        loop {
+            let base = match self.read_manifest(None).await? {
+                ManifestRead::Current { manifest, etag } => Some((manifest, etag)),
+                ManifestRead::Missing => None,
+                ManifestRead::Unchanged => unreachable!("read without an ETag"),
+            };
+            match self.install(&prepared, base.as_ref(), opts).await {
+                Err(CatalogStoreError::Conflict { .. }) if conflicts < opts.retries => conflicts += 1,
+                Ok(mut p) => {
+                    p.conflicts = conflicts;
+                    return Ok(p);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Step one of a publish: upload `files` under `versions/<id>/`. Nothing reads them until a
+    /// manifest names them.
+    pub async fn upload_version(&self, mut files: Vec<(String, Vec<u8>)>) -> Result<PreparedVersion, CatalogStoreError> {
         files.sort_by(|a, b| a.0.cmp(&b.0));
         if !files.iter().any(|(n, _)| n.ends_with(".parquet")) {
             return Err(CatalogStoreError::Local("nothing to publish: no <cloud>.parquet file".into()));
@@ -346,7 +375,7 @@ impl CatalogStore {
         // publishers of identical content, never rewrite a file with other bytes.
         let id: String = digest.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect();
         let uploads = files.into_iter().map(|(name, bytes)| {
-            let rel = format!("{VERSIONS}/{id}/{name}");
+            let rel = format!("{VERSIONS}/{}/{name}", id);
             async move {
                 self.store.put(&self.path(&rel), PutPayload::from(bytes)).await.map_err(|e| self.unreachable(&rel, e))
             }
@@ -355,63 +384,63 @@ impl CatalogStore {
         for r in done {
             r?;
         }
-        let mut conflicts = 0;
-        loop {
-            let base = match self.read_manifest(None).await? {
-                ManifestRead::Current { manifest, etag } => Some((manifest, etag)),
-                ManifestRead::Missing => None,
-                ManifestRead::Unchanged => unreachable!("read without an ETag"),
-            };
-            let version = base.as_ref().map_or(1, |(m, _)| m.version + 1);
-            let published_at = Utc::now();
-            let mut history = vec![PastVersion { version, id: id.clone(), published_at }];
-            if let Some((m, _)) = &base {
-                history.extend(m.history.iter().filter(|h| h.id != id).cloned());
+        Ok(PreparedVersion { id, files: listed })
+    }
+
+    /// Step two: replace the manifest `base` (read with its ETag; `None`: there is none yet) by
+    /// one naming `prepared`, with a conditional put, then prune. Another publisher's swap since
+    /// `base` was read makes this fail with [`CatalogStoreError::Conflict`].
+    pub async fn install(
+        &self,
+        prepared: &PreparedVersion,
+        base: Option<&(StoreManifest, String)>,
+        opts: &PublishOptions,
+    ) -> Result<Published, CatalogStoreError> {
+        let id = &prepared.id;
+        let version = base.map_or(1, |(m, _)| m.version + 1);
+        let published_at = Utc::now();
+        let mut history = vec![PastVersion { version, id: id.clone(), published_at }];
+        if let Some((m, _)) = base {
+            history.extend(m.history.iter().filter(|h| &h.id != id).cloned());
+        }
+        history.truncate(opts.keep.max(1));
+        let manifest = StoreManifest {
+            format: FORMAT,
+            version,
+            id: id.clone(),
+            published_at,
+            publisher: opts.publisher.clone(),
+            files: prepared.files.clone(),
+            history,
+        };
+        let mut text = serde_json::to_vec_pretty(&manifest).map_err(|e| CatalogStoreError::Local(e.to_string()))?;
+        text.push(b'\n');
+        let mode = match base {
+            Some((_, etag)) => PutMode::Update(UpdateVersion { e_tag: Some(etag.clone()), version: None }),
+            None => PutMode::Create,
+        };
+        let put = PutOptions { mode, ..Default::default() };
+        match self.store.put_opts(&self.path(MANIFEST), PutPayload::from(text), put).await {
+            Ok(r) => {
+                let etag = r.e_tag.unwrap_or_default();
+                let (pruned, prune_error) = match self.prune(&manifest, opts.prune_grace).await {
+                    Ok(n) => (n, None),
+                    Err(e) => (0, Some(e.to_string())),
+                };
+                Ok(Published { manifest, etag, conflicts: 0, pruned, prune_error })
             }
-            history.truncate(opts.keep.max(1));
-            let manifest = StoreManifest {
-                format: FORMAT,
-                version,
-                id: id.clone(),
-                published_at,
-                publisher: opts.publisher.clone(),
-                files: listed.clone(),
-                history,
-            };
-            let mut text = serde_json::to_vec_pretty(&manifest).map_err(|e| CatalogStoreError::Local(e.to_string()))?;
-            text.push(b'\n');
-            let mode = match &base {
-                Some((_, etag)) => PutMode::Update(UpdateVersion { e_tag: Some(etag.clone()), version: None }),
-                None => PutMode::Create,
-            };
-            let put = PutOptions { mode, ..Default::default() };
-            match self.store.put_opts(&self.path(MANIFEST), PutPayload::from(text), put).await {
-                Ok(r) => {
-                    let etag = r.e_tag.unwrap_or_default();
-                    let (pruned, prune_error) = match self.prune(&manifest, opts.prune_grace).await {
-                        Ok(n) => (n, None),
-                        Err(e) => (0, Some(e.to_string())),
-                    };
-                    return Ok(Published { manifest, etag, conflicts, pruned, prune_error });
-                }
-                Err(object_store::Error::Precondition { .. } | object_store::Error::AlreadyExists { .. }) => {
-                    conflicts += 1;
-                    if conflicts > opts.retries {
-                        let now = match self.read_manifest(None).await {
-                            Ok(ManifestRead::Current { manifest: m, .. }) => {
-                                format!(", now version {} by {}", m.version, m.publisher)
-                            }
-                            _ => String::new(),
-                        };
-                        return Err(CatalogStoreError::Conflict {
-                            url: self.src.url_of(&self.key(MANIFEST)),
-                            base: base.map_or(0, |(m, _)| m.version),
-                            now,
-                        });
-                    }
-                }
-                Err(e) => return Err(self.unreachable(MANIFEST, e)),
+            Err(object_store::Error::Precondition { .. } | object_store::Error::AlreadyExists { .. }) => {
+                let now = match self.read_manifest(None).await {
+                    Ok(ManifestRead::Current { manifest: m, .. }) => format!(", now version {} by {}", m.version, m.publisher),
+                    _ => String::new(),
+                };
+                Err(CatalogStoreError::Conflict {
+                    url: self.src.url_of(&self.key(MANIFEST)),
+                    base: base.map_or(0, |(m, _)| m.version),
+                    now,
+                })
             }
+            Err(e) => Err(self.unreachable(MANIFEST, e)),
         }
     }
 
