@@ -308,30 +308,41 @@ impl CatalogStore {
 
     /// The files `m` names, each checked against its size and SHA-256, in the manifest's order.
     pub async fn download(&self, m: &StoreManifest) -> Result<Vec<(String, Vec<u8>)>, CatalogStoreError> {
-        let fetches = m.files.iter().map(|f| async move {
+        // One task per file (a catalog is a handful of files), on owned data so that the
+        // future stays `Send` for any caller.
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, f) in m.files.iter().enumerate() {
             let rel = format!("{VERSIONS}/{}/{}", m.id, f.name);
+            let (store, path, f, version) = (self.store.clone(), self.path(&rel), f.clone(), m.version);
             let url = self.src.url_of(&self.key(&rel));
-            let bytes = match self.store.get(&self.path(&rel)).await {
-                Ok(g) => g.bytes().await.map_err(|e| self.unreachable(&rel, e))?,
-                Err(object_store::Error::NotFound { .. }) => {
+            tasks.spawn(async move {
+                let unreachable = |e: object_store::Error| CatalogStoreError::Unreachable { url: url.clone(), msg: one_line(&e.to_string()) };
+                let bytes = match store.get(&path).await {
+                    Ok(g) => g.bytes().await.map_err(unreachable)?,
+                    Err(object_store::Error::NotFound { .. }) => {
+                        return Err(CatalogStoreError::BadFile {
+                            url: url.clone(),
+                            why: format!("missing, though manifest version {version} names it"),
+                        })
+                    }
+                    Err(e) => return Err(unreachable(e)),
+                };
+                if bytes.len() as u64 != f.size || sha256_hex(&bytes) != f.sha256 {
                     return Err(CatalogStoreError::BadFile {
-                        url,
-                        why: format!("missing, though manifest version {} names it", m.version),
-                    })
+                        url: url.clone(),
+                        why: format!("does not match manifest version {version} (size or SHA-256 differs)"),
+                    });
                 }
-                Err(e) => return Err(self.unreachable(&rel, e)),
-            };
-            if bytes.len() as u64 != f.size || sha256_hex(&bytes) != f.sha256 {
-                return Err(CatalogStoreError::BadFile {
-                    url,
-                    why: format!("does not match manifest version {} (size or SHA-256 differs)", m.version),
-                });
-            }
-            Ok((f.name.clone(), bytes.to_vec()))
-        });
-        // A few at a time: a catalog is a handful of files.
-        let results: Vec<_> = futures_util::stream::iter(fetches).buffered(4).collect().await;
-        results.into_iter().collect()
+                Ok((i, f.name, bytes.to_vec()))
+            });
+        }
+        let mut out = Vec::with_capacity(m.files.len());
+        while let Some(r) = tasks.join_next().await {
+            let r = r.map_err(|e| CatalogStoreError::Local(format!("download task failed: {e}")))?;
+            out.push(r?);
+        }
+        out.sort_by_key(|(i, _, _)| *i);
+        Ok(out.into_iter().map(|(_, n, b)| (n, b)).collect())
     }
 
     /// Publish `files` as the next version: upload them under `versions/<id>/`, then swap the
@@ -374,15 +385,20 @@ impl CatalogStore {
         // Content-addressed: the same files always land in the same folder, so a retry, or two
         // publishers of identical content, never rewrite a file with other bytes.
         let id: String = digest.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect();
-        let uploads = files.into_iter().map(|(name, bytes)| {
-            let rel = format!("{VERSIONS}/{}/{name}", id);
-            async move {
-                self.store.put(&self.path(&rel), PutPayload::from(bytes)).await.map_err(|e| self.unreachable(&rel, e))
-            }
-        });
-        let done: Vec<_> = futures_util::stream::iter(uploads).buffer_unordered(4).collect().await;
-        for r in done {
-            r?;
+        let mut tasks = tokio::task::JoinSet::new();
+        for (name, bytes) in files {
+            let rel = format!("{VERSIONS}/{id}/{name}");
+            let (store, path, url) = (self.store.clone(), self.path(&rel), self.src.url_of(&self.key(&rel)));
+            tasks.spawn(async move {
+                store
+                    .put(&path, PutPayload::from(bytes))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| CatalogStoreError::Unreachable { url, msg: one_line(&e.to_string()) })
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r.map_err(|e| CatalogStoreError::Local(format!("upload task failed: {e}")))??;
         }
         Ok(PreparedVersion { id, files: listed })
     }
