@@ -102,7 +102,9 @@ async fn replica(store: CatalogStore, scratch: &Path) -> Replica {
         app.state.clone(),
         scratch.join("cache"),
         scratch.join("config.yaml"),
-        PublishOptions { keep: 3, prune_grace: Duration::ZERO, ..Default::default() },
+        // The default grace period: a racing publisher's fresh upload is never pruned under it
+        // (with no grace, the winner's prune may delete the loser's-to-be-retried files).
+        PublishOptions { keep: 3, ..Default::default() },
     );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -222,7 +224,8 @@ async fn racing_publishers_never_lose_or_mix_a_catalog() {
         let distinct: BTreeSet<u64> = won.iter().copied().collect();
         assert_eq!(distinct.len(), won.len(), "one swap per version: {won:?}");
         // The reader gets the newest whole catalog: one publisher's, never a blend.
-        assert!(matches!(reader.link.poll_once().await, PollOutcome::Swapped { .. }));
+        let polled = reader.link.poll_once().await;
+        assert!(matches!(polled, PollOutcome::Swapped { .. }), "{polled:?}");
         let tag = serving(&reader).await;
         assert!(tag == format!("a{round}") || tag == format!("b{round}"), "{tag}");
     }
