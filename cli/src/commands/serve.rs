@@ -291,7 +291,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             skycat_objects::Source::parse(url).map_err(|e| anyhow::anyhow!("--catalog-store: {e}"))?;
             Some(skycat_server::CatalogStoreOptions {
                 url: url.clone(),
-                poll_interval: Duration::from_secs_f64(args.catalog_store_poll),
+                poll_interval: Duration::try_from_secs_f64(args.catalog_store_poll)
+                    .map_err(|_| anyhow::anyhow!("--catalog-store-poll: {} seconds is out of range", args.catalog_store_poll))?,
                 keep: args.catalog_store_keep.max(1),
             })
         }
