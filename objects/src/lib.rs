@@ -7,11 +7,14 @@
 //!   every message that could carry them;
 //! * [`stores`]: one `object_store` client per source;
 //! * [`buckets`]: the bucket-level calls object_store does not make (create, delete, exists);
-//! * [`upload`]: a local file or folder into a bucket prefix.
+//! * [`upload`]: a local file or folder into a bucket prefix;
+//! * [`catalog_store`]: price catalogs published to a bucket prefix for several `skycat serve`
+//!   replicas (immutable versions, a manifest swapped with a conditional put).
 //!
 //! No credential is ever taken from argv, logged, or left in an error message.
 
 pub mod buckets;
+pub mod catalog_store;
 pub mod describe;
 mod env;
 mod source;

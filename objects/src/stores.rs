@@ -35,6 +35,32 @@ pub fn retry_config() -> RetryConfig {
     RetryConfig { max_retries: 5, retry_timeout: Duration::from_secs(60), ..Default::default() }
 }
 
+/// Client settings of a store: the defaults suit bulk copies ([`client_options`],
+/// [`retry_config`]); the catalog store wants a bounded request time and few retries, so that a
+/// poll of an unreachable store fails in seconds instead of retrying for a minute.
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    /// Whole-request time limit; `None`: none (a large object streams for as long as it needs).
+    pub request_timeout: Option<Duration>,
+    pub retry: RetryConfig,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning { request_timeout: None, retry: retry_config() }
+    }
+}
+
+impl Tuning {
+    fn options(&self, endpoint: Option<&str>) -> ClientOptions {
+        let o = client_options(endpoint);
+        match self.request_timeout {
+            Some(t) => o.with_timeout(t),
+            None => o,
+        }
+    }
+}
+
 /// A builder's refusal (bad configuration), naming the source.
 fn build_error(src: &Source, e: object_store::Error) -> Error {
     Error::Config(format!("{}: {}", src.url(), crate::one_line(&e.to_string())))
@@ -47,11 +73,20 @@ fn not_built(src: &Source, what: &str, feature: &str) -> Error {
 }
 
 pub async fn build(src: &Source, env: &Env) -> Result<Arc<dyn ObjectStore>, Error> {
+    build_tuned(src, env, &Tuning::default()).await
+}
+
+/// [`build`] with other client settings.
+pub async fn build_tuned(src: &Source, env: &Env, tuning: &Tuning) -> Result<Arc<dyn ObjectStore>, Error> {
     match src.scheme {
-        Scheme::S3 => s3(src, env).await.map(|b| Arc::new(b) as _),
-        Scheme::R2 => Ok(Arc::new(r2(src, env)?.build().map_err(|e| build_error(src, e))?)),
-        Scheme::Gcs => gcs(src, env),
-        Scheme::Azure => azure(src, env),
+        Scheme::S3 => s3_tuned(src, env, tuning).await.map(|b| Arc::new(b) as _),
+        Scheme::R2 => {
+            let endpoint = r2_endpoint(src, env)?;
+            let b = r2(src, env)?.with_client_options(tuning.options(Some(&endpoint))).with_retry(tuning.retry.clone());
+            Ok(Arc::new(b.build().map_err(|e| build_error(src, e))?))
+        }
+        Scheme::Gcs => gcs(src, env, tuning),
+        Scheme::Azure => azure(src, env, tuning),
     }
 }
 
@@ -63,6 +98,10 @@ pub fn s3_endpoint(env: &Env) -> Option<&str> {
 /// An S3 client for `src`'s bucket; without AWS_REGION and an endpoint, the bucket's region is
 /// asked first.
 pub async fn s3(src: &Source, env: &Env) -> Result<object_store::aws::AmazonS3, Error> {
+    s3_tuned(src, env, &Tuning::default()).await
+}
+
+async fn s3_tuned(src: &Source, env: &Env, tuning: &Tuning) -> Result<object_store::aws::AmazonS3, Error> {
     let mut b = AmazonS3Builder::new();
     // Every AWS_* variable object_store knows (keys, token, region, endpoints, skip signature…).
     for (k, v) in env.with_prefix("AWS_") {
@@ -89,8 +128,8 @@ pub async fn s3(src: &Source, env: &Env) -> Result<object_store::aws::AmazonS3, 
         b = b.with_region(r);
     }
     b.with_bucket_name(&src.bucket)
-        .with_client_options(client_options(endpoint))
-        .with_retry(retry_config())
+        .with_client_options(tuning.options(endpoint))
+        .with_retry(tuning.retry.clone())
         .build()
         .map_err(|e| build_error(src, e))
 }
@@ -149,19 +188,24 @@ pub fn gcs_endpoint(env: &Env) -> Option<String> {
 }
 
 #[cfg(feature = "gcs")]
-fn gcs(src: &Source, env: &Env) -> Result<Arc<dyn ObjectStore>, Error> {
-    gcs_store(src, env).map(|s| Arc::new(s) as _)
+fn gcs(src: &Source, env: &Env, tuning: &Tuning) -> Result<Arc<dyn ObjectStore>, Error> {
+    gcs_store_tuned(src, env, tuning).map(|s| Arc::new(s) as _)
 }
 
 /// A GCS client for `src`'s bucket.
 #[cfg(feature = "gcs")]
 pub fn gcs_store(src: &Source, env: &Env) -> Result<object_store::gcp::GoogleCloudStorage, Error> {
+    gcs_store_tuned(src, env, &Tuning::default())
+}
+
+#[cfg(feature = "gcs")]
+fn gcs_store_tuned(src: &Source, env: &Env, tuning: &Tuning) -> Result<object_store::gcp::GoogleCloudStorage, Error> {
     use object_store::gcp::GoogleCloudStorageBuilder;
     let endpoint = gcs_endpoint(env);
     let mut b = GoogleCloudStorageBuilder::new()
         .with_bucket_name(&src.bucket)
-        .with_client_options(client_options(endpoint.as_deref()))
-        .with_retry(retry_config());
+        .with_client_options(tuning.options(endpoint.as_deref()))
+        .with_retry(tuning.retry.clone());
     let key_json = env.get("GOOGLE_SERVICE_ACCOUNT_KEY").or_else(|| {
         env.get("GOOGLE_APPLICATION_CREDENTIALS").filter(|v| v.trim_start().starts_with('{'))
     });
@@ -184,7 +228,7 @@ pub fn gcs_store(src: &Source, env: &Env) -> Result<object_store::gcp::GoogleClo
 }
 
 #[cfg(not(feature = "gcs"))]
-fn gcs(src: &Source, _env: &Env) -> Result<Arc<dyn ObjectStore>, Error> {
+fn gcs(src: &Source, _env: &Env, _tuning: &Tuning) -> Result<Arc<dyn ObjectStore>, Error> {
     Err(not_built(src, "GCS", "gcs"))
 }
 
@@ -252,13 +296,18 @@ pub fn azure_settings(src: &Source, env: &Env) -> AzureSettings {
 }
 
 #[cfg(feature = "azure")]
-fn azure(src: &Source, env: &Env) -> Result<Arc<dyn ObjectStore>, Error> {
-    azure_store(src, env).map(|s| Arc::new(s) as _)
+fn azure(src: &Source, env: &Env, tuning: &Tuning) -> Result<Arc<dyn ObjectStore>, Error> {
+    azure_store_tuned(src, env, tuning).map(|s| Arc::new(s) as _)
 }
 
 /// An Azure Blob client for `src`'s container.
 #[cfg(feature = "azure")]
 pub fn azure_store(src: &Source, env: &Env) -> Result<object_store::azure::MicrosoftAzure, Error> {
+    azure_store_tuned(src, env, &Tuning::default())
+}
+
+#[cfg(feature = "azure")]
+fn azure_store_tuned(src: &Source, env: &Env, tuning: &Tuning) -> Result<object_store::azure::MicrosoftAzure, Error> {
     use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
     let s = azure_settings(src, env);
     let mut b = MicrosoftAzureBuilder::new();
@@ -281,14 +330,14 @@ pub fn azure_store(src: &Source, env: &Env) -> Result<object_store::azure::Micro
     if let Some(e) = &s.endpoint {
         b = b.with_endpoint(e.clone());
     }
-    b.with_client_options(client_options(s.endpoint.as_deref()))
-        .with_retry(retry_config())
+    b.with_client_options(tuning.options(s.endpoint.as_deref()))
+        .with_retry(tuning.retry.clone())
         .build()
         .map_err(|e| build_error(src, e))
 }
 
 #[cfg(not(feature = "azure"))]
-fn azure(src: &Source, _env: &Env) -> Result<Arc<dyn ObjectStore>, Error> {
+fn azure(src: &Source, _env: &Env, _tuning: &Tuning) -> Result<Arc<dyn ObjectStore>, Error> {
     Err(not_built(src, "Azure Blob", "azure"))
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::Router;
 use skycat_catalog::{Catalog, Origin, SkycatHome};
 
+use crate::catalog_store::StoreReplica;
 use crate::refresh::{parse_schedule, RefreshAction, RefreshError};
 use crate::state::{CatalogData, CloudSource, ServerConfig};
 use crate::AppBuilder;
@@ -24,6 +25,8 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("{0}")]
+    Store(String),
 }
 
 /// Convert a loaded catalog into the server's form, with provenance per cloud.
@@ -63,10 +66,21 @@ pub fn catalog_data(catalog: Catalog) -> CatalogData {
 
 /// Load `$SKYCAT_HOME`'s catalog (blocking IO + Parquet decoding: call from a blocking thread).
 pub fn load_catalog(home: &SkycatHome) -> Result<CatalogData, RefreshError> {
-    let mut loaded = Catalog::load(home)?;
+    load_catalog_priced(home, &home.config_path(), false)
+}
+
+/// [`load_catalog`] with the catalogs of `catalogs_home` and the prices of the config file
+/// `config` (a replica reads a downloaded version with its own home's prices). `strict`: a
+/// warning (a file that cannot be read, a malformed catalog manifest) is an error instead of a
+/// fallback to the shipped rows.
+pub fn load_catalog_priced(catalogs_home: &SkycatHome, config: &std::path::Path, strict: bool) -> Result<CatalogData, RefreshError> {
+    let mut loaded = Catalog::load(catalogs_home)?;
+    if strict && !loaded.warnings.is_empty() {
+        return Err(loaded.warnings.join("; ").into());
+    }
     // The user's prices (config.yaml `prices:`), applied in memory: /optimize and /catalog answer
     // with effective prices, rows marked `custom: …` in their price_breakdown.
-    let rules = skycat_catalog::PriceRules::load(&home.config_path())?;
+    let rules = skycat_catalog::PriceRules::load(config)?;
     loaded.catalog.reprice(&rules);
     for w in &loaded.warnings {
         tracing::warn!("{w}");
@@ -93,6 +107,20 @@ pub struct ServeOptions {
     pub streaming: Vec<Router>,
     /// HTTPS with this certificate and key; None = plain HTTP.
     pub tls: Option<crate::tls::TlsFiles>,
+    /// Read the catalog from (and, with a fetch refresh, publish it to) a catalog store.
+    pub catalog_store: Option<CatalogStoreOptions>,
+}
+
+/// `--catalog-store` and its settings.
+#[derive(Debug, Clone)]
+pub struct CatalogStoreOptions {
+    /// `s3://bucket/prefix` (or gs://, r2://, Azure); credentials and endpoints from the
+    /// environment.
+    pub url: String,
+    /// How often replicas poll the store manifest.
+    pub poll_interval: Duration,
+    /// Versions kept in the store for readers in flight.
+    pub keep: usize,
 }
 
 /// What a scheduled refresh does.
@@ -114,11 +142,14 @@ pub enum RefreshMode {
 ///   keep their previous rows on disk) and the failures are listed in the outcome's warnings.
 pub struct FetchRefresh {
     pub opts: skycat_fetchers::FetchOptions,
+    /// With a catalog store: publish what was fetched there before swapping it in (a publish
+    /// that fails fails the refresh, so that the leader never serves what replicas cannot get).
+    pub publish: Option<Arc<crate::catalog_store::StoreReplica>>,
 }
 
 impl FetchRefresh {
     pub fn new(opts: skycat_fetchers::FetchOptions) -> Self {
-        FetchRefresh { opts }
+        FetchRefresh { opts, publish: None }
     }
 }
 
@@ -155,6 +186,7 @@ fn fetch_problems(report: &skycat_fetchers::FetchReport) -> Vec<String> {
 impl RefreshAction for FetchRefresh {
     fn refresh(&self) -> crate::refresh::BoxFuture<Result<CatalogData, RefreshError>> {
         let opts = self.opts.clone();
+        let publish = self.publish.clone();
         Box::pin(async move {
             let report = skycat_fetchers::run_fetch(&opts, &log_event).await?;
             let problems = fetch_problems(&report);
@@ -166,6 +198,9 @@ impl RefreshAction for FetchRefresh {
             let mut data = tokio::task::spawn_blocking(move || load_catalog(&home))
                 .await
                 .map_err(|e| -> RefreshError { format!("loading the catalog failed: {e}").into() })??;
+            if let (Some(replica), false) = (publish, opts.dry_run) {
+                replica.publish_dir(&opts.home.catalogs_dir()).await?;
+            }
             data.warnings = problems;
             Ok(data)
         })
@@ -208,12 +243,40 @@ pub async fn serve(opts: ServeOptions, extra: Router) -> Result<(), ServeError> 
     for r in opts.streaming.iter().cloned() {
         builder = builder.merge_streaming(r);
     }
+    let store = match &opts.catalog_store {
+        Some(c) => Some(
+            skycat_objects::catalog_store::CatalogStore::open(&c.url, &skycat_objects::Env::from_process())
+                .await
+                .map_err(|e| ServeError::Store(e.to_string()))?,
+        ),
+        None => None,
+    };
+    // The refresh action needs the replica, the replica needs the app's state: the action
+    // reaches the replica through a cell filled once the app is built.
+    let replica_cell: Arc<std::sync::OnceLock<Arc<StoreReplica>>> = Arc::default();
     if let Some(schedule) = schedule {
-        builder = builder.refresh_action(refresh_action(&opts)).schedule(schedule);
+        builder = builder.refresh_action(refresh_action(&opts, replica_cell.clone())).schedule(schedule);
     }
     let app = tokio::task::spawn_blocking(move || builder.build())
         .await
         .map_err(|e| ServeError::Load { home: home_str, message: e.to_string() })?;
+    let mut poller = None;
+    if let (Some(store), Some(c)) = (store, &opts.catalog_store) {
+        let publish = skycat_objects::catalog_store::PublishOptions { keep: c.keep.max(1), ..Default::default() };
+        let replica = StoreReplica::new(
+            store,
+            app.state.clone(),
+            opts.home.root.join("catalog-store"),
+            opts.home.config_path(),
+            publish,
+        );
+        // The store's newest version replaces the local catalog before the first request; a store
+        // that is down or empty leaves the local catalog in service (and /healthz says so).
+        let first = replica.poll_once().await;
+        eprintln!("skycat serve: catalog store {}: {first:?}", replica.url());
+        let _ = replica_cell.set(replica.clone());
+        poller = Some(replica.spawn_poller(c.poll_interval));
+    }
     let listener = tokio::net::TcpListener::bind(opts.addr)
         .await
         .map_err(|source| ServeError::Bind { addr: opts.addr, source })?;
@@ -230,6 +293,9 @@ pub async fn serve(opts: ServeOptions, extra: Router) -> Result<(), ServeError> 
             eprintln!("skycat serve: listening on http://{local} ({rows} offers)");
             app.serve(listener, shutdown_signal()).await?;
         }
+    }
+    if let Some(p) = poller {
+        p.abort();
     }
     Ok(())
 }
@@ -257,9 +323,23 @@ async fn shutdown_signal() {
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
 
-fn refresh_action(opts: &ServeOptions) -> Arc<dyn RefreshAction> {
-    match &opts.refresh_mode {
-        RefreshMode::Fetch(f) => Arc::new(FetchRefresh::new(f.clone())),
-        RefreshMode::ReloadOnly => Arc::new(ReloadFromHome { home: opts.home.clone() }),
+fn refresh_action(opts: &ServeOptions, replica: Arc<std::sync::OnceLock<Arc<StoreReplica>>>) -> Arc<dyn RefreshAction> {
+    match (&opts.refresh_mode, &opts.catalog_store) {
+        (RefreshMode::Fetch(f), Some(_)) => Arc::new(PublishingFetchRefresh { opts: f.clone(), replica }),
+        (RefreshMode::Fetch(f), None) => Arc::new(FetchRefresh::new(f.clone())),
+        (RefreshMode::ReloadOnly, _) => Arc::new(ReloadFromHome { home: opts.home.clone() }),
+    }
+}
+
+/// A [`FetchRefresh`] that publishes to the catalog store of the replica in `replica` (set once
+/// the app is built; a refresh before that publishes nothing).
+struct PublishingFetchRefresh {
+    opts: skycat_fetchers::FetchOptions,
+    replica: Arc<std::sync::OnceLock<Arc<StoreReplica>>>,
+}
+
+impl RefreshAction for PublishingFetchRefresh {
+    fn refresh(&self) -> crate::refresh::BoxFuture<Result<CatalogData, RefreshError>> {
+        FetchRefresh { opts: self.opts.clone(), publish: self.replica.get().cloned() }.refresh()
     }
 }

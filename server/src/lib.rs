@@ -24,8 +24,11 @@ pub mod openapi;
 pub mod refresh;
 pub mod routes;
 pub mod state;
+pub mod store_health;
 pub mod tls;
 
+#[cfg(feature = "fetch")]
+pub mod catalog_store;
 #[cfg(feature = "fetch")]
 pub mod fetch;
 
@@ -51,7 +54,7 @@ pub use refresh::{RefreshAction, RefreshError, Refresher};
 pub use state::{AppState, CatalogData, CatalogSnapshot, CloudSource, RefreshOutcome, ServerConfig};
 
 #[cfg(feature = "fetch")]
-pub use fetch::{load_catalog, serve, FetchRefresh, RefreshMode, ReloadFromHome, ServeError, ServeOptions};
+pub use fetch::{load_catalog, serve, CatalogStoreOptions, FetchRefresh, RefreshMode, ReloadFromHome, ServeError, ServeOptions};
 
 /// Assembles the service: catalog, settings, refresh, extra routes.
 pub struct AppBuilder {

@@ -141,6 +141,12 @@ impl Metrics {
         }
     }
 
+    /// Register more metrics (the catalog store's poller adds its own); they appear in
+    /// [`render`](Self::render).
+    pub fn register(&self, c: Box<dyn prometheus::core::Collector>) -> prometheus::Result<()> {
+        self.registry.register(c)
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let now = Utc::now().timestamp();

@@ -332,6 +332,8 @@ pub struct AppState {
     pub started_at: DateTime<Utc>,
     /// `POST /optimize` answers of the catalog in service.
     pub answers: crate::answer_cache::AnswerCache,
+    /// The catalog store this replica polls, if any (`/healthz`).
+    catalog_store: Mutex<Option<crate::store_health::CatalogStoreHealth>>,
 }
 
 impl AppState {
@@ -352,7 +354,19 @@ impl AppState {
             config,
             started_at: Utc::now(),
             answers: Default::default(),
+            catalog_store: Mutex::new(None),
         }
+    }
+
+    /// The catalog store's state as `/healthz` shows it, lag computed now.
+    pub fn catalog_store_health(&self) -> Option<crate::store_health::CatalogStoreHealth> {
+        let g = self.catalog_store.lock().unwrap_or_else(|p| p.into_inner());
+        g.clone().map(|h| h.with_lag(Utc::now()))
+    }
+
+    /// Record the catalog store's state (the poller does, after each poll or publish).
+    pub fn set_catalog_store_health(&self, health: crate::store_health::CatalogStoreHealth) {
+        *self.catalog_store.lock().unwrap_or_else(|p| p.into_inner()) = Some(health);
     }
 
     /// The catalog in service. Hold the `Arc` for the whole request.

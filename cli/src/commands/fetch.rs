@@ -5,6 +5,7 @@ use skycat_catalog::SkycatHome;
 use skycat_fetchers::progress::{details, summary_table, Progress};
 use skycat_fetchers::run::configured_aws_ondemand_source;
 use skycat_fetchers::{run_fetch, AwsOnDemandSource, FetchOptions};
+use skycat_objects::catalog_store::{catalog_files, CatalogStore, PublishOptions};
 
 fn split_list(v: &[String]) -> Vec<String> {
     v.iter().flat_map(|s| s.split(',')).map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
@@ -35,10 +36,23 @@ pub struct FetchArgs {
     /// (or `fetch.aws.ondemand_source: pricing-api` in config.yaml).
     #[arg(long)]
     pub aws_pricing_api: bool,
+    /// Then publish $SKYCAT_HOME/catalogs to this catalog store (s3://bucket/prefix, gs://,
+    /// r2://, Azure) as its next version, for `skycat serve --catalog-store` replicas.
+    /// Credentials and endpoints come from the environment. See docs/catalog-store.md.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub publish: Option<String>,
+    /// Versions the publish keeps in the store for readers in flight.
+    #[arg(long, default_value_t = 5, requires = "publish")]
+    pub publish_keep: usize,
 }
 
 pub async fn run(args: FetchArgs) -> anyhow::Result<()> {
     let home = SkycatHome::from_env().context("cannot locate the skycat home")?;
+    // A bad store URL or missing credentials are seen before the fetch, not after it.
+    let store = match &args.publish {
+        Some(url) => Some(CatalogStore::open(url, &skycat_objects::Env::from_process()).await?),
+        None => None,
+    };
     let mut opts = FetchOptions::new(home.clone());
     opts.clouds = split_list(&args.clouds);
     opts.regions = split_list(&args.regions);
@@ -59,6 +73,26 @@ pub async fn run(args: FetchArgs) -> anyhow::Result<()> {
         print!("{d}");
     }
     println!("total {:.1}s", report.seconds);
+    if let Some(store) = &store {
+        if report.clouds.iter().any(|c| c.published) {
+            let opts = PublishOptions { keep: args.publish_keep.max(1), ..Default::default() };
+            let files = catalog_files(&home.catalogs_dir())?;
+            let p = store.publish(files, &opts).await?;
+            println!(
+                "published version {} ({} files, id {}) to {}{}",
+                p.manifest.version,
+                p.manifest.files.len(),
+                p.manifest.id,
+                store.url(),
+                if p.pruned > 0 { format!("; pruned {} old version(s)", p.pruned) } else { String::new() }
+            );
+            if let Some(e) = p.prune_error {
+                eprintln!("warning: pruning old versions failed: {e}");
+            }
+        } else {
+            eprintln!("nothing fetched was published locally: nothing published to {}", store.url());
+        }
+    }
     let bad: Vec<String> = report
         .clouds
         .iter()

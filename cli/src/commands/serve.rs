@@ -68,6 +68,18 @@ pub struct ServeArgs {
     /// HTTPS on a loopback address too (off loopback it is always on).
     #[arg(long)]
     pub tls: bool,
+    /// Serve the catalog published to this object-storage prefix (s3://bucket/prefix, gs://,
+    /// r2://, Azure), polled every --catalog-store-poll seconds; with a fetch --refresh, this
+    /// replica also publishes there. Credentials and endpoints come from the environment
+    /// (AWS_*, AWS_ENDPOINT_URL_S3…). See docs/catalog-store.md.
+    #[arg(long, env = "SKYCAT_CATALOG_STORE")]
+    pub catalog_store: Option<String>,
+    /// Seconds between two polls of the catalog store's manifest (an unchanged one costs a 304).
+    #[arg(long, default_value_t = 30.0, requires = "catalog_store")]
+    pub catalog_store_poll: f64,
+    /// Versions a publish keeps in the catalog store for readers in flight.
+    #[arg(long, default_value_t = 5, requires = "catalog_store")]
+    pub catalog_store_keep: usize,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -271,6 +283,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .map_err(|_| anyhow::anyhow!("--request-timeout: {} seconds is out of range", args.request_timeout))?;
     let stale_after = Duration::try_from_secs_f64(args.stale_after_hours * 3600.0)
         .map_err(|_| anyhow::anyhow!("--stale-after-hours: {} is out of range", args.stale_after_hours))?;
+    let catalog_store = match &args.catalog_store {
+        Some(url) => {
+            if !(args.catalog_store_poll.is_finite() && args.catalog_store_poll >= 0.1) {
+                anyhow::bail!("--catalog-store-poll must be at least 0.1 seconds, got {}", args.catalog_store_poll);
+            }
+            skycat_objects::Source::parse(url).map_err(|e| anyhow::anyhow!("--catalog-store: {e}"))?;
+            Some(skycat_server::CatalogStoreOptions {
+                url: url.clone(),
+                poll_interval: Duration::try_from_secs_f64(args.catalog_store_poll)
+                    .map_err(|_| anyhow::anyhow!("--catalog-store-poll: {} seconds is out of range", args.catalog_store_poll))?,
+                keep: args.catalog_store_keep.max(1),
+            })
+        }
+        None => None,
+    };
     let tls = tls_files(&args)?;
     let ctl_home = skycat_controller::home::Home::from_env();
     ctl_home.ensure().with_context(|| format!("creating {}", ctl_home.root.display()))?;
@@ -292,6 +319,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         refresh_mode,
         streaming: Vec::new(),
         tls: tls.clone(),
+        catalog_store,
         config: ServerConfig {
             body_limit: args.body_limit,
             request_timeout,

@@ -20,6 +20,10 @@ pub struct Health {
     pub rows: usize,
     pub started_at: DateTime<Utc>,
     pub version: String,
+    /// The catalog store this replica reads (`--catalog-store`), if any: the version served,
+    /// the newest seen, the lag, and whether the store answered the last poll.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub catalog_store: Option<crate::store_health::CatalogStoreHealth>,
 }
 
 /// Liveness and readiness: the server is up and has a catalog in service.
@@ -32,6 +36,7 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> Json<Health> {
         rows: snap.offers().len(),
         started_at: state.started_at,
         version: env!("CARGO_PKG_VERSION").into(),
+        catalog_store: state.catalog_store_health(),
     })
 }
 
