@@ -78,7 +78,7 @@ async fn record_autostop(store: &Store, cluster: &crate::store::ClusterRow, hb: 
                 let store = store.clone();
                 let name = cluster.name.clone();
                 tokio::spawn(async move {
-                    let home = crate::home::Home::at(store.path().parent().map(|p| p.to_path_buf()).unwrap_or_default());
+                    let home = crate::home::Home::at(store.home_dir().to_path_buf());
                     match crate::lifecycle::Controller::with_store(home, store).await {
                         Ok(ctl) => {
                             if let Err(e) = ctl.down(&name, false).await {

@@ -68,6 +68,20 @@ pub struct ServeArgs {
     /// HTTPS on a loopback address too (off loopback it is always on).
     #[arg(long)]
     pub tls: bool,
+    /// Where the state lives: a SQLite file (default $SKYCAT_HOME/state.db), or
+    /// postgres://USER@HOST/DB, one database shared by several replicas (docs/replicas.md).
+    /// `skycat serve token …` reads SKYCAT_STATE.
+    #[arg(long, env = "SKYCAT_STATE")]
+    pub state: Option<String>,
+}
+
+/// Opens the store `--state`/SKYCAT_STATE names, else the home's SQLite file.
+async fn open_state(state: Option<&str>, home: &skycat_controller::home::Home) -> anyhow::Result<skycat_controller::Store> {
+    let location = match state.filter(|s| !s.trim().is_empty()) {
+        Some(s) => skycat_controller::store::StateLocation::parse(s)?,
+        None => skycat_controller::store::StateLocation::Sqlite(home.state_db()),
+    };
+    Ok(skycat_controller::Store::open_location(&location, &home.root).await?)
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,7 +125,7 @@ async fn token_command(cmd: TokenCommand) -> anyhow::Result<()> {
     use skycat_controller::api_tokens::Role;
     let home = skycat_controller::home::Home::from_env();
     home.ensure().with_context(|| format!("creating {}", home.root.display()))?;
-    let store = skycat_controller::Store::open(&home.state_db()).await?;
+    let store = open_state(std::env::var("SKYCAT_STATE").ok().as_deref(), &home).await?;
     match cmd {
         TokenCommand::Create { name, role, save } => {
             let role = Role::parse(&role).ok_or_else(|| anyhow::anyhow!("--role: {role:?} is not admin or user"))?;
@@ -274,7 +288,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let tls = tls_files(&args)?;
     let ctl_home = skycat_controller::home::Home::from_env();
     ctl_home.ensure().with_context(|| format!("creating {}", ctl_home.root.display()))?;
-    let store = skycat_controller::Store::open(&ctl_home.state_db()).await?;
+    let store = open_state(args.state.as_deref(), &ctl_home).await?;
+    tracing::info!(state = %store.location(), "state store open");
     let created = bootstrap_admin_token(&store).await?;
     let pin = tls.as_ref().map(skycat_server::tls::fingerprint).transpose()?;
     save_local_credentials(&ctl_home.root, local_url(args.addr, tls.is_some()), pin.as_deref(), created)?;
