@@ -43,6 +43,7 @@ mod budget;
 mod policy;
 mod request;
 pub use request::STORAGE_IN_MANAGED_JOBS;
+mod replica;
 mod resume;
 mod uploads;
 
@@ -302,6 +303,8 @@ struct Inner {
     secrets: SecretBox,
     /// The jobs' controller tasks (and their background teardowns), for [`Managed::shutdown`].
     tasks: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
+    /// Several replicas on one database: only the leader drives jobs (see `replica.rs`).
+    replica: Option<replica::Replica>,
 }
 
 impl Managed {
@@ -312,7 +315,7 @@ impl Managed {
     pub async fn new(ctl: Controller, opts: ManagedOptions, catalog: CatalogSource) -> Result<Managed> {
         let secrets = SecretBox::load(&ctl.home).context("managed jobs: the key that seals job requests")?;
         let ctl = ctl.with_ssh_connect_timeout(opts.ssh_connect_timeout);
-        let m = Managed { inner: Arc::new(Inner { ctl, opts, catalog, secrets, tasks: std::sync::Mutex::new(Vec::new()) }) };
+        let m = Managed { inner: Arc::new(Inner { ctl, opts, catalog, secrets, tasks: std::sync::Mutex::new(Vec::new()), replica: None }) };
         m.resume_all().await?;
         Ok(m)
     }
@@ -408,6 +411,11 @@ impl Managed {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        // A follower only records the job: the leader claims it within a beat and drives it.
+        if !self.claim_new(&mut tx, id).await? {
+            tx.commit().await?;
+            return Ok(id);
+        }
         tx.commit().await?;
         self.spawn_drive(id, req, strategy, task_id, DriveState::default());
         Ok(id)

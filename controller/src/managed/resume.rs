@@ -22,6 +22,12 @@ impl Managed {
         )
         .fetch_all(self.db())
         .await?;
+        self.resume_ids(ids).await
+    }
+
+    /// Resumes these (claimed, unfinished) jobs: re-adopts a running attempt, continues a
+    /// recovery in progress, fails what cannot be opened.
+    pub(super) async fn resume_ids(&self, ids: Vec<i64>) -> Result<()> {
         for id in ids {
             match self.resume_state(id).await {
                 Ok(Some((req, strategy, task_id, st))) => {
