@@ -256,6 +256,18 @@ async fn shutdown_signal() {
 }
 
 fn refresh_action(opts: &ServeOptions) -> Arc<dyn RefreshAction> {
+    let action = own_refresh_action(opts);
+    match &opts.config.replica {
+        Some(replica) => Arc::new(crate::replica::LeaderOnlyRefresh {
+            replica: replica.clone(),
+            leader: action,
+            follower: Arc::new(ReloadFromHome { home: opts.home.clone() }),
+        }),
+        None => action,
+    }
+}
+
+fn own_refresh_action(opts: &ServeOptions) -> Arc<dyn RefreshAction> {
     match &opts.refresh_mode {
         RefreshMode::Fetch(f) => Arc::new(FetchRefresh::new(f.clone())),
         RefreshMode::ReloadOnly => Arc::new(ReloadFromHome { home: opts.home.clone() }),

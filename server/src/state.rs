@@ -299,6 +299,9 @@ pub struct ServerConfig {
     /// Whether `/optimize`, `/catalog/*`, `/metrics` and `/openapi.json` answer without a token.
     /// Without [`auth`](Self::auth) they always do.
     pub public_read: bool,
+    /// One replica of several on a shared state database: its role and database in `/healthz`
+    /// and `/metrics`, and a cron refresh that only the leader fetches for.
+    pub replica: Option<crate::replica::Replica>,
 }
 
 impl Default for ServerConfig {
@@ -310,6 +313,7 @@ impl Default for ServerConfig {
             max_offers_limit: 10_000,
             auth: None,
             public_read: true,
+            replica: None,
         }
     }
 }

@@ -67,6 +67,17 @@ pub enum JobError {
     Internal(#[from] anyhow::Error),
 }
 
+impl JobError {
+    /// Whether the state database was unreachable (the server answers 503: try again later).
+    pub fn is_unavailable(&self) -> bool {
+        let JobError::Internal(e) = self else { return false };
+        e.chain().any(|c| {
+            c.downcast_ref::<sqlx::Error>().is_some_and(crate::store::is_connection_error)
+                || c.downcast_ref::<crate::store::StoreError>().is_some_and(crate::store::StoreError::is_unavailable)
+        })
+    }
+}
+
 impl From<sqlx::Error> for JobError {
     fn from(e: sqlx::Error) -> Self {
         JobError::Internal(e.into())
