@@ -59,7 +59,7 @@ pub enum TokenError {
 }
 
 fn db_err(store: &Store, e: sqlx::Error) -> TokenError {
-    TokenError::Store(StoreError::Db { path: store.path().display().to_string(), source: e })
+    TokenError::Store(store.err(e))
 }
 
 /// The prefix of every API token, so that a leaked one is recognisable (secret scanners).
@@ -75,7 +75,7 @@ impl Store {
         }
         let token = format!("{TOKEN_PREFIX}{}", random_hex(32)?);
         let r = sqlx::query(
-            "INSERT INTO api_tokens (name, role, token_hash, created_at) VALUES (?, ?, ?, ?)
+            "INSERT INTO api_tokens (name, role, token_hash, created_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT(name) DO UPDATE SET role = excluded.role, token_hash = excluded.token_hash,
                created_at = excluded.created_at, last_used_at = NULL, revoked_at = NULL
              WHERE api_tokens.revoked_at IS NOT NULL",
@@ -122,7 +122,7 @@ impl Store {
 
     /// Revokes the token `name`; it stops working at once here, and within a second in a running server (its verified-token cache).
     pub async fn revoke_api_token(&self, name: &str) -> Result<(), TokenError> {
-        let r = sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL")
+        let r = sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL")
             .bind(Utc::now().to_rfc3339())
             .bind(name)
             .execute(self.db())
@@ -143,7 +143,7 @@ impl Store {
             return Ok(None);
         }
         let hash = hash_token(token);
-        let row = sqlx::query("SELECT name, role, last_used_at FROM api_tokens WHERE token_hash = ? AND revoked_at IS NULL")
+        let row = sqlx::query("SELECT name, role, last_used_at FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
             .bind(&hash)
             .fetch_optional(self.db())
             .await
@@ -156,7 +156,7 @@ impl Store {
         if row.get::<Option<String>, _>("last_used_at").is_some_and(|t| t >= stale) {
             return Ok(Some(holder));
         }
-        sqlx::query("UPDATE api_tokens SET last_used_at = ? WHERE token_hash = ? AND (last_used_at IS NULL OR last_used_at < ?)")
+        sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE token_hash = $2 AND (last_used_at IS NULL OR last_used_at < $3)")
             .bind(now.to_rfc3339())
             .bind(&hash)
             .bind(stale)

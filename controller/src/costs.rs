@@ -74,18 +74,18 @@ pub async fn team_costs(store: &Store, since: Option<&DateTime<Utc>>, user: Opti
     let since = since.map(ledger_ts).unwrap_or_default();
     let rows = sqlx::query(
         "SELECT COALESCE((SELECT j.owner FROM managed_attempts a JOIN managed_jobs j ON j.id = a.job_id
-                          WHERE a.cluster_id = c.id LIMIT 1), ?) AS owner,
+                          WHERE a.cluster_id = c.id LIMIT 1), $1) AS owner,
                 c.name, c.infra, c.instance_type, c.price_per_hour,
                 COALESCE(SUM(l.seconds), 0.0) AS seconds, COALESCE(SUM(l.usd), 0.0) AS usd
          FROM cost_ledger l JOIN clusters c ON c.id = l.cluster_id
-         WHERE l.to_ts >= ?
+         WHERE l.to_ts >= $2
          GROUP BY c.id",
     )
     .bind(LOCAL_OWNER)
     .bind(&since)
     .fetch_all(store.db())
     .await
-    .map_err(|e| StoreError::Db { path: store.path().display().to_string(), source: e })?;
+    .map_err(|e| store.err(e))?;
     let mut out: Vec<TeamCostLine> = rows
         .iter()
         .map(|r| {
@@ -113,14 +113,14 @@ pub async fn team_costs(store: &Store, since: Option<&DateTime<Utc>>, user: Opti
 pub async fn metered_since(store: &Store, user: &str, since: &DateTime<Utc>) -> Result<f64, StoreError> {
     let usd: f64 = sqlx::query_scalar(
         "SELECT COALESCE(SUM(l.usd), 0.0) FROM cost_ledger l
-         WHERE l.to_ts >= ? AND l.cluster_id IN
-           (SELECT a.cluster_id FROM managed_attempts a JOIN managed_jobs j ON j.id = a.job_id WHERE j.owner = ?)",
+         WHERE l.to_ts >= $1 AND l.cluster_id IN
+           (SELECT a.cluster_id FROM managed_attempts a JOIN managed_jobs j ON j.id = a.job_id WHERE j.owner = $2)",
     )
     .bind(ledger_ts(since))
     .bind(user)
     .fetch_one(store.db())
     .await
-    .map_err(|e| StoreError::Db { path: store.path().display().to_string(), source: e })?;
+    .map_err(|e| store.err(e))?;
     Ok(usd)
 }
 

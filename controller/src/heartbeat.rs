@@ -12,6 +12,10 @@ use skycat_protocol::{Heartbeat, HeartbeatReason};
 
 use crate::store::{Ingested, Store};
 
+/// Heartbeats this process stored (new ones, not duplicates): `/metrics`'
+/// `skycat_heartbeats_ingested_total`, whose rate is the ingest rate.
+pub static INGESTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Why a heartbeat was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum HeartbeatError {
@@ -53,6 +57,7 @@ pub async fn accept(store: &Store, token: Option<&str>, body: &[u8]) -> Result<H
     }
     let ingested = store.ingest_heartbeat(&cluster, &hb).await.map_err(|e| HeartbeatError::Store(e.to_string()))?;
     if ingested == Ingested::New {
+        INGESTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         record_autostop(store, &cluster, &hb).await;
     }
     let status = match ingested {
@@ -78,7 +83,7 @@ async fn record_autostop(store: &Store, cluster: &crate::store::ClusterRow, hb: 
                 let store = store.clone();
                 let name = cluster.name.clone();
                 tokio::spawn(async move {
-                    let home = crate::home::Home::at(store.path().parent().map(|p| p.to_path_buf()).unwrap_or_default());
+                    let home = crate::home::Home::at(store.home_dir().to_path_buf());
                     match crate::lifecycle::Controller::with_store(home, store).await {
                         Ok(ctl) => {
                             if let Err(e) = ctl.down(&name, false).await {

@@ -11,6 +11,7 @@ pub mod enabled;
 pub mod heartbeat;
 pub mod home;
 pub mod keys;
+pub mod leader;
 pub mod lifecycle;
 pub mod managed;
 pub mod mounts;

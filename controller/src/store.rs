@@ -1,21 +1,36 @@
-//! The controller's state in SQLite (sqlx): clusters, nodes, host reservations, jobs, heartbeats
-//! (deduplicated on cluster+node+seq), the cost ledger (agent-metered records, never re-priced)
-//! and per-cluster tokens (stored as SHA-256 hashes only). Shared by the CLI and `skycat serve`.
+//! The controller's state (sqlx, through its Any driver): clusters, nodes, host reservations,
+//! jobs, heartbeats (deduplicated on cluster+node+seq), the cost ledger (agent-metered records,
+//! never re-priced) and per-cluster tokens (stored as SHA-256 hashes only). Shared by the CLI and
+//! `skycat serve`.
+//!
+//! Two databases behind one type: an embedded SQLite file (the default, one `skycat serve`) and
+//! PostgreSQL (`skycat serve --state postgres://…`, several replicas). Queries are written once
+//! with `$N` placeholders, which both accept; the few statements whose SQL differs pick theirs by
+//! [`Dialect`]. Columns use only the types the Any driver carries (i64, f64, text, bytes): flags
+//! are 0/1 integers in both schemas.
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use skycat_protocol::{CostRecord, Heartbeat, JobStatus};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
-use sqlx::{Row, SqlitePool};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Row};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("state database {path}: {source}")]
     Db { path: String, source: sqlx::Error },
+    /// The database cannot be reached (connection refused or lost, pool timed out): the request
+    /// may succeed later. `skycat serve` answers 503 for it.
+    #[error("state database {path} is unreachable: {source}")]
+    Unavailable { path: String, source: sqlx::Error },
+    #[error("state database {path} has schema version {found}, newer than this skycat knows ({known}): upgrade skycat before starting it on this database")]
+    SchemaTooNew { path: String, found: i64, known: i64 },
+    #[error("--state {0}: expected a file path, sqlite://PATH or postgres://USER@HOST/DB")]
+    BadLocation(String),
     #[error("cluster {0:?} not found (see `skycat status`)")]
     NoCluster(String),
     #[error("cluster {0:?} already exists")]
@@ -26,6 +41,23 @@ pub enum StoreError {
     Random,
 }
 
+impl StoreError {
+    /// Whether the database was unreachable (rather than the request being wrong).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. })
+    }
+}
+
+/// Whether an sqlx error means "the database is not there" rather than "this statement failed".
+pub fn is_connection_error(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed
+    ) || matches!(e, sqlx::Error::Protocol(_))
+        // PostgreSQL's "admin shutdown", "cannot connect now" and "connection failure" classes.
+        || matches!(e, sqlx::Error::Database(d) if d.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")))
+}
+
 /// Cluster lifecycle states, as shown by `skycat status`.
 pub mod status {
     pub const INIT: &str = "INIT";
@@ -34,11 +66,112 @@ pub mod status {
     pub const TERMINATED: &str = "TERMINATED";
 }
 
-/// Versioned migrations (`controller/migrations/NNNN_*.sql`), embedded at build time and applied
-/// in order on open; sqlx records them in `_sqlx_migrations`.
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// Versioned migrations, embedded at build time and applied in order on open; sqlx records them
+/// in `_sqlx_migrations`. The two folders carry the same version numbers and the same tables.
+static MIGRATOR_SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static MIGRATOR_POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// Which SQL the store speaks (for the few statements that differ).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    fn migrator(self) -> &'static sqlx::migrate::Migrator {
+        match self {
+            Dialect::Sqlite => &MIGRATOR_SQLITE,
+            Dialect::Postgres => &MIGRATOR_POSTGRES,
+        }
+    }
+}
+
+/// The highest migration version this build knows for `dialect`.
+pub fn known_schema_version(dialect: Dialect) -> i64 {
+    dialect.migrator().iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+/// `url` with any password replaced by `***` (for logs, errors and /healthz).
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let (auth_host, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let auth_host = match auth_host.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => auth_host.to_string(),
+    };
+    let tail: String = match tail.split_once('?') {
+        Some((path, query)) => {
+            let q: Vec<String> = query
+                .split('&')
+                .map(|kv| if kv.to_ascii_lowercase().starts_with("password=") { "password=***".to_string() } else { kv.to_string() })
+                .collect();
+            format!("{path}?{}", q.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{auth_host}{tail}")
+}
+
+async fn schema_version(conn: &mut AnyConnection, dialect: Dialect) -> Result<Option<i64>, sqlx::Error> {
+    let exists = match dialect {
+        Dialect::Sqlite => "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+        Dialect::Postgres => "SELECT COUNT(*) FROM pg_catalog.pg_tables WHERE tablename = '_sqlx_migrations' AND schemaname = current_schema()",
+    };
+    let n: i64 = sqlx::query_scalar(exists).fetch_one(&mut *conn).await?;
+    if n == 0 {
+        return Ok(None);
+    }
+    sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations").fetch_one(&mut *conn).await
+}
+
+/// Refuses a database whose schema is newer than this build's (a newer replica migrated it: this
+/// one would misread it), then applies the missing migrations. On one connection of its own,
+/// before the pool opens any: a SQLite connection prepared against the old schema would
+/// misreport a migrated table's columns.
+async fn prepare_schema(conn: &mut AnyConnection, dialect: Dialect, location: &str) -> Result<(), StoreError> {
+    let db = |source| StoreError::Db { path: location.to_string(), source };
+    let known = known_schema_version(dialect);
+    if let Some(found) = schema_version(conn, dialect).await.map_err(db)? {
+        if found > known {
+            return Err(StoreError::SchemaTooNew { path: location.to_string(), found, known });
+        }
+    }
+    dialect.migrator().run(&mut *conn).await.map_err(|e| db(e.into()))?;
+    Ok(())
+}
+
+/// Where `skycat serve --state` keeps its state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StateLocation {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl StateLocation {
+    /// `postgres://…`/`postgresql://…`, `sqlite://PATH`, or a plain file path.
+    pub fn parse(spec: &str) -> Result<StateLocation, StoreError> {
+        let spec = spec.trim();
+        if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
+            return Ok(StateLocation::Postgres(spec.to_string()));
+        }
+        if let Some(p) = spec.strip_prefix("sqlite://") {
+            return if p.is_empty() { Err(StoreError::BadLocation(spec.to_string())) } else { Ok(StateLocation::Sqlite(PathBuf::from(p))) };
+        }
+        if spec.is_empty() || spec.contains("://") {
+            return Err(StoreError::BadLocation(redact_url(spec)));
+        }
+        Ok(StateLocation::Sqlite(PathBuf::from(spec)))
+    }
+}
+
+#[derive(Debug, Clone)]
 pub struct ClusterRow {
     pub id: String,
     pub name: String,
@@ -58,10 +191,8 @@ pub struct ClusterRow {
     pub updated_at: String,
     pub terminated_at: Option<String>,
     /// The planned instance type (cloud backends).
-    #[sqlx(default)]
     pub instance_type: Option<String>,
     /// Opened TCP ports, `8080,8000-8010` (the task's `resources.ports`).
-    #[sqlx(default)]
     pub ports: Option<String>,
 }
 
@@ -75,9 +206,39 @@ impl ClusterRow {
         let list: Vec<String> = self.ports.as_deref().unwrap_or("").split(',').filter(|p| !p.trim().is_empty()).map(str::to_string).collect();
         crate::backend::parse_ports(&list).unwrap_or_default()
     }
+
+    fn from_row(r: &AnyRow) -> Result<ClusterRow, sqlx::Error> {
+        Ok(ClusterRow {
+            id: r.try_get("id")?,
+            name: r.try_get("name")?,
+            status: r.try_get("status")?,
+            infra: r.try_get("infra")?,
+            pool: r.try_get("pool")?,
+            num_nodes: int(r, "num_nodes")?,
+            price_per_hour: r.try_get("price_per_hour")?,
+            spot: r.try_get::<i64, _>("spot")? != 0,
+            idle_minutes: r.try_get("idle_minutes")?,
+            down_on_idle: r.try_get::<i64, _>("down_on_idle")? != 0,
+            server_url: r.try_get("server_url")?,
+            agent_version: r.try_get("agent_version")?,
+            task_json: r.try_get("task_json")?,
+            autostopped_at: r.try_get("autostopped_at")?,
+            created_at: r.try_get("created_at")?,
+            updated_at: r.try_get("updated_at")?,
+            terminated_at: r.try_get("terminated_at")?,
+            instance_type: r.try_get("instance_type")?,
+            ports: r.try_get("ports")?,
+        })
+    }
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// An integer column as a narrower Rust integer (a value out of range is a decode error).
+fn int<T: TryFrom<i64>>(r: &AnyRow, col: &str) -> Result<T, sqlx::Error> {
+    let v: i64 = r.try_get(col)?;
+    T::try_from(v).map_err(|_| sqlx::Error::ColumnDecode { index: col.to_string(), source: format!("{v} is out of range").into() })
+}
+
+#[derive(Debug, Clone)]
 pub struct NodeRow {
     pub cluster_id: String,
     pub rank: u32,
@@ -90,15 +251,12 @@ pub struct NodeRow {
     pub state_dir: String,
     pub agent_bin: String,
     pub last_heartbeat_at: Option<String>,
-    #[sqlx(try_from = "i64")]
     pub last_seq: u64,
     pub accrued_usd: f64,
     pub metered_seconds: f64,
     pub idle_seconds: Option<f64>,
     /// The provider's instance id (cloud backends).
-    #[sqlx(default)]
     pub instance_id: Option<String>,
-    #[sqlx(default)]
     pub zone: Option<String>,
 }
 
@@ -114,6 +272,28 @@ impl NodeRow {
     /// `user@ip:port` (a pod: `context/namespace/pod@ip`).
     pub fn host_key(&self) -> String {
         self.target().display()
+    }
+
+    fn from_row(r: &AnyRow) -> Result<NodeRow, sqlx::Error> {
+        Ok(NodeRow {
+            cluster_id: r.try_get("cluster_id")?,
+            rank: int(r, "rank")?,
+            node_id: r.try_get("node_id")?,
+            pool: r.try_get("pool")?,
+            ip: r.try_get("ip")?,
+            port: int(r, "port")?,
+            user: r.try_get("user")?,
+            identity_file: r.try_get("identity_file")?,
+            state_dir: r.try_get("state_dir")?,
+            agent_bin: r.try_get("agent_bin")?,
+            last_heartbeat_at: r.try_get("last_heartbeat_at")?,
+            last_seq: int(r, "last_seq")?,
+            accrued_usd: r.try_get("accrued_usd")?,
+            metered_seconds: r.try_get("metered_seconds")?,
+            idle_seconds: r.try_get("idle_seconds")?,
+            instance_id: r.try_get("instance_id")?,
+            zone: r.try_get("zone")?,
+        })
     }
 }
 
@@ -151,11 +331,15 @@ pub enum Ingested {
     Duplicate,
 }
 
-/// The SQLite state store (cheap to clone: a connection pool).
+/// The state store (cheap to clone: a connection pool).
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: SqlitePool,
-    path: PathBuf,
+    pool: AnyPool,
+    dialect: Dialect,
+    /// The SQLite file, or the PostgreSQL URL with its password redacted: what errors name.
+    location: String,
+    /// The skycat home this store serves (keys, pools, agent binaries live there).
+    home: PathBuf,
 }
 
 fn now() -> String {
@@ -185,7 +369,7 @@ pub fn random_hex(n: usize) -> Result<String, StoreError> {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `path`.
+    /// Opens (creating if needed) the SQLite database at `path`.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
         let shown = path.display().to_string();
         let db = |source| StoreError::Db { path: shown.clone(), source };
@@ -204,29 +388,100 @@ impl Store {
                 }
             }
         }
-        let opts = SqliteConnectOptions::from_str("sqlite://")
-            .map_err(db)?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await.map_err(db)?;
-        MIGRATOR.run(&pool).await.map_err(|e| db(e.into()))?;
-        Ok(Store { pool, path: path.to_path_buf() })
+        sqlx::any::install_default_drivers();
+        // The Any driver opens SQLite from a URL; SqliteConnectOptions writes it (path escaped).
+        let url = SqliteConnectOptions::new().filename(path).create_if_missing(true).to_url_lossy();
+        let opts = AnyConnectOptions::from_url(&url).map_err(db)?;
+        let mut conn = AnyConnection::connect_with(&opts).await.map_err(db)?;
+        conn.execute("PRAGMA journal_mode = WAL").await.map_err(db)?;
+        prepare_schema(&mut conn, Dialect::Sqlite, &shown).await?;
+        let _ = conn.close().await;
+        let pool = AnyPoolOptions::new()
+            .max_connections(4)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    // WAL: readers never block the writer; a busy writer is waited for, not failed.
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    Ok(())
+                })
+            })
+            .connect_with(opts)
+            .await
+            .map_err(db)?;
+        let home = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok(Store { pool, dialect: Dialect::Sqlite, location: shown, home })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Connects to the PostgreSQL database at `url` (several `skycat serve` replicas share it),
+    /// applying migrations. `home` is the skycat home of this replica.
+    pub async fn connect_postgres(url: &str, home: &Path) -> Result<Store, StoreError> {
+        let shown = redact_url(url);
+        sqlx::any::install_default_drivers();
+        let opts = AnyConnectOptions::from_url(&url.parse().map_err(|_| StoreError::BadLocation(shown.clone()))?)
+            .map_err(|source| StoreError::Db { path: shown.clone(), source })?;
+        let unreachable = |source| if is_connection_error(&source) { StoreError::Unavailable { path: shown.clone(), source } } else { StoreError::Db { path: shown.clone(), source } };
+        let mut conn = AnyConnection::connect_with(&opts).await.map_err(unreachable)?;
+        prepare_schema(&mut conn, Dialect::Postgres, &shown).await?;
+        let _ = conn.close().await;
+        let pool = AnyPoolOptions::new()
+            .max_connections(16)
+            // A request waits this long for a connection before it is told the database is down.
+            .acquire_timeout(Duration::from_secs(3))
+            .connect_with(opts)
+            .await
+            .map_err(unreachable)?;
+        Ok(Store { pool, dialect: Dialect::Postgres, location: shown, home: home.to_path_buf() })
+    }
+
+    /// Opens the store `--state` names: a SQLite file (default `home/state.db`) or PostgreSQL.
+    pub async fn open_location(location: &StateLocation, home: &Path) -> Result<Store, StoreError> {
+        match location {
+            StateLocation::Sqlite(p) => Store::open(p).await,
+            StateLocation::Postgres(url) => Store::connect_postgres(url, home).await,
+        }
+    }
+
+    /// The highest migration applied to the database, `None` before the first.
+    pub async fn schema_version(&self) -> Result<Option<i64>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(|e| self.err(e))?;
+        schema_version(&mut conn, self.dialect).await.map_err(|e| self.err(e))
+    }
+
+    /// The SQLite file or redacted PostgreSQL URL.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// The skycat home this store was opened for.
+    pub fn home_dir(&self) -> &Path {
+        &self.home
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Whether the database answers now.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(|e| self.err(e))?;
+        Ok(())
     }
 
     /// The connection pool, for modules that keep their own tables in this database (managed
     /// jobs: `crate::managed`).
-    pub fn db(&self) -> &SqlitePool {
+    pub fn db(&self) -> &AnyPool {
         &self.pool
     }
 
-    fn err(&self, source: sqlx::Error) -> StoreError {
-        StoreError::Db { path: self.path.display().to_string(), source }
+    /// An sqlx error of this store as a [`StoreError`]: `Unavailable` when the database could not
+    /// be reached, `Db` otherwise.
+    pub fn err(&self, source: sqlx::Error) -> StoreError {
+        if is_connection_error(&source) {
+            StoreError::Unavailable { path: self.location.clone(), source }
+        } else {
+            StoreError::Db { path: self.location.clone(), source }
+        }
     }
 
     // ---- clusters -----------------------------------------------------------------------
@@ -236,7 +491,7 @@ impl Store {
         let r = sqlx::query(
             "INSERT INTO clusters (id, name, status, infra, pool, num_nodes, price_per_hour, spot, token_hash,
                 idle_minutes, down_on_idle, server_url, agent_version, task_json, created_at, updated_at, instance_type, ports)
-             VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)",
         )
         .bind(&c.id)
         .bind(&c.name)
@@ -260,20 +515,20 @@ impl Store {
         .await;
         match r {
             Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(d)) if d.message().contains("UNIQUE") => {
+            Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
                 Err(StoreError::ClusterExists(c.name.clone()))
             }
             Err(e) => Err(self.err(e)),
         }
     }
 
-    fn cluster_from_row(r: &SqliteRow) -> Result<ClusterRow, sqlx::Error> {
-        <ClusterRow as sqlx::FromRow<SqliteRow>>::from_row(r)
+    fn cluster_from_row(r: &AnyRow) -> Result<ClusterRow, sqlx::Error> {
+        ClusterRow::from_row(r)
     }
 
     /// The live (not terminated) cluster with this name.
     pub async fn cluster(&self, name: &str) -> Result<Option<ClusterRow>, StoreError> {
-        let row = sqlx::query("SELECT * FROM clusters WHERE name = ? AND status != 'TERMINATED'")
+        let row = sqlx::query("SELECT * FROM clusters WHERE name = $1 AND status != 'TERMINATED'")
             .bind(name)
             .fetch_optional(&self.pool)
             .await
@@ -286,7 +541,7 @@ impl Store {
     }
 
     pub async fn cluster_by_id(&self, id: &str) -> Result<Option<ClusterRow>, StoreError> {
-        let row = sqlx::query("SELECT * FROM clusters WHERE id = ?")
+        let row = sqlx::query("SELECT * FROM clusters WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await
@@ -296,7 +551,7 @@ impl Store {
 
     /// The live cluster whose token hashes to `token_hash`.
     pub async fn cluster_by_token(&self, token: &str) -> Result<Option<ClusterRow>, StoreError> {
-        let row = sqlx::query("SELECT * FROM clusters WHERE token_hash = ? AND status != 'TERMINATED'")
+        let row = sqlx::query("SELECT * FROM clusters WHERE token_hash = $1 AND status != 'TERMINATED'")
             .bind(hash_token(token))
             .fetch_optional(&self.pool)
             .await
@@ -316,8 +571,8 @@ impl Store {
     pub async fn set_cluster_status(&self, id: &str, status: &str) -> Result<(), StoreError> {
         let terminated = if status == self::status::TERMINATED { Some(now()) } else { None };
         sqlx::query(
-            "UPDATE clusters SET status = ?, updated_at = ?, terminated_at = COALESCE(?, terminated_at),
-             autostopped_at = CASE WHEN ? = 'UP' THEN NULL ELSE autostopped_at END WHERE id = ?",
+            "UPDATE clusters SET status = $1, updated_at = $2, terminated_at = COALESCE($3, terminated_at),
+             autostopped_at = CASE WHEN $4 = 'UP' THEN NULL ELSE autostopped_at END WHERE id = $5",
         )
         .bind(status)
         .bind(now())
@@ -341,7 +596,7 @@ impl Store {
         instance_type: Option<&str>,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE clusters SET infra = ?, pool = ?, price_per_hour = ?, spot = ?, instance_type = ?, updated_at = ? WHERE id = ?",
+            "UPDATE clusters SET infra = $1, pool = $2, price_per_hour = $3, spot = $4, instance_type = $5, updated_at = $6 WHERE id = $7",
         )
         .bind(infra)
         .bind(pool)
@@ -358,7 +613,7 @@ impl Store {
 
     /// Records the cluster's opened ports (`8080,8000-8010`).
     pub async fn set_cluster_ports(&self, id: &str, ports: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE clusters SET ports = ?, updated_at = ? WHERE id = ?")
+        sqlx::query("UPDATE clusters SET ports = $1, updated_at = $2 WHERE id = $3")
             .bind(ports)
             .bind(now())
             .bind(id)
@@ -370,7 +625,7 @@ impl Store {
 
     /// A node's new address (cloud nodes may change address across stop/start).
     pub async fn set_node_address(&self, cluster_id: &str, rank: u32, ip: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE nodes SET ip = ? WHERE cluster_id = ? AND rank = ?")
+        sqlx::query("UPDATE nodes SET ip = $1 WHERE cluster_id = $2 AND rank = $3")
             .bind(ip)
             .bind(cluster_id)
             .bind(rank as i64)
@@ -382,7 +637,7 @@ impl Store {
 
     /// A node's SSH port (a cloud that maps ports may change it on start).
     pub async fn set_node_port(&self, cluster_id: &str, rank: u32, port: u16) -> Result<(), StoreError> {
-        sqlx::query("UPDATE nodes SET port = ? WHERE cluster_id = ? AND rank = ?")
+        sqlx::query("UPDATE nodes SET port = $1 WHERE cluster_id = $2 AND rank = $3")
             .bind(i64::from(port))
             .bind(cluster_id)
             .bind(rank as i64)
@@ -393,7 +648,7 @@ impl Store {
     }
 
     pub async fn set_agent_version(&self, id: &str, version: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE clusters SET agent_version = ?, updated_at = ? WHERE id = ?")
+        sqlx::query("UPDATE clusters SET agent_version = $1, updated_at = $2 WHERE id = $3")
             .bind(version)
             .bind(now())
             .bind(id)
@@ -406,8 +661,8 @@ impl Store {
     /// Records that autostop fired; returns true the first time (so the caller acts once).
     pub async fn mark_autostopped(&self, id: &str, at: &str) -> Result<bool, StoreError> {
         let r = sqlx::query(
-            "UPDATE clusters SET autostopped_at = ?, status = 'STOPPED', updated_at = ?
-             WHERE id = ? AND autostopped_at IS NULL AND status = 'UP'",
+            "UPDATE clusters SET autostopped_at = $1, status = 'STOPPED', updated_at = $2
+             WHERE id = $3 AND autostopped_at IS NULL AND status = 'UP'",
         )
         .bind(at)
         .bind(now())
@@ -422,7 +677,7 @@ impl Store {
 
     /// Reserves `host` of `pool` for the cluster; `HostTaken` if another live cluster holds it.
     pub async fn reserve_host(&self, pool: &str, host: &str, cluster_id: &str) -> Result<(), StoreError> {
-        let r = sqlx::query("INSERT INTO host_reservations (pool, host, cluster_id, reserved_at) VALUES (?,?,?,?)")
+        let r = sqlx::query("INSERT INTO host_reservations (pool, host, cluster_id, reserved_at) VALUES ($1,$2,$3,$4)")
             .bind(pool)
             .bind(host)
             .bind(cluster_id)
@@ -431,9 +686,9 @@ impl Store {
             .await;
         match r {
             Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(d)) if d.message().contains("UNIQUE") => {
+            Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
                 let holder: Option<String> =
-                    sqlx::query_scalar("SELECT c.name FROM host_reservations h JOIN clusters c ON c.id = h.cluster_id WHERE h.pool = ? AND h.host = ?")
+                    sqlx::query_scalar("SELECT c.name FROM host_reservations h JOIN clusters c ON c.id = h.cluster_id WHERE h.pool = $1 AND h.host = $2")
                         .bind(pool)
                         .bind(host)
                         .fetch_optional(&self.pool)
@@ -451,7 +706,7 @@ impl Store {
 
     /// Hosts of `pool` held by live clusters.
     pub async fn reserved_hosts(&self, pool: &str) -> Result<Vec<String>, StoreError> {
-        sqlx::query_scalar("SELECT host FROM host_reservations WHERE pool = ?")
+        sqlx::query_scalar("SELECT host FROM host_reservations WHERE pool = $1")
             .bind(pool)
             .fetch_all(&self.pool)
             .await
@@ -459,7 +714,7 @@ impl Store {
     }
 
     pub async fn release_host(&self, pool: &str, host: &str, cluster_id: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM host_reservations WHERE pool = ? AND host = ? AND cluster_id = ?")
+        sqlx::query("DELETE FROM host_reservations WHERE pool = $1 AND host = $2 AND cluster_id = $3")
             .bind(pool)
             .bind(host)
             .bind(cluster_id)
@@ -470,7 +725,7 @@ impl Store {
     }
 
     pub async fn release_cluster_hosts(&self, cluster_id: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM host_reservations WHERE cluster_id = ?")
+        sqlx::query("DELETE FROM host_reservations WHERE cluster_id = $1")
             .bind(cluster_id)
             .execute(&self.pool)
             .await
@@ -480,9 +735,15 @@ impl Store {
 
     pub async fn insert_node(&self, n: &NodeRow) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT OR REPLACE INTO nodes (cluster_id, rank, node_id, pool, ip, port, user, identity_file, state_dir, agent_bin,
+            // A re-inserted node starts afresh (no heartbeat yet), as a new row would.
+            "INSERT INTO nodes (cluster_id, rank, node_id, pool, ip, port, \"user\", identity_file, state_dir, agent_bin,
                 instance_id, zone)
-             VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)
+             ON CONFLICT (cluster_id, rank) DO UPDATE SET node_id = excluded.node_id, pool = excluded.pool, ip = excluded.ip,
+               port = excluded.port, \"user\" = excluded.\"user\", identity_file = excluded.identity_file,
+               state_dir = excluded.state_dir, agent_bin = excluded.agent_bin, instance_id = excluded.instance_id,
+               zone = excluded.zone, last_heartbeat_at = NULL, last_seq = 0, accrued_usd = 0, metered_seconds = 0,
+               idle_seconds = NULL",
         )
         .bind(&n.cluster_id)
         .bind(n.rank as i64)
@@ -503,12 +764,12 @@ impl Store {
     }
 
     pub async fn nodes(&self, cluster_id: &str) -> Result<Vec<NodeRow>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM nodes WHERE cluster_id = ? ORDER BY rank")
+        let rows = sqlx::query("SELECT * FROM nodes WHERE cluster_id = $1 ORDER BY rank")
             .bind(cluster_id)
             .fetch_all(&self.pool)
             .await
             .map_err(|e| self.err(e))?;
-        rows.iter().map(<NodeRow as sqlx::FromRow<SqliteRow>>::from_row).collect::<Result<_, _>>().map_err(|e| self.err(e))
+        rows.iter().map(NodeRow::from_row).collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
     // ---- jobs ---------------------------------------------------------------------------
@@ -520,7 +781,7 @@ impl Store {
             let state = serde_json::to_value(j.state).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
             sqlx::query(
                 "INSERT INTO jobs (cluster_id, job_id, node_rank, name, state, submitted_at, started_at, ended_at, exit_code, reason, updated_at)
-                 VALUES (?,?,?,?,?,?,?,?,?,?,?)
+                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)
                  ON CONFLICT(cluster_id, job_id, node_rank) DO UPDATE SET name=excluded.name, state=excluded.state,
                    submitted_at=excluded.submitted_at, started_at=excluded.started_at, ended_at=excluded.ended_at,
                    exit_code=excluded.exit_code, reason=excluded.reason, updated_at=excluded.updated_at",
@@ -545,7 +806,7 @@ impl Store {
     }
 
     pub async fn jobs(&self, cluster_id: &str) -> Result<Vec<JobRow>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM jobs WHERE cluster_id = ? ORDER BY job_id, node_rank")
+        let rows = sqlx::query("SELECT * FROM jobs WHERE cluster_id = $1 ORDER BY job_id, node_rank")
             .bind(cluster_id)
             .fetch_all(&self.pool)
             .await
@@ -575,8 +836,8 @@ impl Store {
         let reason = serde_json::to_value(hb.reason).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
         let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
         let r = sqlx::query(
-            "INSERT OR IGNORE INTO heartbeats (cluster_id, node_id, seq, reason, created_at, received_at, accrued_usd, idle_seconds, body)
-             VALUES (?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO heartbeats (cluster_id, node_id, seq, reason, created_at, received_at, accrued_usd, idle_seconds, body)
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT DO NOTHING",
         )
         .bind(&cluster.id)
         .bind(&hb.node_id)
@@ -595,12 +856,21 @@ impl Store {
             return Ok(Ingested::Duplicate);
         }
         // Node totals only move forward: replayed (older) heartbeats never lower them.
-        sqlx::query(
-            "UPDATE nodes SET last_heartbeat_at = ?, last_seq = MAX(last_seq, ?),
-               accrued_usd = MAX(accrued_usd, ?), metered_seconds = MAX(metered_seconds, ?),
-               idle_seconds = CASE WHEN ? >= last_seq THEN ? ELSE idle_seconds END
-             WHERE cluster_id = ? AND node_id = ?",
-        )
+        let sql = match self.dialect {
+            Dialect::Sqlite => {
+                "UPDATE nodes SET last_heartbeat_at = $1, last_seq = MAX(last_seq, $2),
+                   accrued_usd = MAX(accrued_usd, $3), metered_seconds = MAX(metered_seconds, $4),
+                   idle_seconds = CASE WHEN $5 >= last_seq THEN $6 ELSE idle_seconds END
+                 WHERE cluster_id = $7 AND node_id = $8"
+            }
+            Dialect::Postgres => {
+                "UPDATE nodes SET last_heartbeat_at = $1, last_seq = GREATEST(last_seq, $2),
+                   accrued_usd = GREATEST(accrued_usd, $3), metered_seconds = GREATEST(metered_seconds, $4),
+                   idle_seconds = CASE WHEN $5 >= last_seq THEN $6 ELSE idle_seconds END
+                 WHERE cluster_id = $7 AND node_id = $8"
+            }
+        };
+        sqlx::query(sql)
         .bind(now())
         .bind(hb.seq as i64)
         .bind(hb.cost.accrued_usd)
@@ -616,7 +886,7 @@ impl Store {
         self.record_costs(cluster, &hb.cost.new_records, "heartbeat").await?;
         // Jobs: only the newest heartbeat's view counts.
         let rank = hb.node_rank;
-        let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM heartbeats WHERE cluster_id = ? AND node_id = ?")
+        let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM heartbeats WHERE cluster_id = $1 AND node_id = $2")
             .bind(&cluster.id)
             .bind(&hb.node_id)
             .fetch_one(&self.pool)
@@ -637,8 +907,8 @@ impl Store {
         let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
         for c in records {
             let r = sqlx::query(
-                "INSERT OR IGNORE INTO cost_ledger (cluster_id, cluster_name, node_id, launch_id, from_ts, to_ts, seconds, price_per_hour, usd, kind, source)
-                 VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO cost_ledger (cluster_id, cluster_name, node_id, launch_id, from_ts, to_ts, seconds, price_per_hour, usd, kind, source)
+                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) ON CONFLICT DO NOTHING",
             )
             .bind(&cluster.id)
             .bind(&cluster.name)
@@ -662,10 +932,17 @@ impl Store {
 
     /// Updates a node's totals from a direct pull (`skycat-agent status` over SSH).
     pub async fn record_node_totals(&self, cluster_id: &str, rank: u32, accrued: f64, seconds: f64, idle: f64) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE nodes SET accrued_usd = MAX(accrued_usd, ?), metered_seconds = MAX(metered_seconds, ?), idle_seconds = ?
-             WHERE cluster_id = ? AND rank = ?",
-        )
+        let sql = match self.dialect {
+            Dialect::Sqlite => {
+                "UPDATE nodes SET accrued_usd = MAX(accrued_usd, $1), metered_seconds = MAX(metered_seconds, $2), idle_seconds = $3
+                 WHERE cluster_id = $4 AND rank = $5"
+            }
+            Dialect::Postgres => {
+                "UPDATE nodes SET accrued_usd = GREATEST(accrued_usd, $1), metered_seconds = GREATEST(metered_seconds, $2), idle_seconds = $3
+                 WHERE cluster_id = $4 AND rank = $5"
+            }
+        };
+        sqlx::query(sql)
         .bind(accrued)
         .bind(seconds)
         .bind(idle)
@@ -678,7 +955,7 @@ impl Store {
     }
 
     pub async fn heartbeat_count(&self, cluster_id: &str) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM heartbeats WHERE cluster_id = ?")
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM heartbeats WHERE cluster_id = $1")
             .bind(cluster_id)
             .fetch_one(&self.pool)
             .await
@@ -688,7 +965,7 @@ impl Store {
 
     /// (node_id, seq) of every stored heartbeat of the cluster, in order.
     pub async fn heartbeat_seqs(&self, cluster_id: &str) -> Result<Vec<(String, u64)>, StoreError> {
-        let rows = sqlx::query("SELECT node_id, seq FROM heartbeats WHERE cluster_id = ? ORDER BY node_id, seq")
+        let rows = sqlx::query("SELECT node_id, seq FROM heartbeats WHERE cluster_id = $1 ORDER BY node_id, seq")
             .bind(cluster_id)
             .fetch_all(&self.pool)
             .await
@@ -727,6 +1004,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sqlx::sqlite::SqlitePoolOptions;
+    use std::str::FromStr;
 
     fn cluster(name: &str, id: &str) -> ClusterRow {
         ClusterRow {
@@ -760,7 +1039,7 @@ mod tests {
             // What skycat 0.1 created: the tables, no `_sqlx_migrations`, no backend columns.
             let opts = SqliteConnectOptions::from_str("sqlite://").unwrap().filename(&path).create_if_missing(true);
             let pool = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await.unwrap();
-            sqlx::raw_sql(sqlx::AssertSqlSafe(include_str!("../migrations/0001_initial.sql"))).execute(&pool).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(include_str!("../migrations/sqlite/0001_initial.sql"))).execute(&pool).await.unwrap();
             sqlx::query(
                 "INSERT INTO clusters (id, name, status, infra, pool, num_nodes, price_per_hour, spot, token_hash, created_at, updated_at)
                  VALUES ('old1', 'old', 'UP', 'ssh/p', 'p', 1, 1.5, 0, 'h', 'now', 'now')",

@@ -26,10 +26,10 @@ async fn call(http: &reqwest::Client, url: String, token: &str, body: Option<Val
 }
 
 /// `usd` metered this month on a cluster of one of `owner`'s (ended) managed jobs.
-async fn metered(db: &sqlx::SqlitePool, owner: &str, cluster_id: &str, usd: f64) {
+async fn metered(db: &sqlx::AnyPool, owner: &str, cluster_id: &str, usd: f64) {
     let job: i64 = sqlx::query_scalar(
         "INSERT INTO managed_jobs (name, task_json, use_spot, strategy, max_restarts_on_errors, status, task_id, submitted_at, owner)
-         VALUES ('old', '{}', 0, 'EAGER_NEXT_REGION', 0, 'SUCCEEDED', 'skycat-managed-old', '2026-01-01T00:00:00Z', ?) RETURNING id",
+         VALUES ('old', '{}', 0, 'EAGER_NEXT_REGION', 0, 'SUCCEEDED', 'skycat-managed-old', '2026-01-01T00:00:00Z', $1) RETURNING id",
     )
     .bind(owner)
     .fetch_one(db)
@@ -38,7 +38,7 @@ async fn metered(db: &sqlx::SqlitePool, owner: &str, cluster_id: &str, usd: f64)
     sqlx::query(
         "INSERT INTO managed_attempts (job_id, attempt, cluster_name, cluster_id, pool, hosts, spot, price_per_hour, recovery_count,
                                        agent_job_id, started_at, outcome)
-         VALUES (?, 1, ?, ?, 'ssh/box', '', 0, 2.5, 0, 1, '2026-01-01T00:00:00Z', 'SUCCEEDED')",
+         VALUES ($1, 1, $2, $3, 'ssh/box', '', 0, 2.5, 0, 1, '2026-01-01T00:00:00Z', 'SUCCEEDED')",
     )
     .bind(job)
     .bind(format!("{owner}-old"))
@@ -49,7 +49,7 @@ async fn metered(db: &sqlx::SqlitePool, owner: &str, cluster_id: &str, usd: f64)
     // The cluster row, as a launch leaves it (terminated).
     sqlx::query(
         "INSERT INTO clusters (id, name, status, infra, pool, num_nodes, price_per_hour, spot, down_on_idle, created_at, updated_at, token_hash)
-         VALUES (?, ?, 'TERMINATED', 'ssh/box', 'box', 1, 2.5, 0, 0, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', 'x')",
+         VALUES ($1, $2, 'TERMINATED', 'ssh/box', 'box', 1, 2.5, 0, 0, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', 'x')",
     )
     .bind(cluster_id)
     .bind(format!("{owner}-old"))
@@ -59,7 +59,7 @@ async fn metered(db: &sqlx::SqlitePool, owner: &str, cluster_id: &str, usd: f64)
     let ts = skycat_controller::costs::ledger_ts(&chrono::Utc::now());
     sqlx::query(
         "INSERT INTO cost_ledger (cluster_id, cluster_name, node_id, launch_id, from_ts, to_ts, seconds, price_per_hour, usd, kind, source)
-         VALUES (?, ?, 'n0', 'l1', ?, ?, 3600, 2.5, ?, 'compute', 'test')",
+         VALUES ($1, $2, 'n0', 'l1', $3, $4, 3600, 2.5, $5, 'compute', 'test')",
     )
     .bind(cluster_id)
     .bind(format!("{owner}-old"))

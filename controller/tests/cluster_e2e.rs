@@ -257,7 +257,7 @@ async fn two_node_launch_setup_env_logs_heartbeats_cost_autostop_down() {
         let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", env.home_path.join("state.db").display()))
             .await
             .expect("db");
-        let b = sqlx::query_scalar("SELECT body FROM heartbeats WHERE cluster_id = ? ORDER BY seq LIMIT 1")
+        let b = sqlx::query_scalar("SELECT body FROM heartbeats WHERE cluster_id = $1 ORDER BY seq LIMIT 1")
             .bind(&c.id)
             .fetch_one(&pool)
             .await

@@ -323,7 +323,24 @@ async fn shutdown_signal() {
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
 
+/// The cron refresh. With a shared state database, only the leader fetches; a follower reloads
+/// its home. With a catalog store the followers' catalogs come from the store's poller, so a
+/// reload from home would step back: there every replica keeps its own action, and the
+/// store's conditional manifest swap lets one publish win per version (the others' refresh
+/// fails with the conflict and their catalog stays). Fetching on the leader only is left to do.
 fn refresh_action(opts: &ServeOptions, replica: Arc<std::sync::OnceLock<Arc<StoreReplica>>>) -> Arc<dyn RefreshAction> {
+    let action = own_refresh_action(opts, replica);
+    match (&opts.config.replica, &opts.catalog_store) {
+        (Some(replica), None) => Arc::new(crate::replica::LeaderOnlyRefresh {
+            replica: replica.clone(),
+            leader: action,
+            follower: Arc::new(ReloadFromHome { home: opts.home.clone() }),
+        }),
+        _ => action,
+    }
+}
+
+fn own_refresh_action(opts: &ServeOptions, replica: Arc<std::sync::OnceLock<Arc<StoreReplica>>>) -> Arc<dyn RefreshAction> {
     match (&opts.refresh_mode, &opts.catalog_store) {
         (RefreshMode::Fetch(f), Some(_)) => Arc::new(PublishingFetchRefresh { opts: f.clone(), replica }),
         (RefreshMode::Fetch(f), None) => Arc::new(FetchRefresh::new(f.clone())),

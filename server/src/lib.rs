@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 pub mod refresh;
+pub mod replica;
 pub mod routes;
 pub mod state;
 pub mod store_health;

@@ -304,6 +304,9 @@ pub struct ServerConfig {
     /// The skycat home whose `history/` the dashboard's price-history page reads;
     /// None: that page says there is no history to show.
     pub home: Option<skycat_catalog::SkycatHome>,
+    /// One replica of several on a shared state database: its role and database in `/healthz`
+    /// and `/metrics`, and a cron refresh that only the leader fetches for.
+    pub replica: Option<crate::replica::Replica>,
 }
 
 impl Default for ServerConfig {
@@ -316,6 +319,7 @@ impl Default for ServerConfig {
             auth: None,
             public_read: true,
             home: None,
+            replica: None,
         }
     }
 }

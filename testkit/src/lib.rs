@@ -14,6 +14,7 @@
 //!   (testkit/emulators/kubernetes.md);
 //! * [`lambda_emulator`]: an emulation of Lambda Cloud's REST API (see testkit/emulators/lambda.md);
 //! * [`runpod`]: an EMULATION of RunPod's GraphQL API (testkit/emulators/runpod.md);
+//! * [`postgres`]: a throwaway PostgreSQL cluster (Debian's binaries) on a free loopback port;
 //! * [`free_port`]: a loopback port nothing listens on.
 
 pub mod azure;
@@ -22,6 +23,7 @@ pub mod k8s;
 pub mod lambda_emulator;
 pub mod moto;
 pub mod output;
+pub mod postgres;
 pub mod runpod;
 pub mod serve;
 pub mod storage;

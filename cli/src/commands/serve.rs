@@ -80,6 +80,47 @@ pub struct ServeArgs {
     /// Versions a publish keeps in the catalog store for readers in flight.
     #[arg(long, default_value_t = 5, requires = "catalog_store")]
     pub catalog_store_keep: usize,
+    /// Where the state lives: a SQLite file (default $SKYCAT_HOME/state.db), or
+    /// postgres://USER@HOST/DB, one database shared by several replicas (docs/replicas.md).
+    /// `skycat serve token …` reads SKYCAT_STATE.
+    #[arg(long, env = "SKYCAT_STATE")]
+    pub state: Option<String>,
+    /// With a PostgreSQL --state: a follower takes over the leader's duties (managed jobs, cron
+    /// refresh) at most this many seconds after the leader died.
+    #[arg(long, default_value_t = 15.0)]
+    pub lease_takeover: f64,
+}
+
+/// What /healthz and /metrics say about this replica.
+struct ReplicaInfo {
+    leadership: skycat_controller::leader::Leadership,
+    store: skycat_controller::Store,
+}
+
+impl skycat_server::replica::ReplicaStatus for ReplicaInfo {
+    fn role(&self) -> &'static str {
+        self.leadership.role()
+    }
+    fn database_reachable(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + '_>> {
+        Box::pin(async move { tokio::time::timeout(Duration::from_secs(2), self.store.ping()).await.is_ok_and(|r| r.is_ok()) })
+    }
+    fn render_metrics(&self) -> String {
+        let n = skycat_controller::heartbeat::INGESTED.load(std::sync::atomic::Ordering::Relaxed);
+        format!(
+            "{}# HELP skycat_heartbeats_ingested_total Agent heartbeats this replica stored (rate() is the ingest rate).\n\
+             # TYPE skycat_heartbeats_ingested_total counter\nskycat_heartbeats_ingested_total {n}\n",
+            self.leadership.render_metrics()
+        )
+    }
+}
+
+/// Opens the store `--state`/SKYCAT_STATE names, else the home's SQLite file.
+async fn open_state(state: Option<&str>, home: &skycat_controller::home::Home) -> anyhow::Result<skycat_controller::Store> {
+    let location = match state.filter(|s| !s.trim().is_empty()) {
+        Some(s) => skycat_controller::store::StateLocation::parse(s)?,
+        None => skycat_controller::store::StateLocation::Sqlite(home.state_db()),
+    };
+    Ok(skycat_controller::Store::open_location(&location, &home.root).await?)
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,7 +164,7 @@ async fn token_command(cmd: TokenCommand) -> anyhow::Result<()> {
     use skycat_controller::api_tokens::Role;
     let home = skycat_controller::home::Home::from_env();
     home.ensure().with_context(|| format!("creating {}", home.root.display()))?;
-    let store = skycat_controller::Store::open(&home.state_db()).await?;
+    let store = open_state(std::env::var("SKYCAT_STATE").ok().as_deref(), &home).await?;
     match cmd {
         TokenCommand::Create { name, role, save } => {
             let role = Role::parse(&role).ok_or_else(|| anyhow::anyhow!("--role: {role:?} is not admin or user"))?;
@@ -301,7 +342,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let tls = tls_files(&args)?;
     let ctl_home = skycat_controller::home::Home::from_env();
     ctl_home.ensure().with_context(|| format!("creating {}", ctl_home.root.display()))?;
-    let store = skycat_controller::Store::open(&ctl_home.state_db()).await?;
+    let store = open_state(args.state.as_deref(), &ctl_home).await?;
+    tracing::info!(state = %store.location(), "state store open");
+    if !(args.lease_takeover.is_finite() && args.lease_takeover >= 0.3) {
+        anyhow::bail!("--lease-takeover must be at least 0.3 seconds, got {}", args.lease_takeover);
+    }
+    // Several replicas share a PostgreSQL database: one leader runs managed jobs and the cron fetch.
+    let leadership = match args.state.as_deref().map(skycat_controller::store::StateLocation::parse).transpose()? {
+        Some(skycat_controller::store::StateLocation::Postgres(url)) => {
+            let takeover = Duration::from_secs_f64(args.lease_takeover);
+            Some(skycat_controller::leader::Leadership::compete(&url, skycat_controller::leader::LeaseOptions { takeover })?)
+        }
+        _ => None,
+    };
+    let replica = leadership.as_ref().map(|l| {
+        skycat_server::replica::Replica(std::sync::Arc::new(ReplicaInfo { leadership: l.clone(), store: store.clone() }))
+    });
     let created = bootstrap_admin_token(&store).await?;
     let pin = tls.as_ref().map(skycat_server::tls::fingerprint).transpose()?;
     save_local_credentials(&ctl_home.root, local_url(args.addr, tls.is_some()), pin.as_deref(), created)?;
@@ -326,6 +382,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             stale_after,
             auth: Some(auth.clone()),
             public_read,
+            replica,
             ..ServerConfig::default()
         },
     };
@@ -344,7 +401,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // at the user's prices (config.yaml `prices:`): an attempt pins the effective price.
     let offers = std::sync::Arc::new(crate::commands::load_catalog_priced(&skycat_catalog::OfferFilter::all())?.1.into_offers());
     let catalog: skycat_controller::managed::CatalogSource = std::sync::Arc::new(move || offers.as_ref().clone());
-    let managed = skycat_controller::managed::Managed::new(ctl, managed_opts, catalog).await?;
+    let managed = match &leadership {
+        Some(l) => skycat_controller::managed::Managed::new_replica(ctl, managed_opts, catalog, l.clone()).await?,
+        None => skycat_controller::managed::Managed::new(ctl, managed_opts, catalog).await?,
+    };
     // A typo in `budgets:` is seen now, not at the first launch.
     managed.budgets()?;
     // The control plane: agents' heartbeats (cluster tokens) and managed jobs (API tokens).

@@ -65,7 +65,7 @@ impl Managed {
                 }
             };
             let placements = order_for_recovery(lp.plan.failover, strategy, &blocks.regions, prev_region);
-            let no: u32 = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM managed_attempts WHERE job_id = ?")
+            let no: u32 = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM managed_attempts WHERE job_id = $1")
                 .bind(id)
                 .fetch_one(self.db())
                 .await? as u32;
@@ -114,7 +114,7 @@ impl Managed {
             };
             sqlx::query(
                 "INSERT INTO managed_attempts (job_id, attempt, cluster_name, cluster_id, pool, hosts, spot, price_per_hour, recovery_count,
-                   agent_job_id, started_at, outcome) VALUES (?,?,?,?,?,?,?,?,?,?,?, 'RUNNING')",
+                   agent_job_id, started_at, outcome) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11, 'RUNNING')",
             )
             .bind(id)
             .bind(no as i64)
@@ -232,7 +232,7 @@ impl Managed {
             let node_of = |node_id: &str| nodes.iter().find(|n| n.node_id == node_id).cloned();
             // 1. An interruption notice from any node: recover now, heartbeats still flowing.
             let notice: Option<String> = sqlx::query_scalar(
-                "SELECT node_id FROM heartbeats WHERE cluster_id = ? AND reason = 'interruption' ORDER BY received_at LIMIT 1",
+                "SELECT node_id FROM heartbeats WHERE cluster_id = $1 AND reason = 'interruption' ORDER BY received_at LIMIT 1",
             )
             .bind(&att.cluster_id)
             .fetch_optional(self.db())

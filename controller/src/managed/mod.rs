@@ -43,6 +43,7 @@ mod budget;
 mod policy;
 mod request;
 pub use request::STORAGE_IN_MANAGED_JOBS;
+mod replica;
 mod resume;
 mod uploads;
 
@@ -64,6 +65,17 @@ pub enum JobError {
     OverBudget(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+impl JobError {
+    /// Whether the state database was unreachable (the server answers 503: try again later).
+    pub fn is_unavailable(&self) -> bool {
+        let JobError::Internal(e) = self else { return false };
+        e.chain().any(|c| {
+            c.downcast_ref::<sqlx::Error>().is_some_and(crate::store::is_connection_error)
+                || c.downcast_ref::<crate::store::StoreError>().is_some_and(crate::store::StoreError::is_unavailable)
+        })
+    }
 }
 
 impl From<sqlx::Error> for JobError {
@@ -302,6 +314,8 @@ struct Inner {
     secrets: SecretBox,
     /// The jobs' controller tasks (and their background teardowns), for [`Managed::shutdown`].
     tasks: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
+    /// Several replicas on one database: only the leader drives jobs (see `replica.rs`).
+    replica: Option<replica::Replica>,
 }
 
 impl Managed {
@@ -312,7 +326,7 @@ impl Managed {
     pub async fn new(ctl: Controller, opts: ManagedOptions, catalog: CatalogSource) -> Result<Managed> {
         let secrets = SecretBox::load(&ctl.home).context("managed jobs: the key that seals job requests")?;
         let ctl = ctl.with_ssh_connect_timeout(opts.ssh_connect_timeout);
-        let m = Managed { inner: Arc::new(Inner { ctl, opts, catalog, secrets, tasks: std::sync::Mutex::new(Vec::new()) }) };
+        let m = Managed { inner: Arc::new(Inner { ctl, opts, catalog, secrets, tasks: std::sync::Mutex::new(Vec::new()), replica: None }) };
         m.resume_all().await?;
         Ok(m)
     }
@@ -361,7 +375,7 @@ impl Managed {
         self.track(&h);
     }
 
-    fn db(&self) -> &sqlx::SqlitePool {
+    fn db(&self) -> &sqlx::AnyPool {
         self.inner.ctl.store.db()
     }
 
@@ -384,7 +398,7 @@ impl Managed {
         let mut tx = self.db().begin().await?;
         let r = sqlx::query(
             "INSERT INTO managed_jobs (name, task_json, use_spot, strategy, max_restarts_on_errors, status, task_id, submitted_at, owner)
-             VALUES (?,?,?,?,?,?,'',?,?)",
+             VALUES ($1,$2,$3,$4,$5,$6,'',$7,$8) RETURNING id",
         )
         .bind(&req.name)
         .bind(req.task.redacted_json())
@@ -394,20 +408,25 @@ impl Managed {
         .bind(status::PENDING)
         .bind(now())
         .bind(owner)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
-        let id = r.last_insert_rowid();
+        let id: i64 = r.try_get("id")?;
         let task_id = format!(
             "skycat-managed-{}-{id}",
             req.name.as_deref().or(req.task.name.as_deref()).unwrap_or("job").replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "-")
         );
         let sealed = self.seal_request(id, &req)?;
-        sqlx::query("UPDATE managed_jobs SET task_id = ?, request_sealed = ? WHERE id = ?")
+        sqlx::query("UPDATE managed_jobs SET task_id = $1, request_sealed = $2 WHERE id = $3")
             .bind(&task_id)
             .bind(sealed)
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        // A follower only records the job: the leader claims it within a beat and drives it.
+        if !self.claim_new(&mut tx, id).await? {
+            tx.commit().await?;
+            return Ok(id);
+        }
         tx.commit().await?;
         self.spawn_drive(id, req, strategy, task_id, DriveState::default());
         Ok(id)
@@ -417,7 +436,7 @@ impl Managed {
     pub async fn cancel(&self, id: i64) -> std::result::Result<JobView, JobError> {
         let v = self.job(id).await?.ok_or(JobError::NotFound(id))?;
         if !status::is_terminal(&v.status) {
-            sqlx::query("UPDATE managed_jobs SET cancel_requested = 1, status = 'CANCELLING' WHERE id = ? AND status NOT IN ('SUCCEEDED','FAILED','FAILED_SETUP','FAILED_NO_RESOURCE','FAILED_CONTROLLER','CANCELLED')")
+            sqlx::query("UPDATE managed_jobs SET cancel_requested = 1, status = 'CANCELLING' WHERE id = $1 AND status NOT IN ('SUCCEEDED','FAILED','FAILED_SETUP','FAILED_NO_RESOURCE','FAILED_CONTROLLER','CANCELLED')")
                 .bind(id)
                 .execute(self.db())
                 .await?;
@@ -426,13 +445,13 @@ impl Managed {
     }
 
     async fn cancel_requested(&self, id: i64) -> Result<bool> {
-        let v: i64 = sqlx::query_scalar("SELECT cancel_requested FROM managed_jobs WHERE id = ?").bind(id).fetch_one(self.db()).await?;
+        let v: i64 = sqlx::query_scalar("SELECT cancel_requested FROM managed_jobs WHERE id = $1").bind(id).fetch_one(self.db()).await?;
         Ok(v != 0)
     }
 
     async fn set_status(&self, id: i64, s: &str) -> Result<()> {
         // A cancel request wins over progress reports.
-        sqlx::query("UPDATE managed_jobs SET status = CASE WHEN cancel_requested = 1 THEN 'CANCELLING' ELSE ? END WHERE id = ?")
+        sqlx::query("UPDATE managed_jobs SET status = CASE WHEN cancel_requested = 1 THEN 'CANCELLING' ELSE $1 END WHERE id = $2")
             .bind(s)
             .bind(id)
             .execute(self.db())
@@ -441,7 +460,7 @@ impl Managed {
     }
 
     async fn finish(&self, id: i64, s: &str, reason: Option<&str>) -> Result<()> {
-        sqlx::query("UPDATE managed_jobs SET status = ?, ended_at = ?, failure_reason = COALESCE(?, failure_reason) WHERE id = ?")
+        sqlx::query("UPDATE managed_jobs SET status = $1, ended_at = $2, failure_reason = COALESCE($3, failure_reason) WHERE id = $4")
             .bind(s)
             .bind(now())
             .bind(reason)
@@ -460,7 +479,7 @@ impl Managed {
 
     /// The managed jobs of `owner` (all with None), newest first.
     pub async fn jobs_of(&self, owner: Option<&str>) -> Result<Vec<JobView>> {
-        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM managed_jobs WHERE ? IS NULL OR owner = ? ORDER BY id DESC")
+        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM managed_jobs WHERE $1 IS NULL OR owner = $2 ORDER BY id DESC")
             .bind(owner)
             .bind(owner)
             .fetch_all(self.db())
@@ -477,11 +496,11 @@ impl Managed {
     /// Agent-metered cost of one attempt's cluster: the ledger, or the nodes' running totals
     /// when the last records have not arrived yet.
     async fn cluster_cost(&self, cluster_id: &str) -> Result<f64> {
-        let ledger: f64 = sqlx::query_scalar("SELECT COALESCE(SUM(usd), 0.0) FROM cost_ledger WHERE cluster_id = ?")
+        let ledger: f64 = sqlx::query_scalar("SELECT COALESCE(SUM(usd), 0.0) FROM cost_ledger WHERE cluster_id = $1")
             .bind(cluster_id)
             .fetch_one(self.db())
             .await?;
-        let totals: f64 = sqlx::query_scalar("SELECT COALESCE(SUM(accrued_usd), 0.0) FROM nodes WHERE cluster_id = ?")
+        let totals: f64 = sqlx::query_scalar("SELECT COALESCE(SUM(accrued_usd), 0.0) FROM nodes WHERE cluster_id = $1")
             .bind(cluster_id)
             .fetch_one(self.db())
             .await?;
@@ -489,10 +508,10 @@ impl Managed {
     }
 
     pub async fn job(&self, id: i64) -> Result<Option<JobView>> {
-        let Some(r) = sqlx::query("SELECT * FROM managed_jobs WHERE id = ?").bind(id).fetch_optional(self.db()).await? else {
+        let Some(r) = sqlx::query("SELECT * FROM managed_jobs WHERE id = $1").bind(id).fetch_optional(self.db()).await? else {
             return Ok(None);
         };
-        let rows = sqlx::query("SELECT * FROM managed_attempts WHERE job_id = ? ORDER BY attempt").bind(id).fetch_all(self.db()).await?;
+        let rows = sqlx::query("SELECT * FROM managed_attempts WHERE job_id = $1 ORDER BY attempt").bind(id).fetch_all(self.db()).await?;
         let mut attempts = Vec::new();
         for a in &rows {
             let cluster_id: String = a.get("cluster_id");
@@ -545,7 +564,7 @@ impl Managed {
 
     /// Zones (`pool`, `host`) and regions (`pool`, "") blocked for this job.
     pub async fn blocks(&self, id: i64) -> Result<Vec<(String, String, String)>> {
-        let rows = sqlx::query("SELECT pool, host, scope FROM managed_blocks WHERE job_id = ? ORDER BY at").bind(id).fetch_all(self.db()).await?;
+        let rows = sqlx::query("SELECT pool, host, scope FROM managed_blocks WHERE job_id = $1 ORDER BY at").bind(id).fetch_all(self.db()).await?;
         Ok(rows.iter().map(|r| (r.get("pool"), r.get("host"), r.get("scope"))).collect())
     }
 
@@ -553,7 +572,7 @@ impl Managed {
     /// from its nodes now.
     pub async fn logs(&self, id: i64) -> std::result::Result<(JobView, Vec<(u32, String)>), JobError> {
         let v = self.job(id).await?.ok_or(JobError::NotFound(id))?;
-        let rows = sqlx::query("SELECT attempt, cluster_name, agent_job_id, ended_at, log FROM managed_attempts WHERE job_id = ? ORDER BY attempt")
+        let rows = sqlx::query("SELECT attempt, cluster_name, agent_job_id, ended_at, log FROM managed_attempts WHERE job_id = $1 ORDER BY attempt")
             .bind(id)
             .fetch_all(self.db())
             .await?;
@@ -644,7 +663,7 @@ impl Managed {
                         tokio::time::sleep(Duration::from_secs(2)).await;
                         if let Ok(log) = me.fetch_log(&att.cluster, att.agent_job_id).await {
                             let _ = sqlx::query(
-                                "UPDATE managed_attempts SET log = ? WHERE job_id = ? AND attempt = ? AND ended_at IS NULL",
+                                "UPDATE managed_attempts SET log = $1 WHERE job_id = $2 AND attempt = $3 AND ended_at IS NULL",
                             )
                             .bind(log)
                             .bind(id)
@@ -680,7 +699,7 @@ impl Managed {
             let node_gone = matches!(&outcome, Outcome::Preempted { gone: true, .. });
             // Save the attempt's log while its nodes may still answer, then tear down.
             let log = if node_gone { None } else { self.fetch_log(&att.cluster, att.agent_job_id).await.ok() };
-            sqlx::query("UPDATE managed_attempts SET log = COALESCE(?, log) WHERE job_id = ? AND attempt = ?")
+            sqlx::query("UPDATE managed_attempts SET log = COALESCE($1, log) WHERE job_id = $2 AND attempt = $3")
                 .bind(&log)
                 .bind(id)
                 .bind(att.no as i64)
@@ -720,7 +739,7 @@ impl Managed {
                         if scope == "region" && strategy == Strategy::Failover {
                             continue;
                         }
-                        sqlx::query("INSERT OR IGNORE INTO managed_blocks (job_id, pool, host, scope, reason, at) VALUES (?,?,?,?,?,?)")
+                        sqlx::query("INSERT INTO managed_blocks (job_id, pool, host, scope, reason, at) VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT DO NOTHING")
                             .bind(id)
                             .bind(&pool)
                             .bind(h)

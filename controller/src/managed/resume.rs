@@ -22,6 +22,12 @@ impl Managed {
         )
         .fetch_all(self.db())
         .await?;
+        self.resume_ids(ids).await
+    }
+
+    /// Resumes these (claimed, unfinished) jobs: re-adopts a running attempt, continues a
+    /// recovery in progress, fails what cannot be opened.
+    pub(super) async fn resume_ids(&self, ids: Vec<i64>) -> Result<()> {
         for id in ids {
             match self.resume_state(id).await {
                 Ok(Some((req, strategy, task_id, st))) => {
@@ -48,7 +54,7 @@ impl Managed {
     /// The state a job's controller resumes from, rebuilt from the DB; `None` when the job turned
     /// out to be finished (its last attempt ended and nothing follows).
     pub(super) async fn resume_state(&self, id: i64) -> Result<Option<(JobRequest, Strategy, String, DriveState)>> {
-        let r = sqlx::query("SELECT strategy, task_id, recovery_count, restarts_on_errors, request_sealed FROM managed_jobs WHERE id = ?")
+        let r = sqlx::query("SELECT strategy, task_id, recovery_count, restarts_on_errors, request_sealed FROM managed_jobs WHERE id = $1")
             .bind(id)
             .fetch_one(self.db())
             .await?;
@@ -63,7 +69,7 @@ impl Managed {
             restarts: r.get::<i64, _>("restarts_on_errors") as u32,
             ..DriveState::default()
         };
-        let attempts = sqlx::query("SELECT * FROM managed_attempts WHERE job_id = ? ORDER BY attempt").bind(id).fetch_all(self.db()).await?;
+        let attempts = sqlx::query("SELECT * FROM managed_attempts WHERE job_id = $1 ORDER BY attempt").bind(id).fetch_all(self.db()).await?;
         // Clusters of ended attempts whose teardown did not finish.
         for a in &attempts {
             if a.get::<Option<String>, _>("ended_at").is_some() {
@@ -158,7 +164,7 @@ impl Managed {
     }
 
     pub(super) async fn save_counters(&self, id: i64, st: &DriveState) -> Result<()> {
-        sqlx::query("UPDATE managed_jobs SET restarts_on_errors = ?, recovery_count = ? WHERE id = ?")
+        sqlx::query("UPDATE managed_jobs SET restarts_on_errors = $1, recovery_count = $2 WHERE id = $3")
             .bind(st.restarts as i64)
             .bind(st.recovery as i64)
             .bind(id)
@@ -168,7 +174,7 @@ impl Managed {
     }
 
     pub(super) async fn end_attempt(&self, id: i64, no: u32, label: &str, reason: Option<&str>) -> Result<()> {
-        sqlx::query("UPDATE managed_attempts SET ended_at = ?, outcome = ?, reason = ? WHERE job_id = ? AND attempt = ?")
+        sqlx::query("UPDATE managed_attempts SET ended_at = $1, outcome = $2, reason = $3 WHERE job_id = $4 AND attempt = $5")
             .bind(now())
             .bind(label)
             .bind(reason)

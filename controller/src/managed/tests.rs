@@ -34,7 +34,7 @@ fn contains(hay: &[u8], needle: &str) -> bool {
 }
 
 async fn sealed_of(m: &Managed, id: i64) -> Option<Vec<u8>> {
-    sqlx::query_scalar("SELECT request_sealed FROM managed_jobs WHERE id = ?").bind(id).fetch_one(m.db()).await.unwrap()
+    sqlx::query_scalar("SELECT request_sealed FROM managed_jobs WHERE id = $1").bind(id).fetch_one(m.db()).await.unwrap()
 }
 
 #[tokio::test]
@@ -54,11 +54,11 @@ async fn the_request_is_sealed_bound_to_its_job_and_never_stored_in_clear() {
     assert_eq!(back.task.run.as_deref(), Some("echo hi"));
     // Bound to the job's id: copied into another row it does not open.
     assert!(m.open_request(other, &sealed).is_err());
-    sqlx::query("UPDATE managed_jobs SET request_sealed = ? WHERE id = ?").bind(&sealed).bind(other).execute(m.db()).await.unwrap();
+    sqlx::query("UPDATE managed_jobs SET request_sealed = $1 WHERE id = $2").bind(&sealed).bind(other).execute(m.db()).await.unwrap();
     let copied = sealed_of(&m, other).await.unwrap();
     assert!(m.open_request(other, &copied).is_err());
 
-    let task_json: String = sqlx::query_scalar("SELECT task_json FROM managed_jobs WHERE id = ?").bind(id).fetch_one(m.db()).await.unwrap();
+    let task_json: String = sqlx::query_scalar("SELECT task_json FROM managed_jobs WHERE id = $1").bind(id).fetch_one(m.db()).await.unwrap();
     assert!(!task_json.contains(TOKEN) && !task_json.contains(DATASET) && task_json.contains("visible"), "{task_json}");
     let bytes = db_bytes(dir.path());
     assert!(contains(&bytes, "visible"), "the check reads the DB files");
@@ -72,15 +72,15 @@ async fn the_request_is_sealed_bound_to_its_job_and_never_stored_in_clear() {
 async fn insert_job(m: &Managed, status_: &str, sealed: Option<Vec<u8>>) -> i64 {
     let r = sqlx::query(
         "INSERT INTO managed_jobs (name, task_json, use_spot, strategy, max_restarts_on_errors, status, task_id, submitted_at, request_sealed)
-         VALUES ('t', '{}', 0, 'EAGER_NEXT_REGION', 0, ?, 'skycat-managed-t', ?, ?)",
+         VALUES ('t', '{}', 0, 'EAGER_NEXT_REGION', 0, $1, 'skycat-managed-t', $2, $3) RETURNING id",
     )
     .bind(status_)
     .bind(now())
     .bind(sealed)
-    .execute(m.db())
+    .fetch_one(m.db())
     .await
     .unwrap();
-    r.last_insert_rowid()
+    sqlx::Row::get(&r, "id")
 }
 
 #[tokio::test]
@@ -95,14 +95,14 @@ async fn a_restart_resumes_jobs_it_can_open_and_fails_the_others_naming_why() {
     // Openable, no attempt yet: resumed (and, with no pools, ends FAILED_NO_RESOURCE).
     let pending = insert_job(&m, status::PENDING, None).await;
     let blob = m.seal_request(pending, &request("echo resumed")).unwrap();
-    sqlx::query("UPDATE managed_jobs SET request_sealed = ? WHERE id = ?").bind(blob).bind(pending).execute(m.db()).await.unwrap();
+    sqlx::query("UPDATE managed_jobs SET request_sealed = $1 WHERE id = $2").bind(blob).bind(pending).execute(m.db()).await.unwrap();
     // Its attempt had succeeded when the server stopped, before the job was marked.
     let done = insert_job(&m, status::RUNNING, None).await;
     let blob = m.seal_request(done, &request("echo done")).unwrap();
-    sqlx::query("UPDATE managed_jobs SET request_sealed = ? WHERE id = ?").bind(blob).bind(done).execute(m.db()).await.unwrap();
+    sqlx::query("UPDATE managed_jobs SET request_sealed = $1 WHERE id = $2").bind(blob).bind(done).execute(m.db()).await.unwrap();
     sqlx::query(
         "INSERT INTO managed_attempts (job_id, attempt, cluster_name, cluster_id, pool, hosts, spot, price_per_hour, recovery_count,
-           agent_job_id, started_at, ended_at, outcome) VALUES (?, 0, 'mj-x-0', 'gone', 'ssh/p', '10.0.0.1', 0, 1.0, 0, 1, ?, ?, 'SUCCEEDED')",
+           agent_job_id, started_at, ended_at, outcome) VALUES ($1, 0, 'mj-x-0', 'gone', 'ssh/p', '10.0.0.1', 0, 1.0, 0, 1, $2, $3, 'SUCCEEDED')",
     )
     .bind(done)
     .bind(now())
@@ -127,7 +127,7 @@ async fn a_restart_resumes_jobs_it_can_open_and_fails_the_others_naming_why() {
     // A changed key: nothing opens, the job fails naming the key.
     let again = insert_job(&m, status::PENDING, None).await;
     let blob = m.seal_request(again, &request("echo again")).unwrap();
-    sqlx::query("UPDATE managed_jobs SET request_sealed = ? WHERE id = ?").bind(blob).bind(again).execute(m.db()).await.unwrap();
+    sqlx::query("UPDATE managed_jobs SET request_sealed = $1 WHERE id = $2").bind(blob).bind(again).execute(m.db()).await.unwrap();
     m.shutdown();
     drop(m);
     let key = dir.path().join("keys/secret.key");
@@ -142,7 +142,7 @@ async fn a_restart_resumes_jobs_it_can_open_and_fails_the_others_naming_why() {
 async fn metered(m: &Managed, owner: &str, cluster_id: &str, usd: f64, at: chrono::DateTime<chrono::Utc>) {
     let job: i64 = sqlx::query_scalar(
         "INSERT INTO managed_jobs (name, task_json, use_spot, strategy, max_restarts_on_errors, status, task_id, submitted_at, owner)
-         VALUES ('old', '{}', 0, 'EAGER_NEXT_REGION', 0, 'SUCCEEDED', 'skycat-managed-old', ?, ?) RETURNING id",
+         VALUES ('old', '{}', 0, 'EAGER_NEXT_REGION', 0, 'SUCCEEDED', 'skycat-managed-old', $1, $2) RETURNING id",
     )
     .bind(now())
     .bind(owner)
@@ -152,7 +152,7 @@ async fn metered(m: &Managed, owner: &str, cluster_id: &str, usd: f64, at: chron
     sqlx::query(
         "INSERT INTO managed_attempts (job_id, attempt, cluster_name, cluster_id, pool, hosts, spot, price_per_hour, recovery_count,
                                        agent_job_id, started_at, outcome)
-         VALUES (?, 1, 'old', ?, 'ssh/box', '', 0, 2.5, 0, 1, ?, 'SUCCEEDED')",
+         VALUES ($1, 1, 'old', $2, 'ssh/box', '', 0, 2.5, 0, 1, $3, 'SUCCEEDED')",
     )
     .bind(job)
     .bind(cluster_id)
@@ -163,7 +163,7 @@ async fn metered(m: &Managed, owner: &str, cluster_id: &str, usd: f64, at: chron
     let ts = crate::costs::ledger_ts(&at);
     sqlx::query(
         "INSERT INTO cost_ledger (cluster_id, cluster_name, node_id, launch_id, from_ts, to_ts, seconds, price_per_hour, usd, kind, source)
-         VALUES (?, 'old', 'n0', 'l1', ?, ?, 3600, 2.5, ?, 'compute', 'test')",
+         VALUES ($1, 'old', 'n0', 'l1', $2, $3, 3600, 2.5, $4, 'compute', 'test')",
     )
     .bind(cluster_id)
     .bind(&ts)

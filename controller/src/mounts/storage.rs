@@ -239,7 +239,7 @@ impl Store {
     pub async fn put_storage(&self, row: &StorageRow, env_sealed: &[u8]) -> Result<()> {
         sqlx::query(
             "INSERT INTO storage (name, store, url, region, sources, persistent, cluster_name, env_sealed, status, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
              ON CONFLICT(name) DO UPDATE SET sources = excluded.sources, persistent = excluded.persistent,
                cluster_name = excluded.cluster_name, env_sealed = excluded.env_sealed, status = excluded.status,
                updated_at = excluded.updated_at",
@@ -249,7 +249,7 @@ impl Store {
         .bind(&row.url)
         .bind(&row.region)
         .bind(serde_json::to_string(&row.sources)?)
-        .bind(row.persistent)
+        .bind(row.persistent as i64)
         .bind(&row.cluster)
         .bind(env_sealed)
         .bind(&row.status)
@@ -261,7 +261,7 @@ impl Store {
     }
 
     async fn set_storage_status(&self, name: &str, status: &str) -> Result<()> {
-        sqlx::query("UPDATE storage SET status = ?, updated_at = ? WHERE name = ?").bind(status).bind(now()).bind(name).execute(self.db()).await?;
+        sqlx::query("UPDATE storage SET status = $1, updated_at = $2 WHERE name = $3").bind(status).bind(now()).bind(name).execute(self.db()).await?;
         Ok(())
     }
 
@@ -271,23 +271,23 @@ impl Store {
     }
 
     pub async fn storage_row(&self, name: &str) -> Result<Option<StorageRow>> {
-        let row = sqlx::query("SELECT * FROM storage WHERE name = ?").bind(name).fetch_optional(self.db()).await?;
+        let row = sqlx::query("SELECT * FROM storage WHERE name = $1").bind(name).fetch_optional(self.db()).await?;
         row.as_ref().map(storage_row_of).transpose()
     }
 
     async fn storage_sealed_env(&self, name: &str) -> Result<Option<Vec<u8>>> {
         let v: Option<Option<Vec<u8>>> =
-            sqlx::query_scalar("SELECT env_sealed FROM storage WHERE name = ?").bind(name).fetch_optional(self.db()).await?;
+            sqlx::query_scalar("SELECT env_sealed FROM storage WHERE name = $1").bind(name).fetch_optional(self.db()).await?;
         Ok(v.flatten())
     }
 
     async fn delete_storage_row(&self, name: &str) -> Result<()> {
-        sqlx::query("DELETE FROM storage WHERE name = ?").bind(name).execute(self.db()).await?;
+        sqlx::query("DELETE FROM storage WHERE name = $1").bind(name).execute(self.db()).await?;
         Ok(())
     }
 }
 
-fn storage_row_of(r: &sqlx::sqlite::SqliteRow) -> Result<StorageRow> {
+fn storage_row_of(r: &sqlx::any::AnyRow) -> Result<StorageRow> {
     let sources: String = r.try_get("sources")?;
     Ok(StorageRow {
         name: r.try_get("name")?,
@@ -295,7 +295,7 @@ fn storage_row_of(r: &sqlx::sqlite::SqliteRow) -> Result<StorageRow> {
         url: r.try_get("url")?,
         region: r.try_get("region")?,
         sources: serde_json::from_str(&sources).unwrap_or_default(),
-        persistent: r.try_get("persistent")?,
+        persistent: r.try_get::<i64, _>("persistent")? != 0,
         cluster: r.try_get("cluster_name")?,
         status: r.try_get("status")?,
         created_at: r.try_get("created_at")?,

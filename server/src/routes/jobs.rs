@@ -63,6 +63,9 @@ impl From<FieldError> for ApiError {
 
 impl From<JobError> for ApiError {
     fn from(e: JobError) -> Self {
+        if e.is_unavailable() {
+            return ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("{e:#}"));
+        }
         match e {
             JobError::NotFound(_) => ApiError::not_found(e.to_string()).field("id"),
             JobError::Invalid(f) => f.into(),

@@ -24,11 +24,26 @@ pub struct Health {
     /// the newest seen, the lag, and whether the store answered the last poll.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub catalog_store: Option<crate::store_health::CatalogStoreHealth>,
+    /// With a shared state database: `leader` (runs managed jobs and the cron refresh) or
+    /// `follower`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// With a shared state database: `reachable` or `unreachable` (writes answer 503 then;
+    /// `/optimize` keeps answering).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
 }
 
 /// Liveness and readiness: the server is up and has a catalog in service.
 #[utoipa::path(get, path = "/healthz", tag = "system", security(()), responses((status = 200, body = Health)))]
 pub async fn healthz(State(state): State<Arc<AppState>>) -> Json<Health> {
+    let (role, database) = match &state.config.replica {
+        Some(r) => {
+            let reachable = r.0.database_reachable().await;
+            (Some(r.0.role().to_string()), Some(if reachable { "reachable" } else { "unreachable" }.to_string()))
+        }
+        None => (None, None),
+    };
     let snap = state.snapshot_guard();
     Json(Health {
         status: "ok".into(),
@@ -37,6 +52,8 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> Json<Health> {
         started_at: state.started_at,
         version: env!("CARGO_PKG_VERSION").into(),
         catalog_store: state.catalog_store_health(),
+        role,
+        database,
     })
 }
 
@@ -47,7 +64,7 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> Json<Health> {
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        state.metrics.render(),
+        state.metrics.render() + &state.config.replica.as_ref().map(|r| r.0.render_metrics()).unwrap_or_default(),
     )
         .into_response()
 }

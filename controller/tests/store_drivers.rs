@@ -1,0 +1,219 @@
+//! The state store on both of its databases: every test here runs the same checks against an
+//! embedded SQLite file and against a throwaway PostgreSQL cluster (testkit::postgres), so a
+//! statement one of them rejects, or a type the Any driver cannot carry, fails here.
+
+use chrono::Utc;
+use serde_json::json;
+use skycat_controller::api_tokens::Role;
+use skycat_controller::store::{self, hash_token, ClusterRow, Dialect, Ingested, NodeRow, StateLocation, Store, StoreError};
+use skycat_protocol::{CostRecord, Heartbeat};
+use skycat_testkit::postgres::Postgres;
+
+fn cluster(name: &str, id: &str) -> ClusterRow {
+    let now = Utc::now().to_rfc3339();
+    ClusterRow {
+        id: id.into(),
+        name: name.into(),
+        status: store::status::UP.into(),
+        infra: "ssh/p".into(),
+        pool: "p".into(),
+        num_nodes: 2,
+        price_per_hour: 2.5,
+        spot: true,
+        idle_minutes: Some(5.0),
+        down_on_idle: true,
+        server_url: None,
+        agent_version: None,
+        task_json: Some("{}".into()),
+        autostopped_at: None,
+        created_at: now.clone(),
+        updated_at: now,
+        terminated_at: None,
+        instance_type: Some("g5.xlarge".into()),
+        ports: Some("8080".into()),
+    }
+}
+
+fn node(cluster_id: &str, rank: u32) -> NodeRow {
+    NodeRow {
+        cluster_id: cluster_id.into(),
+        rank,
+        node_id: format!("n{rank}"),
+        pool: "p".into(),
+        ip: format!("10.0.0.{}", rank + 1),
+        port: 2222,
+        user: "root".into(),
+        identity_file: "/k".into(),
+        state_dir: "/s".into(),
+        agent_bin: "/a".into(),
+        last_heartbeat_at: None,
+        last_seq: 0,
+        accrued_usd: 0.0,
+        metered_seconds: 0.0,
+        idle_seconds: None,
+        instance_id: Some("i-1".into()),
+        zone: None,
+    }
+}
+
+fn heartbeat(cluster: &str, node: &str, seq: u64, accrued: f64, job_state: &str) -> Heartbeat {
+    let t = "2026-12-01T00:00:00Z";
+    serde_json::from_value(json!({"protocol_version": skycat_protocol::PROTOCOL_VERSION, "agent_version": "t", "cluster": cluster,
+        "node_id": node, "node_rank": 0, "seq": seq, "created_at": t, "reason": "periodic", "agent_started_at": t,
+        "facts": {"hostname": "h", "cpus": 1, "memory_total_bytes": 1, "memory_available_bytes": 1, "gpus_for_jobs": 0.0},
+        "jobs": [{"id": 1, "name": "train", "state": job_state, "gpus": 1.0, "task_id": null, "recovery_count": 0, "submitted_at": t, "exit_code": null, "log_path": "/l"}],
+        "setup": {"state": "NONE", "log_path": "x"},
+        "cost": {"price_per_hour": 1.0, "pinned_at": t, "metered_seconds": seq as f64 * 10.0, "accrued_usd": accrued,
+                 "new_records": [{"cluster": cluster, "node_id": node, "launch_id": "l1", "from": t, "to": t, "seconds": 10.0,
+                                  "price_per_hour": 1.0, "usd": 0.01, "kind": format!("metered-{seq}")}]},
+        "idle_seconds": 3.0}))
+    .expect("a valid heartbeat")
+}
+
+/// Clusters, nodes, reservations, heartbeats (deduplicated), jobs, the ledger, API tokens, the
+/// cost report and storage rows: the whole store API, on whichever database `s` is.
+async fn exercise(s: &Store) {
+    let token = store::random_hex(32).unwrap();
+    s.insert_cluster(&cluster("a", "id1"), &hash_token(&token)).await.unwrap();
+    assert!(matches!(s.insert_cluster(&cluster("a", "id2"), "x").await, Err(StoreError::ClusterExists(_))));
+    let c = s.cluster_by_token(&token).await.unwrap().expect("found by token");
+    assert_eq!((c.id.as_str(), c.num_nodes, c.spot, c.down_on_idle, c.idle_minutes), ("id1", 2, true, true, Some(5.0)));
+    assert_eq!(c.port_ranges(), vec![(8080, 8080)]);
+    s.set_cluster_placement("id1", "aws/us-east-1", "us-east-1", 3.0, false, Some("p4d")).await.unwrap();
+    let c = s.require_cluster("a").await.unwrap();
+    assert_eq!((c.infra.as_str(), c.spot, c.price_per_hour), ("aws/us-east-1", false, 3.0));
+
+    s.reserve_host("p", "root@h:22", "id1").await.unwrap();
+    let e = s.reserve_host("p", "root@h:22", "id2").await.unwrap_err();
+    assert!(e.to_string().contains("already used by cluster a"), "{e}");
+    assert_eq!(s.reserved_hosts("p").await.unwrap(), vec!["root@h:22".to_string()]);
+
+    s.insert_node(&node("id1", 0)).await.unwrap();
+    s.insert_node(&node("id1", 1)).await.unwrap();
+    s.set_node_port("id1", 1, 2200).await.unwrap();
+    let nodes = s.nodes("id1").await.unwrap();
+    assert_eq!(nodes.len(), 2);
+    assert_eq!((nodes[1].port, nodes[1].user.as_str(), nodes[1].instance_id.as_deref()), (2200, "root", Some("i-1")));
+
+    // Heartbeats: each (node, seq) once; totals only move forward; jobs from the newest.
+    assert_eq!(s.ingest_heartbeat(&c, &heartbeat("a", "n0", 2, 0.5, "RUNNING")).await.unwrap(), Ingested::New);
+    assert_eq!(s.ingest_heartbeat(&c, &heartbeat("a", "n0", 2, 0.5, "RUNNING")).await.unwrap(), Ingested::Duplicate);
+    assert_eq!(s.ingest_heartbeat(&c, &heartbeat("a", "n0", 1, 0.2, "PENDING")).await.unwrap(), Ingested::New);
+    let n0 = &s.nodes("id1").await.unwrap()[0];
+    assert_eq!((n0.last_seq, n0.accrued_usd, n0.metered_seconds, n0.idle_seconds), (2, 0.5, 20.0, Some(3.0)));
+    assert!(n0.last_heartbeat_at.is_some());
+    assert_eq!(s.heartbeat_count("id1").await.unwrap(), 2);
+    assert_eq!(s.heartbeat_seqs("id1").await.unwrap(), vec![("n0".to_string(), 1), ("n0".to_string(), 2)]);
+    let jobs = s.jobs("id1").await.unwrap();
+    assert_eq!((jobs.len(), jobs[0].state.as_str(), jobs[0].name.as_deref()), (1, "RUNNING", Some("train")));
+    s.record_node_totals("id1", 0, 0.1, 1.0, 7.0).await.unwrap();
+    let n0 = &s.nodes("id1").await.unwrap()[0];
+    assert_eq!((n0.accrued_usd, n0.idle_seconds), (0.5, Some(7.0)), "a lower pulled total never lowers the stored one");
+    // Re-inserting a node starts it afresh.
+    s.insert_node(&node("id1", 0)).await.unwrap();
+    assert_eq!(s.nodes("id1").await.unwrap()[0].last_seq, 0);
+
+    // The ledger: the two heartbeats' records, a duplicate counted once.
+    let rec = CostRecord {
+        cluster: "a".into(),
+        node_id: "n1".into(),
+        launch_id: Some("id1".into()),
+        from: Utc::now(),
+        to: Utc::now(),
+        seconds: 60.0,
+        price_per_hour: 3.0,
+        usd: 0.05,
+        kind: "metered".into(),
+    };
+    assert_eq!(s.record_costs(&c, &[rec.clone(), rec.clone()], "test").await.unwrap(), 1);
+    assert!(s.mark_autostopped("id1", "2026-12-01T00:00:00Z").await.unwrap());
+    assert!(!s.mark_autostopped("id1", "2026-12-01T00:00:00Z").await.unwrap(), "autostop fires once");
+    s.set_cluster_status("id1", store::status::TERMINATED).await.unwrap();
+    s.release_cluster_hosts("id1").await.unwrap();
+    assert!(s.cluster("a").await.unwrap().is_none());
+    s.insert_cluster(&cluster("a", "id2"), "x").await.unwrap();
+    let report = s.cost_report().await.unwrap();
+    assert_eq!(report.len(), 2);
+    assert!((report[0].usd - 0.07).abs() < 1e-9 && report[0].records == 3 && report[0].status == "TERMINATED", "{report:?}");
+    let team = skycat_controller::costs::team_costs(s, None, None).await.unwrap();
+    assert_eq!(team.len(), 1);
+    assert!((team[0].usd - 0.07).abs() < 1e-9);
+
+    // API tokens: stored hashed, verified, revoked.
+    let t = s.create_api_token("alice", Role::Admin).await.unwrap();
+    assert!(s.create_api_token("alice", Role::User).await.is_err(), "a live name is not reissued");
+    assert_eq!(s.verify_api_token(&t).await.unwrap(), Some(("alice".to_string(), Role::Admin)));
+    assert!(s.has_live_api_token().await.unwrap());
+    s.revoke_api_token("alice").await.unwrap();
+    assert_eq!(s.verify_api_token(&t).await.unwrap(), None);
+    assert_eq!(s.api_tokens().await.unwrap().len(), 1);
+}
+
+async fn fresh_postgres(pg: &Postgres, db: &str) -> Store {
+    let home = tempfile::tempdir().unwrap();
+    let s = Store::connect_postgres(&pg.create_database(db), home.path()).await.unwrap();
+    assert_eq!(s.dialect(), Dialect::Postgres);
+    s
+}
+
+#[tokio::test]
+async fn the_store_api_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("state.db")).await.unwrap();
+    assert_eq!(s.dialect(), Dialect::Sqlite);
+    exercise(&s).await;
+}
+
+#[tokio::test]
+async fn the_store_api_on_postgres_and_a_newer_schema_is_refused_on_both() {
+    let pg = Postgres::start();
+    let s = fresh_postgres(&pg, "api").await;
+    exercise(&s).await;
+    // Opening again (a second replica) applies nothing twice and sees the same rows.
+    let home = tempfile::tempdir().unwrap();
+    let again = Store::connect_postgres(&pg.url_of("api"), home.path()).await.unwrap();
+    assert_eq!(again.cost_report().await.unwrap().len(), 2);
+    let known = store::known_schema_version(Dialect::Postgres);
+    assert_eq!(again.schema_version().await.unwrap(), Some(known));
+
+    // A newer skycat migrated this database: this one refuses to start, saying so.
+    pg.psql(
+        "api",
+        &format!(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES ({}, 'from the future', true, '\\x00', 1)",
+            known + 1
+        ),
+    );
+    let e = Store::connect_postgres(&pg.url_of("api"), home.path()).await.unwrap_err();
+    assert!(matches!(e, StoreError::SchemaTooNew { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains(&format!("schema version {}", known + 1)) && msg.contains("upgrade skycat"), "{msg}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let s = Store::open(&path).await.unwrap();
+    sqlx::query("INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES ($1, 'from the future', 1, x'00', 1)")
+        .bind(store::known_schema_version(Dialect::Sqlite) + 1)
+        .execute(s.db())
+        .await
+        .unwrap();
+    drop(s);
+    let e = Store::open(&path).await.unwrap_err();
+    assert!(matches!(e, StoreError::SchemaTooNew { .. }), "{e}");
+}
+
+#[tokio::test]
+async fn a_postgres_password_never_shows_in_errors_and_an_unreachable_database_is_unavailable() {
+    let port = skycat_testkit::free_port();
+    let url = format!("postgres://skycat:s3cret-pw@127.0.0.1:{port}/db?sslmode=disable&password=other-secret");
+    assert_eq!(StateLocation::parse(&url).unwrap(), StateLocation::Postgres(url.clone()));
+    let home = tempfile::tempdir().unwrap();
+    let e = Store::connect_postgres(&url, home.path()).await.unwrap_err();
+    assert!(e.is_unavailable(), "nothing listens: {e}");
+    let msg = e.to_string();
+    assert!(!msg.contains("s3cret-pw") && !msg.contains("other-secret") && msg.contains("skycat:***@127.0.0.1"), "{msg}");
+    assert_eq!(StateLocation::parse("/var/lib/skycat/state.db").unwrap(), StateLocation::Sqlite("/var/lib/skycat/state.db".into()));
+    assert_eq!(StateLocation::parse("sqlite:///x/state.db").unwrap(), StateLocation::Sqlite("/x/state.db".into()));
+    let e = StateLocation::parse("mysql://u:pw@h/db").unwrap_err().to_string();
+    assert!(e.contains("--state") && !e.contains(":pw@"), "{e}");
+}
