@@ -44,14 +44,20 @@ impl Store {
         ClusterRow::from_row(r)
     }
 
-    /// The live (not terminated) cluster with this name.
-    pub async fn cluster(&self, name: &str) -> Result<Option<ClusterRow>, StoreError> {
-        let row = sqlx::query("SELECT * FROM clusters WHERE name = $1 AND status != 'TERMINATED'")
-            .bind(name)
+    /// The one cluster row matching `filter`, a WHERE clause over one text parameter `$1`.
+    /// `filter` is a literal of this file (`'static`), never user text: the value is bound.
+    async fn cluster_where(&self, filter: &'static str, arg: &str) -> Result<Option<ClusterRow>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM clusters WHERE {filter}")))
+            .bind(arg)
             .fetch_optional(&self.pool)
             .await
             .map_err(|e| self.err(e))?;
         row.as_ref().map(Self::cluster_from_row).transpose().map_err(|e| self.err(e))
+    }
+
+    /// The live (not terminated) cluster with this name.
+    pub async fn cluster(&self, name: &str) -> Result<Option<ClusterRow>, StoreError> {
+        self.cluster_where("name = $1 AND status != 'TERMINATED'", name).await
     }
 
     pub async fn require_cluster(&self, name: &str) -> Result<ClusterRow, StoreError> {
@@ -59,22 +65,12 @@ impl Store {
     }
 
     pub async fn cluster_by_id(&self, id: &str) -> Result<Option<ClusterRow>, StoreError> {
-        let row = sqlx::query("SELECT * FROM clusters WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| self.err(e))?;
-        row.as_ref().map(Self::cluster_from_row).transpose().map_err(|e| self.err(e))
+        self.cluster_where("id = $1", id).await
     }
 
     /// The live cluster whose token hashes to `token_hash`.
     pub async fn cluster_by_token(&self, token: &str) -> Result<Option<ClusterRow>, StoreError> {
-        let row = sqlx::query("SELECT * FROM clusters WHERE token_hash = $1 AND status != 'TERMINATED'")
-            .bind(hash_token(token))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| self.err(e))?;
-        row.as_ref().map(Self::cluster_from_row).transpose().map_err(|e| self.err(e))
+        self.cluster_where("token_hash = $1 AND status != 'TERMINATED'", &hash_token(token)).await
     }
 
     /// Live clusters, oldest first.
