@@ -404,6 +404,8 @@ fn leader_sigkilled_during_a_recovery_another_leads_and_finishes_it_with_one_att
     r.servers[leader].as_mut().expect("leader runs").kill();
     assert!(v.status == "RUNNING" || v.status == "RECOVERING", "{v:#?}");
     assert_eq!(v.attempts.len(), 1, "killed before the next attempt started: {v:#?}");
+    // What the survivors had stored by then (their counters only grow).
+    let ingested_before: u64 = (0..3).filter(|&i| i != leader).map(|i| r.ingested(i)).sum();
 
     // One survivor leads within the takeover time (plus the margin of polling from outside).
     let next = leaders_within(&r, leader, TAKEOVER + TAKEOVER_MARGIN);
@@ -436,9 +438,16 @@ fn leader_sigkilled_during_a_recovery_another_leads_and_finishes_it_with_one_att
     assert_eq!(r.role(leader).as_deref(), Some("follower"));
     assert_eq!(r.role(new_leader).as_deref(), Some("leader"));
 
-    // The agents' heartbeats reached the survivors through the balancer after the kill.
-    let after: u64 = (0..3).map(|i| r.ingested(i)).sum();
-    assert!(after > 0, "no heartbeat stored by a live replica; balancer connections {:?}", lb.connections());
+    // The new leader resumed the recovery (it did not start the job over).
+    let resumed = strip_ansi(&std::fs::read_to_string(r.log(new_leader, 0)).unwrap_or_default());
+    assert!(resumed.contains("resuming managed job (recovery 1,"), "the new leader resumed the recovery\n{}", r.logs());
+    // The agents' heartbeats reached live replicas through the balancer after the kill.
+    let ingested_after: u64 = (0..3).map(|i| r.ingested(i)).sum();
+    assert!(
+        ingested_after > ingested_before,
+        "no heartbeat stored after the kill ({ingested_before} then {ingested_after}); balancer connections {:?}",
+        lb.connections()
+    );
     // Both attempts' clusters are torn down (the preempted one's teardown resumed too).
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut left = String::new();
