@@ -38,7 +38,7 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
     nice -n 10 cargo build --release -q -p skycat --bin skycat
     cargo build -q -p skycat-controller --example bench_heartbeat_setup
 fi
-SKYCAT="$CARGO_TARGET_DIR/release/skycat"
+SKYCAT="${SKYCAT_BIN:-$CARGO_TARGET_DIR/release/skycat}"
 SETUP="$CARGO_TARGET_DIR/debug/examples/bench_heartbeat_setup"
 
 WORK=$(mktemp -d /tmp/skycat-bench-replicas.XXXXXX)

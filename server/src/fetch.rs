@@ -145,11 +145,14 @@ pub struct FetchRefresh {
     /// With a catalog store: publish what was fetched there before swapping it in (a publish
     /// that fails fails the refresh, so that the leader never serves what replicas cannot get).
     pub publish: Option<Arc<crate::catalog_store::StoreReplica>>,
+    /// With replicas: publish only if this replica still leads once the fetch is done (a leader
+    /// that stepped down during a long fetch leaves publishing to the new one).
+    pub publish_while_leading: Option<crate::replica::Replica>,
 }
 
 impl FetchRefresh {
     pub fn new(opts: skycat_fetchers::FetchOptions) -> Self {
-        FetchRefresh { opts, publish: None }
+        FetchRefresh { opts, publish: None, publish_while_leading: None }
     }
 }
 
@@ -187,6 +190,7 @@ impl RefreshAction for FetchRefresh {
     fn refresh(&self) -> crate::refresh::BoxFuture<Result<Refreshed, RefreshError>> {
         let opts = self.opts.clone();
         let publish = self.publish.clone();
+        let replica = self.publish_while_leading.clone();
         Box::pin(async move {
             let report = skycat_fetchers::run_fetch(&opts, &log_event).await?;
             let problems = fetch_problems(&report);
@@ -198,8 +202,11 @@ impl RefreshAction for FetchRefresh {
             let mut data = tokio::task::spawn_blocking(move || load_catalog(&home))
                 .await
                 .map_err(|e| -> RefreshError { format!("loading the catalog failed: {e}").into() })??;
-            if let (Some(replica), false) = (publish, opts.dry_run) {
-                replica.publish_dir(&opts.home.catalogs_dir()).await?;
+            if let (Some(store), false) = (publish, opts.dry_run) {
+                if replica.as_ref().is_some_and(|r| r.0.role() != "leader") {
+                    return Err("this replica stopped leading during the fetch: the new leader publishes; nothing swapped in".into());
+                }
+                store.publish_dir(&opts.home.catalogs_dir()).await?;
             }
             data.warnings = problems;
             Ok(Refreshed::Catalog(data))
@@ -376,7 +383,9 @@ fn refresh_action(opts: &ServeOptions, replica: Arc<std::sync::OnceLock<Arc<Stor
 /// reload of the home would step back to the local catalog.
 fn own_refresh_action(opts: &ServeOptions, replica: Arc<std::sync::OnceLock<Arc<StoreReplica>>>) -> Arc<dyn RefreshAction> {
     match (&opts.refresh_mode, &opts.catalog_store) {
-        (RefreshMode::Fetch(f), Some(_)) => Arc::new(PublishingFetchRefresh { opts: f.clone(), replica }),
+        (RefreshMode::Fetch(f), Some(_)) => {
+            Arc::new(PublishingFetchRefresh { opts: f.clone(), replica, leading: opts.config.replica.clone() })
+        }
         (RefreshMode::Fetch(f), None) => Arc::new(FetchRefresh::new(f.clone())),
         (RefreshMode::ReloadOnly, Some(store)) => Arc::new(crate::replica::DeferToCatalogStore { store: store.url.clone() }),
         (RefreshMode::ReloadOnly, None) => Arc::new(ReloadFromHome { home: opts.home.clone() }),
@@ -388,10 +397,12 @@ fn own_refresh_action(opts: &ServeOptions, replica: Arc<std::sync::OnceLock<Arc<
 struct PublishingFetchRefresh {
     opts: skycat_fetchers::FetchOptions,
     replica: Arc<std::sync::OnceLock<Arc<StoreReplica>>>,
+    leading: Option<crate::replica::Replica>,
 }
 
 impl RefreshAction for PublishingFetchRefresh {
     fn refresh(&self) -> crate::refresh::BoxFuture<Result<Refreshed, RefreshError>> {
-        FetchRefresh { opts: self.opts.clone(), publish: self.replica.get().cloned() }.refresh()
+        FetchRefresh { opts: self.opts.clone(), publish: self.replica.get().cloned(), publish_while_leading: self.leading.clone() }
+            .refresh()
     }
 }

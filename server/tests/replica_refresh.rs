@@ -6,13 +6,14 @@
 //!   replicas) and publishes; a follower's tick fetches nothing and leaves its catalog alone;
 //! - the follower gets each version from its store poller and never steps back to an older one;
 //! - after the leader resigns, the new leader fetches and publishes the next version, and the old
-//!   one, now a follower, fetches nothing.
+//!   one, now a follower, fetches nothing;
+//! - a leader that stops leading while its fetch is in flight publishes nothing.
 
 #![cfg(feature = "fetch")]
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,14 +33,18 @@ use skycat_testkit::postgres::Postgres;
 const INSTANCE_TYPES: &str = include_str!("../../fetchers/tests/fixtures/lambda/instance-types.json");
 const TAKEOVER: Duration = Duration::from_millis(1500);
 
-/// A replay of `GET /api/v1/instance-types` that counts the requests it answers.
-async fn lambda_replay(requests: Arc<AtomicUsize>) -> String {
+/// A replay of `GET /api/v1/instance-types` that counts the requests it gets and holds its
+/// answers while `hold` is set.
+async fn lambda_replay(requests: Arc<AtomicUsize>, hold: Arc<AtomicBool>) -> String {
     let app = axum::Router::new().route(
         "/api/v1/instance-types",
         get(move || {
-            let requests = requests.clone();
+            let (requests, hold) = (requests.clone(), hold.clone());
             async move {
                 requests.fetch_add(1, Ordering::SeqCst);
+                while hold.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
                 (StatusCode::OK, [("content-type", "application/json")], INSTANCE_TYPES.to_owned())
             }
         }),
@@ -124,7 +129,8 @@ async fn only_the_leader_fetches_and_publishes_and_followers_follow_the_store() 
     let moto = start_moto();
     buckets::create(&Source::parse("s3://replica-refresh").unwrap(), &store_env(&moto.url), None).await.unwrap();
     let requests = Arc::new(AtomicUsize::new(0));
-    let lambda = lambda_replay(requests.clone()).await;
+    let hold = Arc::new(AtomicBool::new(false));
+    let lambda = lambda_replay(requests.clone(), hold.clone()).await;
 
     let leases: Vec<Leadership> = (0..2).map(|_| Leadership::compete(&db, LeaseOptions { takeover: TAKEOVER }).unwrap()).collect();
     let leader = one_leader(&leases).await;
@@ -183,4 +189,20 @@ async fn only_the_leader_fetches_and_publishes_and_followers_follow_the_store() 
     assert_eq!(requests.load(Ordering::SeqCst), 3);
     let polled = replicas[leader].store.as_ref().unwrap().poll_once().await;
     assert!(matches!(polled, PollOutcome::Swapped { version: 3, .. }), "{polled:?}");
+
+    // The leader stops leading while its fetch is in flight: it publishes nothing and swaps
+    // nothing in (the next leader publishes).
+    hold.store(true, Ordering::SeqCst);
+    let served = replicas[follower].app.state.snapshot().version;
+    let r = refresher(follower);
+    let tick = tokio::spawn(async move { r.refresh_now().await });
+    while requests.load(Ordering::SeqCst) < 4 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    leases[follower].resign();
+    hold.store(false, Ordering::SeqCst);
+    let out = tick.await.unwrap();
+    assert!(!out.ok && out.error.as_deref().unwrap_or("").contains("stopped leading"), "{out:?}");
+    assert_eq!(replicas[follower].app.state.snapshot().version, served);
+    assert_eq!(replicas[leader].store.as_ref().unwrap().poll_once().await, PollOutcome::Unchanged, "no version 4");
 }
