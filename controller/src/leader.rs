@@ -4,10 +4,21 @@
 //!
 //! On PostgreSQL the leader holds a session advisory lock (`pg_try_advisory_lock`) on a
 //! connection of its own, outside the pool. PostgreSQL releases the lock the moment that session
-//! ends, so a killed leader's lock is free as soon as its socket closes; the followers try for it
-//! every `takeover / 3` and one of them leads within `takeover`. A leader checks its session on
-//! the same beat and steps down (stops its duties) when the check fails: it no longer knows it
-//! holds the lock. On SQLite there is one replica (one file, one host): it always leads.
+//! ends, so a killed leader's lock is free as soon as its socket closes. Times, with `T` the
+//! takeover time and `c = T / 5` the beat:
+//! - followers try for the lock every `c`;
+//! - the leader checks its session every `c`, each check allowed `c`, and steps down (stops its
+//!   duties) when a check fails or times out: it no longer knows it holds the lock. So it stops
+//!   at most `2c` after the send of its last answered check;
+//! - a leader cut off from the database without its socket closing (a network partition, a hung
+//!   host) would keep its session, and the lock, until TCP gives up (hours with default
+//!   keepalives). The lease session therefore sets `idle_session_timeout = 3c`: the server ends it
+//!   `3c` after answering the last check, which is after that check was sent, so the lock is
+//!   released only after the old leader stopped (a margin of `c`), and at most `3c` after the
+//!   cut; a follower leads within `4c = 0.8 T`. Server-side TCP keepalives on the same session
+//!   are a second line (PostgreSQL < 14 has no `idle_session_timeout`).
+//!
+//! On SQLite there is one replica (one file, one host): it always leads.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -152,14 +163,33 @@ fn set(state: &LeaderState, leader: bool) {
     }
 }
 
+/// The beat `c` of the lease: follower tries, leader checks, and each check's time limit.
+pub fn lease_beat(opts: LeaseOptions) -> Duration {
+    (opts.takeover / 5).max(Duration::from_millis(60))
+}
+
 async fn lease_loop(state: Arc<LeaderState>, connect: AnyConnectOptions, opts: LeaseOptions) {
-    let beat = (opts.takeover / 3).max(Duration::from_millis(100));
+    let beat = lease_beat(opts);
     let mut session: Option<AnyConnection> = None;
     loop {
         let holds = match session.as_mut() {
-            // The lock lives as long as this session: a session that answers still holds it.
-            Some(conn) => matches!(tokio::time::timeout(beat, conn.ping()).await, Ok(Ok(()))),
-            None => match tokio::time::timeout(beat, try_lock(&connect)).await {
+            // The lock lives as long as this session: a session that answers within the beat
+            // still holds it (and the server's idle clock restarts).
+            Some(conn) => match tokio::time::timeout(beat, conn.ping()).await {
+                Ok(Ok(())) => true,
+                Ok(Err(e)) => {
+                    tracing::warn!("leader lease: the lease session failed ({e}); stepping down");
+                    false
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        "leader lease: the database did not answer within {beat:?}; stepping down (its server ends the lease session {:?} after the last answer)",
+                        beat * 3
+                    );
+                    false
+                }
+            },
+            None => match tokio::time::timeout(beat, try_lock(&connect, beat)).await {
                 Ok(Ok(Some(conn))) => {
                     session = Some(conn);
                     true
@@ -173,6 +203,7 @@ async fn lease_loop(state: Arc<LeaderState>, connect: AnyConnectOptions, opts: L
             },
         };
         if !holds {
+            // Dropped, not closed: closing waits on a database that may not answer.
             session = None;
         }
         set(&state, holds);
@@ -180,9 +211,11 @@ async fn lease_loop(state: Arc<LeaderState>, connect: AnyConnectOptions, opts: L
     }
 }
 
-/// A new session that holds the lease, or None when another replica holds it.
-async fn try_lock(connect: &AnyConnectOptions) -> Result<Option<AnyConnection>, sqlx::Error> {
+/// A new session that holds the lease, or None when another replica holds it. The session is
+/// bounded by the server before it takes the lock (see the module documentation).
+async fn try_lock(connect: &AnyConnectOptions, beat: Duration) -> Result<Option<AnyConnection>, sqlx::Error> {
     let mut conn = connect.connect().await?;
+    bound_session(&mut conn, beat).await;
     let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(LEASE_KEY).fetch_one(&mut conn).await?;
     if got {
         Ok(Some(conn))
@@ -190,4 +223,27 @@ async fn try_lock(connect: &AnyConnectOptions) -> Result<Option<AnyConnection>, 
         let _ = conn.close().await;
         Ok(None)
     }
+}
+
+/// Server-side limits of the lease session: `idle_session_timeout = 3 beats` (PostgreSQL 14+),
+/// and TCP keepalives that notice a dead peer in about as long (whole seconds, at least 1).
+async fn bound_session(conn: &mut AnyConnection, beat: Duration) {
+    let idle = format!("{}ms", (beat * 3).as_millis());
+    if let Err(e) = set_config(conn, "idle_session_timeout", &idle).await {
+        tracing::warn!(
+            "leader lease: cannot set idle_session_timeout ({e}); a leader cut off from the database keeps the lease until TCP keepalives end its session"
+        );
+    }
+    let secs = beat.as_secs().max(1).to_string();
+    for (name, value) in [("tcp_keepalives_idle", secs.as_str()), ("tcp_keepalives_interval", secs.as_str()), ("tcp_keepalives_count", "2")] {
+        if let Err(e) = set_config(conn, name, value).await {
+            tracing::debug!("leader lease: cannot set {name}: {e}");
+        }
+    }
+}
+
+async fn set_config(conn: &mut AnyConnection, name: &str, value: &str) -> Result<(), sqlx::Error> {
+    let _: String =
+        sqlx::query_scalar("SELECT set_config($1, $2, false)").bind(name.to_owned()).bind(value.to_owned()).fetch_one(conn).await?;
+    Ok(())
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use axum::Router;
 use skycat_catalog::{Catalog, Origin, SkycatHome};
 
-use crate::catalog_store::StoreReplica;
-use crate::refresh::{parse_schedule, RefreshAction, RefreshError};
+use crate::catalog_store::{PollOutcome, StoreReplica};
+use crate::refresh::{parse_schedule, RefreshAction, RefreshError, Refreshed};
 use crate::state::{CatalogData, CloudSource, ServerConfig};
 use crate::AppBuilder;
 
@@ -145,11 +145,14 @@ pub struct FetchRefresh {
     /// With a catalog store: publish what was fetched there before swapping it in (a publish
     /// that fails fails the refresh, so that the leader never serves what replicas cannot get).
     pub publish: Option<Arc<crate::catalog_store::StoreReplica>>,
+    /// With replicas: publish only if this replica still leads once the fetch is done (a leader
+    /// that stepped down during a long fetch leaves publishing to the new one).
+    pub publish_while_leading: Option<crate::replica::Replica>,
 }
 
 impl FetchRefresh {
     pub fn new(opts: skycat_fetchers::FetchOptions) -> Self {
-        FetchRefresh { opts, publish: None }
+        FetchRefresh { opts, publish: None, publish_while_leading: None }
     }
 }
 
@@ -184,9 +187,10 @@ fn fetch_problems(report: &skycat_fetchers::FetchReport) -> Vec<String> {
 }
 
 impl RefreshAction for FetchRefresh {
-    fn refresh(&self) -> crate::refresh::BoxFuture<Result<CatalogData, RefreshError>> {
+    fn refresh(&self) -> crate::refresh::BoxFuture<Result<Refreshed, RefreshError>> {
         let opts = self.opts.clone();
         let publish = self.publish.clone();
+        let replica = self.publish_while_leading.clone();
         Box::pin(async move {
             let report = skycat_fetchers::run_fetch(&opts, &log_event).await?;
             let problems = fetch_problems(&report);
@@ -198,11 +202,14 @@ impl RefreshAction for FetchRefresh {
             let mut data = tokio::task::spawn_blocking(move || load_catalog(&home))
                 .await
                 .map_err(|e| -> RefreshError { format!("loading the catalog failed: {e}").into() })??;
-            if let (Some(replica), false) = (publish, opts.dry_run) {
-                replica.publish_dir(&opts.home.catalogs_dir()).await?;
+            if let (Some(store), false) = (publish, opts.dry_run) {
+                if replica.as_ref().is_some_and(|r| r.0.role() != "leader") {
+                    return Err("this replica stopped leading during the fetch: the new leader publishes; nothing swapped in".into());
+                }
+                store.publish_dir(&opts.home.catalogs_dir()).await?;
             }
             data.warnings = problems;
-            Ok(data)
+            Ok(Refreshed::Catalog(data))
         })
     }
 }
@@ -214,18 +221,34 @@ pub struct ReloadFromHome {
 }
 
 impl RefreshAction for ReloadFromHome {
-    fn refresh(&self) -> crate::refresh::BoxFuture<Result<CatalogData, RefreshError>> {
+    fn refresh(&self) -> crate::refresh::BoxFuture<Result<Refreshed, RefreshError>> {
         let home = self.home.clone();
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || load_catalog(&home))
+            let data = tokio::task::spawn_blocking(move || load_catalog(&home))
                 .await
-                .map_err(|e| -> RefreshError { format!("loading the catalog failed: {e}").into() })?
+                .map_err(|e| -> RefreshError { format!("loading the catalog failed: {e}").into() })??;
+            Ok(Refreshed::Catalog(data))
         })
     }
 }
 
-/// Run the server until Ctrl-C or SIGTERM; requests in flight finish first.
-pub async fn serve(opts: ServeOptions, extra: Router) -> Result<(), ServeError> {
+/// A replica assembled and not yet listening: the app (its refresher not started), its link to
+/// the catalog store (polled once already; its poller not started) and that first poll's outcome.
+/// [`serve`] runs it; tests drive its refresher and store link by hand.
+pub struct Prepared {
+    pub app: crate::App,
+    pub rows: usize,
+    pub store: Option<Arc<StoreReplica>>,
+    pub first_poll: Option<PollOutcome>,
+}
+
+/// Load the catalog, build the app and its refresh action, and link it to the catalog store
+/// `store` (opened from `opts.catalog_store`'s URL by the caller).
+pub async fn prepare(
+    opts: &ServeOptions,
+    extra: Router,
+    store: Option<skycat_objects::catalog_store::CatalogStore>,
+) -> Result<Prepared, ServeError> {
     let home_str = opts.home.root.display().to_string();
     let schedule = match &opts.refresh {
         Some(expr) => Some(parse_schedule(expr).map_err(ServeError::Schedule)?),
@@ -243,24 +266,16 @@ pub async fn serve(opts: ServeOptions, extra: Router) -> Result<(), ServeError> 
     for r in opts.streaming.iter().cloned() {
         builder = builder.merge_streaming(r);
     }
-    let store = match &opts.catalog_store {
-        Some(c) => Some(
-            skycat_objects::catalog_store::CatalogStore::open(&c.url, &skycat_objects::Env::from_process())
-                .await
-                .map_err(|e| ServeError::Store(e.to_string()))?,
-        ),
-        None => None,
-    };
     // The refresh action needs the replica, the replica needs the app's state: the action
     // reaches the replica through a cell filled once the app is built.
     let replica_cell: Arc<std::sync::OnceLock<Arc<StoreReplica>>> = Arc::default();
     if let Some(schedule) = schedule {
-        builder = builder.refresh_action(refresh_action(&opts, replica_cell.clone())).schedule(schedule);
+        builder = builder.refresh_action(refresh_action(opts, replica_cell.clone())).schedule(schedule);
     }
     let app = tokio::task::spawn_blocking(move || builder.build())
         .await
         .map_err(|e| ServeError::Load { home: home_str, message: e.to_string() })?;
-    let mut poller = None;
+    let (mut link, mut first_poll) = (None, None);
     if let (Some(store), Some(c)) = (store, &opts.catalog_store) {
         let publish = skycat_objects::catalog_store::PublishOptions { keep: c.keep.max(1), ..Default::default() };
         let replica = StoreReplica::new(
@@ -272,9 +287,27 @@ pub async fn serve(opts: ServeOptions, extra: Router) -> Result<(), ServeError> 
         );
         // The store's newest version replaces the local catalog before the first request; a store
         // that is down or empty leaves the local catalog in service (and /healthz says so).
-        let first = replica.poll_once().await;
-        eprintln!("skycat serve: catalog store {}: {first:?}", replica.url());
+        first_poll = Some(replica.poll_once().await);
         let _ = replica_cell.set(replica.clone());
+        link = Some(replica);
+    }
+    Ok(Prepared { app, rows, store: link, first_poll })
+}
+
+/// Run the server until Ctrl-C or SIGTERM; requests in flight finish first.
+pub async fn serve(opts: ServeOptions, extra: Router) -> Result<(), ServeError> {
+    let store = match &opts.catalog_store {
+        Some(c) => Some(
+            skycat_objects::catalog_store::CatalogStore::open(&c.url, &skycat_objects::Env::from_process())
+                .await
+                .map_err(|e| ServeError::Store(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let Prepared { app, rows, store, first_poll } = prepare(&opts, extra, store).await?;
+    let mut poller = None;
+    if let (Some(replica), Some(c)) = (store, &opts.catalog_store) {
+        eprintln!("skycat serve: catalog store {}: {:?}", replica.url(), first_poll);
         poller = Some(replica.spawn_poller(c.poll_interval));
     }
     let listener = tokio::net::TcpListener::bind(opts.addr)
@@ -323,11 +356,11 @@ async fn shutdown_signal() {
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
 
-/// The cron refresh. With a shared state database, only the leader fetches; a follower reloads
-/// its home. With a catalog store the followers' catalogs come from the store's poller, so a
-/// reload from home would step back: there every replica keeps its own action, and the
-/// store's conditional manifest swap lets one publish win per version (the others' refresh
-/// fails with the conflict and their catalog stays). Fetching on the leader only is left to do.
+/// The cron refresh. Alone (SQLite, or PostgreSQL without replicas), the replica runs its own
+/// action. With a shared state database only the leader fetches (and, with a catalog store,
+/// publishes); a follower either reloads its home (the catalogs folder is shared) or, with a
+/// catalog store, defers to the store poller, which swaps in every version the leader publishes
+/// and never an older one.
 fn refresh_action(opts: &ServeOptions, replica: Arc<std::sync::OnceLock<Arc<StoreReplica>>>) -> Arc<dyn RefreshAction> {
     let action = own_refresh_action(opts, replica);
     match (&opts.config.replica, &opts.catalog_store) {
@@ -336,15 +369,26 @@ fn refresh_action(opts: &ServeOptions, replica: Arc<std::sync::OnceLock<Arc<Stor
             leader: action,
             follower: Arc::new(ReloadFromHome { home: opts.home.clone() }),
         }),
-        _ => action,
+        (Some(replica), Some(store)) => Arc::new(crate::replica::LeaderOnlyRefresh {
+            replica: replica.clone(),
+            leader: action,
+            follower: Arc::new(crate::replica::DeferToCatalogStore { store: store.url.clone() }),
+        }),
+        (None, _) => action,
     }
 }
 
+/// What a replica that leads (or is alone) does on a tick. Reload-only with a catalog store
+/// defers: another host publishes (`skycat fetch --publish`), the poller swaps that in, and a
+/// reload of the home would step back to the local catalog.
 fn own_refresh_action(opts: &ServeOptions, replica: Arc<std::sync::OnceLock<Arc<StoreReplica>>>) -> Arc<dyn RefreshAction> {
     match (&opts.refresh_mode, &opts.catalog_store) {
-        (RefreshMode::Fetch(f), Some(_)) => Arc::new(PublishingFetchRefresh { opts: f.clone(), replica }),
+        (RefreshMode::Fetch(f), Some(_)) => {
+            Arc::new(PublishingFetchRefresh { opts: f.clone(), replica, leading: opts.config.replica.clone() })
+        }
         (RefreshMode::Fetch(f), None) => Arc::new(FetchRefresh::new(f.clone())),
-        (RefreshMode::ReloadOnly, _) => Arc::new(ReloadFromHome { home: opts.home.clone() }),
+        (RefreshMode::ReloadOnly, Some(store)) => Arc::new(crate::replica::DeferToCatalogStore { store: store.url.clone() }),
+        (RefreshMode::ReloadOnly, None) => Arc::new(ReloadFromHome { home: opts.home.clone() }),
     }
 }
 
@@ -353,10 +397,12 @@ fn own_refresh_action(opts: &ServeOptions, replica: Arc<std::sync::OnceLock<Arc<
 struct PublishingFetchRefresh {
     opts: skycat_fetchers::FetchOptions,
     replica: Arc<std::sync::OnceLock<Arc<StoreReplica>>>,
+    leading: Option<crate::replica::Replica>,
 }
 
 impl RefreshAction for PublishingFetchRefresh {
-    fn refresh(&self) -> crate::refresh::BoxFuture<Result<CatalogData, RefreshError>> {
-        FetchRefresh { opts: self.opts.clone(), publish: self.replica.get().cloned() }.refresh()
+    fn refresh(&self) -> crate::refresh::BoxFuture<Result<Refreshed, RefreshError>> {
+        FetchRefresh { opts: self.opts.clone(), publish: self.replica.get().cloned(), publish_while_leading: self.leading.clone() }
+            .refresh()
     }
 }

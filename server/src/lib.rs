@@ -51,11 +51,11 @@ use tower_http::timeout::TimeoutLayer;
 pub use axum;
 pub use auth::{Auth, Principal, Role, TokenVerifier};
 pub use error::{ApiError, ErrorBody};
-pub use refresh::{RefreshAction, RefreshError, Refresher};
+pub use refresh::{RefreshAction, RefreshError, Refreshed, Refresher};
 pub use state::{AppState, CatalogData, CatalogSnapshot, CloudSource, RefreshOutcome, ServerConfig};
 
 #[cfg(feature = "fetch")]
-pub use fetch::{load_catalog, serve, CatalogStoreOptions, FetchRefresh, RefreshMode, ReloadFromHome, ServeError, ServeOptions};
+pub use fetch::{load_catalog, prepare, serve, CatalogStoreOptions, FetchRefresh, Prepared, RefreshMode, ReloadFromHome, ServeError, ServeOptions};
 
 /// Assembles the service: catalog, settings, refresh, extra routes.
 pub struct AppBuilder {

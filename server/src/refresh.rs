@@ -17,10 +17,26 @@ use crate::state::{AppState, CatalogData, CatalogSnapshot, RefreshOutcome};
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 pub type RefreshError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// What one refresh tick produced.
+pub enum Refreshed {
+    /// A new catalog, to swap in.
+    Catalog(CatalogData),
+    /// Nothing, on purpose: this replica's catalog comes from elsewhere (a follower of a replica
+    /// set with a catalog store gets the leader's publishes from its store poller). The reason,
+    /// one line. The catalog in service is left alone, so a tick can never step it back.
+    Deferred(String),
+}
+
+impl From<CatalogData> for Refreshed {
+    fn from(data: CatalogData) -> Self {
+        Refreshed::Catalog(data)
+    }
+}
+
 /// Produces a new catalog. The server calls it on each scheduled tick (and tests call it through
 /// [`Refresher::refresh_now`]).
 pub trait RefreshAction: Send + Sync + 'static {
-    fn refresh(&self) -> BoxFuture<Result<CatalogData, RefreshError>>;
+    fn refresh(&self) -> BoxFuture<Result<Refreshed, RefreshError>>;
 }
 
 /// Any `Fn() -> impl Future<Output = Result<CatalogData, RefreshError>>` is a refresh action.
@@ -29,8 +45,9 @@ where
     F: Fn() -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<CatalogData, RefreshError>> + Send + 'static,
 {
-    fn refresh(&self) -> BoxFuture<Result<CatalogData, RefreshError>> {
-        Box::pin(self())
+    fn refresh(&self) -> BoxFuture<Result<Refreshed, RefreshError>> {
+        let fut = self();
+        Box::pin(async move { fut.await.map(Refreshed::Catalog) })
     }
 }
 
@@ -62,17 +79,32 @@ impl Refresher {
     }
 
     /// Run the action now (waiting for a refresh already running to finish first), swap in its
-    /// catalog on success, and record the outcome.
+    /// catalog on success, and record the outcome. A deferred tick swaps nothing and records
+    /// nothing (it is not a refresh: the last one's outcome and the refresh metrics stay); its
+    /// outcome says `deferred`.
     pub async fn refresh_now(&self) -> RefreshOutcome {
         let _one_at_a_time = self.running.lock().await;
         let started_at = Utc::now();
         // The action runs in its own task so that a panic in it becomes a failed refresh.
         let action = self.action.clone();
         let result = match tokio::spawn(async move { action.refresh().await }).await {
-            Ok(Ok(data)) if data.offers.is_empty() => {
+            Ok(Ok(Refreshed::Deferred(reason))) => {
+                tracing::debug!(%reason, "scheduled refresh deferred");
+                return RefreshOutcome {
+                    started_at,
+                    finished_at: Utc::now(),
+                    ok: true,
+                    error: None,
+                    rows: None,
+                    warnings: Vec::new(),
+                    version: self.state.snapshot().version,
+                    deferred: Some(reason),
+                };
+            }
+            Ok(Ok(Refreshed::Catalog(data))) if data.offers.is_empty() => {
                 Err("the refresh produced an empty catalog; keeping the catalog in service".to_owned())
             }
-            Ok(Ok(mut data)) => {
+            Ok(Ok(Refreshed::Catalog(mut data))) => {
                 let version = self.state.snapshot().version + 1;
                 let warnings = std::mem::take(&mut data.warnings);
                 match tokio::task::spawn_blocking(move || CatalogSnapshot::build(data, version)).await {
@@ -97,6 +129,7 @@ impl Refresher {
                     rows: Some(rows),
                     warnings,
                     version,
+                    deferred: None,
                 }
             }
             Err(error) => {
@@ -109,6 +142,7 @@ impl Refresher {
                     rows: None,
                     warnings: Vec::new(),
                     version: self.state.snapshot().version,
+                    deferred: None,
                 }
             }
         };

@@ -283,6 +283,10 @@ pub struct RefreshOutcome {
     pub warnings: Vec<String>,
     /// Catalog version in service after this refresh.
     pub version: u64,
+    /// Set when this tick fetched nothing on purpose (a follower whose catalog comes from the
+    /// catalog store): why. Such a tick is never recorded as the last refresh.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deferred: Option<String>,
 }
 
 /// Settings that shape request handling.

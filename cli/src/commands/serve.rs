@@ -70,7 +70,8 @@ pub struct ServeArgs {
     pub tls: bool,
     /// Serve the catalog published to this object-storage prefix (s3://bucket/prefix, gs://,
     /// r2://, Azure), polled every --catalog-store-poll seconds; with a fetch --refresh, this
-    /// replica also publishes there. Credentials and endpoints come from the environment
+    /// replica also publishes there (with a PostgreSQL --state, only while it leads; a follower's
+    /// tick does nothing). Credentials and endpoints come from the environment
     /// (AWS_*, AWS_ENDPOINT_URL_S3…). See docs/catalog-store.md.
     #[arg(long, env = "SKYCAT_CATALOG_STORE")]
     pub catalog_store: Option<String>,
@@ -86,7 +87,8 @@ pub struct ServeArgs {
     #[arg(long, env = "SKYCAT_STATE")]
     pub state: Option<String>,
     /// With a PostgreSQL --state: a follower takes over the leader's duties (managed jobs, cron
-    /// refresh) at most this many seconds after the leader died.
+    /// refresh) at most this many seconds after the leader died or was cut off from the
+    /// database; a cut-off leader stops them first (docs/replicas.md, "Leader lease timing").
     #[arg(long, default_value_t = 15.0)]
     pub lease_takeover: f64,
 }
