@@ -168,3 +168,55 @@ async fn assets_are_embedded_and_served_with_their_types() {
     }
     server.stop().await;
 }
+
+/// gunzip of a response body.
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes).read_to_end(&mut out).expect("a gzip body");
+    out
+}
+
+#[tokio::test]
+async fn pages_and_assets_are_compressed_for_browsers_that_accept_it() {
+    let home = tempfile::tempdir().unwrap();
+    let server = browser::start_server(home.path()).await;
+    let c = client();
+    let get = |path: &str, encoding: Option<&str>| {
+        let mut req = c.get(server.url(path)).header("cookie", cookie());
+        if let Some(e) = encoding {
+            req = req.header("accept-encoding", e);
+        }
+        req.send()
+    };
+    for (name, _, body) in skycat_server::dashboard::ASSETS {
+        let path = format!("/ui/assets/{name}");
+        // gzip: a smaller body that decodes to the embedded asset, and caches keyed on the encoding.
+        let r = get(&path, Some("gzip")).await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.headers()["content-encoding"], "gzip", "{path}");
+        assert!(r.headers()["vary"].to_str().unwrap().to_ascii_lowercase().contains("accept-encoding"), "{path}");
+        let gz = r.bytes().await.unwrap();
+        assert_eq!(gunzip(&gz), body.as_bytes(), "{path}: the gzip body decodes to the asset");
+        assert!(gz.len() < body.len() && gz.len() < 300 * 1024, "{path}: {} B gzip of {} B", gz.len(), body.len());
+        // Brotli when preferred; the plain asset to a client that accepts neither.
+        let r = get(&path, Some("br;q=1.0, gzip;q=0.5")).await.unwrap();
+        assert_eq!(r.headers()["content-encoding"], "br", "{path}");
+        assert!(r.bytes().await.unwrap().len() < body.len(), "{path}");
+        let r = get(&path, None).await.unwrap();
+        assert!(r.headers().get("content-encoding").is_none(), "{path}");
+        assert_eq!(r.bytes().await.unwrap(), body.as_bytes(), "{path}");
+    }
+    // A page: the gzip body decodes to the very page sent uncompressed.
+    let plain = get("/ui/plan", None).await.unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    let plain = plain.text().await.unwrap();
+    let r = get("/ui/plan", Some("gzip, deflate, br;q=0.1")).await.unwrap();
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
+    let gz = r.bytes().await.unwrap();
+    assert_eq!(String::from_utf8(gunzip(&gz)).unwrap(), plain);
+    assert!(gz.len() * 2 < plain.len(), "{} B gzip of a {} B page", gz.len(), plain.len());
+    assert!(plain.contains("Clusters and jobs"), "the navigation names page 5");
+    server.stop().await;
+}
