@@ -59,18 +59,40 @@ async fn main() -> anyhow::Result<()> {
     let base = format!("http://{}", listener.local_addr()?);
     tokio::spawn(app.serve(listener, std::future::pending()));
 
-    let http = reqwest::Client::builder().no_proxy().build()?;
-    // Bytes on the wire as the server sends them to a browser accepting `encoding`.
+    // Bytes on the wire as the server sends them to a browser accepting `encoding`, read over a
+    // plain connection (reqwest, with the decoders other crates enable, would undo the encoding).
     let served = |path: String, encoding: &'static str| {
-        let req = http.get(format!("{base}{path}")).header("cookie", format!("skycat_session={TOKEN}")).header("accept-encoding", encoding);
-        async move { anyhow::Ok(req.send().await?.bytes().await?.len()) }
+        let host = base.trim_start_matches("http://").to_owned();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect(&host)?;
+            write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nCookie: skycat_session={TOKEN}\r\nAccept-Encoding: {encoding}\r\nConnection: close\r\n\r\n")?;
+            let mut resp = Vec::new();
+            s.read_to_end(&mut resp)?;
+            let split = resp.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| anyhow::anyhow!("{path}: no end of headers"))?;
+            let chunked = String::from_utf8_lossy(&resp[..split]).to_ascii_lowercase().contains("transfer-encoding: chunked");
+            let mut rest = &resp[split + 4..];
+            if !chunked {
+                return Ok(rest.len());
+            }
+            let mut n = 0;
+            loop {
+                let eol = rest.windows(2).position(|w| w == b"\r\n").ok_or_else(|| anyhow::anyhow!("{path}: bad chunk"))?;
+                let size = usize::from_str_radix(String::from_utf8_lossy(&rest[..eol]).split(';').next().unwrap_or("0").trim(), 16)?;
+                if size == 0 {
+                    return Ok(n);
+                }
+                n += size;
+                rest = &rest[eol + 2 + size + 2..];
+            }
+        })
     };
     println!("== embedded assets: raw / as served gzip / as served br (target: none over 300 KB compressed)");
     let mut total = (0usize, 0usize, 0usize);
     for (name, _, body) in skycat_server::dashboard::ASSETS {
         let raw = body.len();
-        let gz = served(format!("/ui/assets/{name}"), "gzip").await?;
-        let br = served(format!("/ui/assets/{name}"), "br").await?;
+        let gz = served(format!("/ui/assets/{name}"), "gzip").await??;
+        let br = served(format!("/ui/assets/{name}"), "br").await??;
         total = (total.0 + raw, total.1 + gz, total.2 + br);
         println!("{name:<16} {raw:>8} B {gz:>8} B {br:>8} B");
     }
@@ -78,9 +100,9 @@ async fn main() -> anyhow::Result<()> {
 
     println!("== page HTML: raw / as served gzip / as served br");
     for (name, path) in PAGES {
-        let raw = served(path.to_string(), "identity").await?;
-        let gz = served(path.to_string(), "gzip").await?;
-        let br = served(path.to_string(), "br").await?;
+        let raw = served(path.to_string(), "identity").await??;
+        let gz = served(path.to_string(), "gzip").await??;
+        let br = served(path.to_string(), "br").await??;
         println!("{name:<28} {raw:>8} B {gz:>8} B {br:>8} B");
     }
 
