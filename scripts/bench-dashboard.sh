@@ -3,9 +3,9 @@
 #
 # Builds the release `bench_dashboard` example of skycat-server (the server's router with the
 # real embedded catalog and token auth, as `skycat serve` has it) and prints:
-#   * every embedded asset's size, raw and gzip -6, and the total embedded (target: no asset over
+#   * every embedded asset's size, raw and as served gzip and br, and the totals (target: no asset over
 #     300 KB compressed);
-#   * each page's HTML size, raw and gzip -6;
+#   * each page's HTML size, raw and as served gzip and br;
 #   * per page, the first load in a fresh tab with the cache off: largest contentful paint, time
 #     to first byte and load event, median (min..max) of ROUNDS loads (target: LCP <= 300 ms).
 # Needs chromium and chromedriver (scripts/ci-setup-chromium.sh installs them).

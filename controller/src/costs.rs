@@ -92,8 +92,7 @@ pub async fn team_costs(store: &Store, since: Option<&DateTime<Utc>>, user: Opti
             let owner: String = r.get("owner");
             let infra: String = r.get("infra");
             TeamCostLine {
-                // A job submitted in-process has no token name: it is the server's own.
-                user: if owner.is_empty() { "(server)".into() } else { owner },
+                user: owner_label(owner),
                 cluster: r.get("name"),
                 cloud: infra.split('/').next().unwrap_or_default().to_string(),
                 infra,
@@ -106,6 +105,69 @@ pub async fn team_costs(store: &Store, since: Option<&DateTime<Utc>>, user: Opti
         .filter(|l| user.is_none_or(|u| l.user == u))
         .collect();
     out.sort_by(|a, b| a.user.cmp(&b.user).then(b.usd.total_cmp(&a.usd)).then(a.cluster.cmp(&b.cluster)));
+    Ok(out)
+}
+
+/// The owner of each live cluster, by the rule of [`team_costs`]: the API token that submitted
+/// the managed job whose attempt ran it, `(server)` for a job submitted in-process, [`LOCAL_OWNER`]
+/// for a cluster launched from the CLI. Keyed by cluster id.
+pub async fn cluster_owners(store: &Store) -> Result<BTreeMap<String, String>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT c.id, COALESCE((SELECT j.owner FROM managed_attempts a JOIN managed_jobs j ON j.id = a.job_id
+                               WHERE a.cluster_id = c.id LIMIT 1), $1) AS owner
+         FROM clusters c WHERE c.status != 'TERMINATED'",
+    )
+    .bind(LOCAL_OWNER)
+    .fetch_all(store.db())
+    .await
+    .map_err(|e| store.err(e))?;
+    Ok(rows.iter().map(|r| (r.get::<String, _>("id"), owner_label(r.get("owner")))).collect())
+}
+
+/// A job submitted in-process has no token name: it is the server's own.
+fn owner_label(owner: String) -> String {
+    if owner.is_empty() {
+        "(server)".into()
+    } else {
+        owner
+    }
+}
+
+/// One user's metered cost on one cluster during one UTC day (the day a ledger record ends).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DayCostLine {
+    /// `2026-12-02`.
+    pub day: String,
+    pub user: String,
+    pub cluster: String,
+    pub usd: f64,
+}
+
+/// Ledger records ending at or after `since`, per UTC day, user and cluster (owners as in
+/// [`team_costs`]); `user` keeps one user's. Ordered by day, then user and cluster.
+pub async fn daily_costs(store: &Store, since: Option<&DateTime<Utc>>, user: Option<&str>) -> Result<Vec<DayCostLine>, StoreError> {
+    let since = since.map(ledger_ts).unwrap_or_default();
+    // Ledger timestamps are RFC 3339 UTC: their first ten characters are the day.
+    let rows = sqlx::query(
+        "SELECT substr(l.to_ts, 1, 10) AS day, c.name,
+                COALESCE((SELECT j.owner FROM managed_attempts a JOIN managed_jobs j ON j.id = a.job_id
+                          WHERE a.cluster_id = c.id LIMIT 1), $1) AS owner,
+                COALESCE(SUM(l.usd), 0.0) AS usd
+         FROM cost_ledger l JOIN clusters c ON c.id = l.cluster_id
+         WHERE l.to_ts >= $2
+         GROUP BY substr(l.to_ts, 1, 10), c.id",
+    )
+    .bind(LOCAL_OWNER)
+    .bind(&since)
+    .fetch_all(store.db())
+    .await
+    .map_err(|e| store.err(e))?;
+    let mut out: Vec<DayCostLine> = rows
+        .iter()
+        .map(|r| DayCostLine { day: r.get("day"), user: owner_label(r.get("owner")), cluster: r.get("name"), usd: r.get("usd") })
+        .filter(|l| user.is_none_or(|u| l.user == u))
+        .collect();
+    out.sort_by(|a, b| a.day.cmp(&b.day).then(a.user.cmp(&b.user)).then(a.cluster.cmp(&b.cluster)));
     Ok(out)
 }
 

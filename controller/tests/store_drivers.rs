@@ -138,6 +138,18 @@ async fn exercise(s: &Store) {
     let team = skycat_controller::costs::team_costs(s, None, None).await.unwrap();
     assert_eq!(team.len(), 1);
     assert!((team[0].usd - 0.07).abs() < 1e-9);
+    // Per UTC day: the heartbeats' records of 2026-12-01 and today's, owned by the CLI.
+    let days = skycat_controller::costs::daily_costs(s, None, None).await.unwrap();
+    assert!(days.iter().all(|d| d.user == "(cli)" && d.cluster == "a"), "{days:?}");
+    assert!((days.iter().map(|d| d.usd).sum::<f64>() - 0.07).abs() < 1e-9, "{days:?}");
+    let first = days.iter().find(|d| d.day == "2026-12-01").expect("the day of the heartbeats' records");
+    assert!(first.usd >= 0.02 - 1e-9, "{days:?}");
+    let since = chrono::DateTime::parse_from_rfc3339("2026-12-01T12:00:00Z").unwrap().with_timezone(&Utc);
+    let recent = skycat_controller::costs::daily_costs(s, Some(&since), None).await.unwrap();
+    assert!((recent.iter().map(|d| d.usd).sum::<f64>() - 0.05).abs() < 1e-9, "only records ending after `since`: {recent:?}");
+    assert!(skycat_controller::costs::daily_costs(s, None, Some("alice")).await.unwrap().is_empty());
+    let owners = skycat_controller::costs::cluster_owners(s).await.unwrap();
+    assert_eq!(owners.into_iter().collect::<Vec<_>>(), vec![("id2".to_string(), "(cli)".to_string())]);
 
     // API tokens: stored hashed, verified, revoked.
     let t = s.create_api_token("alice", Role::Admin).await.unwrap();

@@ -4,15 +4,14 @@
 //! auth on a loopback port, signs a chromium session in through the login page, then for each
 //! page opens a fresh tab with an empty cache and reads the largest contentful paint
 //! (PerformanceObserver, buffered) and the navigation timing. Also prints every embedded asset's
-//! size raw and gzip-compressed (level 6, what a compressing proxy would send), each page's HTML
-//! size, and the total.
+//! size raw and as the server sends it gzip- and Brotli-compressed, each page's HTML likewise,
+//! and the totals.
 //!
 //! ```text
 //! cargo run --release -p skycat-server --example bench_dashboard -- [ROUNDS]
 //! ```
 //! Needs chromium and chromedriver on PATH (scripts/ci-setup-chromium.sh).
 
-use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,12 +28,6 @@ impl TokenVerifier for OneToken {
     async fn verify(&self, token: &str) -> Result<Option<Principal>, String> {
         Ok((token == TOKEN).then(|| Principal { name: "bench".into(), role: Role::Admin }))
     }
-}
-
-fn gzip_len(bytes: &[u8]) -> usize {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
-    e.write_all(bytes).expect("gzip");
-    e.finish().expect("gzip").len()
 }
 
 const PAGES: &[(&str, &str)] = &[
@@ -66,20 +59,51 @@ async fn main() -> anyhow::Result<()> {
     let base = format!("http://{}", listener.local_addr()?);
     tokio::spawn(app.serve(listener, std::future::pending()));
 
-    println!("== embedded assets (raw / gzip -6)");
-    let mut total = (0usize, 0usize);
+    // Bytes on the wire as the server sends them to a browser accepting `encoding`, read over a
+    // plain connection (reqwest, with the decoders other crates enable, would undo the encoding).
+    let served = |path: String, encoding: &'static str| {
+        let host = base.trim_start_matches("http://").to_owned();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect(&host)?;
+            write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nCookie: skycat_session={TOKEN}\r\nAccept-Encoding: {encoding}\r\nConnection: close\r\n\r\n")?;
+            let mut resp = Vec::new();
+            s.read_to_end(&mut resp)?;
+            let split = resp.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| anyhow::anyhow!("{path}: no end of headers"))?;
+            let chunked = String::from_utf8_lossy(&resp[..split]).to_ascii_lowercase().contains("transfer-encoding: chunked");
+            let mut rest = &resp[split + 4..];
+            if !chunked {
+                return Ok(rest.len());
+            }
+            let mut n = 0;
+            loop {
+                let eol = rest.windows(2).position(|w| w == b"\r\n").ok_or_else(|| anyhow::anyhow!("{path}: bad chunk"))?;
+                let size = usize::from_str_radix(String::from_utf8_lossy(&rest[..eol]).split(';').next().unwrap_or("0").trim(), 16)?;
+                if size == 0 {
+                    return Ok(n);
+                }
+                n += size;
+                rest = &rest[eol + 2 + size + 2..];
+            }
+        })
+    };
+    println!("== embedded assets: raw / as served gzip / as served br (target: none over 300 KB compressed)");
+    let mut total = (0usize, 0usize, 0usize);
     for (name, _, body) in skycat_server::dashboard::ASSETS {
-        let (raw, gz) = (body.len(), gzip_len(body.as_bytes()));
-        total = (total.0 + raw, total.1 + gz);
-        println!("{name:<16} {raw:>8} B {gz:>8} B");
+        let raw = body.len();
+        let gz = served(format!("/ui/assets/{name}"), "gzip").await??;
+        let br = served(format!("/ui/assets/{name}"), "br").await??;
+        total = (total.0 + raw, total.1 + gz, total.2 + br);
+        println!("{name:<16} {raw:>8} B {gz:>8} B {br:>8} B");
     }
-    println!("{:<16} {:>8} B {:>8} B", "total", total.0, total.1);
+    println!("{:<16} {:>8} B {:>8} B {:>8} B", "total", total.0, total.1, total.2);
 
-    let http = reqwest::Client::builder().no_proxy().build()?;
-    println!("== page HTML (raw / gzip -6)");
+    println!("== page HTML: raw / as served gzip / as served br");
     for (name, path) in PAGES {
-        let body = http.get(format!("{base}{path}")).header("cookie", format!("skycat_session={TOKEN}")).send().await?.bytes().await?;
-        println!("{name:<28} {:>8} B {:>8} B", body.len(), gzip_len(&body));
+        let raw = served(path.to_string(), "identity").await??;
+        let gz = served(path.to_string(), "gzip").await??;
+        let br = served(path.to_string(), "br").await??;
+        println!("{name:<28} {raw:>8} B {gz:>8} B {br:>8} B");
     }
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();

@@ -311,6 +311,11 @@ pub struct ServerConfig {
     /// One replica of several on a shared state database: its role and database in `/healthz`
     /// and `/metrics`, and a cron refresh that only the leader fetches for.
     pub replica: Option<crate::replica::Replica>,
+    /// The managed-jobs controller whose clusters, jobs and costs the dashboard's
+    /// clusters-and-jobs page shows (`skycat serve` passes its own); None: that page says this
+    /// server runs none.
+    #[cfg(feature = "control")]
+    pub control: Option<crate::dashboard::jobs::Control>,
 }
 
 impl Default for ServerConfig {
@@ -324,6 +329,8 @@ impl Default for ServerConfig {
             public_read: true,
             home: None,
             replica: None,
+            #[cfg(feature = "control")]
+            control: None,
         }
     }
 }

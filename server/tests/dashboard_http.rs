@@ -168,3 +168,102 @@ async fn assets_are_embedded_and_served_with_their_types() {
     }
     server.stop().await;
 }
+
+/// gunzip of a response body.
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes).read_to_end(&mut out).expect("a gzip body");
+    out
+}
+
+/// A response as it came over the wire: (status, headers lower-cased, body after any chunked
+/// transfer coding, content coding untouched).
+struct Raw {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Raw {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// GET over a plain HTTP/1.1 connection: reqwest, with the decoders other crates of the
+/// workspace enable, would undo the very compression under test.
+fn raw_get(base: &str, path: &str, cookie: &str, encoding: Option<&str>) -> Raw {
+    use std::io::{Read, Write};
+    let host = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(host).expect("connect");
+    let accept = encoding.map(|e| format!("Accept-Encoding: {e}\r\n")).unwrap_or_default();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\n{accept}Connection: close\r\n\r\n").expect("write");
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).expect("read");
+    let split = resp.windows(4).position(|w| w == b"\r\n\r\n").expect("end of headers");
+    let head = String::from_utf8_lossy(&resp[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|c| c.parse().ok()).expect("status");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned())))
+        .collect();
+    let mut rest = &resp[split + 4..];
+    let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked {
+        let mut body = Vec::new();
+        loop {
+            let eol = rest.windows(2).position(|w| w == b"\r\n").expect("chunk size line");
+            let size = usize::from_str_radix(String::from_utf8_lossy(&rest[..eol]).split(';').next().unwrap().trim(), 16).expect("chunk size");
+            rest = &rest[eol + 2..];
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&rest[..size]);
+            rest = &rest[size + 2..];
+        }
+        body
+    } else {
+        rest.to_vec()
+    };
+    Raw { status, headers, body }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_and_assets_are_compressed_for_browsers_that_accept_it() {
+    let home = tempfile::tempdir().unwrap();
+    let server = browser::start_server(home.path()).await;
+    let base = server.base.clone();
+    let get = move |path: String, encoding: Option<&'static str>| {
+        let base = base.clone();
+        tokio::task::spawn_blocking(move || raw_get(&base, &path, &cookie(), encoding))
+    };
+    for (name, _, body) in skycat_server::dashboard::ASSETS {
+        let path = format!("/ui/assets/{name}");
+        // gzip: a smaller body that decodes to the embedded asset, and caches keyed on the encoding.
+        let r = get(path.clone(), Some("gzip")).await.unwrap();
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.header("content-encoding"), Some("gzip"), "{path}: {:?}", r.headers);
+        assert!(r.header("vary").unwrap_or("").to_ascii_lowercase().contains("accept-encoding"), "{path}");
+        assert_eq!(gunzip(&r.body), body.as_bytes(), "{path}: the gzip body decodes to the asset");
+        assert!(r.body.len() < body.len() && r.body.len() < 300 * 1024, "{path}: {} B gzip of {} B", r.body.len(), body.len());
+        // Brotli when preferred; the plain asset to a client that accepts neither.
+        let r = get(path.clone(), Some("br")).await.unwrap();
+        assert_eq!(r.header("content-encoding"), Some("br"), "{path}");
+        assert!(r.body.len() < body.len(), "{path}");
+        let r = get(path.clone(), None).await.unwrap();
+        assert_eq!(r.header("content-encoding"), None, "{path}");
+        assert_eq!(r.body, body.as_bytes(), "{path}");
+    }
+    // A page: the gzip body decodes to the very page sent uncompressed.
+    let plain = get("/ui/plan".into(), None).await.unwrap();
+    assert_eq!((plain.status, plain.header("content-encoding")), (200, None));
+    let plain = String::from_utf8(plain.body).unwrap();
+    let r = get("/ui/plan".into(), Some("gzip, deflate")).await.unwrap();
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    assert_eq!(String::from_utf8(gunzip(&r.body)).unwrap(), plain);
+    assert!(r.body.len() * 2 < plain.len(), "{} B gzip of a {} B page", r.body.len(), plain.len());
+    assert!(plain.contains("Clusters and jobs"), "the navigation names page 5");
+    server.stop().await;
+}

@@ -411,6 +411,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     managed.budgets()?;
     // The control plane: agents' heartbeats (cluster tokens) and managed jobs (API tokens).
     let mut opts = opts;
+    // The dashboard's clusters-and-jobs page reads the same controller, with the API's rules.
+    opts.config.control = Some(skycat_server::dashboard::jobs::Control::new(managed.clone()));
     opts.streaming.push(skycat_server::routes::uploads::router(managed.clone(), auth.clone(), args.upload_limit));
     let extra = skycat_server::axum::Router::new()
         .merge(skycat_server::routes::heartbeat::router(store))

@@ -71,6 +71,7 @@ pub const NAV: &[(&str, &str)] = &[
     ("/ui/history", "Price history"),
     ("/ui/plan", "Plan"),
     ("/ui/status", "Catalog status"),
+    ("/ui/jobs", "Clusters and jobs"),
 ];
 
 /// A whole page: head, navigation (with `active` marked), `body` under an `<h1>` of `title`.

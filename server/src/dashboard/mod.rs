@@ -4,10 +4,14 @@
 //! - `/` GPU prices ([`gpus`]), `/ui/price` one price's provenance ([`provenance`]),
 //!   `/ui/cheapest` where an accelerator is cheapest ([`cheapest`]), `/ui/history` price history
 //!   ([`history`]), `/ui/plan` a task's plan ([`plan`]), `/ui/status` the catalog ([`status`]);
-//!   `/ui/login`, `/ui/logout` ([`session`]); `/ui/assets/*` the stylesheet, script and icon.
+//!   `/ui/jobs` clusters, managed jobs and their costs, `/ui/jobs/{id}` one job and its logs
+//!   ([`jobs`]); `/ui/login`, `/ui/logout` ([`session`]); `/ui/assets/*` the stylesheet,
+//!   script and icon.
+//! - Responses are gzip- or Brotli-compressed for browsers that accept it.
 //! - Offline: every asset is embedded in the binary (`include_str!`), nothing comes from a CDN.
 //! - Pages are plain HTML with forms and links: filters, sorting and the plan work without
-//!   scripts; the one script only loads an uploaded file into the plan's text box. Charts are
+//!   scripts; the one script loads an uploaded file into the plan's text box and keeps the
+//!   clusters-and-jobs pages following live. Charts are
 //!   SVG drawn on the server (no JS chart library to ship or audit, a few KB per chart, and they
 //!   render with scripts off).
 //! - Auth: an API token, given once on the login page and kept in an HttpOnly, SameSite=Strict
@@ -21,6 +25,7 @@ mod cheapest;
 mod gpus;
 mod history;
 mod html;
+pub mod jobs;
 mod plan;
 mod provenance;
 pub mod session;
@@ -52,6 +57,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ui/history", get(history::page))
         .route("/ui/plan", get(plan::form).post(plan::submit))
         .route("/ui/status", get(status::page))
+        .route("/ui/jobs", get(jobs::page))
+        .route("/ui/jobs/{id}", get(jobs::job_page))
         .route("/ui/logout", post(session::logout))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), session::require_session));
     Router::new()
@@ -59,6 +66,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ui/assets/{name}", get(asset))
         .merge(pages)
         .with_state(state)
+        .layer(compression())
+}
+
+/// gzip or Brotli for the pages and assets (HTML, CSS, JS, SVG) when the browser accepts it;
+/// tower-http's default predicate leaves tiny bodies and raster images as they are.
+fn compression() -> tower_http::compression::CompressionLayer {
+    tower_http::compression::CompressionLayer::new().gzip(true).br(true)
 }
 
 async fn asset(Path(name): Path<String>) -> Response {
