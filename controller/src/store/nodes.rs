@@ -105,6 +105,12 @@ impl Store {
     /// Upserts the node's view of its jobs (from a heartbeat or a direct pull).
     pub async fn upsert_jobs(&self, cluster_id: &str, rank: u32, jobs: &[JobStatus]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
+        Self::upsert_jobs_in(&mut tx, cluster_id, rank, jobs).await.map_err(|e| self.err(e))?;
+        tx.commit().await.map_err(|e| self.err(e))
+    }
+
+    /// [`Store::upsert_jobs`] inside the caller's transaction.
+    pub(super) async fn upsert_jobs_in(conn: &mut sqlx::AnyConnection, cluster_id: &str, rank: u32, jobs: &[JobStatus]) -> Result<(), sqlx::Error> {
         for j in jobs {
             let state = serde_json::to_value(j.state).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
             sqlx::query(
@@ -125,11 +131,9 @@ impl Store {
             .bind(j.exit_code.map(|c| c as i64))
             .bind(&j.reason)
             .bind(now())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.err(e))?;
+            .execute(&mut *conn)
+            .await?;
         }
-        tx.commit().await.map_err(|e| self.err(e))?;
         Ok(())
     }
 
