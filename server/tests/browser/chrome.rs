@@ -148,14 +148,23 @@ impl Browser {
         }
     }
 
+    /// The text of the first element matching `css`. A page that follows a job live swaps its
+    /// parts every 2 s, so an element found a moment ago may be replaced before it is read: the
+    /// element is then found again (a few times), never read stale.
     pub async fn text(&self, css: &str) -> String {
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("no element `{css}` on {}: {e}", self.url("")))
-            .text()
-            .await
-            .expect("text")
+        for _ in 0..20 {
+            let element = self
+                .client
+                .find(Locator::Css(css))
+                .await
+                .unwrap_or_else(|e| panic!("no element `{css}` on {}: {e}", self.url("")));
+            match element.text().await {
+                Ok(text) => return text,
+                Err(e) if e.is_stale_element_reference() => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(e) => panic!("text of `{css}`: {e}"),
+            }
+        }
+        panic!("`{css}` was replaced 20 times in a row while being read")
     }
 
     pub async fn count(&self, css: &str) -> usize {
