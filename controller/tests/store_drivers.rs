@@ -5,7 +5,8 @@
 use chrono::Utc;
 use serde_json::json;
 use skycat_controller::api_tokens::Role;
-use skycat_controller::store::{self, hash_token, ClusterRow, Dialect, Ingested, NodeRow, StateLocation, Store, StoreError};
+use skycat_controller::heartbeat::IngestQueue;
+use skycat_controller::store::{self, hash_token, BatchOutcome, ClusterRow, Dialect, Ingested, NodeRow, StateLocation, Store, StoreError};
 use skycat_protocol::{CostRecord, Heartbeat};
 use skycat_testkit::postgres::Postgres;
 
@@ -228,4 +229,149 @@ async fn a_postgres_password_never_shows_in_errors_and_an_unreachable_database_i
     assert_eq!(StateLocation::parse("sqlite:///x/state.db").unwrap(), StateLocation::Sqlite("/x/state.db".into()));
     let e = StateLocation::parse("mysql://u:pw@h/db").unwrap_err().to_string();
     assert!(e.contains("--state") && !e.contains(":pw@"), "{e}");
+}
+
+/// `hb` of node rank `rank`.
+fn ranked(mut hb: Heartbeat, rank: u32) -> Heartbeat {
+    hb.node_rank = rank;
+    hb
+}
+
+/// Batched ingest (what `skycat serve` writes with): tokens resolved in the batch, a key twice in
+/// one batch stored once, replays across batches, other clusters' and unknown tokens refused,
+/// node totals and jobs from each node's newest heartbeat, the ledger in the same transaction.
+async fn exercise_batches(s: &Store) {
+    let (tb, tc) = (store::random_hex(32).unwrap(), store::random_hex(32).unwrap());
+    s.insert_cluster(&cluster("b", "idb"), &hash_token(&tb)).await.unwrap();
+    s.insert_cluster(&cluster("c", "idc"), &hash_token(&tc)).await.unwrap();
+    s.insert_node(&node("idb", 0)).await.unwrap();
+    s.insert_node(&node("idb", 1)).await.unwrap();
+    let (hb, hc, nobody) = (hash_token(&tb), hash_token(&tc), hash_token("not a token"));
+    let first = [
+        heartbeat("b", "n0", 5, 0.5, "RUNNING"),
+        heartbeat("b", "n0", 3, 0.3, "PENDING"),
+        heartbeat("b", "n0", 5, 0.5, "RUNNING"),
+        ranked(heartbeat("b", "n1", 1, 0.1, "SUCCEEDED"), 1),
+        heartbeat("b", "n0", 6, 0.6, "FAILED"),
+        heartbeat("b", "n0", 7, 0.7, "FAILED"),
+        ranked(heartbeat("b", "n9", 2, 0.2, "RUNNING"), 9),
+    ];
+    let tokens = [&hb, &hb, &hb, &hb, &hc, &nobody, &hb];
+    let batch: Vec<(&str, &Heartbeat)> = tokens.iter().map(|t| t.as_str()).zip(first.iter()).collect();
+    let out = s.ingest_heartbeats(&batch).await.unwrap();
+    let got: Vec<String> = out
+        .iter()
+        .map(|o| match o {
+            BatchOutcome::Stored(c, i) => format!("{}:{i:?}", c.name),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(got, ["b:New", "b:New", "b:Duplicate", "b:New", "OtherCluster", "UnknownToken", "b:New"]);
+    let nodes = s.nodes("idb").await.unwrap();
+    assert_eq!((nodes[0].last_seq, nodes[0].accrued_usd, nodes[0].metered_seconds), (5, 0.5, 50.0));
+    assert_eq!((nodes[1].last_seq, nodes[1].accrued_usd), (1, 0.1));
+    let jobs: Vec<(u32, String)> = s.jobs("idb").await.unwrap().into_iter().map(|j| (j.node_rank, j.state)).collect();
+    assert_eq!(jobs, [(0, "RUNNING".to_string()), (1, "SUCCEEDED".into()), (9, "RUNNING".into())], "each node's newest heartbeat's jobs");
+
+    // A later batch: a replay is a duplicate; an older seq is stored but neither lowers the
+    // totals nor overwrites the newest one's jobs.
+    let second = [heartbeat("b", "n0", 5, 0.5, "RUNNING"), heartbeat("b", "n0", 4, 0.9, "FAILED")];
+    let out = s.ingest_heartbeats(&[(hb.as_str(), &second[0]), (hb.as_str(), &second[1])]).await.unwrap();
+    assert!(matches!(out[..], [BatchOutcome::Stored(_, Ingested::Duplicate), BatchOutcome::Stored(_, Ingested::New)]), "{out:?}");
+    let n0 = &s.nodes("idb").await.unwrap()[0];
+    assert_eq!((n0.last_seq, n0.accrued_usd), (5, 0.9), "totals only move up; the seq stays the newest");
+    assert_eq!(s.jobs("idb").await.unwrap()[0].state, "RUNNING");
+    assert_eq!(s.heartbeat_seqs("idb").await.unwrap().len(), 5);
+    // Every new heartbeat's cost record, once, in the same transactions.
+    let report = s.cost_report().await.unwrap();
+    let b = report.iter().find(|l| l.cluster_id == "idb").unwrap();
+    assert_eq!(b.records, 5, "{report:?}");
+    assert!(report.iter().find(|l| l.cluster_id == "idc").is_some_and(|l| l.records == 0));
+    // An empty batch, and one of unknown tokens only, write nothing.
+    assert!(s.ingest_heartbeats(&[]).await.unwrap().is_empty());
+    let out = s.ingest_heartbeats(&[(nobody.as_str(), &second[0])]).await.unwrap();
+    assert!(matches!(out[..], [BatchOutcome::UnknownToken]));
+}
+
+#[tokio::test]
+async fn batched_heartbeats_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("state.db")).await.unwrap();
+    exercise_batches(&s).await;
+}
+
+/// On PostgreSQL: the same checks, then batches racing over the same nodes in opposite orders
+/// (as the replicas' queues write them): no deadlock, no error, every key stored exactly once.
+#[tokio::test]
+async fn batched_heartbeats_on_postgres_racing_batches_store_each_key_once() {
+    let pg = Postgres::start();
+    let s = fresh_postgres(&pg, "batches").await;
+    exercise_batches(&s).await;
+
+    let token = store::random_hex(32).unwrap();
+    let mut wide = cluster("wide", "idw");
+    wide.num_nodes = 20;
+    s.insert_cluster(&wide, &hash_token(&token)).await.unwrap();
+    for rank in 0..20 {
+        s.insert_node(&node("idw", rank)).await.unwrap();
+    }
+    let hash = hash_token(&token);
+    let mut tasks = Vec::new();
+    for t in 0..8usize {
+        let (s, hash) = (s.clone(), hash.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut new = 0;
+            for seq in 1..=10u64 {
+                // Every task sends every node's seq, rotated and half of them reversed: the
+                // same rows, locked in different orders if the store did not order them.
+                let mut hbs: Vec<Heartbeat> =
+                    (0..20u32).map(|r| ranked(heartbeat("wide", &format!("n{r}"), seq, seq as f64, "RUNNING"), r)).collect();
+                hbs.rotate_left(t * 3 % 20);
+                if t % 2 == 1 {
+                    hbs.reverse();
+                }
+                let batch: Vec<(&str, &Heartbeat)> = hbs.iter().map(|h| (hash.as_str(), h)).collect();
+                let out = s.ingest_heartbeats(&batch).await.expect("no batch fails");
+                new += out.iter().filter(|o| matches!(o, BatchOutcome::Stored(_, Ingested::New))).count();
+            }
+            new
+        }));
+    }
+    let mut stored = 0;
+    for t in tasks {
+        stored += t.await.unwrap();
+    }
+    assert_eq!(stored, 200, "20 nodes x 10 seqs, each acknowledged as new exactly once over 8 racing writers");
+    assert_eq!(s.heartbeat_count("idw").await.unwrap(), 200);
+    assert!(s.nodes("idw").await.unwrap().iter().all(|n| n.last_seq == 10 && n.accrued_usd == 10.0));
+}
+
+/// The ingest queue writes concurrent heartbeats in batches, and answers each by its own row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ingest_queue_batches_concurrent_heartbeats() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("state.db")).await.unwrap();
+    let token = store::random_hex(32).unwrap();
+    s.insert_cluster(&cluster("q", "idq"), &hash_token(&token)).await.unwrap();
+    let queue = IngestQueue::new(s.clone());
+    let mut tasks = Vec::new();
+    for i in 0..128u64 {
+        let (queue, hash) = (queue.clone(), hash_token(&token));
+        // Node i % 4, each seq twice: half of the answers must be duplicates.
+        let hb = std::sync::Arc::new(heartbeat("q", &format!("n{}", i % 4), i / 8 + 1, 0.1, "RUNNING"));
+        tasks.push(tokio::spawn(async move { queue.submit(hash, hb).await }));
+    }
+    let (mut new, mut duplicate) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap().expect("stored") {
+            BatchOutcome::Stored(_, Ingested::New) => new += 1,
+            BatchOutcome::Stored(_, Ingested::Duplicate) => duplicate += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((new, duplicate), (64, 64));
+    assert_eq!(s.heartbeat_count("idq").await.unwrap(), 64);
+    assert!(queue.batches() < 128, "128 heartbeats queued at once were written in fewer transactions ({})", queue.batches());
+    let bad = queue.submit(hash_token("wrong"), std::sync::Arc::new(heartbeat("q", "n0", 99, 0.1, "RUNNING"))).await;
+    assert!(matches!(bad, Ok(BatchOutcome::UnknownToken)), "{bad:?}");
 }

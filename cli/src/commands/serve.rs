@@ -108,9 +108,12 @@ impl skycat_server::replica::ReplicaStatus for ReplicaInfo {
     }
     fn render_metrics(&self) -> String {
         let n = skycat_controller::heartbeat::INGESTED.load(std::sync::atomic::Ordering::Relaxed);
+        let b = skycat_controller::heartbeat::BATCHES.load(std::sync::atomic::Ordering::Relaxed);
         format!(
             "{}# HELP skycat_heartbeats_ingested_total Agent heartbeats this replica stored (rate() is the ingest rate).\n\
-             # TYPE skycat_heartbeats_ingested_total counter\nskycat_heartbeats_ingested_total {n}\n",
+             # TYPE skycat_heartbeats_ingested_total counter\nskycat_heartbeats_ingested_total {n}\n\
+             # HELP skycat_heartbeat_batches_total Transactions that wrote this replica's heartbeats (ingested / batches is the mean batch size).\n\
+             # TYPE skycat_heartbeat_batches_total counter\nskycat_heartbeat_batches_total {b}\n",
             self.leadership.render_metrics()
         )
     }

@@ -10,8 +10,10 @@
 //! are 0/1 integers in both schemas.
 
 mod clusters;
+mod heartbeat_batch;
 mod heartbeats;
 mod nodes;
+pub use heartbeat_batch::BatchOutcome;
 #[cfg(test)]
 mod tests;
 
@@ -331,7 +333,7 @@ pub struct CostLine {
 }
 
 /// What the heartbeat ingestion did.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Ingested {
     New,
     Duplicate,

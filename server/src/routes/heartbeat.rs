@@ -6,16 +6,17 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
-use skycat_controller::heartbeat::{accept, HeartbeatAck, HeartbeatError};
+use skycat_controller::heartbeat::{accept, HeartbeatAck, HeartbeatError, IngestQueue};
 use skycat_controller::Store;
 use skycat_protocol::HEARTBEAT_PATH;
 
 use crate::auth::bearer;
 use crate::error::{ApiError, ErrorBody};
 
-/// The route, backed by `store`.
+/// The route, backed by `store`: heartbeats arriving together are written together (one
+/// transaction per batch, see [`IngestQueue`]).
 pub fn router(store: Store) -> Router {
-    Router::new().route(HEARTBEAT_PATH, post(heartbeat)).with_state(store)
+    Router::new().route(HEARTBEAT_PATH, post(heartbeat)).with_state(IngestQueue::new(store))
 }
 
 impl From<HeartbeatError> for ApiError {
@@ -40,6 +41,6 @@ impl From<HeartbeatError> for ApiError {
         (status = 403, description = "Another cluster's token", body = ErrorBody),
         (status = 503, description = "The state store is unavailable; the agent retries", body = ErrorBody),
     ))]
-pub(crate) async fn heartbeat(State(store): State<Store>, headers: HeaderMap, body: Bytes) -> Result<Json<HeartbeatAck>, ApiError> {
-    Ok(Json(accept(&store, bearer(&headers), &body).await?))
+pub(crate) async fn heartbeat(State(queue): State<IngestQueue>, headers: HeaderMap, body: Bytes) -> Result<Json<HeartbeatAck>, ApiError> {
+    Ok(Json(accept(&queue, bearer(&headers), &body).await?))
 }

@@ -7,10 +7,16 @@
 //! [`HeartbeatError::Forbidden`]). Duplicates (same
 //! cluster+node+seq, as an agent replays after an outage) are accepted and change nothing.
 
+mod queue;
+
+use std::sync::Arc;
+
 use serde::Serialize;
 use skycat_protocol::{Heartbeat, HeartbeatReason};
 
-use crate::store::{Ingested, Store};
+pub use queue::{IngestQueue, BATCHES, IN_FLIGHT, MAX_BATCH};
+
+use crate::store::{hash_token, BatchOutcome, Ingested, Store};
 
 /// Heartbeats this process stored (new ones, not duplicates): `/metrics`'
 /// `skycat_heartbeats_ingested_total`, whose rate is the ingest rate.
@@ -39,26 +45,35 @@ pub struct HeartbeatAck {
     pub seq: u64,
 }
 
-/// Checks `token` against the cluster the heartbeat names, stores the heartbeat, and records an
-/// autostop it reports (tearing the cluster down when it was launched with `--down`).
-pub async fn accept(store: &Store, token: Option<&str>, body: &[u8]) -> Result<HeartbeatAck, HeartbeatError> {
+/// Checks `token` against the cluster the heartbeat names, stores the heartbeat (in a batch
+/// with the others arriving at this replica, [`IngestQueue`]), and records an autostop it
+/// reports (tearing the cluster down when it was launched with `--down`).
+pub async fn accept(queue: &IngestQueue, token: Option<&str>, body: &[u8]) -> Result<HeartbeatAck, HeartbeatError> {
     let token = token.filter(|t| !t.is_empty()).ok_or(HeartbeatError::Unauthorized("missing bearer token"))?;
-    let cluster = store
-        .cluster_by_token(token)
-        .await
-        .map_err(|e| HeartbeatError::Store(e.to_string()))?
-        .ok_or(HeartbeatError::Unauthorized("unknown cluster token"))?;
-    let text = std::str::from_utf8(body).map_err(|_| HeartbeatError::BadRequest("heartbeat body is not UTF-8".into()))?;
-    let hb: Heartbeat =
-        skycat_protocol::from_json("heartbeat", text).map_err(|e| HeartbeatError::BadRequest(e.to_string()))?;
-    if hb.cluster != cluster.name {
+    let parsed = std::str::from_utf8(body)
+        .map_err(|_| "heartbeat body is not UTF-8".to_string())
+        .and_then(|text| skycat_protocol::from_json::<Heartbeat>("heartbeat", text).map_err(|e| e.to_string()));
+    let hb = match parsed {
+        Ok(hb) => Arc::new(hb),
+        // Only a cluster's own agent learns why its body was refused: the token is checked first
+        // (here, off the hot path, since the batch checks the tokens of well-formed heartbeats).
+        Err(why) => {
+            let known = queue.store().cluster_by_token(token).await.map_err(|e| HeartbeatError::Store(e.to_string()))?;
+            return Err(match known {
+                None => HeartbeatError::Unauthorized("unknown cluster token"),
+                Some(_) => HeartbeatError::BadRequest(why),
+            });
+        }
+    };
+    let (cluster, ingested) = match queue.submit(hash_token(token), hb.clone()).await.map_err(HeartbeatError::Store)? {
+        BatchOutcome::UnknownToken => return Err(HeartbeatError::Unauthorized("unknown cluster token")),
         // A valid token of one cluster must not write into another.
-        return Err(HeartbeatError::Forbidden("this cluster token belongs to another cluster"));
-    }
-    let ingested = store.ingest_heartbeat(&cluster, &hb).await.map_err(|e| HeartbeatError::Store(e.to_string()))?;
+        BatchOutcome::OtherCluster => return Err(HeartbeatError::Forbidden("this cluster token belongs to another cluster")),
+        BatchOutcome::Stored(cluster, ingested) => (cluster, ingested),
+    };
     if ingested == Ingested::New {
         INGESTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        record_autostop(store, &cluster, &hb).await;
+        record_autostop(queue.store(), &cluster, &hb).await;
     }
     let status = match ingested {
         Ingested::New => "stored",
