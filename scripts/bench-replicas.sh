@@ -134,6 +134,12 @@ done
 read -r rows distinct < <(psql_q "SELECT count(*), count(DISTINCT (cluster_id, node_id, seq)) FROM heartbeats" | tr '|' ' ')
 echo "   total: $total_rate heartbeats/s; stored rows $rows, distinct (cluster, node, seq) $distinct; 2xx answers counted by wrk $total_ok"
 echo "   (rows >= answers: requests in flight when wrk stops are stored but not counted)"
+# Each replica writes the heartbeats that reach it together in one transaction (its ingest queue).
+for i in 1 2 3; do
+    curl -fsS "http://127.0.0.1:$((BASE_PORT + i))/metrics" | awk -v r="$i" '
+        /^skycat_heartbeats_ingested_total / {n=$2} /^skycat_heartbeat_batches_total / {b=$2}
+        END {printf "   replica %s: %d heartbeats in %d transactions (%.1f per transaction)\n", r, n, b, (b ? n / b : 0)}'
+done
 
 # b. /optimize: PostgreSQL-backed replica 1 vs a SQLite-backed server, same binary and catalog.
 if [ "$OPT_ROUNDS" -gt 0 ]; then

@@ -6,7 +6,7 @@ use chrono::Utc;
 use serde_json::json;
 use skycat_controller::api_tokens::Role;
 use skycat_controller::heartbeat::IngestQueue;
-use skycat_controller::store::{self, hash_token, BatchOutcome, ClusterRow, Dialect, Ingested, NodeRow, StateLocation, Store, StoreError};
+use skycat_controller::store::{self, hash_token, BatchOutcome, ClusterRow, Dialect, HeartbeatIn, Ingested, NodeRow, StateLocation, Store, StoreError};
 use skycat_protocol::{CostRecord, Heartbeat};
 use skycat_testkit::postgres::Postgres;
 
@@ -231,6 +231,12 @@ async fn a_postgres_password_never_shows_in_errors_and_an_unreachable_database_i
     assert!(e.contains("--state") && !e.contains(":pw@"), "{e}");
 }
 
+/// `hb` as a batch item, with the token whose hash is `hash` (its body is the heartbeat's
+/// JSON; `body` is stored as sent, checked in cluster_e2e).
+fn input<'a>(hash: &'a str, hb: &'a Heartbeat) -> HeartbeatIn<'a> {
+    HeartbeatIn { token_hash: hash, heartbeat: hb, body: "{}" }
+}
+
 /// `hb` of node rank `rank`.
 fn ranked(mut hb: Heartbeat, rank: u32) -> Heartbeat {
     hb.node_rank = rank;
@@ -257,7 +263,8 @@ async fn exercise_batches(s: &Store) {
         ranked(heartbeat("b", "n9", 2, 0.2, "RUNNING"), 9),
     ];
     let tokens = [&hb, &hb, &hb, &hb, &hc, &nobody, &hb];
-    let batch: Vec<(&str, &Heartbeat)> = tokens.iter().map(|t| t.as_str()).zip(first.iter()).collect();
+    let bodies: Vec<String> = first.iter().map(|h| serde_json::to_string(h).unwrap()).collect();
+    let batch: Vec<HeartbeatIn> = (0..first.len()).map(|i| HeartbeatIn { token_hash: tokens[i], heartbeat: &first[i], body: &bodies[i] }).collect();
     let out = s.ingest_heartbeats(&batch).await.unwrap();
     let got: Vec<String> = out
         .iter()
@@ -267,6 +274,11 @@ async fn exercise_batches(s: &Store) {
         })
         .collect();
     assert_eq!(got, ["b:New", "b:New", "b:Duplicate", "b:New", "OtherCluster", "UnknownToken", "b:New"]);
+    let stored: String = sqlx::query_scalar("SELECT body FROM heartbeats WHERE cluster_id = 'idb' AND node_id = 'n1'")
+        .fetch_one(s.db())
+        .await
+        .unwrap();
+    assert_eq!(stored, bodies[3], "the body is stored as the agent sent it");
     let nodes = s.nodes("idb").await.unwrap();
     assert_eq!((nodes[0].last_seq, nodes[0].accrued_usd, nodes[0].metered_seconds), (5, 0.5, 50.0));
     assert_eq!((nodes[1].last_seq, nodes[1].accrued_usd), (1, 0.1));
@@ -276,7 +288,7 @@ async fn exercise_batches(s: &Store) {
     // A later batch: a replay is a duplicate; an older seq is stored but neither lowers the
     // totals nor overwrites the newest one's jobs.
     let second = [heartbeat("b", "n0", 5, 0.5, "RUNNING"), heartbeat("b", "n0", 4, 0.9, "FAILED")];
-    let out = s.ingest_heartbeats(&[(hb.as_str(), &second[0]), (hb.as_str(), &second[1])]).await.unwrap();
+    let out = s.ingest_heartbeats(&[input(&hb, &second[0]), input(&hb, &second[1])]).await.unwrap();
     assert!(matches!(out[..], [BatchOutcome::Stored(_, Ingested::Duplicate), BatchOutcome::Stored(_, Ingested::New)]), "{out:?}");
     let n0 = &s.nodes("idb").await.unwrap()[0];
     assert_eq!((n0.last_seq, n0.accrued_usd), (5, 0.9), "totals only move up; the seq stays the newest");
@@ -289,7 +301,7 @@ async fn exercise_batches(s: &Store) {
     assert!(report.iter().find(|l| l.cluster_id == "idc").is_some_and(|l| l.records == 0));
     // An empty batch, and one of unknown tokens only, write nothing.
     assert!(s.ingest_heartbeats(&[]).await.unwrap().is_empty());
-    let out = s.ingest_heartbeats(&[(nobody.as_str(), &second[0])]).await.unwrap();
+    let out = s.ingest_heartbeats(&[input(&nobody, &second[0])]).await.unwrap();
     assert!(matches!(out[..], [BatchOutcome::UnknownToken]));
 }
 
@@ -330,7 +342,7 @@ async fn batched_heartbeats_on_postgres_racing_batches_store_each_key_once() {
                 if t % 2 == 1 {
                     hbs.reverse();
                 }
-                let batch: Vec<(&str, &Heartbeat)> = hbs.iter().map(|h| (hash.as_str(), h)).collect();
+                let batch: Vec<HeartbeatIn> = hbs.iter().map(|h| input(&hash, h)).collect();
                 let out = s.ingest_heartbeats(&batch).await.expect("no batch fails");
                 new += out.iter().filter(|o| matches!(o, BatchOutcome::Stored(_, Ingested::New))).count();
             }
@@ -344,6 +356,29 @@ async fn batched_heartbeats_on_postgres_racing_batches_store_each_key_once() {
     assert_eq!(stored, 200, "20 nodes x 10 seqs, each acknowledged as new exactly once over 8 racing writers");
     assert_eq!(s.heartbeat_count("idw").await.unwrap(), 200);
     assert!(s.nodes("idw").await.unwrap().iter().all(|n| n.last_seq == 10 && n.accrued_usd == 10.0));
+
+    // A heartbeat PostgreSQL refuses (a NUL in a text column) fails alone: the queue writes the
+    // rest of its batch, each by itself, and answers each.
+    let queue = IngestQueue::new(s.clone());
+    let mut tasks = Vec::new();
+    for seq in 11..=30u64 {
+        let mut hb = heartbeat("wide", "n0", seq, 1.0, "RUNNING");
+        if seq == 20 {
+            hb.jobs[0].name = Some("bad\u{0}name".into());
+        }
+        let body = serde_json::to_string(&hb).unwrap();
+        let (queue, hash) = (queue.clone(), hash.clone());
+        tasks.push(tokio::spawn(async move { queue.submit(hash, std::sync::Arc::new(hb), body).await }));
+    }
+    for (seq, t) in (11..=30u64).zip(tasks) {
+        let answer = t.await.unwrap();
+        if seq == 20 {
+            assert!(answer.is_err(), "{answer:?}");
+        } else {
+            assert!(matches!(answer, Ok(BatchOutcome::Stored(_, Ingested::New))), "seq {seq}: {answer:?}");
+        }
+    }
+    assert_eq!(s.heartbeat_count("idw").await.unwrap(), 219);
 }
 
 /// The ingest queue writes concurrent heartbeats in batches, and answers each by its own row.
@@ -359,7 +394,8 @@ async fn the_ingest_queue_batches_concurrent_heartbeats() {
         let (queue, hash) = (queue.clone(), hash_token(&token));
         // Node i % 4, each seq twice: half of the answers must be duplicates.
         let hb = std::sync::Arc::new(heartbeat("q", &format!("n{}", i % 4), i / 8 + 1, 0.1, "RUNNING"));
-        tasks.push(tokio::spawn(async move { queue.submit(hash, hb).await }));
+        let body = serde_json::to_string(&*hb).unwrap();
+        tasks.push(tokio::spawn(async move { queue.submit(hash, hb, body).await }));
     }
     let (mut new, mut duplicate) = (0, 0);
     for t in tasks {
@@ -372,6 +408,6 @@ async fn the_ingest_queue_batches_concurrent_heartbeats() {
     assert_eq!((new, duplicate), (64, 64));
     assert_eq!(s.heartbeat_count("idq").await.unwrap(), 64);
     assert!(queue.batches() < 128, "128 heartbeats queued at once were written in fewer transactions ({})", queue.batches());
-    let bad = queue.submit(hash_token("wrong"), std::sync::Arc::new(heartbeat("q", "n0", 99, 0.1, "RUNNING"))).await;
+    let bad = queue.submit(hash_token("wrong"), std::sync::Arc::new(heartbeat("q", "n0", 99, 0.1, "RUNNING")), "{}".into()).await;
     assert!(matches!(bad, Ok(BatchOutcome::UnknownToken)), "{bad:?}");
 }

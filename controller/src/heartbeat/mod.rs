@@ -52,9 +52,9 @@ pub async fn accept(queue: &IngestQueue, token: Option<&str>, body: &[u8]) -> Re
     let token = token.filter(|t| !t.is_empty()).ok_or(HeartbeatError::Unauthorized("missing bearer token"))?;
     let parsed = std::str::from_utf8(body)
         .map_err(|_| "heartbeat body is not UTF-8".to_string())
-        .and_then(|text| skycat_protocol::from_json::<Heartbeat>("heartbeat", text).map_err(|e| e.to_string()));
-    let hb = match parsed {
-        Ok(hb) => Arc::new(hb),
+        .and_then(|text| Ok((skycat_protocol::from_json::<Heartbeat>("heartbeat", text).map_err(|e| e.to_string())?, text)));
+    let (hb, text) = match parsed {
+        Ok((hb, text)) => (Arc::new(hb), text.to_string()),
         // Only a cluster's own agent learns why its body was refused: the token is checked first
         // (here, off the hot path, since the batch checks the tokens of well-formed heartbeats).
         Err(why) => {
@@ -65,7 +65,7 @@ pub async fn accept(queue: &IngestQueue, token: Option<&str>, body: &[u8]) -> Re
             });
         }
     };
-    let (cluster, ingested) = match queue.submit(hash_token(token), hb.clone()).await.map_err(HeartbeatError::Store)? {
+    let (cluster, ingested) = match queue.submit(hash_token(token), hb.clone(), text).await.map_err(HeartbeatError::Store)? {
         BatchOutcome::UnknownToken => return Err(HeartbeatError::Unauthorized("unknown cluster token")),
         // A valid token of one cluster must not write into another.
         BatchOutcome::OtherCluster => return Err(HeartbeatError::Forbidden("this cluster token belongs to another cluster")),

@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 use skycat_protocol::Heartbeat;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::store::{BatchOutcome, Dialect, Store};
+use crate::store::{BatchOutcome, Dialect, HeartbeatIn, Store};
 
 /// The most heartbeats one transaction writes.
 pub const MAX_BATCH: usize = 256;
@@ -32,6 +32,7 @@ type Reply = Result<BatchOutcome, String>;
 struct Pending {
     token_hash: String,
     heartbeat: Arc<Heartbeat>,
+    body: String,
     reply: oneshot::Sender<Reply>,
 }
 
@@ -58,9 +59,10 @@ impl IngestQueue {
         self.batches.load(Ordering::Relaxed)
     }
 
-    /// Queues `heartbeat` (which came with the token whose hash is `token_hash`) and waits until
-    /// the batch holding it is committed. `Err` is the store's failure: nothing of it was written.
-    pub async fn submit(&self, token_hash: String, heartbeat: Arc<Heartbeat>) -> Reply {
+    /// Queues `heartbeat` (which came with the token whose hash is `token_hash`, as the JSON
+    /// `body`) and waits until the batch holding it is committed. `Err` is the store's failure:
+    /// nothing of it was written.
+    pub async fn submit(&self, token_hash: String, heartbeat: Arc<Heartbeat>, body: String) -> Reply {
         let sender = self.sender.get_or_init(|| {
             let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
             tokio::spawn(write_batches(self.store.clone(), rx, self.batches.clone()));
@@ -68,7 +70,7 @@ impl IngestQueue {
         });
         let (reply, answer) = oneshot::channel();
         sender
-            .send(Pending { token_hash, heartbeat, reply })
+            .send(Pending { token_hash, heartbeat, body, reply })
             .await
             .map_err(|_| "the heartbeat writer has stopped".to_string())?;
         answer.await.map_err(|_| "the heartbeat writer stopped before answering".to_string())?
@@ -113,7 +115,8 @@ async fn write(store: &Store, batch: Vec<Pending>) {
 
 /// What to answer each heartbeat of `batch`, in order.
 async fn outcomes(store: &Store, batch: &[Pending]) -> Vec<Reply> {
-    let items: Vec<(&str, &Heartbeat)> = batch.iter().map(|p| (p.token_hash.as_str(), p.heartbeat.as_ref())).collect();
+    let items: Vec<HeartbeatIn> =
+        batch.iter().map(|p| HeartbeatIn { token_hash: &p.token_hash, heartbeat: &p.heartbeat, body: &p.body }).collect();
     match store.ingest_heartbeats(&items).await {
         Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
         // One heartbeat the database refuses must not fail the others: each alone. (When the

@@ -13,7 +13,7 @@ mod clusters;
 mod heartbeat_batch;
 mod heartbeats;
 mod nodes;
-pub use heartbeat_batch::BatchOutcome;
+pub use heartbeat_batch::{BatchOutcome, HeartbeatIn};
 #[cfg(test)]
 mod tests;
 
