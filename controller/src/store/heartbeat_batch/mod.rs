@@ -53,7 +53,7 @@ struct HeartbeatRow<'a> {
     body: &'a str,
 }
 
-/// A node's totals from the batch's new heartbeats of it.
+/// A node's totals from a heartbeat (or the highest of a batch's new heartbeats of it).
 #[derive(Serialize)]
 struct NodeTotals<'a> {
     cluster_id: &'a str,
@@ -64,9 +64,25 @@ struct NodeTotals<'a> {
     idle_seconds: f64,
 }
 
+impl<'a> NodeTotals<'a> {
+    fn of(c: &'a ClusterRow, hb: &'a Heartbeat) -> Self {
+        NodeTotals {
+            cluster_id: &c.id,
+            node_id: &hb.node_id,
+            seq: hb.seq as i64,
+            accrued_usd: hb.cost.accrued_usd,
+            metered_seconds: hb.cost.metered_seconds,
+            idle_seconds: hb.idle_seconds,
+        }
+    }
+}
+
+/// A job row, with the heartbeat (node, seq) that reported it.
 #[derive(Serialize)]
 struct JobRowIn<'a> {
     cluster_id: &'a str,
+    node_id: &'a str,
+    seq: i64,
     job_id: i64,
     node_rank: i64,
     name: Option<&'a str>,
@@ -78,9 +94,31 @@ struct JobRowIn<'a> {
     reason: Option<&'a str>,
 }
 
+impl<'a> JobRowIn<'a> {
+    fn of(c: &'a ClusterRow, hb: &'a Heartbeat, j: &'a JobStatus) -> Self {
+        JobRowIn {
+            cluster_id: &c.id,
+            node_id: &hb.node_id,
+            seq: hb.seq as i64,
+            job_id: j.id as i64,
+            node_rank: hb.node_rank as i64,
+            name: j.name.as_deref(),
+            state: enum_text(&j.state),
+            submitted_at: ts(&j.submitted_at),
+            started_at: j.started_at.as_ref().map(ts),
+            ended_at: j.ended_at.as_ref().map(ts),
+            exit_code: j.exit_code.map(i64::from),
+            reason: j.reason.as_deref(),
+        }
+    }
+}
+
+/// A cost ledger row, with the heartbeat (`hb_node`, seq) that carried it.
 #[derive(Serialize)]
 struct CostRowIn<'a> {
     cluster_id: &'a str,
+    hb_node: &'a str,
+    seq: i64,
     cluster_name: &'a str,
     node_id: &'a str,
     launch_id: &'a str,
@@ -90,6 +128,25 @@ struct CostRowIn<'a> {
     price_per_hour: f64,
     usd: f64,
     kind: &'a str,
+}
+
+impl<'a> CostRowIn<'a> {
+    fn of(c: &'a ClusterRow, hb: &'a Heartbeat, r: &'a CostRecord) -> Self {
+        CostRowIn {
+            cluster_id: &c.id,
+            hb_node: &hb.node_id,
+            seq: hb.seq as i64,
+            cluster_name: &c.name,
+            node_id: &r.node_id,
+            launch_id: r.launch_id.as_deref().unwrap_or_default(),
+            from_ts: ts(&r.from),
+            to_ts: ts(&r.to),
+            seconds: r.seconds,
+            price_per_hour: r.price_per_hour,
+            usd: r.usd,
+            kind: &r.kind,
+        }
+    }
 }
 
 const CLUSTERS_BY_TOKEN_PG: &str = "SELECT * FROM clusters WHERE status != 'TERMINATED'
@@ -286,14 +343,7 @@ async fn write_node_state_sqlite(
     let mut nodes: BTreeMap<(&str, &str), NodeTotals> = BTreeMap::new();
     for &i in fresh {
         let (c, hb, _) = items[i];
-        let t = nodes.entry((c.id.as_str(), hb.node_id.as_str())).or_insert(NodeTotals {
-            cluster_id: &c.id,
-            node_id: &hb.node_id,
-            seq: i64::MIN,
-            accrued_usd: hb.cost.accrued_usd,
-            metered_seconds: hb.cost.metered_seconds,
-            idle_seconds: hb.idle_seconds,
-        });
+        let t = nodes.entry((c.id.as_str(), hb.node_id.as_str())).or_insert_with(|| NodeTotals { seq: i64::MIN, ..NodeTotals::of(c, hb) });
         if hb.seq as i64 > t.seq {
             t.seq = hb.seq as i64;
             t.idle_seconds = hb.idle_seconds;
@@ -327,38 +377,12 @@ async fn write_node_state_sqlite(
         let (c, hb, _) = items[i];
         if newest.get(&(c.id.clone(), hb.node_id.clone())) == Some(&(hb.seq as i64)) {
             for j in &hb.jobs {
-                jobs.insert(
-                    (&c.id, j.id as i64, hb.node_rank as i64),
-                    JobRowIn {
-                        cluster_id: &c.id,
-                        job_id: j.id as i64,
-                        node_rank: hb.node_rank as i64,
-                        name: j.name.as_deref(),
-                        state: enum_text(&j.state),
-                        submitted_at: ts(&j.submitted_at),
-                        started_at: j.started_at.as_ref().map(ts),
-                        ended_at: j.ended_at.as_ref().map(ts),
-                        exit_code: j.exit_code.map(i64::from),
-                        reason: j.reason.as_deref(),
-                    },
-                );
+                jobs.insert((&c.id, j.id as i64, hb.node_rank as i64), JobRowIn::of(c, hb, j));
             }
         }
         for r in &hb.cost.new_records {
-            let launch = r.launch_id.as_deref().unwrap_or_default();
-            let from = ts(&r.from);
-            costs.entry((&c.id, &r.node_id, launch, from.clone(), &r.kind)).or_insert(CostRowIn {
-                cluster_id: &c.id,
-                cluster_name: &c.name,
-                node_id: &r.node_id,
-                launch_id: launch,
-                from_ts: from,
-                to_ts: ts(&r.to),
-                seconds: r.seconds,
-                price_per_hour: r.price_per_hour,
-                usd: r.usd,
-                kind: &r.kind,
-            });
+            let row = CostRowIn::of(c, hb, r);
+            costs.entry((&c.id, &r.node_id, row.launch_id, row.from_ts.clone(), &r.kind)).or_insert(row);
         }
     }
     if !jobs.is_empty() {

@@ -11,11 +11,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use serde::Serialize;
 use sqlx::{AnyConnection, Row};
 
-use super::{enum_text, json_param, HeartbeatRow, Item, Key};
-use crate::store::ts;
+use super::{json_param, CostRowIn, HeartbeatRow, Item, JobRowIn, Key, NodeTotals};
 
 const WRITE_BATCH: &str = "WITH ins AS (
     INSERT INTO heartbeats (cluster_id, node_id, seq, reason, created_at, received_at, accrued_usd, idle_seconds, body)
@@ -72,48 +70,6 @@ SELECT 'new' AS what, cluster_id, node_id, seq FROM ins
 UNION ALL
 SELECT 'node', cluster_id, node_id, last_seq FROM upd";
 
-#[derive(Serialize)]
-struct Totals<'a> {
-    cluster_id: &'a str,
-    node_id: &'a str,
-    seq: i64,
-    accrued_usd: f64,
-    metered_seconds: f64,
-    idle_seconds: f64,
-}
-
-#[derive(Serialize)]
-struct Job<'a> {
-    cluster_id: &'a str,
-    node_id: &'a str,
-    seq: i64,
-    job_id: i64,
-    node_rank: i64,
-    name: Option<&'a str>,
-    state: String,
-    submitted_at: String,
-    started_at: Option<String>,
-    ended_at: Option<String>,
-    exit_code: Option<i64>,
-    reason: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct Cost<'a> {
-    cluster_id: &'a str,
-    hb_node: &'a str,
-    seq: i64,
-    cluster_name: &'a str,
-    node_id: &'a str,
-    launch_id: &'a str,
-    from_ts: String,
-    to_ts: String,
-    seconds: f64,
-    price_per_hour: f64,
-    usd: f64,
-    kind: &'a str,
-}
-
 /// Writes the heartbeats `written` (indices into `items`, one per key; `rows` are theirs) in
 /// the caller's transaction. Returns the keys stored anew, and for each node with a row, its
 /// `last_seq` after the update (nodes without a row are left to the caller).
@@ -129,47 +85,9 @@ pub(super) async fn write(
     let mut costs = Vec::new();
     for &i in written {
         let (c, hb, _) = items[i];
-        let seq = hb.seq as i64;
-        totals.push(Totals {
-            cluster_id: &c.id,
-            node_id: &hb.node_id,
-            seq,
-            accrued_usd: hb.cost.accrued_usd,
-            metered_seconds: hb.cost.metered_seconds,
-            idle_seconds: hb.idle_seconds,
-        });
-        for j in &hb.jobs {
-            jobs.push(Job {
-                cluster_id: &c.id,
-                node_id: &hb.node_id,
-                seq,
-                job_id: j.id as i64,
-                node_rank: hb.node_rank as i64,
-                name: j.name.as_deref(),
-                state: enum_text(&j.state),
-                submitted_at: ts(&j.submitted_at),
-                started_at: j.started_at.as_ref().map(ts),
-                ended_at: j.ended_at.as_ref().map(ts),
-                exit_code: j.exit_code.map(i64::from),
-                reason: j.reason.as_deref(),
-            });
-        }
-        for r in &hb.cost.new_records {
-            costs.push(Cost {
-                cluster_id: &c.id,
-                hb_node: &hb.node_id,
-                seq,
-                cluster_name: &c.name,
-                node_id: &r.node_id,
-                launch_id: r.launch_id.as_deref().unwrap_or_default(),
-                from_ts: ts(&r.from),
-                to_ts: ts(&r.to),
-                seconds: r.seconds,
-                price_per_hour: r.price_per_hour,
-                usd: r.usd,
-                kind: &r.kind,
-            });
-        }
+        totals.push(NodeTotals::of(c, hb));
+        jobs.extend(hb.jobs.iter().map(|j| JobRowIn::of(c, hb, j)));
+        costs.extend(hb.cost.new_records.iter().map(|r| CostRowIn::of(c, hb, r)));
     }
     let out = sqlx::query(WRITE_BATCH)
         .bind(json_param(rows)?)
