@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use skycat_protocol::{Heartbeat, HeartbeatReason};
 
-pub use queue::{IngestQueue, BATCHES, IN_FLIGHT, MAX_BATCH};
+pub use queue::{IngestQueue, BATCHES, MAX_BATCH};
 
 use crate::store::{hash_token, BatchOutcome, Ingested, Store};
 
