@@ -31,7 +31,10 @@ use skycat_testkit::moto::start_moto;
 use skycat_testkit::postgres::Postgres;
 
 const INSTANCE_TYPES: &str = include_str!("../../fetchers/tests/fixtures/lambda/instance-types.json");
-const TAKEOVER: Duration = Duration::from_millis(1500);
+// The lease's beat is a fifth of this, and a leader whose check takes longer than a beat steps
+// down: 1.5 s (a 300 ms beat) made the leader step down mid-fetch under CI's load (a clean-clone
+// run, 2026-12-03). This test is about who fetches, not about takeover time (leader_lease.rs).
+const TAKEOVER: Duration = Duration::from_secs(5);
 
 /// A replay of `GET /api/v1/instance-types` that counts the requests it gets and holds its
 /// answers while `hold` is set.
